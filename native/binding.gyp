@@ -1,0 +1,7 @@
+{
+  "targets": [{
+    "target_name": "paciofs_sys",
+    "sources": ["sys.c"],
+    "cflags": ["-O2", "-Wall", "-Wextra"]
+  }]
+}

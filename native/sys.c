@@ -1,0 +1,202 @@
+/*
+ * System calls Node's fs module does not offer, as PacioFS needs them on the
+ * backing directory: utimensat with nanoseconds and UTIME_NOW/UTIME_OMIT,
+ * mknod, and the l*xattr family (never following symlinks, with
+ * XATTR_CREATE/XATTR_REPLACE). All are short local-disk syscalls and run
+ * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
+ * and a negative `errno`, like Node's own fs errors.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define PATH_BUF 4097
+#define NAME_BUF 256
+
+static const char *errno_code(int e) {
+  switch (e) {
+    case ENOENT: return "ENOENT"; case EACCES: return "EACCES"; case EPERM: return "EPERM";
+    case EEXIST: return "EEXIST"; case ENOTDIR: return "ENOTDIR"; case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC"; case EROFS: return "EROFS";
+    case ENAMETOOLONG: return "ENAMETOOLONG"; case ELOOP: return "ELOOP"; case ERANGE: return "ERANGE";
+    case ENODATA: return "ENODATA"; case ENOTSUP: return "ENOTSUP"; case E2BIG: return "E2BIG";
+    case EDQUOT: return "EDQUOT"; case EIO: return "EIO"; case EBADF: return "EBADF";
+    default: return "EIO";
+  }
+}
+
+static napi_value throw_errno(napi_env env, int e, const char *syscall) {
+  napi_value msg, code, err, num;
+  char text[128];
+  snprintf(text, sizeof text, "%s: %s", syscall, strerror(e));
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &err);
+  napi_create_int32(env, -e, &num);
+  napi_set_named_property(env, err, "errno", num);
+  napi_set_named_property(env, err, "code", code);
+  napi_throw(env, err);
+  return NULL;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t cap) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, buf, cap, &len) != napi_ok) return -1;
+  if (len >= cap - 1) return -1;
+  return 0;
+}
+
+static napi_value type_error(napi_env env, const char *what) {
+  napi_throw_type_error(env, NULL, what);
+  return NULL;
+}
+
+/* Time argument: a BigInt of nanoseconds, or the strings 'now' / 'omit'. */
+static int get_time(napi_env env, napi_value v, struct timespec *ts) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_string) {
+    char s[8];
+    if (get_string(env, v, s, sizeof s) != 0) return -1;
+    if (strcmp(s, "now") == 0) { ts->tv_sec = 0; ts->tv_nsec = UTIME_NOW; return 0; }
+    if (strcmp(s, "omit") == 0) { ts->tv_sec = 0; ts->tv_nsec = UTIME_OMIT; return 0; }
+    return -1;
+  }
+  if (t != napi_bigint) return -1;
+  int64_t ns; bool lossless;
+  if (napi_get_value_bigint_int64(env, v, &ns, &lossless) != napi_ok || !lossless) return -1;
+  ts->tv_sec = ns / 1000000000LL;
+  ts->tv_nsec = ns % 1000000000LL;
+  if (ts->tv_nsec < 0) { ts->tv_nsec += 1000000000LL; ts->tv_sec -= 1; }
+  return 0;
+}
+
+/* lutimensNs(path, atime, mtime): utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) */
+static napi_value lutimens_ns(napi_env env, napi_callback_info info) {
+  size_t argc = 3; napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF]; struct timespec ts[2];
+  if (argc < 3 || get_string(env, argv[0], path, sizeof path) != 0) return type_error(env, "path must be a string");
+  if (get_time(env, argv[1], &ts[0]) != 0 || get_time(env, argv[2], &ts[1]) != 0) return type_error(env, "times must be BigInt ns, 'now' or 'omit'");
+  if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0) return throw_errno(env, errno, "utimensat");
+  return NULL;
+}
+
+/* mknod(path, mode, rdev) */
+static napi_value do_mknod(napi_env env, napi_callback_info info) {
+  size_t argc = 3; napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF]; uint32_t mode = 0; int64_t rdev = 0;
+  if (argc < 3 || get_string(env, argv[0], path, sizeof path) != 0) return type_error(env, "path must be a string");
+  napi_get_value_uint32(env, argv[1], &mode);
+  napi_get_value_int64(env, argv[2], &rdev);
+  if (mknod(path, (mode_t) mode, (dev_t) rdev) != 0) return throw_errno(env, errno, "mknod");
+  return NULL;
+}
+
+/* lsetxattr(path, name, value: Buffer, flags) */
+static napi_value do_lsetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 4; napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF], name[NAME_BUF]; void *data = NULL; size_t len = 0; int32_t flags = 0;
+  if (argc < 4 || get_string(env, argv[0], path, sizeof path) != 0) return type_error(env, "path must be a string");
+  if (get_string(env, argv[1], name, sizeof name) != 0) return throw_errno(env, ERANGE, "lsetxattr");
+  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) return type_error(env, "value must be a Buffer");
+  napi_get_value_int32(env, argv[3], &flags);
+  if (lsetxattr(path, name, data, len, flags) != 0) return throw_errno(env, errno, "lsetxattr");
+  return NULL;
+}
+
+/* lgetxattr(path, name) -> Buffer */
+static napi_value do_lgetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF], name[NAME_BUF];
+  if (argc < 2 || get_string(env, argv[0], path, sizeof path) != 0) return type_error(env, "path must be a string");
+  if (get_string(env, argv[1], name, sizeof name) != 0) return throw_errno(env, ERANGE, "lgetxattr");
+  for (int attempt = 0; attempt < 4; attempt++) {
+    ssize_t size = lgetxattr(path, name, NULL, 0);
+    if (size < 0) return throw_errno(env, errno, "lgetxattr");
+    void *out; napi_value buf;
+    napi_create_buffer(env, (size_t) size, &out, &buf);
+    if (size == 0) return buf;
+    ssize_t got = lgetxattr(path, name, out, (size_t) size);
+    if (got >= 0) {
+      if (got == size) return buf;
+      napi_value slice; void *copy;
+      napi_create_buffer_copy(env, (size_t) got, out, &copy, &slice);
+      return slice;
+    }
+    if (errno != ERANGE) return throw_errno(env, errno, "lgetxattr");
+  }
+  return throw_errno(env, ERANGE, "lgetxattr");
+}
+
+/* llistxattr(path) -> string[] */
+static napi_value do_llistxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF];
+  if (argc < 1 || get_string(env, argv[0], path, sizeof path) != 0) return type_error(env, "path must be a string");
+  for (int attempt = 0; attempt < 4; attempt++) {
+    ssize_t size = llistxattr(path, NULL, 0);
+    if (size < 0) return throw_errno(env, errno, "llistxattr");
+    char *list = malloc(size > 0 ? (size_t) size : 1);
+    if (list == NULL) return throw_errno(env, ENOMEM, "llistxattr");
+    ssize_t got = size > 0 ? llistxattr(path, list, (size_t) size) : 0;
+    if (got < 0) {
+      int e = errno; free(list);
+      if (e == ERANGE) continue;
+      return throw_errno(env, e, "llistxattr");
+    }
+    napi_value arr; napi_create_array(env, &arr);
+    uint32_t i = 0;
+    for (ssize_t off = 0; off < got; ) {
+      size_t n = strnlen(list + off, (size_t) (got - off));
+      if (n > 0) {
+        napi_value s; napi_create_string_utf8(env, list + off, n, &s);
+        napi_set_element(env, arr, i++, s);
+      }
+      off += (ssize_t) n + 1;
+    }
+    free(list);
+    return arr;
+  }
+  return throw_errno(env, ERANGE, "llistxattr");
+}
+
+/* lremovexattr(path, name) */
+static napi_value do_lremovexattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF], name[NAME_BUF];
+  if (argc < 2 || get_string(env, argv[0], path, sizeof path) != 0) return type_error(env, "path must be a string");
+  if (get_string(env, argv[1], name, sizeof name) != 0) return throw_errno(env, ERANGE, "lremovexattr");
+  if (lremovexattr(path, name) != 0) return throw_errno(env, errno, "lremovexattr");
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
+    {"mknod", NULL, do_mknod, NULL, NULL, NULL, napi_default, NULL},
+    {"lsetxattr", NULL, do_lsetxattr, NULL, NULL, NULL, napi_default, NULL},
+    {"lgetxattr", NULL, do_lgetxattr, NULL, NULL, NULL, napi_default, NULL},
+    {"llistxattr", NULL, do_llistxattr, NULL, NULL, NULL, napi_default, NULL},
+    {"lremovexattr", NULL, do_lremovexattr, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
