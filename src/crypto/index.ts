@@ -1,0 +1,5 @@
+export {canonical, canonicalString, decodeCanonical, MAX_DEPTH, type Canonical} from './canonical.js'
+export {CryptoError, type CryptoErrorCode} from './errors.js'
+export {isHash, sha256, sha256Hex, ZERO_HASH} from './hash.js'
+export {leafHash, merkleRoot, merkleRootHex, nodeHash} from './merkle.js'
+export {generateIdentity, loadIdentity, pidOf, publicKeyFromPid, saveIdentity, sign, verify, type Identity} from './sign.js'

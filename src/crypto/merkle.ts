@@ -1,0 +1,42 @@
+/**
+ * Merkle tree hash as in RFC 6962 §2.1 (Certificate Transparency):
+ *   MTH({})      = SHA-256()
+ *   MTH({d0})    = SHA-256(0x00 || d0)
+ *   MTH(D[0:n])  = SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n]))
+ * where k is the largest power of two smaller than n. The 0x00 / 0x01
+ * prefixes keep a leaf from ever being read as an inner node.
+ */
+import {createHash} from 'node:crypto'
+
+const LEAF = Buffer.from([0])
+const NODE = Buffer.from([1])
+
+export function leafHash(data: Uint8Array): Buffer {
+  return createHash('sha256').update(LEAF).update(data).digest()
+}
+
+export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  return createHash('sha256').update(NODE).update(left).update(right).digest()
+}
+
+/**
+ * The Merkle tree hash of the leaves. Computed bottom-up level by level
+ * (an odd last node is promoted unchanged), which yields the same tree as the
+ * recursive split at the largest power of two.
+ */
+export function merkleRoot(leaves: readonly Uint8Array[]): Buffer {
+  if (leaves.length === 0) return createHash('sha256').digest()
+  let level = leaves.map(leafHash)
+  while (level.length > 1) {
+    const next: Buffer[] = []
+    for (let i = 0; i + 1 < level.length; i += 2) next.push(nodeHash(level[i], level[i + 1]))
+    if (level.length % 2 === 1) next.push(level[level.length - 1])
+    level = next
+  }
+  return level[0]
+}
+
+/** merkleRoot over hex leaves (e.g. txids), as hex; each leaf is hashed as its raw bytes. */
+export function merkleRootHex(leavesHex: readonly string[]): string {
+  return merkleRoot(leavesHex.map((h) => Buffer.from(h, 'hex'))).toString('hex')
+}
