@@ -1,0 +1,147 @@
+/**
+ * fuse-native callbacks -> Volume API. Each callback takes the caller from
+ * the FUSE context, calls the volume, and answers the kernel with 0 / a
+ * result, or a negative errno. Nothing here knows how the volume records.
+ *
+ * Needs the patched fuse-native (patches/): context(), BigInt stats with
+ * nanosecond times, utimens with BigInt ns / UTIME_NOW / UTIME_OMIT, and
+ * create(path, mode, flags, cb).
+ */
+import type {BigIntStats} from 'node:fs'
+import type {Caller, TimeSpec, Volume} from '../volume/types.js'
+import {EIO, toErrno} from './errno.js'
+
+type Cb = (...args: any[]) => void
+
+export interface FuseContext {
+  context(): {uid: number; gid: number; pid: number}
+}
+
+interface UtimeSentinels {
+  UTIME_NOW: bigint
+  UTIME_OMIT: bigint
+}
+
+/** Observers of adapter-level failures (a crash of an op never reaches the kernel as anything but EIO). */
+export interface AdapterEvents {
+  onInternalError?(op: string, error: unknown): void
+}
+
+function statfsOf(s: {bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number}) {
+  return {bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+    files: s.files, ffree: s.ffree, favail: s.ffree, fsid: 0x70616369, flag: 0, namemax: 255}
+}
+
+export function makeOps(volume: Volume, fuse: FuseContext, sentinels: UtimeSentinels, events: AdapterEvents = {}): Record<string, Cb> {
+  const caller = (): Caller => {
+    const c = fuse.context()
+    return {uid: c.uid, gid: c.gid, pid: c.pid}
+  }
+
+  const fail = (op: string, error: unknown): number => {
+    const n = toErrno(error)
+    if (n === EIO) events.onInternalError?.(op, error)
+    return n
+  }
+
+  /** Runs an op and answers cb(0) / cb(errno). */
+  const run = (op: string, cb: Cb, work: () => Promise<unknown>): void => {
+    work().then(() => cb(0), error => cb(fail(op, error)))
+  }
+
+  /** Runs an op and answers cb(0, value) / cb(errno). */
+  const value = <T>(op: string, cb: Cb, work: () => Promise<T>): void => {
+    work().then(v => cb(0, v), error => cb(fail(op, error)))
+  }
+
+  const time = (t: bigint): TimeSpec => (t === sentinels.UTIME_NOW ? 'now' : t === sentinels.UTIME_OMIT ? 'omit' : t)
+
+  return {
+    init: (cb: Cb) => cb(0),
+    getattr: (path: string, cb: Cb) => value<BigIntStats>('getattr', cb, () => volume.getattr(path)),
+    fgetattr: (path: string, fh: number, cb: Cb) => value<BigIntStats>('fgetattr', cb, () => volume.fgetattr(path, fh)),
+    access: (path: string, mode: number, cb: Cb) => run('access', cb, () => volume.access(path, mode)),
+    statfs: (path: string, cb: Cb) => value('statfs', cb, async () => statfsOf(await volume.statfs(path))),
+    readdir: (path: string, cb: Cb) => value('readdir', cb, () => volume.readdir(path)),
+    readlink: (path: string, cb: Cb) => value('readlink', cb, () => volume.readlink(path)),
+
+    open: (path: string, flags: number, cb: Cb) => {
+      const who = caller()
+      value('open', cb, () => volume.open(path, flags, who))
+    },
+    create: (path: string, mode: number, flags: number, cb: Cb) => {
+      const who = caller()
+      value('create', cb, () => volume.create(path, mode, flags, who))
+    },
+    read: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      volume.read(path, fh, buf, len, pos).then(n => cb(n), error => cb(fail('read', error)))
+    },
+    write: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      const who = caller()
+      volume.write(path, fh, buf, len, pos, who).then(n => cb(n), error => cb(fail('write', error)))
+    },
+    flush: (path: string, fh: number, cb: Cb) => run('flush', cb, () => volume.flush(path, fh)),
+    fsync: (path: string, datasync: number | boolean, fh: number, cb: Cb) => run('fsync', cb, () => volume.fsync(path, fh, Boolean(datasync))),
+    fsyncdir: (_path: string, _datasync: unknown, _fh: number, cb: Cb) => run('fsyncdir', cb, () => volume.sync()),
+    release: (path: string, fh: number, cb: Cb) => run('release', cb, () => volume.release(path, fh)),
+
+    truncate: (path: string, size: number, cb: Cb) => {
+      const who = caller()
+      run('truncate', cb, () => volume.truncate(path, size, who))
+    },
+    ftruncate: (path: string, fh: number, size: number, cb: Cb) => {
+      const who = caller()
+      run('ftruncate', cb, () => volume.ftruncate(path, fh, size, who))
+    },
+    mknod: (path: string, mode: number, rdev: number, cb: Cb) => {
+      const who = caller()
+      run('mknod', cb, () => volume.mknod(path, mode, rdev, who))
+    },
+    mkdir: (path: string, mode: number, cb: Cb) => {
+      const who = caller()
+      run('mkdir', cb, () => volume.mkdir(path, mode, who))
+    },
+    symlink: (target: string, path: string, cb: Cb) => {
+      const who = caller()
+      run('symlink', cb, () => volume.symlink(target, path, who))
+    },
+    link: (existing: string, path: string, cb: Cb) => {
+      const who = caller()
+      run('link', cb, () => volume.link(existing, path, who))
+    },
+    unlink: (path: string, cb: Cb) => {
+      const who = caller()
+      run('unlink', cb, () => volume.unlink(path, who))
+    },
+    rmdir: (path: string, cb: Cb) => {
+      const who = caller()
+      run('rmdir', cb, () => volume.rmdir(path, who))
+    },
+    rename: (from: string, to: string, cb: Cb) => {
+      const who = caller()
+      run('rename', cb, () => volume.rename(from, to, who))
+    },
+    chmod: (path: string, mode: number, cb: Cb) => {
+      const who = caller()
+      run('chmod', cb, () => volume.chmod(path, mode, who))
+    },
+    chown: (path: string, uid: number, gid: number, cb: Cb) => {
+      const who = caller()
+      run('chown', cb, () => volume.chown(path, uid, gid, who))
+    },
+    utimens: (path: string, atime: bigint, mtime: bigint, cb: Cb) => {
+      const who = caller()
+      run('utimens', cb, () => volume.utimens(path, time(atime), time(mtime), who))
+    },
+    setxattr: (path: string, name: string, val: Buffer, _position: number, flags: number, cb: Cb) => {
+      const who = caller()
+      run('setxattr', cb, () => volume.setxattr(path, name, Buffer.from(val), flags, who))
+    },
+    getxattr: (path: string, name: string, _position: number, cb: Cb) => value('getxattr', cb, () => volume.getxattr(path, name)),
+    listxattr: (path: string, cb: Cb) => value('listxattr', cb, () => volume.listxattr(path)),
+    removexattr: (path: string, name: string, cb: Cb) => {
+      const who = caller()
+      run('removexattr', cb, () => volume.removexattr(path, name, who))
+    },
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Mounting a Volume with (patched) fuse-native, and unmounting it again.
+ * Checks the mountpoint first so the user gets one clear line instead of a
+ * libfuse message.
+ */
+import {execFileSync} from 'node:child_process'
+import fs from 'node:fs'
+import {createRequire} from 'node:module'
+import path from 'node:path'
+import {PacioError} from '../errors.js'
+import type {Volume} from '../volume/types.js'
+import {makeOps, type AdapterEvents} from './adapter.js'
+
+const require = createRequire(import.meta.url)
+
+interface FuseInstance {
+  mount(cb: (err?: Error | null) => void): void
+  unmount(cb: (err?: Error | null) => void): void
+  context(): {uid: number; gid: number; pid: number}
+}
+
+interface FuseClass {
+  new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance
+  UTIME_NOW: bigint
+  UTIME_OMIT: bigint
+}
+
+function loadFuse(): FuseClass {
+  if (!fs.existsSync('/dev/fuse')) {
+    throw new PacioError('ENOFUSE', '/dev/fuse does not exist: the kernel has no FUSE support here',
+      {suggestion: 'load it with `modprobe fuse` (in a container, pass --device /dev/fuse)'})
+  }
+
+  try {
+    return require('fuse-native') as FuseClass
+  } catch (error) {
+    throw new PacioError('ENOFUSE', `cannot load FUSE bindings: ${(error as Error).message.split('\n')[0]}`,
+      {suggestion: 'install libfuse: `apt-get install -y libfuse2 fuse3`, then `npm ci`', cause: error})
+  }
+}
+
+/** Mount entries (decoded) from /proc/mounts. */
+export function mountedAt(mountpoint: string): boolean {
+  const target = path.resolve(mountpoint)
+  try {
+    return fs.readFileSync('/proc/mounts', 'utf8').split('\n')
+      .some(line => line.split(' ')[1]?.replace(/\\040/g, ' ').replace(/\\011/g, '\t').replace(/\\134/g, '\\') === target)
+  } catch {
+    return false
+  }
+}
+
+export function checkMountpoint(mountpoint: string): string {
+  const abs = path.resolve(mountpoint)
+  if (mountedAt(abs)) {
+    throw new PacioError('EBUSY', `${abs} is already a mount point`, {suggestion: `unmount it first: fusermount -u ${abs}`})
+  }
+
+  let st: fs.Stats
+  try {
+    st = fs.statSync(abs)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new PacioError('EINPUT', `mountpoint ${abs} does not exist`, {suggestion: `create it: mkdir -p ${abs}`})
+    if (code === 'ENOTCONN') throw new PacioError('EBUSY', `${abs} is a stale mount`, {suggestion: `clean it up: fusermount -u ${abs}`})
+    throw error
+  }
+
+  if (!st.isDirectory()) throw new PacioError('EINPUT', `mountpoint ${abs} is not a directory`)
+  if (fs.readdirSync(abs).length > 0) throw new PacioError('EINPUT', `mountpoint ${abs} is not empty`)
+  return abs
+}
+
+export interface Mounted {
+  mountpoint: string
+  unmount(): Promise<void>
+}
+
+export interface MountOptions extends AdapterEvents {
+  fsname?: string
+  debug?: boolean
+}
+
+export async function mountVolume(volume: Volume, mountpoint: string, opts: MountOptions = {}): Promise<Mounted> {
+  const abs = checkMountpoint(mountpoint)
+  const Fuse = loadFuse()
+  if (process.getuid?.() !== 0) {
+    throw new PacioError('EPERM', 'mounting with allow_other and per-user ownership needs root',
+      {suggestion: 'run paciofs mount as root (e.g. with sudo)'})
+  }
+
+  let fuse: FuseInstance
+  const context = {context: () => fuse.context()}
+  const ops = makeOps(volume, context, Fuse, opts)
+  const fsname = (opts.fsname ?? 'paciofs').replace(/[,\\]/g, '_')
+  fuse = new Fuse(abs, ops, {
+    force: false,
+    mkdir: false,
+    debug: opts.debug ?? false,
+    options: ['allow_other', 'default_permissions', 'use_ino', `fsname=${fsname}`, 'subtype=paciofs'],
+  })
+  await new Promise<void>((resolve, reject) => fuse.mount(err => err ? reject(new PacioError('ENOFUSE', `mount failed at ${abs}: ${err.message}`, {cause: err})) : resolve()))
+
+  let unmounting: Promise<void> | undefined
+  return {
+    mountpoint: abs,
+    unmount() {
+      unmounting ??= new Promise<void>(resolve => {
+        fuse.unmount(err => {
+          if (err && mountedAt(abs)) {
+            try {
+              execFileSync('fusermount', ['-uz', abs], {stdio: 'ignore'})
+            } catch { /* reported by the caller's check */ }
+          }
+
+          resolve()
+        })
+      })
+      return unmounting
+    },
+  }
+}

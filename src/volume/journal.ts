@@ -1,0 +1,139 @@
+/**
+ * The journal: every record with its salt and salted hash, and — once the
+ * ledger has it — where it sits (epoch, txid, sender, sequence). The ledger
+ * only ever sees the hash; the journal keeps the preimage so that an auditor
+ * can check it. SQLite in WAL mode with synchronous=NORMAL: a committed insert
+ * survives kill -9 of the process (it is in the OS's hands) without an fsync
+ * on the hot path; durability against power loss comes from the ledger's
+ * fsync'ed commit, which `fsync` on a file waits for.
+ */
+import Database from 'better-sqlite3'
+import {CorruptStateError, PacioError} from '../errors.js'
+
+export interface JournalRow {
+  jseq: number
+  hash: Buffer
+  salt: Buffer
+  record: Buffer // canonical encoding of the FsRecord
+  op: string
+  path: string
+  at: number
+  epoch: number | null
+  txid: string | null
+  pid: string | null
+  seq: number | null
+}
+
+export interface Placement {
+  hash: Buffer
+  epoch: number
+  txid: string
+  pid: string
+  seq: number
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records(
+  jseq INTEGER PRIMARY KEY,
+  hash BLOB NOT NULL UNIQUE,
+  salt BLOB NOT NULL,
+  record BLOB NOT NULL,
+  op TEXT NOT NULL,
+  path TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  epoch INTEGER, txid TEXT, pid TEXT, seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS records_epoch ON records(epoch);
+CREATE INDEX IF NOT EXISTS records_path ON records(path);
+`
+
+export class Journal {
+  private readonly db: Database.Database
+  private readonly insertStmt?: Database.Statement
+  private readonly placeStmt?: Database.Statement
+
+  private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
+    this.db = db
+    if (!readonly) {
+      this.insertStmt = db.prepare('INSERT OR IGNORE INTO records(hash, salt, record, op, path, at) VALUES (?, ?, ?, ?, ?, ?)')
+      this.placeStmt = db.prepare('UPDATE records SET epoch = ?, txid = ?, pid = ?, seq = ? WHERE hash = ? AND epoch IS NULL')
+    }
+  }
+
+  static open(file: string, volumeId: string, opts: {readonly?: boolean} = {}): Journal {
+    let db: Database.Database
+    try {
+      db = new Database(file, {readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false})
+      if (!opts.readonly) {
+        db.pragma('journal_mode = WAL')
+        db.pragma('synchronous = NORMAL')
+        db.exec(SCHEMA)
+      }
+
+      db.prepare('SELECT count(*) FROM records').get()
+    } catch (error) {
+      if (error instanceof PacioError) throw error
+      throw new CorruptStateError(file, `cannot open journal: ${(error as Error).message}`)
+    }
+
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'volume'").get() as {value: string} | undefined
+    if (row === undefined) {
+      if (opts.readonly) throw new CorruptStateError(file, 'journal has no volume id')
+      db.prepare("INSERT INTO meta(key, value) VALUES ('volume', ?)").run(volumeId)
+    } else if (row.value !== volumeId) {
+      db.close()
+      throw new PacioError('EFOREIGN', `${file}: journal of another volume (${row.value}, expected ${volumeId})`)
+    }
+
+    return new Journal(file, db, opts.readonly ?? false)
+  }
+
+  /** Inserts a batch in one transaction. */
+  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>): void {
+    const stmt = this.insertStmt!
+    this.db.transaction(() => {
+      for (const r of rows) stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at)
+    })()
+  }
+
+  /** Records where on the ledger each hash landed. Returns how many rows changed. */
+  place(placements: Placement[]): number {
+    const stmt = this.placeStmt!
+    let changed = 0
+    this.db.transaction(() => {
+      for (const p of placements) changed += stmt.run(p.epoch, p.txid, p.pid, p.seq, p.hash).changes
+    })()
+    return changed
+  }
+
+  getMeta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as {value: string} | undefined)?.value
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value)
+  }
+
+  /** Rows not yet seen on the ledger, in journal order. */
+  unplaced(): JournalRow[] {
+    return this.db.prepare('SELECT * FROM records WHERE epoch IS NULL ORDER BY jseq').all() as JournalRow[]
+  }
+
+  byHash(hash: Buffer): JournalRow | undefined {
+    return this.db.prepare('SELECT * FROM records WHERE hash = ?').get(hash) as JournalRow | undefined
+  }
+
+  /** All rows in journal order, streamed. */
+  * iterate(): IterableIterator<JournalRow> {
+    yield * this.db.prepare('SELECT * FROM records ORDER BY jseq').iterate() as IterableIterator<JournalRow>
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM records').get() as {n: number}).n
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close()
+  }
+}

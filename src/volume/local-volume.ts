@@ -1,0 +1,427 @@
+/**
+ * The local Volume: operations on a backing directory, each state change
+ * recorded before the operation returns. The FUSE adapter (or an RPC server)
+ * sits above; the recorder, broadcast and ledger below.
+ */
+import {sha256Hex} from '../crypto/hash.js'
+import fs, {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
+import {promisify} from 'node:util'
+import {EMPTY_DIGEST, InodeContent, digestFd} from './content.js'
+import {STATE_DIR} from './layout.js'
+import {PathResolver} from './paths.js'
+import type {Recorder, RecordBody} from './recorder.js'
+import {XATTR_CREATE, XATTR_REPLACE, sys} from './sys.js'
+import type {Caller, FileType, TimeSpec, Volume} from './types.js'
+
+const p = {
+  open: promisify(fs.open),
+  close: promisify(fs.close),
+  read: promisify(fs.read),
+  write: (fd: number, buf: Buffer, off: number, len: number, pos: number) => new Promise<number>((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => e ? reject(e) : resolve(n))),
+  fstat: (fd: number) => new Promise<BigIntStats>((resolve, reject) => fs.fstat(fd, {bigint: true}, (e, s) => e ? reject(e) : resolve(s))),
+  ftruncate: promisify(fs.ftruncate),
+  fsync: promisify(fs.fsync),
+  fdatasync: promisify(fs.fdatasync),
+  fchown: promisify(fs.fchown),
+}
+const fsp = fs.promises
+const O_ACCMODE = 3
+const S_ISGID = 0o2000
+
+interface Handle {
+  fd: number
+  path: string // kept current across renames, for periodic digests
+  content?: InodeContent // set for handles open for writing
+  append: boolean
+}
+
+export interface LocalVolumeOptions {
+  /** While a file stays open and dirty, record its digest this often (ms); 0 disables. */
+  digestIntervalMs?: number
+}
+
+function typeOf(mode: number): FileType {
+  switch (mode & C.S_IFMT) {
+    case C.S_IFDIR: return 'dir'
+    case C.S_IFLNK: return 'symlink'
+    case C.S_IFIFO: return 'fifo'
+    case C.S_IFCHR: return 'chr'
+    case C.S_IFBLK: return 'blk'
+    case C.S_IFSOCK: return 'sock'
+    default: return 'file'
+  }
+}
+
+function errno(code: string, message: string): NodeJS.ErrnoException {
+  const e = new Error(message) as NodeJS.ErrnoException
+  e.code = code
+  return e
+}
+
+const timeArg = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() : t)
+
+export class LocalVolume implements Volume {
+  readonly paths: PathResolver
+  private readonly handles = new Map<number, Handle>()
+  private readonly inodes = new Map<string, InodeContent>()
+  private readonly digests = new Set<Promise<void>>()
+  private readonly timer?: NodeJS.Timeout
+  private readonly uid = process.getuid?.() ?? 0
+  private readonly gid = process.getgid?.() ?? 0
+
+  constructor(readonly root: string, private readonly recorder: Recorder, opts: LocalVolumeOptions = {}) {
+    this.paths = new PathResolver(root)
+    const every = opts.digestIntervalMs ?? 30_000
+    if (every > 0) {
+      this.timer = setInterval(() => this.digestOpenFiles(), every)
+      this.timer.unref()
+    }
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  getattr(path: string): Promise<BigIntStats> {
+    return fsp.lstat(this.paths.resolve(path), {bigint: true})
+  }
+
+  fgetattr(path: string, fh: number): Promise<BigIntStats> {
+    const h = this.handles.get(fh)
+    return h ? p.fstat(h.fd) : this.getattr(path)
+  }
+
+  access(path: string, mode: number): Promise<void> {
+    return fsp.access(this.paths.resolve(path), mode)
+  }
+
+  statfs(path: string): Promise<StatsFs> {
+    return fsp.statfs(this.paths.resolve(path))
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    const names = await fsp.readdir(this.paths.resolve(path))
+    return path === '/' ? names.filter(n => n !== STATE_DIR) : names
+  }
+
+  readlink(path: string): Promise<string> {
+    return fsp.readlink(this.paths.resolve(path))
+  }
+
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    return sys.lgetxattr(this.paths.resolve(path), name)
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    return sys.llistxattr(this.paths.resolve(path))
+  }
+
+  // ---- file handles ------------------------------------------------------
+
+  private inode(st: BigIntStats): InodeContent {
+    const key = `${st.dev}:${st.ino}`
+    let c = this.inodes.get(key)
+    if (!c) {
+      c = new InodeContent(key)
+      this.inodes.set(key, c)
+    }
+
+    return c
+  }
+
+  private async attach(path: string, fd: number, flags: number, caller: Caller, isNew: boolean): Promise<number> {
+    const writable = (flags & O_ACCMODE) !== C.O_RDONLY
+    const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0}
+    if (writable) {
+      const st = await p.fstat(fd)
+      h.content = this.inode(st)
+      h.content.openWriter(isNew || st.size === 0n)
+      if (!isNew && (flags & C.O_TRUNC) !== 0) await this.beginWrite(path, h.content, caller)
+    }
+
+    this.handles.set(fd, h)
+    return fd
+  }
+
+  async open(path: string, flags: number, caller: Caller): Promise<number> {
+    const fd = await p.open(this.paths.resolve(path), (flags & ~(C.O_CREAT | C.O_EXCL)) | C.O_NOFOLLOW)
+    try {
+      return await this.attach(path, fd, flags, caller, false)
+    } catch (error) {
+      await p.close(fd)
+      throw error
+    }
+  }
+
+  /** Owner for a new entry: the caller, with the group of a setgid parent directory. */
+  private async owner(backing: string, caller: Caller): Promise<{uid: number; gid: number}> {
+    const parent = await fsp.stat(backing.slice(0, backing.lastIndexOf('/')) || '/')
+    return {uid: caller.uid, gid: (parent.mode & S_ISGID) ? parent.gid : caller.gid}
+  }
+
+  async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
+    const backing = this.paths.resolveNew(path)
+    const own = await this.owner(backing, caller)
+    const fd = await p.open(backing, flags | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777)
+    try {
+      if (own.uid !== this.uid || own.gid !== this.gid) await p.fchown(fd, own.uid, own.gid)
+      const st = await p.fstat(fd)
+      await this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: own.uid, gid: own.gid, size: 0, digest: EMPTY_DIGEST}, caller)
+      return await this.attach(path, fd, flags, caller, true)
+    } catch (error) {
+      await p.close(fd).catch(() => {})
+      throw error
+    }
+  }
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh)
+    if (!h) throw errno('EBADF', `no open file handle ${fh}`)
+    return h
+  }
+
+  async read(_path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    return (await p.read(this.handle(fh).fd, buf, 0, len, pos)).bytesRead
+  }
+
+  private async beginWrite(path: string, c: InodeContent, caller: Caller): Promise<void> {
+    if (c.dirty) return
+    c.dirty = true
+    await this.recorder.record({op: 'write-begin', path}, caller)
+  }
+
+  async write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
+    const h = this.handle(fh)
+    if (h.content && !h.content.dirty) await this.beginWrite(path, h.content, caller)
+    const n = await p.write(h.fd, buf, 0, len, pos)
+    h.content?.wrote(pos, buf.subarray(0, n), h.append)
+    return n
+  }
+
+  async flush(): Promise<void> {}
+
+  async fsync(path: string, fh: number, datasync: boolean): Promise<void> {
+    const h = this.handle(fh)
+    await (datasync ? p.fdatasync(h.fd) : p.fsync(h.fd))
+    if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content))
+    await this.recorder.committed()
+  }
+
+  async release(path: string, fh: number): Promise<void> {
+    const h = this.handle(fh)
+    if (path) h.path = path
+    try {
+      const c = h.content
+      if (c) {
+        c.closeWriter()
+        if (c.writers === 0 && c.dirty) await this.track(this.recordDigest(path, h, c))
+        if (c.writers === 0 && !c.dirty) this.inodes.delete(c.key)
+      }
+    } finally {
+      this.handles.delete(fh)
+      await p.close(h.fd)
+    }
+  }
+
+  /** Records the file's current digest (incremental when possible, else re-read). */
+  private async recordDigest(path: string, h: Handle, c: InodeContent): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const gen = c.gen
+      const st = await p.fstat(h.fd)
+      if (st.nlink === 0n) {
+        c.dirty = false // unlinked while open: the unlink is the record
+        return
+      }
+
+      const size = Number(st.size)
+      let digest = c.incremental(size)
+      if (digest === undefined) digest = (await digestFd(h.fd)).digest
+      if (gen !== c.gen) continue // written meanwhile: hash again
+      c.dirty = false
+      await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0})
+      return
+    }
+  }
+
+  /** Digest work in flight; namespace changes wait for it so records keep their order per path. */
+  private track(work: Promise<void>): Promise<void> {
+    this.digests.add(work)
+    return work.finally(() => this.digests.delete(work))
+  }
+
+  private async settled(): Promise<void> {
+    while (this.digests.size > 0) await Promise.allSettled([...this.digests])
+  }
+
+  /** A file that stays open and dirty still gets its digest recorded now and then. */
+  private digestOpenFiles(): void {
+    const seen = new Set<InodeContent>()
+    for (const h of this.handles.values()) {
+      const c = h.content
+      if (!c?.dirty || c.writers === 0 || seen.has(c)) continue
+      seen.add(c)
+      void this.track(this.recordDigest(h.path, h, c)).catch(() => {})
+    }
+  }
+
+  // ---- namespace and attribute changes -----------------------------------
+
+  private async recordEntry(op: RecordBody['op'], path: string, backing: string, caller: Caller, extra: Partial<RecordBody> = {}): Promise<void> {
+    const st = await fsp.lstat(backing)
+    await this.recorder.record({op, path, type: typeOf(st.mode), mode: st.mode, uid: st.uid, gid: st.gid, ...extra}, caller)
+  }
+
+  private async chownNew(backing: string, caller: Caller): Promise<void> {
+    const own = await this.owner(backing, caller)
+    if (own.uid !== this.uid || own.gid !== this.gid) await fsp.lchown(backing, own.uid, own.gid)
+  }
+
+  async truncate(path: string, size: number, caller: Caller): Promise<void> {
+    const backing = this.paths.resolve(path)
+    await this.settled()
+    const fd = await p.open(backing, C.O_WRONLY | C.O_NOFOLLOW)
+    try {
+      await p.ftruncate(fd, size)
+      const st = await p.fstat(fd)
+      const open = this.inodes.get(`${st.dev}:${st.ino}`)
+      if (open && open.writers > 0) {
+        open.invalidate()
+        await this.beginWrite(path, open, caller)
+        await this.recorder.record({op: 'truncate', path, size}, caller)
+      } else {
+        const digest = size === 0 ? EMPTY_DIGEST : (await digestFd(fd)).digest
+        await this.recorder.record({op: 'truncate', path, size, digest}, caller)
+      }
+    } finally {
+      await p.close(fd)
+    }
+  }
+
+  async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
+    const h = this.handle(fh)
+    await p.ftruncate(h.fd, size)
+    if (h.content) {
+      h.content.invalidate()
+      await this.beginWrite(path, h.content, caller)
+      await this.recorder.record({op: 'truncate', path, size}, caller)
+    } else {
+      await this.truncate(path, size, caller)
+    }
+  }
+
+  async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
+    const backing = this.paths.resolveNew(path)
+    if ((mode & C.S_IFMT) === C.S_IFREG || (mode & C.S_IFMT) === 0) {
+      const fd = await p.open(backing, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777)
+      await p.close(fd)
+    } else {
+      sys.mknod(backing, mode, rdev)
+    }
+
+    await this.undoOnFailure(backing, async () => {
+      await this.chownNew(backing, caller)
+      const type = typeOf(mode)
+      await this.recordEntry(type === 'file' ? 'create' : 'mknod', path, backing, caller,
+        type === 'file' ? {size: 0, digest: EMPTY_DIGEST} : (type === 'chr' || type === 'blk' ? {rdev} : {}))
+    }, () => fsp.unlink(backing))
+  }
+
+  async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
+    const backing = this.paths.resolveNew(path)
+    const parent = await fsp.stat(backing.slice(0, backing.lastIndexOf('/')) || '/')
+    await fsp.mkdir(backing, mode & 0o7777)
+    await this.undoOnFailure(backing, async () => {
+      if (parent.mode & S_ISGID) await fsp.chmod(backing, (mode & 0o7777) | S_ISGID)
+      await this.chownNew(backing, caller)
+      await this.recordEntry('mkdir', path, backing, caller)
+    }, () => fsp.rmdir(backing))
+  }
+
+  async symlink(target: string, path: string, caller: Caller): Promise<void> {
+    const backing = this.paths.resolveNew(path)
+    await fsp.symlink(target, backing)
+    await this.undoOnFailure(backing, async () => {
+      await this.chownNew(backing, caller)
+      await this.recordEntry('symlink', path, backing, caller, {target})
+    }, () => fsp.unlink(backing))
+  }
+
+  private async undoOnFailure(_backing: string, work: () => Promise<void>, undo: () => Promise<void>): Promise<void> {
+    try {
+      await work()
+    } catch (error) {
+      await undo().catch(() => {})
+      throw error
+    }
+  }
+
+  async link(existing: string, path: string, caller: Caller): Promise<void> {
+    await this.settled()
+    await fsp.link(this.paths.resolve(existing), this.paths.resolveNew(path))
+    await this.recorder.record({op: 'link', path: existing, to: path}, caller)
+  }
+
+  async unlink(path: string, caller: Caller): Promise<void> {
+    await this.settled()
+    await fsp.unlink(this.paths.resolve(path))
+    await this.recorder.record({op: 'unlink', path}, caller)
+  }
+
+  async rmdir(path: string, caller: Caller): Promise<void> {
+    await this.settled()
+    await fsp.rmdir(this.paths.resolve(path))
+    await this.recorder.record({op: 'rmdir', path}, caller)
+  }
+
+  async rename(from: string, to: string, caller: Caller): Promise<void> {
+    await this.settled()
+    await fsp.rename(this.paths.resolve(from), this.paths.resolveNew(to))
+    for (const h of this.handles.values()) {
+      if (h.path === from) h.path = to
+      else if (h.path.startsWith(from + '/')) h.path = to + h.path.slice(from.length)
+    }
+
+    await this.recorder.record({op: 'rename', path: from, to}, caller)
+  }
+
+  async chmod(path: string, mode: number, caller: Caller): Promise<void> {
+    const backing = this.paths.resolve(path)
+    await fsp.chmod(backing, mode & 0o7777)
+    const st = await fsp.lstat(backing)
+    await this.recorder.record({op: 'chmod', path, mode: st.mode}, caller)
+  }
+
+  async chown(path: string, uid: number, gid: number, caller: Caller): Promise<void> {
+    const backing = this.paths.resolve(path)
+    const keep = (v: number) => (v === -1 || v === 0xFFFFFFFF ? -1 : v)
+    await fsp.lchown(backing, keep(uid), keep(gid))
+    const st = await fsp.lstat(backing)
+    await this.recorder.record({op: 'chown', path, uid: st.uid, gid: st.gid, mode: st.mode}, caller)
+  }
+
+  async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: Caller): Promise<void> {
+    sys.lutimensNs(this.paths.resolve(path), atime, mtime)
+    await this.recorder.record({op: 'utimens', path, atime: timeArg(atime), mtime: timeArg(mtime)}, caller)
+  }
+
+  async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
+    sys.lsetxattr(this.paths.resolve(path), name, value, flags & (XATTR_CREATE | XATTR_REPLACE))
+    await this.recorder.record({op: 'setxattr', path, name, value: sha256Hex(value)}, caller)
+  }
+
+  async removexattr(path: string, name: string, caller: Caller): Promise<void> {
+    sys.lremovexattr(this.paths.resolve(path), name)
+    await this.recorder.record({op: 'removexattr', path, name}, caller)
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  async sync(): Promise<void> {
+    await this.settled()
+    await this.recorder.committed()
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    for (const [fh, h] of this.handles) await this.release(h.path, fh).catch(() => {})
+    await this.sync()
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The recorder turns file-system operations into records:
+ *   hash = sha256(salt || canonical(record)), a fresh 32-byte salt each time.
+ * The journal keeps (record, salt, hash); the broadcast layer carries only the
+ * hash to the ledger. `record()` resolves once the row is in the journal (one
+ * SQLite transaction per event-loop turn, however many operations arrived in
+ * it), which is what an operation waits for before it returns to its caller.
+ * Ledger commit happens behind it, in batches; `committed()` waits for it.
+ */
+import {randomBytes} from 'node:crypto'
+import {canonical, type Canonical} from '../crypto/canonical.js'
+import {sha256} from '../crypto/hash.js'
+import type {Delivery} from '../broadcast/types.js'
+import type {Journal, Placement} from './journal.js'
+import type {Caller, FsRecord} from './types.js'
+
+/** What the recorder needs of the broadcast layer. */
+export interface BroadcastPort {
+  readonly pid: string
+  broadcast(payload: Buffer): Promise<Delivery>
+  isPending(payload: Buffer): boolean
+  flush(): Promise<void>
+}
+
+export type RecordBody = Omit<FsRecord, 'v' | 'who' | 'at'>
+
+interface Queued {
+  row: {hash: Buffer; salt: Buffer; record: Buffer; op: string; path: string; at: number}
+  resolve: () => void
+  reject: (e: unknown) => void
+}
+
+const SALT_POOL = 32 * 1024
+
+export class Recorder {
+  private queue: Queued[] = []
+  private scheduled = false
+  private placements: Placement[] = []
+  private placing = false
+  private inflight = new Set<Promise<unknown>>()
+  private saltPool = Buffer.alloc(0)
+  private saltOffset = 0
+  private failed: unknown
+
+  constructor(private readonly journal: Journal, private readonly bc: BroadcastPort, readonly member: string) {}
+
+  /** Obfuscates one record: the pure part, exposed for the auditor and tests. */
+  static obfuscate(record: FsRecord, salt: Buffer): {bytes: Buffer; hash: Buffer} {
+    const bytes = canonical(record as unknown as Canonical)
+    return {bytes, hash: sha256(salt, bytes)}
+  }
+
+  private salt(): Buffer {
+    if (this.saltOffset + 32 > this.saltPool.length) {
+      this.saltPool = randomBytes(SALT_POOL)
+      this.saltOffset = 0
+    }
+
+    const s = Buffer.from(this.saltPool.subarray(this.saltOffset, this.saltOffset + 32))
+    this.saltOffset += 32
+    return s
+  }
+
+  /** Journals a record (resolves when it survives kill -9) and sends its hash towards the ledger. */
+  record(body: RecordBody, caller: Caller): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed)
+    const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: this.member}, at: Date.now()}
+    for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
+    const salt = this.salt()
+    const {bytes, hash} = Recorder.obfuscate(rec, salt)
+    return new Promise((resolve, reject) => {
+      this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, resolve, reject})
+      if (!this.scheduled) {
+        this.scheduled = true
+        setImmediate(() => this.flushJournal())
+      }
+    })
+  }
+
+  private flushJournal(): void {
+    this.scheduled = false
+    const batch = this.queue
+    this.queue = []
+    try {
+      this.journal.append(batch.map(q => q.row))
+    } catch (error) {
+      this.failed = error
+      for (const q of batch) q.reject(error)
+      return
+    }
+
+    for (const q of batch) {
+      this.send(q.row.hash)
+      q.resolve()
+    }
+  }
+
+  private send(hash: Buffer): void {
+    const p = this.bc.broadcast(hash).then(d => this.place(d), error => {
+      this.failed = error
+    })
+    this.inflight.add(p)
+    void p.finally(() => this.inflight.delete(p))
+  }
+
+  private place(d: Delivery): void {
+    this.placements.push({hash: d.payload, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
+    if (this.placing) return
+    this.placing = true
+    setImmediate(() => {
+      this.placing = false
+      const batch = this.placements
+      this.placements = []
+      this.journal.place(batch)
+    })
+  }
+
+  /** Resolves when every record made so far is committed on the ledger and placed in the journal. */
+  async committed(): Promise<void> {
+    while (this.queue.length > 0 || this.scheduled) await new Promise(resolve => setImmediate(resolve))
+    await this.bc.flush()
+    await Promise.all([...this.inflight])
+    await new Promise(resolve => setImmediate(resolve))
+    if (this.failed) throw this.failed
+  }
+
+  /**
+   * After a crash: rows that never reached the ledger are sent again, unless
+   * the broadcast layer still holds them (it re-sends those itself).
+   * `onLedger` tells which hashes are already on the ledger, with placement.
+   */
+  recover(onLedger: (hashes: Buffer[]) => Map<string, Delivery>): {resent: number; placed: number} {
+    const rows = this.journal.unplaced()
+    if (rows.length === 0) return {resent: 0, placed: 0}
+    const found = onLedger(rows.map(r => r.hash))
+    const placements: Placement[] = []
+    let resent = 0
+    for (const r of rows) {
+      const d = found.get(r.hash.toString('hex'))
+      if (d) placements.push({hash: r.hash, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
+      else if (this.bc.isPending(r.hash)) this.send(r.hash)
+      else {
+        this.send(r.hash)
+        resent++
+      }
+    }
+
+    if (placements.length > 0) this.journal.place(placements)
+    return {resent, placed: placements.length}
+  }
+}

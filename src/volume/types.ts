@@ -1,0 +1,91 @@
+/**
+ * The Volume API: one interface for a local volume and (later) a remote one.
+ * Paths are volume-absolute ('/a/b'), as the kernel hands them to FUSE.
+ * Errors are thrown as Node-style errors carrying a `code` such as 'ENOENT';
+ * the FUSE adapter maps them to negative errno values at its boundary.
+ */
+import type {BigIntStats, StatsFs} from 'node:fs'
+
+/** Who asked for an operation: the calling process as the kernel saw it. */
+export interface Caller {
+  uid: number
+  gid: number
+  pid: number
+}
+
+/** utimens argument: nanoseconds since the epoch, or one of the two sentinels. */
+export type TimeSpec = bigint | 'now' | 'omit'
+
+export interface Volume {
+  getattr(path: string): Promise<BigIntStats>
+  fgetattr(path: string, fh: number): Promise<BigIntStats>
+  access(path: string, mode: number): Promise<void>
+  statfs(path: string): Promise<StatsFs>
+  readdir(path: string): Promise<string[]>
+  readlink(path: string): Promise<string>
+
+  open(path: string, flags: number, caller: Caller): Promise<number>
+  create(path: string, mode: number, flags: number, caller: Caller): Promise<number>
+  read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number>
+  write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number>
+  flush(path: string, fh: number): Promise<void>
+  fsync(path: string, fh: number, datasync: boolean): Promise<void>
+  release(path: string, fh: number): Promise<void>
+
+  truncate(path: string, size: number, caller: Caller): Promise<void>
+  ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void>
+  mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void>
+  mkdir(path: string, mode: number, caller: Caller): Promise<void>
+  symlink(target: string, path: string, caller: Caller): Promise<void>
+  link(existing: string, path: string, caller: Caller): Promise<void>
+  unlink(path: string, caller: Caller): Promise<void>
+  rmdir(path: string, caller: Caller): Promise<void>
+  rename(from: string, to: string, caller: Caller): Promise<void>
+  chmod(path: string, mode: number, caller: Caller): Promise<void>
+  chown(path: string, uid: number, gid: number, caller: Caller): Promise<void>
+  utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: Caller): Promise<void>
+
+  setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void>
+  getxattr(path: string, name: string): Promise<Buffer>
+  listxattr(path: string): Promise<string[]>
+  removexattr(path: string, name: string, caller: Caller): Promise<void>
+
+  /** Flush pending records and wait until they are committed on the ledger. */
+  sync(): Promise<void>
+  close(): Promise<void>
+}
+
+export type FileType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chr' | 'blk' | 'sock'
+
+export type RecordOp =
+  | 'create' | 'mknod' | 'mkdir' | 'symlink' | 'link'
+  | 'unlink' | 'rmdir' | 'rename'
+  | 'chmod' | 'chown' | 'utimens'
+  | 'truncate' | 'write-begin' | 'write'
+  | 'setxattr' | 'removexattr'
+
+/**
+ * What happened, in enough detail for the auditor to rebuild the expected
+ * tree: the state of the entry after the operation, never the file's bytes.
+ * Integers only (canonical encoding rejects floats); times in ms.
+ */
+export interface FsRecord {
+  v: 1
+  op: RecordOp
+  path: string
+  to?: string // rename destination; link: the new name (path is the existing one)
+  type?: FileType
+  mode?: number // full st_mode (type and permission bits)
+  uid?: number
+  gid?: number
+  rdev?: number
+  size?: number
+  digest?: string // sha256 hex of the file's content (write, truncate)
+  target?: string // symlink target
+  name?: string // xattr name
+  value?: string // sha256 hex of the xattr value
+  atime?: string // utimens: ns since epoch as decimal string, or 'now'
+  mtime?: string
+  who: {uid: number; gid: number; pid: number; member: string}
+  at: number // ms since the epoch
+}

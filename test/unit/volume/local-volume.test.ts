@@ -1,0 +1,139 @@
+import {expect} from 'chai'
+import {createHash} from 'node:crypto'
+import fs, {constants as C} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {decodeCanonical} from '../../../src/crypto/canonical.js'
+import {Journal} from '../../../src/volume/journal.js'
+import {LocalVolume} from '../../../src/volume/local-volume.js'
+import {Recorder} from '../../../src/volume/recorder.js'
+import type {FsRecord} from '../../../src/volume/types.js'
+import {InstantBroadcast} from '../../fakes/instant-broadcast.js'
+
+const root = {uid: 0, gid: 0, pid: 1}
+const nobody = {uid: 65534, gid: 65534, pid: 2}
+const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex')
+
+describe('LocalVolume (no FUSE)', () => {
+  let dir: string
+  let journal: Journal
+  let bc: InstantBroadcast
+  let vol: LocalVolume
+
+  const records = (): FsRecord[] => [...journal.iterate()].map(r => decodeCanonical(r.record) as unknown as FsRecord)
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-vol-'))
+    fs.mkdirSync(path.join(dir, '.paciofs'))
+    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
+    bc = new InstantBroadcast()
+    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 0})
+  })
+
+  afterEach(async () => {
+    await vol.close()
+    journal.close()
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('records a created file with its owner and, at release, its digest (incremental)', async () => {
+    const fh = await vol.create('/a.txt', 0o640, C.O_WRONLY, nobody)
+    await vol.write('/a.txt', fh, Buffer.from('hello '), 6, 0, nobody)
+    await vol.write('/a.txt', fh, Buffer.from('world'), 5, 6, nobody)
+    await vol.release('/a.txt', fh)
+    await vol.sync()
+    const st = fs.statSync(path.join(dir, 'a.txt'))
+    expect(st.uid).to.equal(65534)
+    expect(st.mode & 0o7777).to.equal(0o640)
+    const recs = records()
+    expect(recs.map(r => r.op)).to.deep.equal(['create', 'write-begin', 'write'])
+    expect(recs[0]).to.include({path: '/a.txt', type: 'file', uid: 65534, gid: 65534})
+    expect(recs[2]).to.include({size: 11, digest: sha('hello world')})
+    expect(recs[2].who.uid).to.equal(65534)
+    expect(bc.delivered).to.have.length(3)
+    expect([...journal.iterate()].every(r => r.epoch !== null)).to.equal(true)
+  })
+
+  it('re-reads the file for the digest after random writes', async () => {
+    const fh = await vol.create('/r', 0o644, C.O_RDWR, root)
+    await vol.write('/r', fh, Buffer.from('bbbb'), 4, 4, root)
+    await vol.write('/r', fh, Buffer.from('aaaa'), 4, 0, root)
+    await vol.release('/r', fh)
+    expect(records().at(-1)).to.include({op: 'write', size: 8, digest: sha('aaaabbbb')})
+  })
+
+  it('salted hashes differ for identical records and match the journal preimage', async () => {
+    await vol.mkdir('/d1', 0o755, root)
+    await vol.rmdir('/d1', root)
+    await vol.mkdir('/d1', 0o755, root)
+    const rows = [...journal.iterate()]
+    expect(rows[0].hash.equals(rows[2].hash)).to.equal(false)
+    for (const r of rows) expect(Recorder.obfuscate(decodeCanonical(r.record) as unknown as FsRecord, r.salt).hash.equals(r.hash)).to.equal(true)
+  })
+
+  it('records rename, link, symlink, chmod, chown, xattrs and utimens with the state after', async () => {
+    const fh = await vol.create('/f', 0o644, C.O_WRONLY, root)
+    await vol.release('/f', fh)
+    await vol.rename('/f', '/g', root)
+    await vol.link('/g', '/h', root)
+    await vol.symlink('g', '/s', root)
+    await vol.chmod('/g', 0o600, root)
+    await vol.chown('/g', 12, 34, root)
+    await vol.setxattr('/g', 'user.k', Buffer.from('v'), 0, root)
+    await vol.removexattr('/g', 'user.k', root)
+    await vol.utimens('/g', 1_000_000_000_123_456_789n, 'omit', root)
+    const st = fs.statSync(path.join(dir, 'g'), {bigint: true})
+    expect(st.atimeNs).to.equal(1_000_000_000_123_456_789n)
+    const ops = records().map(r => [r.op, r.path, r.to ?? r.target ?? r.mode ?? r.uid ?? r.value ?? r.atime])
+    expect(ops).to.deep.equal([
+      ['create', '/f', 0o100644],
+      ['rename', '/f', '/g'],
+      ['link', '/g', '/h'],
+      ['symlink', '/s', 'g'],
+      ['chmod', '/g', 0o100600],
+      ['chown', '/g', 0o100600],
+      ['setxattr', '/g', sha('v')],
+      ['removexattr', '/g', undefined],
+      ['utimens', '/g', '1000000000123456789'],
+    ])
+  })
+
+  it('hides and protects the state directory', async () => {
+    expect(await vol.readdir('/')).to.not.include('.paciofs')
+    for (const attempt of [() => vol.getattr('/.paciofs'), () => vol.open('/.paciofs/journal.db', C.O_RDONLY, root),
+      () => vol.mkdir('/.paciofs', 0o755, root), () => vol.unlink('/.paciofs/journal.db', root)]) {
+      let err: NodeJS.ErrnoException | undefined
+      try {
+        await attempt()
+      } catch (error) {
+        err = error as NodeJS.ErrnoException
+      }
+
+      expect(err?.code).to.be.oneOf(['ENOENT', 'EACCES'])
+    }
+
+    expect(fs.existsSync(path.join(dir, '.paciofs', 'journal.db'))).to.equal(true)
+  })
+
+  it('records truncate with the digest of what is left', async () => {
+    const fh = await vol.create('/t', 0o644, C.O_WRONLY, root)
+    await vol.write('/t', fh, Buffer.from('abcdef'), 6, 0, root)
+    await vol.release('/t', fh)
+    await vol.truncate('/t', 3, root)
+    expect(records().at(-1)).to.include({op: 'truncate', size: 3, digest: sha('abc')})
+  })
+
+  it('a failed operation leaves no record', async () => {
+    await vol.mkdir('/x', 0o755, root)
+    const before = journal.count()
+    let code: string | undefined
+    try {
+      await vol.mkdir('/x', 0o755, root)
+    } catch (error) {
+      code = (error as NodeJS.ErrnoException).code
+    }
+
+    expect(code).to.equal('EEXIST')
+    expect(journal.count()).to.equal(before)
+  })
+})
