@@ -1,0 +1,70 @@
+/**
+ * `paciofs mount`: open (or create) the volume, mount it, serve until
+ * SIGINT/SIGTERM or an external unmount, then flush, commit, unmount and
+ * release everything. The process exits only after the mount is gone.
+ */
+import {mountVolume, mountedAt} from '../fuse/mount.js'
+import {openVolumeStack} from './stack.js'
+
+export interface MountRequest {
+  mountpoint: string
+  volume: string
+  identity?: string
+  debug?: boolean
+  /** Called once the mount is live (for the command to print where). */
+  onReady?(info: MountedInfo): void
+  /** Called for operations that failed for an internal reason (answered EIO). */
+  onInternalError?(op: string, error: unknown): void
+}
+
+export interface MountedInfo {
+  mountpoint: string
+  volume: string
+  volumeId: string
+  created: boolean
+  member: string
+}
+
+export interface MountSummary extends MountedInfo {
+  records: number
+  reason: string
+}
+
+/** Mounts and resolves when the mount has ended cleanly (signal or external unmount). */
+export async function runMount(req: MountRequest): Promise<MountSummary> {
+  const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`})
+  let mounted
+  try {
+    mounted = await mountVolume(stack.volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
+      onInternalError: req.onInternalError})
+  } catch (error) {
+    await stack.close()
+    throw error
+  }
+
+  const info: MountedInfo = {mountpoint: mounted.mountpoint, volume: stack.layout.root, volumeId: stack.meta.id, created: stack.created, member: stack.member}
+  req.onReady?.(info)
+
+  const reason = await new Promise<string>(resolve => {
+    const onSignal = (sig: NodeJS.Signals) => done(`signal ${sig}`)
+    const poll = setInterval(() => {
+      if (!mountedAt(mounted.mountpoint)) done('unmounted externally')
+    }, 1000)
+    function done(why: string) {
+      clearInterval(poll)
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+      process.off('SIGHUP', onSignal)
+      resolve(why)
+    }
+
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    process.on('SIGHUP', onSignal)
+  })
+
+  await mounted.unmount()
+  const records = stack.recordCount()
+  await stack.close()
+  return {...info, records, reason}
+}

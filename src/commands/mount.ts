@@ -1,0 +1,50 @@
+import {Args, Command, Flags} from '@oclif/core'
+import chalk from 'chalk'
+import {runMount} from '../app/mount.js'
+import {renderError} from '../cli/errors.js'
+
+export default class Mount extends Command {
+  static override summary = 'Mount a tamper-proof volume and record every change on its ledger.'
+
+  static override description = `Creates the volume on first use (an empty or new directory), mounts it at MOUNTPOINT and serves it until you press Ctrl-C, send SIGTERM, or unmount it with \`fusermount -u MOUNTPOINT\`. Every change made through the mount is recorded as a salted hash on the volume's embedded ledger; \`paciofs log\` shows the records.
+
+The volume directory holds the files as you see them plus a hidden .paciofs/ state directory (journal, ledger, keys), which is never visible through the mount. Needs root (the mount serves all users and keeps each file's owner) and FUSE (Debian: libfuse2, fuse3).`
+
+  static override examples = [
+    {description: 'Mount a new volume and work in it', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive'},
+    {description: 'Sign records with a given identity key', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --identity ~/.config/paciofs/auditor.key'},
+  ]
+
+  static override args = {
+    mountpoint: Args.string({description: 'empty directory to mount the volume on', required: true}),
+  }
+
+  static override flags = {
+    volume: Flags.string({char: 'v', description: 'volume directory (created on first use)', required: true}),
+    identity: Flags.string({description: 'Ed25519 identity key that signs your records (default: created in ~/.config/paciofs)'}),
+    debug: Flags.boolean({description: 'print every FUSE operation (libfuse debug output)', default: false}),
+    quiet: Flags.boolean({char: 'q', description: 'print nothing but errors', default: false}),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(Mount)
+    try {
+      const summary = await runMount({
+        mountpoint: args.mountpoint,
+        volume: flags.volume,
+        identity: flags.identity,
+        debug: flags.debug,
+        onReady: info => {
+          if (flags.quiet) return
+          this.log(`${chalk.green('mounted')} ${info.created ? 'new ' : ''}volume ${chalk.bold(info.volume)} at ${chalk.bold(info.mountpoint)}`)
+          this.log(chalk.dim(`volume ${info.volumeId}, member ${info.member.slice(0, 16)}…; Ctrl-C or fusermount -u to unmount`))
+        },
+        onInternalError: (op, error) => this.warn(`${op}: ${(error as Error)?.message ?? error}`),
+      })
+      if (!flags.quiet) this.log(`${chalk.green('unmounted')} ${summary.mountpoint} (${summary.reason}); ${summary.records} records in the journal, all committed`)
+    } catch (error) {
+      const r = renderError(error)
+      this.error(r.message, {exit: r.exit, suggestions: r.suggestions})
+    }
+  }
+}
