@@ -2,4 +2,4 @@ export {canonical, canonicalString, decodeCanonical, MAX_DEPTH, type Canonical} 
 export {CryptoError, type CryptoErrorCode} from './errors.js'
 export {isHash, sha256, sha256Hex, ZERO_HASH} from './hash.js'
 export {leafHash, merkleRoot, merkleRootHex, nodeHash} from './merkle.js'
-export {generateIdentity, loadIdentity, pidOf, publicKeyFromPid, saveIdentity, sign, verify, type Identity} from './sign.js'
+export {generateIdentity, identityFromPrivateKey, loadIdentity, pidOf, publicKeyFromPid, saveIdentity, sign, verify, type Identity} from './sign.js'

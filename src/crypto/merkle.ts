@@ -6,7 +6,7 @@
  * where k is the largest power of two smaller than n. The 0x00 / 0x01
  * prefixes keep a leaf from ever being read as an inner node.
  */
-import {createHash} from 'node:crypto'
+import {createHash, hash} from 'node:crypto'
 
 const LEAF = Buffer.from([0])
 const NODE = Buffer.from([1])
@@ -26,10 +26,22 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
  */
 export function merkleRoot(leaves: readonly Uint8Array[]): Buffer {
   if (leaves.length === 0) return createHash('sha256').digest()
-  let level = leaves.map(leafHash)
+  // Hot path (a block's txids): hash prefix+data from one scratch buffer.
+  const leafScratch = Buffer.alloc(33)
+  let level = leaves.map((d) => {
+    if (d.length !== 32) return leafHash(d)
+    leafScratch.set(d, 1)
+    return hash('sha256', leafScratch, 'buffer')
+  })
+  const nodeScratch = Buffer.alloc(65)
+  nodeScratch[0] = 1
   while (level.length > 1) {
     const next: Buffer[] = []
-    for (let i = 0; i + 1 < level.length; i += 2) next.push(nodeHash(level[i], level[i + 1]))
+    for (let i = 0; i + 1 < level.length; i += 2) {
+      nodeScratch.set(level[i], 1)
+      nodeScratch.set(level[i + 1], 33)
+      next.push(hash('sha256', nodeScratch, 'buffer'))
+    }
     if (level.length % 2 === 1) next.push(level[level.length - 1])
     level = next
   }

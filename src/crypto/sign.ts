@@ -26,14 +26,16 @@ export function pidOf(key: KeyObject): string {
   return der.subarray(der.length - 32).toString('hex')
 }
 
-function identityOf(privateKey: KeyObject): Identity {
+/** The identity (pid, public key) of an Ed25519 private key. */
+export function identityFromPrivateKey(privateKey: KeyObject): Identity {
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') throw new CryptoError('EKEY', 'not an Ed25519 private key')
   const publicKey = createPublicKey(privateKey)
   return {pid: pidOf(publicKey), publicKey, privateKey}
 }
 
 export function generateIdentity(): Identity {
   const {privateKey} = generateKeyPairSync('ed25519')
-  return identityOf(privateKey)
+  return identityFromPrivateKey(privateKey)
 }
 
 const keyCache = new Map<string, KeyObject>()
@@ -126,5 +128,5 @@ export function loadIdentity(file: string): Identity {
     throw new CryptoError('EKEYFILE', `${file}: not a PEM private key`, {cause: error})
   }
   if (key.asymmetricKeyType !== 'ed25519') throw new CryptoError('EKEYFILE', `${file}: not an Ed25519 key (${key.asymmetricKeyType})`)
-  return identityOf(key)
+  return identityFromPrivateKey(key)
 }

@@ -1,0 +1,446 @@
+/**
+ * The embedded ledger's SQLite file: schema, synchronous reads and the one
+ * write transaction per block. Used by the writer (inline or in a worker
+ * thread) and by read-only openers. Everything here is synchronous
+ * (better-sqlite3); callers keep each call short.
+ *
+ * Schema (application_id 'PCLG', user_version 1):
+ *   meta(key, value)     ledgerId, format, genesis
+ *   blocks(epoch PK, prev_hash, time, merkle_root, producer, signature, hash,
+ *          ntx, cp_signature, txids, payloads)
+ *     txids    = the block's txids, 32 raw bytes each, concatenated in order
+ *     payloads = for each tx: 4-byte big-endian length, then the payload
+ *   txindex(txid PK, epoch) WITHOUT ROWID   answers "is this payload on the ledger?"
+ * A block's transactions live in its own row (one read per block; one index
+ * row per tx is the only per-transaction write).
+ */
+import Database from 'better-sqlite3'
+import {statSync} from 'node:fs'
+import {sha256} from '../../crypto/hash.js'
+import type {Identity} from '../../crypto/sign.js'
+import {CorruptStateError, PacioError} from '../../errors.js'
+import {merkleRoot} from '../../crypto/merkle.js'
+import {genesisBlock, sealBlock, verifyBlock} from '../block.js'
+import {signCheckpoint} from '../checkpoint.js'
+import type {Block, Checkpoint, Tx} from '../types.js'
+
+export const APPLICATION_ID = 0x50434c47 // 'PCLG'
+export const FORMAT_VERSION = 1
+export const FORMAT_NAME = 'paciofs-ledger'
+
+/** How many of the newest blocks open() re-validates; validateAll() checks every block. */
+export const DEFAULT_TAIL_BLOCKS = 32
+
+export interface HeadInfo {
+  epoch: number
+  hash: string
+  time: number
+}
+
+export interface BlockRow {
+  epoch: number
+  prev_hash: string
+  time: number
+  merkle_root: string
+  producer: string
+  signature: string
+  hash: string
+  ntx: number
+  cp_signature: string
+  txids: Buffer
+  payloads: Buffer
+}
+
+/** The outcome of committing one batch. Arrays are per input payload. */
+export interface CommitOutcome {
+  txids: string[]
+  epochs: number[]
+  /** the new block's header (no txs) or null if every payload was already on the ledger */
+  block: Omit<Block, 'txs'> | null
+  /** indexes into the batch of the payloads that went into the new block, in block order */
+  included: number[]
+  checkpoint: Checkpoint | null
+}
+
+const SCHEMA = `
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE blocks(
+  epoch INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, time INTEGER NOT NULL,
+  merkle_root TEXT NOT NULL, producer TEXT NOT NULL, signature TEXT NOT NULL,
+  hash TEXT NOT NULL, ntx INTEGER NOT NULL, cp_signature TEXT NOT NULL,
+  txids BLOB NOT NULL, payloads BLOB NOT NULL);
+CREATE TABLE txindex(txid BLOB PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
+`
+const INSERT_BLOCK =
+  'INSERT INTO blocks(epoch, prev_hash, time, merkle_root, producer, signature, hash, ntx, cp_signature, txids, payloads) VALUES (?,?,?,?,?,?,?,?,?,?,?)'
+
+export function packPayloads(payloads: readonly Uint8Array[]): Buffer {
+  let total = 0
+  for (const p of payloads) total += 4 + p.length
+  const out = Buffer.allocUnsafe(total)
+  let at = 0
+  for (const p of payloads) {
+    out.writeUInt32BE(p.length, at)
+    out.set(p, at + 4)
+    at += 4 + p.length
+  }
+  return out
+}
+
+/** Split a packed payload column; null if it does not hold exactly n well-formed entries. */
+export function unpackPayloads(buf: Buffer, n: number): Buffer[] | null {
+  const out: Buffer[] = []
+  let at = 0
+  while (at < buf.length) {
+    if (at + 4 > buf.length) return null
+    const len = buf.readUInt32BE(at)
+    if (at + 4 + len > buf.length) return null
+    out.push(buf.subarray(at + 4, at + 4 + len))
+    at += 4 + len
+  }
+  return out.length === n ? out : null
+}
+
+function sqliteCode(error: unknown): string {
+  return (error as {code?: string})?.code ?? ''
+}
+
+/** Map a SQLite failure to a CorruptStateError naming the file (and epoch if known). */
+function corruption(file: string, error: unknown, epoch?: number): PacioError {
+  if (error instanceof PacioError) return error
+  const code = sqliteCode(error)
+  const msg = (error as Error)?.message ?? String(error)
+  if (code === 'SQLITE_NOTADB') return new CorruptStateError(file, 'not a SQLite database (garbage or encrypted file)', epoch)
+  if (code.startsWith('SQLITE_CORRUPT')) return new CorruptStateError(file, `database is damaged (truncated or overwritten): ${msg}`, epoch)
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new PacioError('EBUSY', `${file}: ledger is locked by another process: ${msg}`, {cause: error})
+  return new PacioError('ELEDGER', `${file}: ${msg}`, {cause: error, details: {file, epoch}})
+}
+
+export class LedgerStore {
+  readonly file: string
+  readonly ledgerId: string
+  readonly readonly: boolean
+  private readonly db: Database.Database
+  private head_: HeadInfo
+  private readonly stmt: {
+    block: Database.Statement<[number], BlockRow>
+    head: Database.Statement<[], {epoch: number; hash: string; time: number}>
+    lookup: Database.Statement<[Buffer], {epoch: number}>
+    insBlock?: Database.Statement
+    insIndex?: Database.Statement<[Buffer, number]>
+  }
+
+  private constructor(file: string, db: Database.Database, readonly: boolean) {
+    this.file = file
+    this.db = db
+    this.readonly = readonly
+    this.ledgerId = this.checkFormat()
+    this.stmt = {
+      block: db.prepare('SELECT * FROM blocks WHERE epoch = ?'),
+      head: db.prepare('SELECT epoch, hash, time FROM blocks ORDER BY epoch DESC LIMIT 1'),
+      lookup: db.prepare('SELECT epoch FROM txindex WHERE txid = ?'),
+    }
+    if (!readonly) {
+      this.stmt.insBlock = db.prepare(INSERT_BLOCK)
+      this.stmt.insIndex = db.prepare('INSERT INTO txindex(txid, epoch) VALUES (?, ?) ON CONFLICT DO NOTHING')
+    }
+    this.head_ = this.loadHead()
+  }
+
+  /**
+   * Create a new ledger file, or open an existing one for writing. Refuses a
+   * file that is not a PacioFS ledger (EFOREIGN), belongs to another ledgerId
+   * (EFOREIGN), or is damaged (ECORRUPT, naming file and epoch). Validates
+   * the genesis block and the newest `tailBlocks` blocks; older history is
+   * checked by validateAll(), because re-validating everything at every open
+   * would make opening cost grow with the volume's whole history.
+   */
+  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number}): LedgerStore {
+    const {file, ledgerId, identity} = opts
+    let size = -1
+    try {
+      size = statSync(file).size
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw corruption(file, error)
+    }
+    if (size === 0) throw new CorruptStateError(file, 'empty file where a ledger database was expected (truncated?)')
+    let db: Database.Database
+    try {
+      db = new Database(file, {fileMustExist: size > 0})
+    } catch (error) {
+      throw corruption(file, error)
+    }
+    try {
+      if (size < 0) {
+        db.pragma('journal_mode = WAL')
+        db.pragma('synchronous = FULL')
+        db.transaction(() => {
+          db.pragma(`application_id = ${APPLICATION_ID}`)
+          db.pragma(`user_version = ${FORMAT_VERSION}`)
+          db.exec(SCHEMA)
+          const g = genesisBlock(ledgerId, identity, opts.now ?? Date.now())
+          const cp = signCheckpoint(ledgerId, g, identity)
+          const meta = db.prepare('INSERT INTO meta(key, value) VALUES (?, ?)')
+          meta.run('format', FORMAT_NAME)
+          meta.run('ledgerId', ledgerId)
+          meta.run('genesis', g.hash)
+          db.prepare(INSERT_BLOCK).run(0, g.prevHash, g.time, g.merkleRoot, g.producer, g.signature, g.hash, 0, cp.signature, Buffer.alloc(0), Buffer.alloc(0))
+        })()
+      } else {
+        LedgerStore.checkHeader(file, db) // before anything writes to the file
+        db.pragma('journal_mode = WAL')
+        db.pragma('synchronous = FULL')
+      }
+      const store = new LedgerStore(file, db, false)
+      if (store.ledgerId !== ledgerId) {
+        throw new PacioError('EFOREIGN', `${file}: ledger belongs to volume ${store.ledgerId}, not ${ledgerId}`, {
+          details: {file, expected: ledgerId, found: store.ledgerId},
+          suggestion: 'point the volume at its own state directory',
+        })
+      }
+      store.validateTail(opts.tailBlocks ?? DEFAULT_TAIL_BLOCKS)
+      return store
+    } catch (error) {
+      db.close()
+      throw corruption(file, error)
+    }
+  }
+
+  /** Open for reading only; never writes to the file or creates files beside a cleanly closed ledger. */
+  static openReader(opts: {file: string; ledgerId?: string; tailBlocks?: number; skipValidation?: boolean}): LedgerStore {
+    const {file} = opts
+    let db: Database.Database
+    try {
+      const size = statSync(file).size
+      if (size === 0) throw new CorruptStateError(file, 'empty file where a ledger database was expected (truncated?)')
+      db = new Database(file, {readonly: true, fileMustExist: true})
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new PacioError('ENOVOLUME', `${file}: no ledger here`, {details: {file}})
+      throw corruption(file, error)
+    }
+    try {
+      LedgerStore.checkHeader(file, db)
+      const store = new LedgerStore(file, db, true)
+      if (opts.ledgerId !== undefined && store.ledgerId !== opts.ledgerId) {
+        throw new PacioError('EFOREIGN', `${file}: ledger belongs to volume ${store.ledgerId}, not ${opts.ledgerId}`, {
+          details: {file, expected: opts.ledgerId, found: store.ledgerId},
+        })
+      }
+      if (!opts.skipValidation) store.validateTail(opts.tailBlocks ?? DEFAULT_TAIL_BLOCKS)
+      return store
+    } catch (error) {
+      db.close()
+      throw corruption(file, error)
+    }
+  }
+
+  private static checkHeader(file: string, db: Database.Database): void {
+    const appId = db.pragma('application_id', {simple: true}) as number
+    if (appId !== APPLICATION_ID) {
+      throw new PacioError('EFOREIGN', `${file}: SQLite database of another application (application_id ${appId}), not a PacioFS ledger`, {details: {file}})
+    }
+    const version = db.pragma('user_version', {simple: true}) as number
+    if (version !== FORMAT_VERSION) {
+      throw new PacioError('EFOREIGN', `${file}: ledger format version ${version}, this build reads version ${FORMAT_VERSION}`, {details: {file}})
+    }
+  }
+
+  private checkFormat(): string {
+    let rows: Array<{key: string; value: string}>
+    try {
+      rows = this.db.prepare('SELECT key, value FROM meta').all() as Array<{key: string; value: string}>
+    } catch (error) {
+      throw corruption(this.file, error)
+    }
+    const meta = new Map(rows.map((r) => [r.key, r.value]))
+    if (meta.get('format') !== FORMAT_NAME) throw new CorruptStateError(this.file, `meta.format is ${JSON.stringify(meta.get('format'))}`)
+    const id = meta.get('ledgerId')
+    if (!id) throw new CorruptStateError(this.file, 'meta.ledgerId is missing')
+    if (!meta.get('genesis')) throw new CorruptStateError(this.file, 'meta.genesis is missing')
+    return id
+  }
+
+  private loadHead(): HeadInfo {
+    const row = this.stmt.head.get()
+    if (!row) throw new CorruptStateError(this.file, 'no blocks, not even genesis', 0)
+    return {epoch: row.epoch, hash: row.hash, time: row.time}
+  }
+
+  get head(): HeadInfo {
+    return this.head_
+  }
+
+  /** Re-read the head from the file (for readers following another process's writes). */
+  refreshHead(): HeadInfo {
+    this.head_ = this.loadHead()
+    return this.head_
+  }
+
+  private rowToBlock(row: BlockRow): Block {
+    const payloads = unpackPayloads(row.payloads, row.ntx)
+    if (!payloads || row.txids.length !== 32 * row.ntx) {
+      throw new CorruptStateError(this.file, `block should hold ${row.ntx} transactions; its txid or payload column does not`, row.epoch)
+    }
+    const txs: Tx[] = payloads.map((payload, i) => ({txid: row.txids.toString('hex', 32 * i, 32 * i + 32), payload}))
+    return {
+      epoch: row.epoch,
+      prevHash: row.prev_hash,
+      time: row.time,
+      merkleRoot: row.merkle_root,
+      producer: row.producer,
+      signature: row.signature,
+      hash: row.hash,
+      txs,
+    }
+  }
+
+  /** One block with its transactions, or undefined past the head. Throws CorruptStateError on damage. */
+  readBlock(epoch: number): Block | undefined {
+    try {
+      const row = this.stmt.block.get(epoch)
+      return row ? this.rowToBlock(row) : undefined
+    } catch (error) {
+      throw corruption(this.file, error, epoch)
+    }
+  }
+
+  /** The signed checkpoint for a block (the head by default). */
+  checkpoint(epoch = this.head_.epoch): Checkpoint {
+    const row = this.stmt.block.get(epoch)
+    if (!row) throw new PacioError('EINPUT', `${this.file}: no block at epoch ${epoch}`)
+    return {ledgerId: this.ledgerId, epoch: row.epoch, headHash: row.hash, time: row.time, producer: row.producer, signature: row.cp_signature}
+  }
+
+  /** Check one stored block against its predecessor; throws CorruptStateError naming file and epoch. */
+  private checkBlock(b: Block, prev: {epoch: number; hash: string} | null, genesisHash?: string): void {
+    const problem = verifyBlock(this.ledgerId, b, prev)
+    if (problem) throw new CorruptStateError(this.file, `block ${problem.kind} check failed: ${problem.detail}`, problem.epoch)
+    if (genesisHash !== undefined && b.hash !== genesisHash) throw new CorruptStateError(this.file, 'genesis block does not match meta.genesis', 0)
+  }
+
+  /** Validate genesis and the newest `n` blocks (links, hashes, Merkle roots, txids, signatures). */
+  validateTail(n: number): void {
+    const genesis = this.readBlock(0)
+    if (!genesis) throw new CorruptStateError(this.file, 'genesis block missing', 0)
+    const meta = this.db.prepare("SELECT value FROM meta WHERE key = 'genesis'").get() as {value: string}
+    this.checkBlock(genesis, null, meta.value)
+    const head = this.head_.epoch
+    const from = Math.max(1, head - n + 1)
+    let prev = from === 1 ? {epoch: 0, hash: genesis.hash} : null
+    if (prev === null) {
+      const row = this.stmt.block.get(from - 1)
+      if (!row) throw new CorruptStateError(this.file, `block missing`, from - 1)
+      prev = {epoch: row.epoch, hash: row.hash}
+    }
+    this.validateRange(from, head, prev)
+  }
+
+  /** Validate blocks from..to, the first one linked to `prev`; returns the last block's link. */
+  validateRange(from: number, to: number, prev: {epoch: number; hash: string}): {epoch: number; hash: string} {
+    for (let e = from; e <= to; e++) {
+      const b = this.readBlock(e)
+      if (!b) throw new CorruptStateError(this.file, 'block missing', e)
+      this.checkBlock(b, prev)
+      prev = {epoch: b.epoch, hash: b.hash}
+    }
+    return prev
+  }
+
+  /** SQLite's own page-level integrity check (reads the whole file). */
+  integrityCheck(): void {
+    let check: string
+    try {
+      check = this.db.pragma('integrity_check', {simple: true}) as string
+    } catch (error) {
+      throw corruption(this.file, error)
+    }
+    if (check !== 'ok') throw new CorruptStateError(this.file, `SQLite integrity check: ${check}`)
+    const indexed = (this.db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n
+    const stored = (this.db.prepare('SELECT total(ntx) AS n FROM blocks').get() as {n: number}).n
+    if (indexed !== stored) throw new CorruptStateError(this.file, `txid index holds ${indexed} entries, blocks hold ${stored} transactions`)
+  }
+
+  /**
+   * Commit one batch as one block in one transaction (fsync'ed: WAL with
+   * synchronous=FULL). Payloads already on the ledger, or repeated within the
+   * batch, are not added again and report their existing epoch. The txid
+   * index insert doubles as the duplicate check, so the block is sealed
+   * inside the transaction, once its members are known.
+   */
+  commit(payloads: Buffer[], identity: Identity, now: number): CommitOutcome {
+    if (this.readonly) throw new PacioError('EINTERNAL', 'commit on a read-only ledger store')
+    const n = payloads.length
+    const txidBufs: Buffer[] = new Array(n)
+    const txids: string[] = new Array(n)
+    const epochs: number[] = new Array(n)
+    const included: number[] = []
+    const epoch = this.head_.epoch + 1
+    for (let i = 0; i < n; i++) {
+      txidBufs[i] = sha256(payloads[i])
+      txids[i] = txidBufs[i].toString('hex')
+    }
+    const insIndex = this.stmt.insIndex!
+    let sealed: {block: Block; cp: Checkpoint} | null = null
+    try {
+      this.db.transaction(() => {
+        for (let i = 0; i < n; i++) {
+          if (insIndex.run(txidBufs[i], epoch).changes === 1) {
+            epochs[i] = epoch
+            included.push(i)
+          } else {
+            epochs[i] = this.stmt.lookup.get(txidBufs[i])!.epoch
+          }
+        }
+        if (included.length === 0) return
+        const txs: Tx[] = included.map((i) => ({txid: txids[i], payload: payloads[i]}))
+        const block = sealBlock(this.ledgerId, identity, {
+          epoch,
+          prevHash: this.head_.hash,
+          time: Math.max(now, this.head_.time),
+          txs,
+          merkleRoot: merkleRoot(included.map((i) => txidBufs[i])).toString('hex'),
+        })
+        const cp = signCheckpoint(this.ledgerId, block, identity)
+        this.stmt.insBlock!.run(
+          epoch,
+          block.prevHash,
+          block.time,
+          block.merkleRoot,
+          block.producer,
+          block.signature,
+          block.hash,
+          txs.length,
+          cp.signature,
+          Buffer.concat(included.map((i) => txidBufs[i])),
+          packPayloads(txs.map((t) => t.payload)),
+        )
+        sealed = {block, cp}
+      })()
+    } catch (error) {
+      throw corruption(this.file, error, epoch)
+    }
+    if (sealed === null) return {txids, epochs, block: null, included, checkpoint: null}
+    const {block, cp} = sealed as {block: Block; cp: Checkpoint}
+    this.head_ = {epoch, hash: block.hash, time: block.time}
+    const {txs: _omit, ...header} = block
+    return {txids, epochs, block: header, included, checkpoint: cp}
+  }
+
+  /**
+   * Close. A writer folds the WAL back into the file and leaves rollback-journal
+   * mode, so that a later read-only open of the closed ledger creates no -wal or
+   * -shm files beside it (best effort: skipped while other connections are open).
+   */
+  close(): void {
+    if (!this.db.open) return
+    if (!this.readonly) {
+      try {
+        this.db.pragma('wal_checkpoint(TRUNCATE)')
+        this.db.pragma('journal_mode = DELETE')
+      } catch {
+        // another process still reads the file; WAL stays, which is fine
+      }
+    }
+    this.db.close()
+  }
+}

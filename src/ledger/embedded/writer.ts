@@ -1,0 +1,179 @@
+/**
+ * The embedded ledger's writer: owns the write connection and commits one
+ * batch at a time. Two interchangeable placements behind one async interface:
+ * - 'worker' (default): SQLite writes, hashing, signing and the fsync run in a
+ *   worker thread, so the event loop is not blocked while a block commits;
+ * - 'inline': the same work on the calling thread (simpler; the event loop
+ *   stalls for the whole commit including the fsync).
+ */
+import {existsSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import {pathToFileURL} from 'node:url'
+import {Worker} from 'node:worker_threads'
+import type {Identity} from '../../crypto/sign.js'
+import {PacioError} from '../../errors.js'
+import {LedgerStore, type CommitOutcome, type HeadInfo} from './store.js'
+import {packBatch, reviveError, type FlatError} from './wire.js'
+
+export type WriterPlacement = 'worker' | 'inline'
+
+export interface WriterOptions {
+  file: string
+  ledgerId: string
+  identity: Identity
+  tailBlocks?: number
+}
+
+export interface LedgerWriter {
+  /** Opens (creating if missing) and validates; resolves with the head. */
+  open(): Promise<HeadInfo>
+  commit(payloads: Buffer[], now: number): Promise<CommitOutcome>
+  close(): Promise<void>
+}
+
+export class InlineWriter implements LedgerWriter {
+  private store?: LedgerStore
+  constructor(private readonly opts: WriterOptions) {}
+
+  async open(): Promise<HeadInfo> {
+    this.store = LedgerStore.openWriter(this.opts)
+    return this.store.head
+  }
+
+  async commit(payloads: Buffer[], now: number): Promise<CommitOutcome> {
+    return this.store!.commit(payloads, this.opts.identity, now)
+  }
+
+  async close(): Promise<void> {
+    this.store?.close()
+  }
+}
+
+/** Data handed to the worker at start. The key travels as PKCS#8 DER. */
+export interface WorkerInit {
+  file: string
+  ledgerId: string
+  pkcs8: Uint8Array
+  tailBlocks?: number
+}
+
+export type WorkerRequest = {type: 'commit'; id: number; data: ArrayBuffer; offsets: Uint32Array; now: number} | {type: 'close'}
+
+export type WorkerReply =
+  | {type: 'ready'; head: HeadInfo}
+  | {type: 'open-failed'; error: FlatError}
+  | {type: 'done'; id: number; outcome: CommitOutcome}
+  | {type: 'failed'; id: number; error: FlatError}
+  | {type: 'closed'}
+
+/** URL of tsx's ESM register API (its CommonJS twin fails to register from inside a worker). */
+function tsxApiUrl(): string {
+  const cjs = createRequire(import.meta.url).resolve('tsx/esm/api')
+  const mjs = cjs.replace(/\.cjs$/, '.mjs')
+  return pathToFileURL(existsSync(mjs) ? mjs : cjs).href
+}
+
+function workerEntry(): {url: URL; viaTsx: boolean} {
+  const here = import.meta.url
+  const viaTsx = here.endsWith('.ts')
+  return {url: new URL(viaTsx ? './writer-worker.ts' : './writer-worker.js', here), viaTsx}
+}
+
+export class WorkerWriter implements LedgerWriter {
+  private worker?: Worker
+  private nextId = 1
+  private readonly waiting = new Map<number, {resolve: (o: CommitOutcome) => void; reject: (e: Error) => void}>()
+  private closing?: Promise<void>
+  private failure?: Error
+
+  constructor(private readonly opts: WriterOptions) {}
+
+  open(): Promise<HeadInfo> {
+    const init: WorkerInit = {
+      file: this.opts.file,
+      ledgerId: this.opts.ledgerId,
+      pkcs8: this.opts.identity.privateKey.export({format: 'der', type: 'pkcs8'}),
+      tailBlocks: this.opts.tailBlocks,
+    }
+    const {url, viaTsx} = workerEntry()
+    // Under tsx (tests, benches) the worker must register tsx's loader itself
+    // before it can import a .ts module; compiled builds load the .js directly.
+    this.worker = viaTsx
+      ? new Worker(
+          `import(${JSON.stringify(tsxApiUrl())}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}) })`,
+          {eval: true, workerData: init},
+        )
+      : new Worker(url, {workerData: init})
+    const worker = this.worker
+    return new Promise<HeadInfo>((resolve, reject) => {
+      let opened = false
+      worker.on('message', (m: WorkerReply) => {
+        switch (m.type) {
+          case 'ready':
+            opened = true
+            resolve(m.head)
+            break
+          case 'open-failed':
+            reject(reviveError(m.error))
+            void worker.terminate()
+            break
+          case 'done':
+            this.settle(m.id)?.resolve(m.outcome)
+            break
+          case 'failed':
+            this.settle(m.id)?.reject(reviveError(m.error))
+            break
+          case 'closed':
+            break
+        }
+      })
+      worker.on('error', (error) => {
+        this.failure = new PacioError('ELEDGER', `${this.opts.file}: ledger writer thread failed: ${error.message}`, {cause: error})
+        if (!opened) reject(this.failure)
+        this.failAll(this.failure)
+      })
+      worker.on('exit', () => {
+        if (!opened) reject(this.failure ?? new PacioError('ELEDGER', `${this.opts.file}: ledger writer thread exited while opening`))
+        this.failAll(this.failure ?? new PacioError('ELEDGER', `${this.opts.file}: ledger writer thread exited`))
+      })
+    })
+  }
+
+  private settle(id: number) {
+    const w = this.waiting.get(id)
+    this.waiting.delete(id)
+    return w
+  }
+
+  private failAll(error: Error): void {
+    for (const w of this.waiting.values()) w.reject(error)
+    this.waiting.clear()
+  }
+
+  commit(payloads: Buffer[], now: number): Promise<CommitOutcome> {
+    if (this.failure) return Promise.reject(this.failure)
+    if (!this.worker || this.closing) return Promise.reject(new PacioError('ELEDGER', `${this.opts.file}: ledger is closed`))
+    const id = this.nextId++
+    const {data, offsets} = packBatch(payloads)
+    return new Promise<CommitOutcome>((resolve, reject) => {
+      this.waiting.set(id, {resolve, reject})
+      const req: WorkerRequest = {type: 'commit', id, data, offsets, now}
+      this.worker!.postMessage(req, [data])
+    })
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing
+    const worker = this.worker
+    if (!worker) return Promise.resolve()
+    this.closing = new Promise<void>((resolve) => {
+      worker.once('exit', () => resolve())
+      worker.postMessage({type: 'close'} satisfies WorkerRequest)
+    })
+    return this.closing
+  }
+}
+
+export function createWriter(placement: WriterPlacement, opts: WriterOptions): LedgerWriter {
+  return placement === 'inline' ? new InlineWriter(opts) : new WorkerWriter(opts)
+}
