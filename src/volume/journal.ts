@@ -120,6 +120,11 @@ export class Journal {
     return this.db.prepare('SELECT * FROM records WHERE epoch IS NULL ORDER BY jseq').all() as JournalRow[]
   }
 
+  /** Highest epoch any row was placed at (0 if none). */
+  maxPlacedEpoch(): number {
+    return (this.db.prepare('SELECT max(epoch) AS e FROM records').get() as {e: number | null}).e ?? 0
+  }
+
   byHash(hash: Buffer): JournalRow | undefined {
     return this.db.prepare('SELECT * FROM records WHERE hash = ?').get(hash) as JournalRow | undefined
   }

@@ -125,20 +125,16 @@ export class Recorder {
   }
 
   /**
-   * After a crash: rows that never reached the ledger are sent again, unless
-   * the broadcast layer still holds them (it re-sends those itself).
-   * `onLedger` tells which hashes are already on the ledger, with placement.
+   * After a crash: rows of the journal that never got their place on the
+   * ledger. `found` holds those the ledger does have (hex hash -> delivery):
+   * they are placed; the rest are sent again.
    */
-  recover(onLedger: (hashes: Buffer[]) => Map<string, Delivery>): {resent: number; placed: number} {
-    const rows = this.journal.unplaced()
-    if (rows.length === 0) return {resent: 0, placed: 0}
-    const found = onLedger(rows.map(r => r.hash))
+  recover(found: Map<string, Delivery>): {resent: number; placed: number} {
     const placements: Placement[] = []
     let resent = 0
-    for (const r of rows) {
+    for (const r of this.journal.unplaced()) {
       const d = found.get(r.hash.toString('hex'))
       if (d) placements.push({hash: r.hash, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
-      else if (this.bc.isPending(r.hash)) this.send(r.hash)
       else {
         this.send(r.hash)
         resent++

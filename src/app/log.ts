@@ -1,0 +1,81 @@
+/**
+ * `paciofs log`: the records in ledger order, joined with their journal
+ * preimages. Opens everything read-only; works while the volume is mounted.
+ */
+import {EnvelopeChecker} from '../broadcast/checker.js'
+import {blockDeliveries} from '../broadcast/fifo-broadcast.js'
+import type {Violation} from '../broadcast/types.js'
+import {decodeCanonical} from '../crypto/canonical.js'
+import {PacioError} from '../errors.js'
+import {EmbeddedLedger} from '../ledger/embedded/index.js'
+import type {Block} from '../ledger/types.js'
+import {Journal} from '../volume/journal.js'
+import {layoutOf, readMeta} from '../volume/layout.js'
+import type {FsRecord} from '../volume/types.js'
+import {globToRegExp} from './glob.js'
+
+export interface LogEntry {
+  epoch: number
+  time: number // block time, ms
+  txid: string
+  sender: string // pid of the envelope's signer
+  seq: number
+  hash: string // the salted hash on the ledger
+  record?: FsRecord // undefined when the journal has no preimage for the hash
+}
+
+export interface LogQuery {
+  volume: string
+  since?: number
+  until?: number
+  path?: string
+  follow?: boolean
+  /** stops --follow */
+  signal?: AbortSignal
+  onViolation?: (v: Violation) => void
+}
+
+function parseRecord(bytes: Buffer): FsRecord | undefined {
+  try {
+    return decodeCanonical(bytes) as unknown as FsRecord
+  } catch {
+    return undefined
+  }
+}
+
+export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
+  if (q.since !== undefined && (!Number.isSafeInteger(q.since) || q.since < 0)) throw new PacioError('EINPUT', `--since must be a block epoch (a whole number >= 0), got ${q.since}`)
+  if (q.until !== undefined && (!Number.isSafeInteger(q.until) || q.until < 0)) throw new PacioError('EINPUT', `--until must be a block epoch (a whole number >= 0), got ${q.until}`)
+  const layout = layoutOf(q.volume)
+  const meta = readMeta(layout)
+  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
+  const journal = Journal.open(layout.journal, meta.id, {readonly: true})
+  const match = q.path ? globToRegExp(q.path) : undefined
+  const entries = function * (b: Block, checker: EnvelopeChecker): Generator<LogEntry> {
+    for (const d of blockDeliveries(checker, b, q.onViolation)) {
+      const row = journal.byHash(d.payload)
+      const record = row ? parseRecord(row.record) : undefined
+      if (match && !(record && (match.test(record.path) || (record.to !== undefined && match.test(record.to))))) continue
+      yield {epoch: d.epoch, time: b.time, txid: d.txid, sender: d.pid, seq: d.seq, hash: d.payload.toString('hex'), record}
+    }
+  }
+
+  try {
+    const checker = new EnvelopeChecker((q.since ?? 0) > 0)
+    let next = q.since ?? 0
+    for (;;) {
+      const head = (await ledger.head()).epoch
+      const to = Math.min(q.until ?? head, head)
+      if (next <= to) {
+        for await (const b of ledger.read(next, to)) yield * entries(b, checker)
+        next = to + 1
+      }
+
+      if (!q.follow || q.signal?.aborted || (q.until !== undefined && next > q.until)) return
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+  } finally {
+    journal.close()
+    await ledger.close()
+  }
+}
