@@ -31,6 +31,8 @@ export const FORMAT_NAME = 'paciofs-ledger'
 /** How many of the newest blocks open() re-validates; validateAll() checks every block. */
 export const DEFAULT_TAIL_BLOCKS = 32
 
+const WRITER_CACHE_KIB = 64 * 1024
+
 export interface HeadInfo {
   epoch: number
   hash: string
@@ -191,6 +193,8 @@ export class LedgerStore {
         db.pragma('journal_mode = WAL')
         db.pragma('synchronous = FULL')
       }
+      // The txid index takes random inserts; keep its pages in memory.
+      db.pragma(`cache_size = -${WRITER_CACHE_KIB}`)
       const store = new LedgerStore(file, db, false)
       if (store.ledgerId !== ledgerId) {
         throw new PacioError('EFOREIGN', `${file}: ledger belongs to volume ${store.ledgerId}, not ${ledgerId}`, {

@@ -1,0 +1,158 @@
+/**
+ * Embedded ledger throughput and latency.
+ *
+ *   node --import tsx bench/ledger.ts [--seconds 5] [--callers 32] [--batch 100]
+ *        [--size 200] [--writer both|worker|inline] [--rate 0] [--json] [--smoke]
+ *
+ * Each of `callers` concurrent callers appends batches of `batch` fresh
+ * payloads of `size` bytes, back to back (or paced so that all callers
+ * together offer `rate` payloads/s). Reports durably committed payloads/s,
+ * append latency percentiles, blocks written, and the event-loop delay seen
+ * meanwhile (the stall a commit causes to everything else on the thread).
+ * Writers are measured side by side in one run. `--smoke` runs one tiny
+ * iteration (used by the unit tests so this file cannot rot).
+ */
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {monitorEventLoopDelay} from 'node:perf_hooks'
+import {parseArgs} from 'node:util'
+import {generateIdentity} from '../src/crypto/sign.js'
+import {EmbeddedLedger, type WriterPlacement} from '../src/ledger/embedded/index.js'
+
+export interface LedgerBenchResult {
+  writer: WriterPlacement
+  seconds: number
+  payloads: number
+  payloadsPerSec: number
+  blocks: number
+  avgBlockTxs: number
+  appendP50Ms: number
+  appendP99Ms: number
+  appendMaxMs: number
+  loopDelayP99Ms: number
+  loopDelayMaxMs: number
+}
+
+export interface LedgerBenchOptions {
+  seconds: number
+  callers: number
+  batch: number
+  size: number
+  rate: number
+  writers: WriterPlacement[]
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+}
+
+const round = (x: number) => Math.round(x * 10) / 10
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptions, 'writers'>): Promise<LedgerBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'pacio-bench-ledger-'))
+  try {
+    const ledger = await EmbeddedLedger.open({file: join(dir, 'ledger.db'), ledgerId: 'bench', identity: generateIdentity(), writer})
+    const filler = Buffer.alloc(o.size, 'x')
+    let counter = 0
+    const fresh = () => {
+      const b = Buffer.from(filler)
+      b.writeUInt32BE(counter >>> 0, 0)
+      b.writeUInt32BE(Math.floor(counter / 2 ** 32), Math.min(4, Math.max(0, o.size - 4)))
+      counter++
+      return b
+    }
+    const latencies: number[] = []
+    let payloads = 0
+    const delay = monitorEventLoopDelay({resolution: 1})
+    const startHead = (await ledger.head()).epoch
+    const t0 = performance.now()
+    const end = t0 + o.seconds * 1000
+    delay.enable()
+    const interval = o.rate > 0 ? (o.batch * o.callers * 1000) / o.rate : 0
+    await Promise.all(
+      Array.from({length: o.callers}, async (_, c) => {
+        let next = t0 + (interval * c) / o.callers
+        do {
+          if (interval > 0) {
+            const wait = next - performance.now()
+            if (wait > 0) await sleep(wait)
+            next += interval
+          }
+          const batch = Array.from({length: o.batch}, fresh)
+          const s = performance.now()
+          await ledger.append(batch)
+          latencies.push(performance.now() - s)
+          payloads += batch.length
+        } while (performance.now() < end)
+      }),
+    )
+    const elapsed = (performance.now() - t0) / 1000
+    delay.disable()
+    const blocks = (await ledger.head()).epoch - startHead
+    await ledger.close()
+    latencies.sort((a, b) => a - b)
+    return {
+      writer,
+      seconds: round(elapsed),
+      payloads,
+      payloadsPerSec: Math.round(payloads / elapsed),
+      blocks,
+      avgBlockTxs: Math.round(payloads / Math.max(1, blocks)),
+      appendP50Ms: round(pct(latencies, 0.5)),
+      appendP99Ms: round(pct(latencies, 0.99)),
+      appendMaxMs: round(latencies.at(-1) ?? 0),
+      loopDelayP99Ms: round(delay.percentile(99) / 1e6),
+      loopDelayMaxMs: round(delay.max / 1e6),
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
+export async function runLedgerBench(o: LedgerBenchOptions): Promise<LedgerBenchResult[]> {
+  const out: LedgerBenchResult[] = []
+  for (const w of o.writers) out.push(await benchOne(w, o))
+  return out
+}
+
+async function main(): Promise<void> {
+  const {values} = parseArgs({
+    options: {
+      seconds: {type: 'string', default: '5'},
+      callers: {type: 'string', default: '32'},
+      batch: {type: 'string', default: '100'},
+      size: {type: 'string', default: '200'},
+      rate: {type: 'string', default: '0'},
+      writer: {type: 'string', default: 'both'},
+      json: {type: 'boolean', default: false},
+      smoke: {type: 'boolean', default: false},
+    },
+  })
+  const writers: WriterPlacement[] = values.writer === 'both' ? ['worker', 'inline'] : [values.writer as WriterPlacement]
+  const opts: LedgerBenchOptions = values.smoke
+    ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: 0, writers}
+    : {seconds: Number(values.seconds), callers: Number(values.callers), batch: Number(values.batch), size: Number(values.size), rate: Number(values.rate), writers}
+  const results = await runLedgerBench(opts)
+  if (values.json) {
+    process.stdout.write(JSON.stringify({bench: 'ledger', options: opts, results}) + '\n')
+    return
+  }
+  process.stdout.write(`ledger bench: ${opts.callers} callers x ${opts.batch} payloads of ${opts.size} B, ${opts.seconds}s${opts.rate ? `, offered ${opts.rate}/s` : ''}\n`)
+  for (const r of results) {
+    process.stdout.write(
+      `${r.writer.padEnd(7)} ${String(r.payloadsPerSec).padStart(8)} payloads/s  append p50 ${r.appendP50Ms} ms  p99 ${r.appendP99Ms} ms  max ${r.appendMaxMs} ms  ` +
+        `blocks ${r.blocks} (avg ${r.avgBlockTxs} tx)  event-loop delay p99 ${r.loopDelayP99Ms} ms  max ${r.loopDelayMaxMs} ms\n`,
+    )
+  }
+  process.stdout.write(JSON.stringify({bench: 'ledger', options: opts, results}) + '\n')
+}
+
+if (import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  main().catch((error) => {
+    process.stderr.write(`${(error as Error).stack ?? error}\n`)
+    process.exitCode = 1
+  })
+}
