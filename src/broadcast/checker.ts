@@ -4,7 +4,7 @@
  * and name the hash of the sender's previous envelope. Whatever breaks a rule
  * becomes a Violation and is never delivered.
  */
-import {GENESIS_PREV, MalformedEnvelope, decodeEnvelope, envelopeHash, signatureValid} from './envelope.js'
+import {GENESIS_PREV, MalformedEnvelope, decodeEnvelope, envelopeHash, signatureValid} from './seal.js'
 import type {Envelope, Violation} from './types.js'
 
 export interface SenderState {

@@ -1,63 +1,62 @@
 /**
- * Envelopes on the wire: canonical encoding of {v, pid, seq, prev, payloads}
- * signed by pid; the envelope's hash (what the next envelope's `prev` names)
- * is sha256 of its full wire bytes, signature included.
+ * Envelope encoding, signing and strict decoding (pure).
+ *
+ * signed body = canonical({t:'paciofs/envelope', v:1, pid, seq, prev, payloads})
+ * id          = sha256(signed body), hex: what the sender's next envelope names as `prev`
+ * sig         = Ed25519(pid, signed body)
+ * on the ledger: canonical({v, pid, seq, prev, payloads, sig}) (payloads as $b64)
+ * The `t` tag separates envelope signatures from block and checkpoint
+ * signatures made with the same key.
  */
 import {canonical, decodeCanonical} from '../crypto/canonical.js'
-import {ZERO_HASH, sha256Hex} from '../crypto/hash.js'
+import {isHash, sha256Hex} from '../crypto/hash.js'
 import {sign, verify, type Identity} from '../crypto/sign.js'
 import type {Envelope} from './types.js'
 
-export const GENESIS_PREV = ZERO_HASH
+export const ENVELOPE_VERSION = 1
 
-function unsigned(e: Omit<Envelope, 'sig'>) {
-  return canonical({v: e.v, pid: e.pid, seq: e.seq, prev: e.prev, payloads: e.payloads})
+export function envelopeBody(e: Omit<Envelope, 'sig'>): Buffer {
+  return canonical({t: 'paciofs/envelope', v: e.v, pid: e.pid, seq: e.seq, prev: e.prev, payloads: e.payloads})
 }
 
-export function sealEnvelope(identity: Identity, seq: number, prev: string, payloads: Buffer[]): {envelope: Envelope; wire: Buffer; hash: string} {
-  const body = {v: 1 as const, pid: identity.pid, seq, prev, payloads}
-  const sig = sign(identity, unsigned(body)).toString('hex')
-  const envelope: Envelope = {...body, sig}
-  const wire = encodeEnvelope(envelope)
-  return {envelope, wire, hash: sha256Hex(wire)}
+export function envelopeId(e: Omit<Envelope, 'sig'>): string {
+  return sha256Hex(envelopeBody(e))
+}
+
+export function signEnvelope(identity: Identity, e: {seq: number; prev: string; payloads: Buffer[]}): Envelope {
+  const body = {v: ENVELOPE_VERSION as 1, pid: identity.pid, seq: e.seq, prev: e.prev, payloads: e.payloads}
+  return {...body, sig: sign(identity, envelopeBody(body)).toString('hex')}
+}
+
+export function verifyEnvelope(e: Envelope): boolean {
+  return verify(e.pid, envelopeBody(e), e.sig)
 }
 
 export function encodeEnvelope(e: Envelope): Buffer {
   return canonical({v: e.v, pid: e.pid, seq: e.seq, prev: e.prev, payloads: e.payloads, sig: e.sig})
 }
 
-export class MalformedEnvelope extends Error {}
+const KEYS = ['payloads', 'pid', 'prev', 'seq', 'sig', 'v']
 
-/** Parses wire bytes; throws MalformedEnvelope for anything that is not exactly a canonical v1 envelope. */
-export function decodeEnvelope(wire: Uint8Array): Envelope {
+/** Decode bytes from the ledger; returns a reason string instead of throwing for anything malformed. */
+export function decodeEnvelope(bytes: Uint8Array): {ok: true; envelope: Envelope} | {ok: false; reason: string} {
   let v: unknown
   try {
-    v = decodeCanonical(wire)
+    v = decodeCanonical(bytes)
   } catch (error) {
-    throw new MalformedEnvelope(`not canonical: ${(error as Error).message}`)
+    return {ok: false, reason: (error as Error).message}
   }
-
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return {ok: false, reason: 'not an object'}
   const o = v as Record<string, unknown>
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new MalformedEnvelope('not an object')
-  const keys = Object.keys(o).sort().join(',')
-  if (keys !== 'payloads,pid,prev,seq,sig,v') throw new MalformedEnvelope(`unexpected fields ${keys}`)
-  if (o.v !== 1) throw new MalformedEnvelope(`unknown version ${String(o.v)}`)
-  if (typeof o.pid !== 'string' || !/^[0-9a-f]{64}$/.test(o.pid)) throw new MalformedEnvelope('bad pid')
-  if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 1) throw new MalformedEnvelope('bad seq')
-  if (typeof o.prev !== 'string' || !/^[0-9a-f]{64}$/.test(o.prev)) throw new MalformedEnvelope('bad prev')
-  if (typeof o.sig !== 'string' || !/^[0-9a-f]{128}$/.test(o.sig)) throw new MalformedEnvelope('bad sig')
-  if (!Array.isArray(o.payloads) || !o.payloads.every(p => p instanceof Uint8Array)) throw new MalformedEnvelope('bad payloads')
-  return {v: 1, pid: o.pid, seq: o.seq, prev: o.prev, sig: o.sig, payloads: (o.payloads as Uint8Array[]).map(p => Buffer.from(p))}
-}
-
-export function signatureValid(e: Envelope): boolean {
-  try {
-    return verify(e.pid, unsigned(e), e.sig)
-  } catch {
-    return false
+  const keys = Object.keys(o).sort()
+  if (keys.length !== KEYS.length || keys.some((k, i) => k !== KEYS[i])) return {ok: false, reason: `fields are ${keys.join(',')}`}
+  if (o.v !== ENVELOPE_VERSION) return {ok: false, reason: `version ${String(o.v)}`}
+  if (!isHash(o.pid)) return {ok: false, reason: 'pid is not 64 hex digits'}
+  if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 1) return {ok: false, reason: 'seq is not a positive integer'}
+  if (!isHash(o.prev)) return {ok: false, reason: 'prev is not 64 hex digits'}
+  if (typeof o.sig !== 'string' || !/^[0-9a-f]{128}$/.test(o.sig)) return {ok: false, reason: 'sig is not 128 hex digits'}
+  if (!Array.isArray(o.payloads) || o.payloads.length === 0 || !o.payloads.every((p) => Buffer.isBuffer(p))) {
+    return {ok: false, reason: 'payloads is not a non-empty list of bytes'}
   }
-}
-
-export function envelopeHash(wire: Uint8Array): string {
-  return sha256Hex(wire)
+  return {ok: true, envelope: {v: 1, pid: o.pid, seq: o.seq, prev: o.prev, payloads: o.payloads as Buffer[], sig: o.sig}}
 }

@@ -15,7 +15,7 @@ import type {Identity} from '../crypto/sign.js'
 import {CorruptStateError} from '../errors.js'
 import type {Block, Ledger} from '../ledger/types.js'
 import {EnvelopeChecker} from './checker.js'
-import {GENESIS_PREV, decodeEnvelope, sealEnvelope} from './envelope.js'
+import {GENESIS_PREV, decodeEnvelope, sealEnvelope} from './seal.js'
 import type {Delivery, Violation} from './types.js'
 
 interface Waiter {

@@ -52,9 +52,10 @@ export interface Ledger {
   /**
    * Calls onBlock for every block from fromEpoch on, existing ones first, then
    * new ones as they are committed, in order and each exactly once.
-   * Returns a function that stops following.
+   * Returns a function that stops following. If reading fails (or onBlock
+   * throws), following stops and onError, when given, receives the error.
    */
-  follow(fromEpoch: number, onBlock: (b: Block) => void): () => void
+  follow(fromEpoch: number, onBlock: (b: Block) => void, onError?: (e: Error) => void): () => void
   /** Current head as a signed checkpoint. */
   head(): Promise<Checkpoint>
   close(): Promise<void>

@@ -1,0 +1,5 @@
+export type {Delivery, Envelope, Violation, ViolationKind} from './types.js'
+export {Broadcast, type BroadcastOptions} from './broadcast.js'
+export {deliver, type DeliverOptions, type DeliveryStream} from './deliver.js'
+export {decodeEnvelope, encodeEnvelope, envelopeBody, envelopeId, signEnvelope, verifyEnvelope, ENVELOPE_VERSION} from './envelope.js'
+export {FifoChecker, type CheckerState, type SenderState, type Verdict} from './validate.js'
