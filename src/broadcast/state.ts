@@ -68,7 +68,7 @@ export class BroadcastState {
       fresh = true
     }
     try {
-      this.db = new Database(file)
+      this.db = new Database(file, {timeout: 200})
     } catch (error) {
       throw wrap(file, error)
     }
