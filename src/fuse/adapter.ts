@@ -44,14 +44,22 @@ export function makeOps(volume: Volume, fuse: FuseContext, sentinels: UtimeSenti
     return n
   }
 
+  /** Starts an op; a synchronous throw becomes a rejection, never an exception in the FUSE dispatcher. */
+  const start = <T>(work: () => Promise<T>): Promise<T> => new Promise<T>(resolve => resolve(work()))
+
   /** Runs an op and answers cb(0) / cb(errno). */
   const run = (op: string, cb: Cb, work: () => Promise<unknown>): void => {
-    work().then(() => cb(0), error => cb(fail(op, error)))
+    start(work).then(() => cb(0), error => cb(fail(op, error)))
   }
 
   /** Runs an op and answers cb(0, value) / cb(errno). */
   const value = <T>(op: string, cb: Cb, work: () => Promise<T>): void => {
-    work().then(v => cb(0, v), error => cb(fail(op, error)))
+    start(work).then(v => cb(0, v), error => cb(fail(op, error)))
+  }
+
+  /** Runs a read/write and answers cb(bytes) / cb(errno). */
+  const bytes = (op: string, cb: Cb, work: () => Promise<number>): void => {
+    start(work).then(n => cb(n), error => cb(fail(op, error)))
   }
 
   const time = (t: bigint): TimeSpec => (t === sentinels.UTIME_NOW ? 'now' : t === sentinels.UTIME_OMIT ? 'omit' : t)
@@ -74,11 +82,11 @@ export function makeOps(volume: Volume, fuse: FuseContext, sentinels: UtimeSenti
       value('create', cb, () => volume.create(path, mode, flags, who))
     },
     read: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
-      volume.read(path, fh, buf, len, pos).then(n => cb(n), error => cb(fail('read', error)))
+      bytes('read', cb, () => volume.read(path, fh, buf, len, pos))
     },
     write: (path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
       const who = caller()
-      volume.write(path, fh, buf, len, pos, who).then(n => cb(n), error => cb(fail('write', error)))
+      bytes('write', cb, () => volume.write(path, fh, buf, len, pos, who))
     },
     flush: (path: string, fh: number, cb: Cb) => run('flush', cb, () => volume.flush(path, fh)),
     fsync: (path: string, datasync: number | boolean, fh: number, cb: Cb) => run('fsync', cb, () => volume.fsync(path, fh, Boolean(datasync))),

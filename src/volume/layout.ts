@@ -95,7 +95,8 @@ export function openLayout(root: string, opts: {create: boolean; ledger?: {drive
       {suggestion: 'choose an empty or new directory for --volume'})
   }
 
-  fs.mkdirSync(layout.state, {recursive: true, mode: 0o700})
+  if (!st) fs.mkdirSync(layout.root, {recursive: true, mode: 0o755})
+  fs.mkdirSync(layout.state, {mode: 0o700})
   const meta: VolumeMeta = {format: FORMAT, version: FORMAT_VERSION, id: randomUUID(), name: path.basename(layout.root),
     created: Date.now(), ledger: opts.ledger ?? {driver: 'embedded'}}
   const tmp = `${layout.meta}.tmp`

@@ -190,6 +190,7 @@ export class LocalVolume implements Volume {
 
   async write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
+    path ||= h.path // an unlinked open file has no path (hard_remove)
     if (h.content && !h.content.dirty) await this.beginWrite(path, h.content, caller)
     const n = await p.write(h.fd, buf, 0, len, pos)
     h.content?.wrote(pos, buf.subarray(0, n), h.append)
@@ -200,6 +201,7 @@ export class LocalVolume implements Volume {
 
   async fsync(path: string, fh: number, datasync: boolean): Promise<void> {
     const h = this.handle(fh)
+    path ||= h.path
     await (datasync ? p.fdatasync(h.fd) : p.fsync(h.fd))
     if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content))
     await this.recorder.committed()
@@ -297,6 +299,7 @@ export class LocalVolume implements Volume {
 
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
     const h = this.handle(fh)
+    path ||= h.path
     await p.ftruncate(h.fd, size)
     if (h.content) {
       h.content.invalidate()
