@@ -2,8 +2,8 @@
  * `paciofs log`: the records in ledger order, joined with their journal
  * preimages. Opens everything read-only; works while the volume is mounted.
  */
-import {EnvelopeChecker} from '../broadcast/checker.js'
-import {blockDeliveries} from '../broadcast/fifo-broadcast.js'
+import {FifoChecker} from '../broadcast/validate.js'
+import type {Delivery} from '../broadcast/types.js'
 import type {Violation} from '../broadcast/types.js'
 import {decodeCanonical} from '../crypto/canonical.js'
 import {PacioError} from '../errors.js'
@@ -51,8 +51,10 @@ export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
   const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
   const journal = Journal.open(layout.journal, meta.id, {readonly: true})
   const match = q.path ? globToRegExp(q.path) : undefined
-  const entries = function * (b: Block, checker: EnvelopeChecker): Generator<LogEntry> {
-    for (const d of blockDeliveries(checker, b, q.onViolation)) {
+  const entries = function * (b: Block, checker: FifoChecker): Generator<LogEntry> {
+    const delivered: Delivery[] = []
+    checker.checkBlock(b, d => delivered.push(d), v => q.onViolation?.(v))
+    for (const d of delivered) {
       const row = journal.byHash(d.payload)
       const record = row ? parseRecord(row.record) : undefined
       if (match && !(record && (match.test(record.path) || (record.to !== undefined && match.test(record.to))))) continue
@@ -61,8 +63,11 @@ export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
   }
 
   try {
-    const checker = new EnvelopeChecker((q.since ?? 0) > 0)
-    let next = q.since ?? 0
+    // senders' positions at --since come from the blocks before it (checked silently)
+    const checker = new FifoChecker()
+    const since = q.since ?? 0
+    if (since > 0) for await (const b of ledger.read(0, Math.min(since, (await ledger.head()).epoch + 1) - 1)) checker.checkBlock(b, () => {}, () => {})
+    let next = since
     for (;;) {
       const head = (await ledger.head()).epoch
       const to = Math.min(q.until ?? head, head)

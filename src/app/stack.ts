@@ -4,7 +4,7 @@
  * recovery), and the LocalVolume on top. close() undoes it all in order.
  */
 import fs from 'node:fs'
-import {deliveries, FifoBroadcast} from '../broadcast/fifo-broadcast.js'
+import {Broadcast} from '../broadcast/broadcast.js'
 import type {Delivery} from '../broadcast/types.js'
 import {generateIdentity, loadIdentity, saveIdentity, type Identity} from '../crypto/sign.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
@@ -20,7 +20,7 @@ export interface VolumeStack {
   created: boolean
   member: string
   volume: LocalVolume
-  recovered: {resent: number; placed: number; outbox: number}
+  recovered: {resent: number; placed: number}
   recordCount(): number
   close(): Promise<void>
 }
@@ -44,23 +44,24 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
   try {
     const ledger = await EmbeddedLedger.open({file: layout.ledger, ledgerId: meta.id, identity: nodeIdentity(layout)})
     undo.push(() => ledger.close())
-    const bc = new FifoBroadcast({ledger, identity: user, file: layout.broadcast})
-    undo.push(() => bc.close())
+    const bc = new Broadcast({ledger, identity: user, file: layout.broadcast})
     const journal = Journal.open(layout.journal, meta.id)
     undo.push(() => journal.close())
 
-    const {resent: outbox} = await bc.open()
-    await bc.flush()
+    await bc.open()
+    undo.push(() => bc.close())
+    await bc.flush() // whatever the outbox and queue held after a crash is committed now
     const recorder = new Recorder(journal, bc, user.pid)
     const unplaced = journal.unplaced()
     let recovered = {resent: 0, placed: 0}
     if (unplaced.length > 0) {
       const want = new Set(unplaced.map(r => r.hash.toString('hex')))
       const found = new Map<string, Delivery>()
-      for await (const d of deliveries(ledger, journal.maxPlacedEpoch())) {
+      const scan = bc.deliver(journal.maxPlacedEpoch(), d => {
         const k = d.payload.toString('hex')
         if (want.has(k)) found.set(k, d)
-      }
+      }, () => {})
+      await scan.done
 
       recovered = recorder.recover(found)
       await recorder.committed()
@@ -71,7 +72,7 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
     undo.push(() => volume.close())
     return {
       layout, meta, created, member: user.pid, volume,
-      recovered: {...recovered, outbox},
+      recovered,
       recordCount: () => journal.count(),
       close: closeAll,
     }

@@ -17,8 +17,8 @@ import type {Caller, FsRecord} from './types.js'
 /** What the recorder needs of the broadcast layer. */
 export interface BroadcastPort {
   readonly pid: string
-  broadcast(payload: Buffer): Promise<Delivery>
-  isPending(payload: Buffer): boolean
+  /** Queues payloads (persisted when it returns); each promise resolves once committed. */
+  broadcastMany(payloads: Buffer[]): Array<Promise<Delivery>>
   flush(): Promise<void>
 }
 
@@ -89,18 +89,26 @@ export class Recorder {
       return
     }
 
-    for (const q of batch) {
-      this.send(q.row.hash)
-      q.resolve()
-    }
+    this.send(batch.map(q => q.row.hash))
+    for (const q of batch) q.resolve()
   }
 
-  private send(hash: Buffer): void {
-    const p = this.bc.broadcast(hash).then(d => this.place(d), error => {
+  private send(hashes: Buffer[]): void {
+    let sent: Array<Promise<Delivery>>
+    try {
+      sent = this.bc.broadcastMany(hashes)
+    } catch (error) {
       this.failed = error
-    })
-    this.inflight.add(p)
-    void p.finally(() => this.inflight.delete(p))
+      return
+    }
+
+    for (const s of sent) {
+      const p = s.then(d => this.place(d), error => {
+        this.failed = error
+      })
+      this.inflight.add(p)
+      void p.finally(() => this.inflight.delete(p))
+    }
   }
 
   private place(d: Delivery): void {
@@ -131,17 +139,15 @@ export class Recorder {
    */
   recover(found: Map<string, Delivery>): {resent: number; placed: number} {
     const placements: Placement[] = []
-    let resent = 0
+    const resend: Buffer[] = []
     for (const r of this.journal.unplaced()) {
       const d = found.get(r.hash.toString('hex'))
       if (d) placements.push({hash: r.hash, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
-      else {
-        this.send(r.hash)
-        resent++
-      }
+      else resend.push(r.hash)
     }
 
     if (placements.length > 0) this.journal.place(placements)
-    return {resent, placed: placements.length}
+    if (resend.length > 0) this.send(resend)
+    return {resent: resend.length, placed: placements.length}
   }
 }

@@ -15,8 +15,8 @@ export class InstantBroadcast implements BroadcastPort {
     return d
   }
 
-  isPending(): boolean {
-    return false
+  broadcastMany(payloads: Buffer[]): Array<Promise<Delivery>> {
+    return payloads.map(p => this.broadcast(p))
   }
 
   async flush(): Promise<void> {}
