@@ -4,6 +4,7 @@ import {generateIdentity} from '../../../src/crypto/sign.js'
 import {decodeEnvelope, encodeEnvelope, envelopeId, signEnvelope} from '../../../src/broadcast/envelope.js'
 import type {Broadcast} from '../../../src/broadcast/broadcast.js'
 import {verifyBlock} from '../../../src/ledger/block.js'
+import type {Block} from '../../../src/ledger/types.js'
 import {MemoryLedger} from '../../fakes/memory-ledger.js'
 import {byPid, collect, openSenders, render, tempDir} from './helpers.js'
 
@@ -53,7 +54,7 @@ describe('broadcast: tamper evidence', function () {
 
   async function check(expectKinds: string[], victimGets: string[]) {
     // the ledger itself still looks sound: the attacker re-sealed it
-    const blocks = []
+    const blocks: Block[] = []
     for await (const b of ledger.read(0)) blocks.push(b)
     blocks.forEach((b, i) => expect(verifyBlock(ledger.ledgerId, b, i === 0 ? null : blocks[i - 1])).to.equal(null))
     const a = await collect(ledger)
