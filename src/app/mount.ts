@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM or an external unmount, then flush, commit, unmount and
  * release everything. The process exits only after the mount is gone.
  */
-import {mountVolume, mountedAt} from '../fuse/mount.js'
+import {checkMountpoint, mountVolume, mountedAt} from '../fuse/mount.js'
 import {openVolumeStack} from './stack.js'
 
 export interface MountRequest {
@@ -32,6 +32,7 @@ export interface MountSummary extends MountedInfo {
 
 /** Mounts and resolves when the mount has ended cleanly (signal or external unmount). */
 export async function runMount(req: MountRequest): Promise<MountSummary> {
+  checkMountpoint(req.mountpoint) // before anything is created
   const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`})
   let mounted
   try {
