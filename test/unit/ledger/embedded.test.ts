@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {sha256Hex, ZERO_HASH} from '../../../src/crypto/hash.js'
 import {generateIdentity, type Identity} from '../../../src/crypto/sign.js'
 import {CorruptStateError, PacioError} from '../../../src/errors.js'
-import {verifyBlock} from '../../../src/ledger/block.js'
+import {sealBlock, verifyBlock} from '../../../src/ledger/block.js'
 import {checkConsistency, verifyCheckpoint} from '../../../src/ledger/checkpoint.js'
 import {EmbeddedLedger, type WriterPlacement} from '../../../src/ledger/embedded/index.js'
 import type {Block} from '../../../src/ledger/types.js'
@@ -255,6 +255,17 @@ for (const writer of ['worker', 'inline'] as WriterPlacement[]) {
         // so rewrite prev_hash only: the header no longer hashes to the stored hash
         tamper('UPDATE blocks SET prev_hash = ? WHERE epoch = 3', 'ab'.repeat(32))
         await refused(3, /hash/)
+      })
+
+      it('a validly signed block whose prevHash does not link (the producer key was abused)', async () => {
+        await build(5)
+        const ro = await EmbeddedLedger.openReadOnly(file)
+        const [b3] = await collect(ro.read(3, 3))
+        await ro.close()
+        const forged = sealBlock('vol-A', identity, {epoch: 3, prevHash: 'ab'.repeat(32), time: b3.time, txs: b3.txs})
+        expect(verifyBlock('vol-A', forged)).to.equal(null) // sound on its own
+        tamper('UPDATE blocks SET prev_hash = ?, hash = ?, signature = ? WHERE epoch = 3', forged.prevHash, forged.hash, forged.signature)
+        await refused(3, /link.*prevHash/)
       })
 
       it('a block removed from the middle', async () => {
