@@ -71,6 +71,7 @@ export class Broadcast {
   private idle: Array<{resolve: () => void; reject: (e: Error) => void}> = []
   private opened = false
   private closed = false
+  private readonly stopRetries = new AbortController()
 
   constructor(opts: BroadcastOptions) {
     this.ledger = opts.ledger
@@ -294,8 +295,9 @@ export class Broadcast {
         })
         break
       } catch {
-        // The envelope stays in the outbox; try again until the ledger takes it.
-        await sleep(delay)
+        // The envelope stays in the outbox; try again until the ledger takes it
+        // (or close() aborts the wait).
+        await sleep(delay, undefined, {signal: this.stopRetries.signal}).catch(() => {})
         delay = Math.min(delay * 2, 5000)
       }
     }
@@ -317,6 +319,7 @@ export class Broadcast {
     if (this.closed) return
     this.closed = true
     if (this.timer) clearTimeout(this.timer)
+    this.stopRetries.abort()
     const error = new PacioError('ELEDGER', 'Broadcast closed before the payload was committed; it is re-sent on the next open()')
     for (const w of this.waiters.values()) w.reject(error)
     this.waiters.clear()
