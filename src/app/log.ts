@@ -8,7 +8,7 @@ import type {Violation} from '../broadcast/types.js'
 import {decodeCanonical} from '../crypto/canonical.js'
 import {PacioError} from '../errors.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
-import type {Block} from '../ledger/types.js'
+import type {Block, Checkpoint} from '../ledger/types.js'
 import {Journal} from '../volume/journal.js'
 import {layoutOf, readMeta} from '../volume/layout.js'
 import type {FsRecord} from '../volume/types.js'
@@ -81,6 +81,18 @@ export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
     }
   } finally {
     journal.close()
+    await ledger.close()
+  }
+}
+
+/** The ledger head as a signed checkpoint (read-only). */
+export async function headCheckpoint(volume: string): Promise<Checkpoint> {
+  const layout = layoutOf(volume)
+  const meta = readMeta(layout)
+  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
+  try {
+    return await ledger.head()
+  } finally {
     await ledger.close()
   }
 }

@@ -1,7 +1,7 @@
 import {Command, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import Table from 'cli-table3'
-import {readLog, type LogEntry} from '../app/log.js'
+import {headCheckpoint, readLog, type LogEntry} from '../app/log.js'
 import {renderError} from '../cli/errors.js'
 
 const short = (s: string, n = 12) => (s.length > n ? s.slice(0, n) : s)
@@ -27,6 +27,7 @@ export default class Log extends Command {
     {description: 'Blocks 120 to 140 only', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --since 120 --until 140'},
     {description: 'Invoices, as JSON lines', command: "<%= config.bin %> <%= command.id %> --volume /srv/archive --path '/invoices/**' --json"},
     {description: 'Watch new records arrive', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --follow'},
+    {description: 'Keep a signed checkpoint for a later `verify --checkpoint`', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --checkpoint > archive-checkpoint.json'},
   ]
 
   static override flags = {
@@ -36,6 +37,7 @@ export default class Log extends Command {
     path: Flags.string({description: 'only records whose path matches this glob (* and ? within a name, ** across directories)'}),
     follow: Flags.boolean({char: 'f', description: 'keep printing records as blocks are committed (Ctrl-C stops)', default: false}),
     json: Flags.boolean({description: 'one JSON object per line instead of a table', default: false}),
+    checkpoint: Flags.boolean({description: 'print only the signed checkpoint of the ledger\'s head (JSON), for an auditor to keep and pass to `paciofs verify --checkpoint`', default: false}),
   }
 
   async run(): Promise<void> {
@@ -45,6 +47,11 @@ export default class Log extends Command {
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
     try {
+      if (flags.checkpoint) {
+        this.log(JSON.stringify(await headCheckpoint(flags.volume), null, 2))
+        return
+      }
+
       const entries = readLog({volume: flags.volume, since: flags.since, until: flags.until, path: flags.path, follow: flags.follow, signal: abort.signal,
         onViolation: v => this.warn(`ledger: ${v.kind} at epoch ${v.epoch} (txid ${short(v.txid)}): ${v.detail}`)})
       if (flags.json) {

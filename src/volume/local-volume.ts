@@ -385,11 +385,23 @@ export class LocalVolume implements Volume {
     await this.recorder.record({op: 'rename', path: from, to}, caller)
   }
 
+  /** All xattrs of an entry as name -> sha256 of the value: the state after chmod and xattr changes (ACLs and mode move together). */
+  private xattrState(backing: string): Record<string, string> {
+    const out: Record<string, string> = {}
+    for (const name of sys.llistxattr(backing).sort()) {
+      try {
+        out[name] = sha256Hex(sys.lgetxattr(backing, name))
+      } catch { /* removed meanwhile */ }
+    }
+
+    return out
+  }
+
   async chmod(path: string, mode: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolve(path)
     await fsp.chmod(backing, mode & 0o7777)
     const st = await fsp.lstat(backing)
-    await this.recorder.record({op: 'chmod', path, mode: st.mode}, caller)
+    await this.recorder.record({op: 'chmod', path, mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 
   async chown(path: string, uid: number, gid: number, caller: Caller): Promise<void> {
@@ -406,13 +418,17 @@ export class LocalVolume implements Volume {
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
-    sys.lsetxattr(this.paths.resolve(path), name, value, flags & (XATTR_CREATE | XATTR_REPLACE))
-    await this.recorder.record({op: 'setxattr', path, name, value: sha256Hex(value)}, caller)
+    const backing = this.paths.resolve(path)
+    sys.lsetxattr(backing, name, value, flags & (XATTR_CREATE | XATTR_REPLACE))
+    const st = await fsp.lstat(backing)
+    await this.recorder.record({op: 'setxattr', path, name, value: sha256Hex(value), mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 
   async removexattr(path: string, name: string, caller: Caller): Promise<void> {
-    sys.lremovexattr(this.paths.resolve(path), name)
-    await this.recorder.record({op: 'removexattr', path, name}, caller)
+    const backing = this.paths.resolve(path)
+    sys.lremovexattr(backing, name)
+    const st = await fsp.lstat(backing)
+    await this.recorder.record({op: 'removexattr', path, name, mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 
   // ---- lifecycle ---------------------------------------------------------

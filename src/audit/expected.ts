@@ -1,0 +1,126 @@
+/**
+ * The expected tree: records replayed in ledger order. Hard links share one
+ * Inode object, so a change through one name is expected at every name.
+ * Pure: no I/O.
+ */
+import type {FsRecord} from '../volume/types.js'
+import type {RecordRef} from './types.js'
+
+export interface Inode {
+  type: string
+  mode?: number
+  uid?: number
+  gid?: number
+  size?: number
+  digest?: string // undefined: content unknown (written while open, no digest recorded yet)
+  target?: string
+  rdev?: number
+  xattrs: Map<string, string> // name -> sha256 hex of the value
+  interrupted?: RecordRef // a write-begin with no digest after it
+  last: RecordRef
+}
+
+export class ExpectedTree {
+  readonly entries = new Map<string, Inode>()
+  /** Paths whose records cannot be trusted: compared no further (their finding is already reported). */
+  readonly untrusted = new Set<string>()
+
+  apply(r: FsRecord, ref: RecordRef): void {
+    const e = this.entries
+    const node = e.get(r.path)
+    if (node) node.last = ref
+    switch (r.op) {
+      case 'create':
+      case 'mknod':
+      case 'mkdir':
+      case 'symlink':
+        e.set(r.path, {type: r.type ?? 'file', mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, digest: r.digest, target: r.target, rdev: r.rdev,
+          xattrs: new Map(), last: ref})
+        break
+      case 'link':
+        if (node && r.to) e.set(r.to, node)
+        break
+      case 'unlink':
+      case 'rmdir':
+        e.delete(r.path)
+        break
+      case 'rename':
+        if (r.to) this.rename(r.path, r.to)
+        break
+      case 'chmod':
+        if (node) {
+          node.mode = r.mode
+          if (r.xattrs) node.xattrs = new Map(Object.entries(r.xattrs))
+        }
+
+        break
+      case 'chown':
+        if (node) {
+          node.uid = r.uid
+          node.gid = r.gid
+          if (r.mode !== undefined) node.mode = r.mode
+        }
+
+        break
+      case 'truncate':
+        if (node) {
+          node.size = r.size
+          node.digest = r.digest
+        }
+
+        break
+      case 'write-begin':
+        if (node) node.interrupted = ref
+        break
+      case 'write':
+        if (node) {
+          node.size = r.size
+          node.digest = r.digest
+          node.interrupted = undefined
+        }
+
+        break
+      case 'setxattr':
+      case 'removexattr':
+        if (!node) break
+        if (r.xattrs) node.xattrs = new Map(Object.entries(r.xattrs)) // the state after: setting an ACL may change or drop the xattr
+        else if (r.op === 'setxattr' && r.name) node.xattrs.set(r.name, r.value ?? '')
+        else if (r.name) node.xattrs.delete(r.name)
+        if (r.mode !== undefined) node.mode = r.mode // ACLs carry permission bits
+        break
+      case 'utimens':
+        break // times are recorded for the trail, not compared
+    }
+  }
+
+  private rename(from: string, to: string): void {
+    if (from === to) return
+    const node = this.entries.get(from)
+    const target = this.entries.get(to)
+    if (node && node.type !== 'dir' && target?.type !== 'dir') {
+      // the common case (editors, rsync, mv of a file): one entry moves
+      this.entries.delete(from)
+      this.entries.set(to, node)
+      if (this.untrusted.delete(from)) this.untrusted.add(to)
+      return
+    }
+
+    const moved: Array<[string, Inode]> = []
+    const prefix = from + '/'
+    for (const [p, n] of this.entries) {
+      if (p === from || p.startsWith(prefix)) moved.push([p, n])
+    }
+
+    // the target (and, for a directory, what was under it) is replaced
+    const toPrefix = to + '/'
+    for (const p of [...this.entries.keys()]) if (p === to || p.startsWith(toPrefix)) this.entries.delete(p)
+    for (const [p] of moved) this.entries.delete(p)
+    for (const [p, n] of moved) this.entries.set(to + p.slice(from.length), n)
+    for (const p of [...this.untrusted]) {
+      if (p === from || p.startsWith(prefix)) {
+        this.untrusted.delete(p)
+        this.untrusted.add(to + p.slice(from.length))
+      }
+    }
+  }
+}

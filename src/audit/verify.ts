@@ -1,0 +1,226 @@
+/**
+ * AuAPI-1: is the disk still what the ledger says happened?
+ *  1. the ledger: every block's hash, link, Merkle root and signature; a
+ *     checkpoint kept earlier must still be on it;
+ *  2. the envelopes: signatures and each sender's sequence (FifoChecker);
+ *  3. the journal: every record must hash, with its salt, to a value on the
+ *     ledger, and every value on the ledger must have its record;
+ *  4. the records, in ledger order, give the expected tree;
+ *  5. the backing directory is scanned and hashed; every difference is a
+ *     Divergence with the record that says what should be there.
+ * Opens everything read-only: verify never writes to the volume.
+ */
+import fs from 'node:fs'
+import {FifoChecker} from '../broadcast/validate.js'
+import type {Violation} from '../broadcast/types.js'
+import {decodeCanonical} from '../crypto/canonical.js'
+import {sha256} from '../crypto/hash.js'
+import {CorruptStateError, PacioError} from '../errors.js'
+import {checkConsistency} from '../ledger/checkpoint.js'
+import {EmbeddedLedger} from '../ledger/embedded/index.js'
+import type {Block, Checkpoint} from '../ledger/types.js'
+import {Journal} from '../volume/journal.js'
+import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
+import {normalize} from '../volume/paths.js'
+import type {FsRecord} from '../volume/types.js'
+import {compareTrees} from './compare.js'
+import {ExpectedTree} from './expected.js'
+import {scanTree, type ScanProgress} from './scan.js'
+import type {Divergence, RecordRef, VerifyReport} from './types.js'
+
+export interface VerifyOptions {
+  volume: string
+  /** only report (and scan) below this volume path */
+  path?: string
+  /** a checkpoint the auditor kept: the ledger must extend it */
+  checkpoint?: Checkpoint
+  threads?: number
+  onPhase?: (phase: string) => void
+  onProgress?: (p: ScanProgress & {expectedBytes: number}) => void
+}
+
+/** Reads and checks a checkpoint file; malformed input is an EINPUT error, never a crash. */
+export function readCheckpointFile(file: string): Checkpoint {
+  let v: Record<string, unknown>
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch (error) {
+    throw new PacioError('EINPUT', `checkpoint ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'not valid JSON'}`)
+  }
+
+  const ok = v && typeof v === 'object' && typeof v.ledgerId === 'string' && Number.isSafeInteger(v.epoch) && (v.epoch as number) >= 0 &&
+    typeof v.headHash === 'string' && /^[0-9a-f]{64}$/.test(v.headHash) && typeof v.producer === 'string' && typeof v.signature === 'string' &&
+    Number.isSafeInteger(v.time)
+  if (!ok) throw new PacioError('EINPUT', `checkpoint ${file}: not a PacioFS checkpoint (needs ledgerId, epoch, headHash, time, producer, signature)`)
+  return {ledgerId: v.ledgerId as string, epoch: v.epoch as number, headHash: v.headHash as string, time: v.time as number,
+    producer: v.producer as string, signature: v.signature as string}
+}
+
+function violationKind(v: Violation): Divergence['kind'] {
+  if (v.kind === 'signature-invalid') return 'signature-invalid'
+  if (v.kind === 'malformed') return 'ledger-broken'
+  return 'sequence-gap'
+}
+
+interface Anchor {
+  order: number
+  ref: RecordRef
+}
+
+export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
+  const started = Date.now()
+  const layout = layoutOf(opts.volume)
+  const meta = readMeta(layout)
+  const holder = lockHolder(layout)
+  if (holder !== undefined) {
+    throw new PacioError('EBUSY', `volume ${layout.root} is mounted or served by process ${holder}; verify needs it at rest`,
+      {suggestion: 'unmount it first (Ctrl-C the mount, or `fusermount -u <mountpoint>`), then verify'})
+  }
+
+  const subtree = opts.path ? normalize(opts.path) : undefined
+  if (opts.checkpoint && opts.checkpoint.ledgerId !== meta.id) {
+    throw new PacioError('EINPUT', `the checkpoint belongs to another volume (${opts.checkpoint.ledgerId}, this is ${meta.id})`)
+  }
+
+  const divergences: Divergence[] = []
+  const within = (p: string) => !subtree || subtree === '/' || p === subtree || p.startsWith(subtree + '/')
+  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id, tailBlocks: 0})
+  let journal: Journal | undefined
+  try {
+    journal = Journal.open(layout.journal, meta.id, {readonly: true})
+    const head = await ledger.head()
+
+    // 1. the ledger itself
+    opts.onPhase?.('ledger')
+    const brokenEpochs = new Set<number>()
+    try {
+      await ledger.validateAll()
+    } catch (error) {
+      if (!(error instanceof CorruptStateError)) throw error
+      brokenEpochs.add(error.epoch ?? -1)
+      divergences.push({path: '', kind: 'ledger-broken', record: error.epoch === undefined ? undefined : {epoch: error.epoch, txid: '', author: ''},
+        detail: error.message})
+    }
+
+    if (opts.checkpoint) {
+      const res = await checkConsistency(opts.checkpoint, ledger.read(Math.min(opts.checkpoint.epoch, head.epoch)))
+      if (!res.ok) {
+        divergences.push({path: '', kind: 'checkpoint-inconsistent', expected: res.expected ?? opts.checkpoint.headHash, found: res.found,
+          record: {epoch: res.epoch, txid: '', author: ''}, detail: `${res.kind}: ${res.detail}`})
+      }
+    }
+
+    // 2. envelopes, in ledger order; a block that cannot be read is skipped and reported
+    opts.onPhase?.('envelopes')
+    const anchors = new Map<string, Anchor>() // hex hash -> where the ledger has it
+    const checker = new FifoChecker()
+    let order = 0
+    let blocks = 0
+    const onBlock = (b: Block) => {
+      blocks++
+      checker.checkBlock(b, d => {
+        anchors.set(d.payload.toString('hex'), {order: order++, ref: {epoch: d.epoch, txid: d.txid, author: d.pid}})
+      }, v => {
+        brokenEpochs.add(v.epoch)
+        divergences.push({path: '', kind: violationKind(v), record: {epoch: v.epoch, txid: v.txid, author: v.pid ?? ''}, detail: `${v.kind}: ${v.detail}`})
+      })
+    }
+
+    for (let e = 0; e <= head.epoch;) {
+      try {
+        for await (const b of ledger.read(e)) {
+          onBlock(b)
+          e = b.epoch + 1
+        }
+
+        break
+      } catch (error) {
+        if (!brokenEpochs.has(e)) {
+          divergences.push({path: '', kind: 'ledger-broken', record: {epoch: e, txid: '', author: ''}, detail: (error as Error).message})
+          brokenEpochs.add(e)
+        }
+
+        e++
+      }
+    }
+
+    // 3. the journal against the ledger
+    opts.onPhase?.('journal')
+    const tree = new ExpectedTree()
+    const valid: Array<{order: number; record: FsRecord; ref: RecordRef}> = []
+    const seen = new Set<string>()
+    let records = 0
+    for (const row of journal.iterate()) {
+      records++
+      const key = row.hash.toString('hex')
+      seen.add(key)
+      let record: FsRecord | undefined
+      try {
+        record = decodeCanonical(row.record) as unknown as FsRecord
+      } catch { /* reported below */ }
+
+      const path = record?.path ?? row.path
+      const anchor = anchors.get(key)
+      const matches = sha256(row.salt, row.record).equals(row.hash)
+      if (!matches || !record) {
+        tree.untrusted.add(path)
+        if (within(path)) {
+          divergences.push({path, kind: 'record-tampered', expected: key, found: sha256(row.salt, row.record).toString('hex'),
+            record: anchor?.ref ?? (row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? ''}),
+            detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
+        }
+
+        continue
+      }
+
+      if (!anchor) {
+        tree.untrusted.add(path)
+        if (row.epoch !== null && brokenEpochs.has(row.epoch)) continue // its block is reported already
+        if (within(path)) {
+          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent',
+            record: row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? '', op: record.op},
+            detail: `journal record (${record.op}) whose hash the ledger does not hold`})
+        }
+
+        continue
+      }
+
+      valid.push({order: anchor.order, record, ref: {...anchor.ref, author: record.who.member, uid: record.who.uid, op: record.op}})
+    }
+
+    for (const [key, a] of anchors) {
+      if (!seen.has(key)) {
+        divergences.push({path: '', kind: 'record-missing', expected: key, record: a.ref,
+          detail: 'the ledger holds a record hash the journal has no record for'})
+      }
+    }
+
+    // 4. replay in ledger order
+    opts.onPhase?.('replay')
+    valid.sort((a, b) => a.order - b.order)
+    for (const v of valid) tree.apply(v.record, v.ref)
+
+    // 5. the disk
+    opts.onPhase?.('scan')
+    let expectedBytes = 0
+    for (const [p, n] of tree.entries) if (within(p) && n.type === 'file') expectedBytes += n.size ?? 0
+    const actual = await scanTree(layout.root, {subtree, threads: opts.threads,
+      onProgress: p => opts.onProgress?.({...p, expectedBytes})})
+    const cmp = compareTrees(tree, actual, within)
+    divergences.push(...cmp.divergences)
+
+    const serious = divergences.filter(d => d.kind !== 'interrupted')
+    return {
+      volume: layout.root,
+      volumeId: meta.id,
+      head: {epoch: head.epoch, hash: head.headHash},
+      checked: {blocks, records, entries: actual.size, files: cmp.files, bytes: cmp.bytes},
+      divergences,
+      status: serious.length === 0 ? 'clean' : 'divergent',
+      ms: Date.now() - started,
+    }
+  } finally {
+    journal?.close()
+    await ledger.close()
+  }
+}
