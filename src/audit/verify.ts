@@ -150,6 +150,8 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     const valid: Array<{order: number; record: FsRecord; ref: RecordRef}> = []
     const seen = new Set<string>()
     let records = 0
+    let beyondHead = 0
+    let beyondMax = 0
     for (const row of journal.iterate()) {
       records++
       const key = row.hash.toString('hex')
@@ -176,6 +178,12 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       if (!anchor) {
         tree.untrusted.add(path)
         if (row.epoch !== null && brokenEpochs.has(row.epoch)) continue // its block is reported already
+        if (row.epoch !== null && row.epoch > head.epoch) {
+          beyondHead++ // placed in a block the ledger no longer has: reported once below
+          beyondMax = Math.max(beyondMax, row.epoch)
+          continue
+        }
+
         if (within(path)) {
           divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent',
             record: row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? '', op: record.op},
@@ -186,6 +194,11 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       }
 
       valid.push({order: anchor.order, record, ref: {...anchor.ref, author: record.who.member, uid: record.who.uid, op: record.op}})
+    }
+
+    if (beyondHead > 0) {
+      divergences.push({path: '', kind: 'ledger-broken', expected: `head at epoch ${beyondMax} or later`, found: `head at epoch ${head.epoch}`,
+        detail: `${beyondHead} journal record(s) were committed in blocks up to epoch ${beyondMax}, past the ledger's head: the ledger was truncated`})
     }
 
     for (const [key, a] of anchors) {

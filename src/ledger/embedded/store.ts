@@ -281,6 +281,10 @@ export class LedgerStore {
   }
 
   private rowToBlock(row: BlockRow): Block {
+    if (!Buffer.isBuffer(row.payloads) || !Buffer.isBuffer(row.txids)) {
+      throw new CorruptStateError(this.file, 'block columns are not binary (overwritten outside PacioFS)', row.epoch)
+    }
+
     const payloads = unpackPayloads(row.payloads, row.ntx)
     if (!payloads || row.txids.length !== 32 * row.ntx) {
       throw new CorruptStateError(this.file, `block should hold ${row.ntx} transactions; its txid or payload column does not`, row.epoch)
