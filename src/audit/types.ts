@@ -39,6 +39,8 @@ export interface VerifyReport {
   volumeId: string
   head: {epoch: number; hash: string}
   checked: {blocks: number; records: number; entries: number; files: number; bytes: number}
+  /** set when only the ledger's history since an earlier verify was checked (see --full) */
+  incremental?: {since: number}
   divergences: Divergence[]
   status: 'clean' | 'divergent'
   ms: number

@@ -23,6 +23,7 @@ import {Journal} from '../volume/journal.js'
 import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
+import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {compareTrees} from './compare.js'
 import {ExpectedTree} from './expected.js'
 import {scanTree, type ScanProgress} from './scan.js'
@@ -35,6 +36,10 @@ export interface VerifyOptions {
   /** a checkpoint the auditor kept: the ledger must extend it */
   checkpoint?: Checkpoint
   threads?: number
+  /** where the auditor's verified index lives (default ~/.cache/paciofs/verify) */
+  cacheDir?: string
+  /** ignore the verified index: check every block and every record */
+  full?: boolean
   onPhase?: (phase: string) => void
   onProgress?: (p: ScanProgress & {expectedBytes: number}) => void
 }
@@ -60,6 +65,23 @@ function violationKind(v: Violation): Divergence['kind'] {
   if (v.kind === 'signature-invalid') return 'signature-invalid'
   if (v.kind === 'malformed') return 'ledger-broken'
   return 'sequence-gap'
+}
+
+/** Findings that mean the records themselves cannot be trusted: no verified index is kept after them. */
+const TRUST_KINDS = new Set<Divergence['kind']>(['ledger-broken', 'signature-invalid', 'sequence-gap', 'record-tampered', 'record-missing', 'checkpoint-inconsistent'])
+
+/** The journal rows an incremental verify must look at: those the new blocks anchor, and every row added after maxJseq. */
+function * newRows(journal: Journal, anchors: Map<string, Anchor>, maxJseq: number) {
+  const seen = new Set<number>()
+  for (const key of anchors.keys()) {
+    const row = journal.byHash(Buffer.from(key, 'hex'))
+    if (row) {
+      seen.add(row.jseq)
+      yield row
+    }
+  }
+
+  for (const row of journal.iterateAfter(maxJseq)) if (!seen.has(row.jseq)) yield row
 }
 
 interface Anchor {
@@ -90,16 +112,35 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
     const head = await ledger.head()
 
+    // 0. what an earlier verify established, if the ledger still extends it
+    const cacheDir = opts.cacheDir ?? defaultCacheDir()
+    let index: VerifiedIndex | undefined = opts.full ? undefined : loadIndex(cacheDir, meta.id)
+    if (index) {
+      const res = await checkConsistency(index.checkpoint, ledger.read(Math.min(index.checkpoint.epoch, head.epoch)))
+      if (!res.ok) {
+        if (res.kind === 'checkpoint-mismatch' || res.kind === 'truncated' || res.kind === 'checkpoint-signature') {
+          divergences.push({path: '', kind: 'checkpoint-inconsistent', expected: res.expected ?? index.checkpoint.headHash, found: res.found,
+            record: {epoch: res.epoch, txid: '', author: ''}, detail: `the ledger no longer extends the state a previous verify established: ${res.kind}: ${res.detail}`})
+        }
+
+        index = undefined // verify everything; a broken block is found and reported below
+      }
+    }
+
+    const from = index ? index.checkpoint.epoch + 1 : 0
+
     // 1. the ledger itself
     opts.onPhase?.('ledger')
     const brokenEpochs = new Set<number>()
-    try {
-      await ledger.validateAll()
-    } catch (error) {
-      if (!(error instanceof CorruptStateError)) throw error
-      brokenEpochs.add(error.epoch ?? -1)
-      divergences.push({path: '', kind: 'ledger-broken', record: error.epoch === undefined ? undefined : {epoch: error.epoch, txid: '', author: ''},
-        detail: error.message})
+    if (!index) {
+      try {
+        await ledger.validateAll()
+      } catch (error) {
+        if (!(error instanceof CorruptStateError)) throw error
+        brokenEpochs.add(error.epoch ?? -1)
+        divergences.push({path: '', kind: 'ledger-broken', record: error.epoch === undefined ? undefined : {epoch: error.epoch, txid: '', author: ''},
+          detail: error.message})
+      }
     }
 
     if (opts.checkpoint) {
@@ -113,7 +154,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     // 2. envelopes, in ledger order; a block that cannot be read is skipped and reported
     opts.onPhase?.('envelopes')
     const anchors = new Map<string, Anchor>() // hex hash -> where the ledger has it
-    const checker = new FifoChecker()
+    const checker = new FifoChecker(index?.checker)
     let order = 0
     let blocks = 0
     const onBlock = (b: Block) => {
@@ -126,7 +167,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       })
     }
 
-    for (let e = 0; e <= head.epoch;) {
+    for (let e = from; e <= head.epoch;) {
       try {
         for await (const b of ledger.read(e)) {
           onBlock(b)
@@ -146,13 +187,16 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     // 3. the journal against the ledger
     opts.onPhase?.('journal')
-    const tree = new ExpectedTree()
+    const tree = index?.tree ?? new ExpectedTree()
     const valid: Array<{order: number; record: FsRecord; ref: RecordRef}> = []
     const seen = new Set<string>()
     let records = 0
     let beyondHead = 0
     let beyondMax = 0
-    for (const row of journal.iterate()) {
+    // incrementally: the rows the new blocks anchor, and any row added since the last verify
+    const rows = index ? newRows(journal, anchors, index.maxJseq) : journal.iterate()
+    const maxJseq = journal.maxJseq()
+    for (const row of rows) {
       records++
       const key = row.hash.toString('hex')
       seen.add(key)
@@ -212,6 +256,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     opts.onPhase?.('replay')
     valid.sort((a, b) => a.order - b.order)
     for (const v of valid) tree.apply(v.record, v.ref)
+    const treeBeforeScan = tree
 
     // 5. the disk
     opts.onPhase?.('scan')
@@ -222,12 +267,21 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     const cmp = compareTrees(tree, actual, within)
     divergences.push(...cmp.divergences)
 
+    const trustworthy = !divergences.some(d => TRUST_KINDS.has(d.kind))
+    if (trustworthy && head.epoch > 0) {
+      try {
+        saveIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
+          anchoredRows: (index?.anchoredRows ?? 0) + valid.length, tree: treeBeforeScan})
+      } catch { /* a cache that cannot be written only costs time next run */ }
+    }
+
     const serious = divergences.filter(d => d.kind !== 'interrupted')
     return {
       volume: layout.root,
       volumeId: meta.id,
       head: {epoch: head.epoch, hash: head.headHash},
       checked: {blocks, records, entries: actual.size, files: cmp.files, bytes: cmp.bytes},
+      incremental: index ? {since: index.checkpoint.epoch} : undefined,
       divergences,
       status: serious.length === 0 ? 'clean' : 'divergent',
       ms: Date.now() - started,

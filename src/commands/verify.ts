@@ -26,6 +26,8 @@ export default class Verify extends Command {
 
 Exit status: 0 clean (also when the only findings are writes interrupted by a crash), 1 divergent, 2 could not verify (the reason is printed). Opens everything read-only and never writes to the volume; the volume must not be mounted.
 
+Each verify keeps what it established (the expected tree at the ledger's head, and that block's signed checkpoint) in a cache outside the volume; the next verify checks that the ledger still extends it and then only looks at the history added since, so its cost grows with the volume, not with its history. --full checks every block and record again (and catches, for example, an old journal record edited after an earlier verify).
+
 Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with --checkpoint later: a ledger that was truncated, forked or rewritten from genesis (even re-signed with a new key) is then caught.`
 
   static override examples = [
@@ -40,6 +42,8 @@ Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with 
     checkpoint: Flags.string({description: 'a checkpoint file from `paciofs log --checkpoint` that the ledger must extend'}),
     json: Flags.boolean({description: 'print the report as JSON', default: false}),
     threads: Flags.integer({description: 'hashing threads (default: one per core)', min: 1, max: 64}),
+    full: Flags.boolean({description: 'check the whole history again instead of only what the ledger gained since the last verify', default: false}),
+    'cache-dir': Flags.string({description: 'where verify keeps what it established, outside the volume (default: ~/.cache/paciofs/verify)'}),
   }
 
   async run(): Promise<void> {
@@ -54,6 +58,8 @@ Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with 
         path: flags.path,
         checkpoint: flags.checkpoint ? readCheckpointFile(flags.checkpoint) : undefined,
         threads: flags.threads,
+        full: flags.full,
+        cacheDir: flags['cache-dir'],
         onProgress: tty ? p => {
           if (Date.now() - lastDraw < 200) return
           lastDraw = Date.now()
@@ -82,7 +88,8 @@ Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with 
       }
 
       const c = report.checked
-      const summary = `${c.blocks} blocks, ${c.records} records, ${c.files} files (${(c.bytes / MiB).toFixed(1)} MiB) in ${(report.ms / 1000).toFixed(1)}s`
+      const since = report.incremental ? ` (history since epoch ${report.incremental.since}; --full for all)` : ''
+      const summary = `${c.blocks} blocks${since}, ${c.records} records, ${c.files} files (${(c.bytes / MiB).toFixed(1)} MiB) in ${(report.ms / 1000).toFixed(1)}s`
       const serious = report.divergences.filter(d => d.kind !== 'interrupted').length
       const interrupted = report.divergences.length - serious
       this.log(report.status === 'clean'

@@ -134,6 +134,15 @@ export class Journal {
     yield * this.db.prepare('SELECT * FROM records ORDER BY jseq').iterate() as IterableIterator<JournalRow>
   }
 
+  /** Rows after jseq, in journal order, streamed. */
+  * iterateAfter(jseq: number): IterableIterator<JournalRow> {
+    yield * this.db.prepare('SELECT * FROM records WHERE jseq > ? ORDER BY jseq').iterate(jseq) as IterableIterator<JournalRow>
+  }
+
+  maxJseq(): number {
+    return (this.db.prepare('SELECT max(jseq) AS j FROM records').get() as {j: number | null}).j ?? 0
+  }
+
   count(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM records').get() as {n: number}).n
   }

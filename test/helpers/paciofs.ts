@@ -32,8 +32,9 @@ export interface PacioMount {
 }
 
 /** Runs `paciofs ARGS` to completion (identity and config kept in the test's own dir). */
-export function paciofs(args: string[], opts: {configDir?: string; timeoutMs?: number} = {}): Promise<RunResult> {
-  return run(process.execPath, [BIN, ...args], {env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config')}), timeoutMs: opts.timeoutMs ?? 60_000})
+export function paciofs(args: string[], opts: {configDir?: string; cacheDir?: string; timeoutMs?: number} = {}): Promise<RunResult> {
+  const env = childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), PACIOFS_CACHE_DIR: opts.cacheDir ?? join(REPO, '.tmp', 'verify-cache')})
+  return run(process.execPath, [BIN, ...args], {env, timeoutMs: opts.timeoutMs ?? 60_000})
 }
 
 export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]} = {}): Promise<PacioMount> {
