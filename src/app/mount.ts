@@ -32,40 +32,53 @@ export interface MountSummary extends MountedInfo {
 
 /** Mounts and resolves when the mount has ended cleanly (signal or external unmount). */
 export async function runMount(req: MountRequest): Promise<MountSummary> {
-  checkMountpoint(req.mountpoint) // before anything is created
-  const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`})
-  let mounted
-  try {
-    mounted = await mountVolume(stack.volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
-      onInternalError: req.onInternalError})
-  } catch (error) {
-    await stack.close()
-    throw error
+  // Signals are ours from the first moment: one that arrives while the volume
+  // opens or the mount comes up still ends in a clean unmount and commit.
+  let reason: string | undefined
+  let wake: (() => void) | undefined
+  const onSignal = (sig: NodeJS.Signals) => {
+    reason ??= `signal ${sig}`
+    wake?.()
   }
 
-  const info: MountedInfo = {mountpoint: mounted.mountpoint, volume: stack.layout.root, volumeId: stack.meta.id, created: stack.created, member: stack.member}
-  req.onReady?.(info)
-
-  const reason = await new Promise<string>(resolve => {
-    const onSignal = (sig: NodeJS.Signals) => done(`signal ${sig}`)
-    const poll = setInterval(() => {
-      if (!mountedAt(mounted.mountpoint)) done('unmounted externally')
-    }, 1000)
-    function done(why: string) {
-      clearInterval(poll)
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-      process.off('SIGHUP', onSignal)
-      resolve(why)
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  for (const s of signals) process.on(s, onSignal)
+  try {
+    checkMountpoint(req.mountpoint) // before anything is created
+    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`})
+    let mounted
+    try {
+      mounted = await mountVolume(stack.volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
+        onInternalError: req.onInternalError})
+    } catch (error) {
+      await stack.close()
+      throw error
     }
 
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    process.on('SIGHUP', onSignal)
-  })
+    const info: MountedInfo = {mountpoint: mounted.mountpoint, volume: stack.layout.root, volumeId: stack.meta.id, created: stack.created, member: stack.member}
+    if (reason === undefined) {
+      req.onReady?.(info)
+      await new Promise<void>(resolve => {
+        const poll = setInterval(() => {
+          if (!mountedAt(mounted.mountpoint)) {
+            reason ??= 'unmounted externally'
+            done()
+          }
+        }, 1000)
+        function done() {
+          clearInterval(poll)
+          resolve()
+        }
 
-  await mounted.unmount()
-  const records = stack.recordCount()
-  await stack.close()
-  return {...info, records, reason}
+        wake = done
+      })
+    }
+
+    await mounted.unmount()
+    const records = stack.recordCount()
+    await stack.close()
+    return {...info, records, reason: reason ?? 'stopped'}
+  } finally {
+    for (const s of signals) process.off(s, onSignal)
+  }
 }
