@@ -1,6 +1,9 @@
 // The whole table and the tool workloads against a real PacioFS mount served
 // by `paciofs mount` in a child process; afterwards the log must show records.
 import {expect} from 'chai'
+import fs from 'node:fs'
+import {join} from 'node:path'
+import {runOk} from '../../helpers/exec.js'
 import {runConformance} from '../conformance/suite.js'
 import {runWorkloads} from '../workloads/suite.js'
 import {mountPacio, paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
@@ -33,6 +36,16 @@ describe('PacioFS mount (real FUSE, embedded ledger)', function () {
     ],
   })
   runWorkloads('workloads', () => area.mnt)
+
+  describe('fio', () => {
+    it('random read/write with fsync, as the prototype benchmark ran it', async () => {
+      const dir = join(area.mnt, 'fio')
+      fs.mkdirSync(dir)
+      await runOk('fio', ['--name=test', '--bs=1K', '--size=2M', '--readwrite=randrw', '--fsync=64', `--directory=${dir}`, '--output-format=terse'], {timeoutMs: 90_000})
+      await runOk('fio', ['--name=seq', '--bs=1M', '--size=16M', '--readwrite=write', '--end_fsync=1', `--directory=${dir}`, '--output-format=terse'], {timeoutMs: 90_000})
+      expect(fs.readdirSync(dir).length).to.be.greaterThan(0)
+    })
+  })
 
   // mocha runs a suite's own tests before its child suites: keep this in a child suite, last
   describe('then', () => {
