@@ -30,8 +30,10 @@ describe('PacioFS mount (real FUSE, embedded ledger)', function () {
       // every path gets its own kernel inode, so one name's cached attributes
       // (nlink, size) go stale for attr_timeout when changed through another name
       'hardlink: writes and nlink are seen through every name',
-      // without hard_remove (which needs flag_nullpath_ok in the binding) an
-      // unlinked open file is renamed to .fuse_hiddenNNNN until it is closed
+      // libfuse renames an unlinked open file to .fuse_hiddenNNNN until it is
+      // closed; its hard_remove option would avoid that, but then fstat() on
+      // the open file fails with ENOENT (the kernel sends GETATTR without the
+      // file handle, and the path is gone), which breaks real programs
       'unlink: an open unlinked file has nlink 0 and no name in its directory',
     ],
   })
