@@ -17,9 +17,21 @@ export interface BindfsMount {
 
 const live = new Set<string>();
 
-process.on('exit', () => {
+/** Last resort, synchronous by necessity: the process is going away. */
+function unmountAllNow(): void {
   for (const mountpoint of live) spawnSync('fusermount', ['-uz', mountpoint], { stdio: 'ignore' });
-});
+  live.clear();
+}
+
+process.on('exit', unmountAllNow);
+// Mocha installs no signal handlers, so Ctrl-C or a kill would skip 'exit':
+// unmount, then re-raise the signal with its default action.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    unmountAllNow();
+    process.kill(process.pid, signal);
+  });
+}
 
 /** Mount points of FUSE file systems currently in /proc/mounts. */
 export function fuseMountpoints(mounts: string): string[] {

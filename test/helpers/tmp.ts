@@ -12,9 +12,22 @@ export async function makeTempDir(label: string, parent: string = tmpdir()): Pro
   return dir;
 }
 
-/** Removes a tree; retries briefly because FUSE releases (and hidden files) are asynchronous. */
+/**
+ * Removes a tree. A FUSE release is asynchronous, so a just-closed file may
+ * linger briefly (libfuse's .fuse_hidden*) and rmdir see ENOTEMPTY: retry the
+ * whole removal a few times. (rm's own maxRetries retries at every level of
+ * the tree, which is exponential in its depth when removal keeps failing.)
+ */
 export async function removeTree(path: string): Promise<void> {
-  await rm(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await rm(path, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' || attempt >= 4) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
 }
 
 export function slug(text: string): string {

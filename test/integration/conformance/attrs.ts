@@ -1,8 +1,8 @@
 // Metadata: modes, owners, timestamps, extended attributes, statfs.
-import { chmod, chown, lchown, lstat, mkdir, open, stat, statfs, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, mkdir, stat, statfs, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, runOk } from '../../helpers/exec.js';
-import { assert, octal } from './expect.js';
+import { assert, octal, withFile } from './expect.js';
 import type { Check } from './types.js';
 
 const NS = 1_000_000_000n;
@@ -39,9 +39,7 @@ export const attrChecks: Check[] = [
         await chmod(d, mode);
         assert.strictEqual(octal((await stat(d)).mode), octal(mode), `directory mode after chmod ${octal(mode)}`);
       }
-      const fh = await open(f, 'r');
-      await fh.chmod(0o604);
-      await fh.close();
+      await withFile(f, 'r', (fh) => fh.chmod(0o604));
       assert.strictEqual(octal((await stat(f)).mode), '0604', 'mode after fchmod');
       assert.isTrue((await stat(f)).isFile(), 'chmod keeps the file type');
     },
@@ -155,16 +153,12 @@ export const attrChecks: Check[] = [
       t = await times(f);
       assert.strictEqual(t.mtime, T1.ns, 'chmod must not change mtime');
       recent(t.ctime, 'ctime after chmod');
-      const fh = await open(f, 'r+');
-      await fh.write('more', 1);
-      await fh.close();
+      await withFile(f, 'r+', (fh) => fh.write('more', 1));
       t = await times(f);
       recent(t.mtime, 'mtime after write');
       recent(t.ctime, 'ctime after write');
       await runOk('touch', ['-d', T1.text, f]);
-      const fh2 = await open(f, 'r+');
-      await fh2.truncate(2);
-      await fh2.close();
+      await withFile(f, 'r+', (fh) => fh.truncate(2));
       recent((await times(f)).mtime, 'mtime after ftruncate');
     },
   },

@@ -1,6 +1,6 @@
 // Small assertion helpers shared by the check modules.
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { assert } from 'chai';
 import type { FsOpResult } from '../../helpers/as-user.js';
 
@@ -46,4 +46,14 @@ export function isZero(buf: Buffer): boolean {
 
 export function octal(mode: number): string {
   return `0${(mode & 0o7777).toString(8)}`;
+}
+
+/** Opens `path`, runs `fn`, and always closes the handle (a leaked fd keeps a FUSE file busy). */
+export async function withFile<T>(path: string, flags: string | number, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+  const fh = await open(path, flags);
+  try {
+    return await fn(fh);
+  } finally {
+    await fh.close();
+  }
 }

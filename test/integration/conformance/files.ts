@@ -5,7 +5,7 @@ import { constants, createReadStream } from 'node:fs';
 import { appendFile, open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runNode } from '../../helpers/exec.js';
-import { assert, isZero, rejectsWith, sha256 } from './expect.js';
+import { assert, isZero, rejectsWith, sha256, withFile } from './expect.js';
 import type { Check } from './types.js';
 
 const MiB = 1024 * 1024;
@@ -49,10 +49,10 @@ export const fileChecks: Check[] = [
     async run(root) {
       const p = join(root, 'log');
       await writeFile(p, 'abc');
-      const fh = await open(p, 'a');
-      await fh.write('def');
-      await fh.write('gh');
-      await fh.close();
+      await withFile(p, 'a', async (fh) => {
+        await fh.write('def');
+        await fh.write('gh');
+      });
       await appendFile(p, 'ij');
       assert.strictEqual(await readFile(p, 'utf8'), 'abcdefghij', 'appended content');
     },
@@ -72,10 +72,10 @@ export const fileChecks: Check[] = [
       const p = join(root, 't');
       await writeFile(p, Buffer.alloc(100_000, 0x41));
       const before = await stat(p);
-      const fh = await open(p, constants.O_RDWR | constants.O_TRUNC);
-      assert.strictEqual((await fh.stat()).size, 0, 'size right after open(O_TRUNC)');
-      await fh.write('xy');
-      await fh.close();
+      await withFile(p, constants.O_RDWR | constants.O_TRUNC, async (fh) => {
+        assert.strictEqual((await fh.stat()).size, 0, 'size right after open(O_TRUNC)');
+        await fh.write('xy');
+      });
       assert.strictEqual(await readFile(p, 'utf8'), 'xy', 'content after truncating open');
       assert.strictEqual((await stat(p)).ino, before.ino, 'O_TRUNC keeps the inode');
     },
@@ -156,9 +156,7 @@ export const fileChecks: Check[] = [
     async run(root) {
       const p = join(root, 'sparse');
       const tail = Buffer.alloc(4096, 0xab);
-      const fh = await open(p, 'w');
-      await fh.write(tail, 0, tail.length, GiB);
-      await fh.close();
+      await withFile(p, 'w', (fh) => fh.write(tail, 0, tail.length, GiB));
       const st = await stat(p);
       assert.strictEqual(st.size, GiB + 4096, 'size of sparse file');
       assert.isBelow(st.blocks * 512, 16 * MiB, `st_blocks (${st.blocks}) must show the hole is not allocated`);
@@ -224,15 +222,13 @@ export const fileChecks: Check[] = [
     name: 'fsync: fsync and fdatasync on a file and fsync on a directory',
     async run(root) {
       const p = join(root, 'synced');
-      const fh = await open(p, 'w');
-      await fh.write('durable data');
-      await fh.sync();
-      await fh.write(' more');
-      await fh.datasync();
-      await fh.close();
-      const dir = await open(root, 'r');
-      await dir.sync();
-      await dir.close();
+      await withFile(p, 'w', async (fh) => {
+        await fh.write('durable data');
+        await fh.sync();
+        await fh.write(' more');
+        await fh.datasync();
+      });
+      await withFile(root, 'r', (dir) => dir.sync());
       assert.strictEqual(await readFile(p, 'utf8'), 'durable data more', 'content after syncs');
     },
   },

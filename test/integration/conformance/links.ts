@@ -1,7 +1,7 @@
 // Symbolic links, hard links, rename, unlink semantics and inode identity.
 import { appendFile, link, lstat, mkdir, open, readdir, readFile, readlink, rename, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assert, names, rejectsWith } from './expect.js';
+import { assert, names, rejectsWith, withFile } from './expect.js';
 import type { Check } from './types.js';
 
 export const linkChecks: Check[] = [
@@ -260,9 +260,7 @@ export const linkChecks: Check[] = [
       for (let i = 0; i < 3; i++) {
         assert.strictEqual((await stat(f)).ino, ino, `stat #${i}`);
         assert.strictEqual((await lstat(f)).ino, ino, `lstat #${i}`);
-        const fh = await open(f, 'r');
-        assert.strictEqual((await fh.stat()).ino, ino, `fstat after open #${i}`);
-        await fh.close();
+        assert.strictEqual((await withFile(f, 'r', (fh) => fh.stat())).ino, ino, `fstat after open #${i}`);
       }
       await rename(f, join(root, 'd', 'moved'));
       assert.strictEqual((await stat(join(root, 'd', 'moved'))).ino, ino, 'after rename into a subdirectory');
