@@ -3,7 +3,9 @@ import {expect} from 'chai'
 import fs from 'node:fs'
 import {join} from 'node:path'
 import {isFuseMounted} from '../../helpers/bindfs.js'
-import {mountPacio, paciofs, scratch} from '../../helpers/paciofs.js'
+import {spawn} from 'node:child_process'
+import {childEnv} from '../../helpers/exec.js'
+import {BIN, REPO, mountPacio, paciofs, scratch} from '../../helpers/paciofs.js'
 
 describe('paciofs CLI', function () {
   this.timeout(60_000)
@@ -66,6 +68,26 @@ describe('paciofs CLI', function () {
     expect(await isFuseMounted(area.mnt)).to.equal(false)
   })
 
+  it('log --follow prints records as they are committed, and stops on SIGINT', async () => {
+    const m = await mountPacio(area.volume, area.mnt)
+    const child = spawn(process.execPath, [BIN, 'log', '--volume', area.volume, '--follow', '--json'],
+      {env: childEnv({PACIOFS_CONFIG_DIR: join(REPO, '.tmp', 'config')}), stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    child.stdout.on('data', d => (out += d))
+    const exited = new Promise<number | null>(r => child.on('exit', code => r(code)))
+    try {
+      fs.writeFileSync(join(area.mnt, 'followed.txt'), 'x')
+      const deadline = Date.now() + 15_000
+      while (!out.includes('/followed.txt') && Date.now() < deadline) await new Promise(r => setTimeout(r, 100))
+      expect(out).to.include('/followed.txt')
+      child.kill('SIGINT')
+      expect(await exited).to.equal(0)
+    } finally {
+      child.kill('SIGKILL')
+      expect(await m.stop()).to.equal(0)
+    }
+  })
+
   it('log: --since past the head prints nothing and exits 0; bad values and volumes fail clearly', async () => {
     const m = await mountPacio(area.volume, area.mnt)
     fs.writeFileSync(join(area.mnt, 'a'), 'a') // another process than the mount's: fine
@@ -79,7 +101,7 @@ describe('paciofs CLI', function () {
     expect(past.code).to.equal(0)
     expect(past.stdout).to.equal('')
     const last = await paciofs(['log', '--volume', area.volume, '--since', String(head), '--json'])
-    expect(last.stdout.trim().split('\n')).to.have.length(1)
+    expect(last.stdout.trim().split('\n')).to.have.length(entries.filter(e => e.epoch === head).length)
     const table = await paciofs(['log', '--volume', area.volume, '--path', '/a'])
     expect(table.stdout).to.match(/write-begin/).and.match(/3 records/)
     await fails(['log', '--volume', area.volume, '--since', 'yesterday'], /integer/)
