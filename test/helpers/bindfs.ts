@@ -2,7 +2,6 @@
 // and as a last resort when the process exits (mocha --exit included).
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { runOk } from './exec.js';
 import { makeTempDir, removeTree } from './tmp.js';
 
@@ -104,9 +103,4 @@ export function useBindfs(fuseOptions?: string[], extraArgs?: string[]): () => s
     if (!mount) throw new Error('bindfs is not mounted (did before() fail?)');
     return mount.mountpoint;
   };
-}
-
-/** Synchronous view for diagnostics only. */
-export function fuseMountsNow(): string[] {
-  return fuseMountpoints(readFileSync('/proc/mounts', 'utf8'));
 }

@@ -4,6 +4,8 @@ import { useBindfs } from '../../helpers/bindfs.js';
 import { makeTempDir, removeTree } from '../../helpers/tmp.js';
 import { runConformance } from './suite.js';
 
+// Re-exported for convenience; other test files should import from ./suite.js
+// so that importing does not also register the suites below.
 export { runConformance } from './suite.js';
 
 describe('conformance', function () {

@@ -3,6 +3,7 @@ import { useBindfs } from '../../helpers/bindfs.js';
 import { makeTempDir, removeTree } from '../../helpers/tmp.js';
 import { runWorkloads } from './suite.js';
 
+// Re-exported for convenience; import from ./suite.js to avoid registering these suites.
 export { runWorkloads } from './suite.js';
 
 describe('workloads', function () {
