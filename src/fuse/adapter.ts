@@ -62,6 +62,12 @@ export function makeOps(volume: Volume, fuse: FuseContext, sentinels: UtimeSenti
     start(work).then(n => cb(n), error => cb(fail(op, error)))
   }
 
+  /** A state change: the caller is read now (the FUSE context is valid only synchronously), then the op runs. */
+  const change = (op: string, cb: Cb, work: (who: Caller) => Promise<unknown>): void => {
+    const who = caller()
+    run(op, cb, () => work(who))
+  }
+
   const time = (t: bigint): TimeSpec => (t === sentinels.UTIME_NOW ? 'now' : t === sentinels.UTIME_OMIT ? 'omit' : t)
 
   return {
@@ -93,63 +99,21 @@ export function makeOps(volume: Volume, fuse: FuseContext, sentinels: UtimeSenti
     fsyncdir: (_path: string, _datasync: unknown, _fh: number, cb: Cb) => run('fsyncdir', cb, () => volume.sync()),
     release: (path: string, fh: number, cb: Cb) => run('release', cb, () => volume.release(path, fh)),
 
-    truncate: (path: string, size: number, cb: Cb) => {
-      const who = caller()
-      run('truncate', cb, () => volume.truncate(path, size, who))
-    },
-    ftruncate: (path: string, fh: number, size: number, cb: Cb) => {
-      const who = caller()
-      run('ftruncate', cb, () => volume.ftruncate(path, fh, size, who))
-    },
-    mknod: (path: string, mode: number, rdev: number, cb: Cb) => {
-      const who = caller()
-      run('mknod', cb, () => volume.mknod(path, mode, rdev, who))
-    },
-    mkdir: (path: string, mode: number, cb: Cb) => {
-      const who = caller()
-      run('mkdir', cb, () => volume.mkdir(path, mode, who))
-    },
-    symlink: (target: string, path: string, cb: Cb) => {
-      const who = caller()
-      run('symlink', cb, () => volume.symlink(target, path, who))
-    },
-    link: (existing: string, path: string, cb: Cb) => {
-      const who = caller()
-      run('link', cb, () => volume.link(existing, path, who))
-    },
-    unlink: (path: string, cb: Cb) => {
-      const who = caller()
-      run('unlink', cb, () => volume.unlink(path, who))
-    },
-    rmdir: (path: string, cb: Cb) => {
-      const who = caller()
-      run('rmdir', cb, () => volume.rmdir(path, who))
-    },
-    rename: (from: string, to: string, cb: Cb) => {
-      const who = caller()
-      run('rename', cb, () => volume.rename(from, to, who))
-    },
-    chmod: (path: string, mode: number, cb: Cb) => {
-      const who = caller()
-      run('chmod', cb, () => volume.chmod(path, mode, who))
-    },
-    chown: (path: string, uid: number, gid: number, cb: Cb) => {
-      const who = caller()
-      run('chown', cb, () => volume.chown(path, uid, gid, who))
-    },
-    utimens: (path: string, atime: bigint, mtime: bigint, cb: Cb) => {
-      const who = caller()
-      run('utimens', cb, () => volume.utimens(path, time(atime), time(mtime), who))
-    },
-    setxattr: (path: string, name: string, val: Buffer, _position: number, flags: number, cb: Cb) => {
-      const who = caller()
-      run('setxattr', cb, () => volume.setxattr(path, name, Buffer.from(val), flags, who))
-    },
+    truncate: (path: string, size: number, cb: Cb) => change('truncate', cb, who => volume.truncate(path, size, who)),
+    ftruncate: (path: string, fh: number, size: number, cb: Cb) => change('ftruncate', cb, who => volume.ftruncate(path, fh, size, who)),
+    mknod: (path: string, mode: number, rdev: number, cb: Cb) => change('mknod', cb, who => volume.mknod(path, mode, rdev, who)),
+    mkdir: (path: string, mode: number, cb: Cb) => change('mkdir', cb, who => volume.mkdir(path, mode, who)),
+    symlink: (target: string, path: string, cb: Cb) => change('symlink', cb, who => volume.symlink(target, path, who)),
+    link: (existing: string, path: string, cb: Cb) => change('link', cb, who => volume.link(existing, path, who)),
+    unlink: (path: string, cb: Cb) => change('unlink', cb, who => volume.unlink(path, who)),
+    rmdir: (path: string, cb: Cb) => change('rmdir', cb, who => volume.rmdir(path, who)),
+    rename: (from: string, to: string, cb: Cb) => change('rename', cb, who => volume.rename(from, to, who)),
+    chmod: (path: string, mode: number, cb: Cb) => change('chmod', cb, who => volume.chmod(path, mode, who)),
+    chown: (path: string, uid: number, gid: number, cb: Cb) => change('chown', cb, who => volume.chown(path, uid, gid, who)),
+    utimens: (path: string, atime: bigint, mtime: bigint, cb: Cb) => change('utimens', cb, who => volume.utimens(path, time(atime), time(mtime), who)),
+    setxattr: (path: string, name: string, val: Buffer, _position: number, flags: number, cb: Cb) => change('setxattr', cb, who => volume.setxattr(path, name, Buffer.from(val), flags, who)),
     getxattr: (path: string, name: string, _position: number, cb: Cb) => value('getxattr', cb, () => volume.getxattr(path, name)),
     listxattr: (path: string, cb: Cb) => value('listxattr', cb, () => volume.listxattr(path)),
-    removexattr: (path: string, name: string, cb: Cb) => {
-      const who = caller()
-      run('removexattr', cb, () => volume.removexattr(path, name, who))
-    },
+    removexattr: (path: string, name: string, cb: Cb) => change('removexattr', cb, who => volume.removexattr(path, name, who)),
   }
 }
