@@ -35,7 +35,7 @@ export class ExpectedTree {
       case 'mkdir':
       case 'symlink':
         e.set(r.path, {type: r.type ?? 'file', mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, digest: r.digest, target: r.target, rdev: r.rdev,
-          xattrs: new Map(), last: ref})
+          xattrs: new Map(), last: ref, interrupted: r.writing ? ref : undefined})
         break
       case 'link':
         if (node && r.to) e.set(r.to, node)

@@ -16,13 +16,10 @@ import type {Caller, FileType, TimeSpec, Volume} from './types.js'
 const p = {
   open: promisify(fs.open),
   close: promisify(fs.close),
-  read: promisify(fs.read),
-  write: (fd: number, buf: Buffer, off: number, len: number, pos: number) => new Promise<number>((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => e ? reject(e) : resolve(n))),
   fstat: (fd: number) => new Promise<BigIntStats>((resolve, reject) => fs.fstat(fd, {bigint: true}, (e, s) => e ? reject(e) : resolve(s))),
   ftruncate: promisify(fs.ftruncate),
   fsync: promisify(fs.fsync),
   fdatasync: promisify(fs.fdatasync),
-  fchown: promisify(fs.fchown),
 }
 const fsp = fs.promises
 const O_ACCMODE = 3
@@ -159,17 +156,35 @@ export class LocalVolume implements Volume {
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
     const backing = this.paths.resolveNew(path)
-    const own = await this.owner(backing, caller)
-    const fd = await p.open(backing, flags | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777)
+    const own = this.ownerSync(backing, caller)
+    // local metadata syscalls, made synchronously: each takes microseconds
+    const fd = fs.openSync(backing, flags | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777)
     try {
-      if (own.uid !== this.uid || own.gid !== this.gid) await p.fchown(fd, own.uid, own.gid)
-      const st = await p.fstat(fd)
-      await this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: own.uid, gid: own.gid, size: 0, digest: EMPTY_DIGEST}, caller)
-      return await this.attach(path, fd, flags, caller, true)
+      if (own.uid !== this.uid || own.gid !== this.gid) fs.fchownSync(fd, own.uid, own.gid)
+      const st = fs.fstatSync(fd, {bigint: true})
+      const writable = (flags & O_ACCMODE) !== C.O_RDONLY
+      const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0}
+      if (writable) {
+        // a new file is written from its start: it is dirty from now on, and its
+        // create record says so, so that a crash before its digest shows as interrupted
+        h.content = this.inode(st)
+        h.content.openWriter(true)
+        h.content.dirty = true
+      }
+
+      await this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: own.uid, gid: own.gid, size: 0, digest: EMPTY_DIGEST,
+        ...(writable ? {writing: true} : {})}, caller)
+      this.handles.set(fd, h)
+      return fd
     } catch (error) {
-      await p.close(fd).catch(() => {})
+      fs.closeSync(fd)
       throw error
     }
+  }
+
+  private ownerSync(backing: string, caller: Caller): {uid: number; gid: number} {
+    const parent = fs.statSync(backing.slice(0, backing.lastIndexOf('/')) || '/')
+    return {uid: caller.uid, gid: (parent.mode & S_ISGID) ? parent.gid : caller.gid}
   }
 
   private handle(fh: number): Handle {
@@ -178,8 +193,11 @@ export class LocalVolume implements Volume {
     return h
   }
 
+  // Reads and writes are single pread/pwrite calls on the backing file, made
+  // synchronously: on a local disk they take microseconds, less than a hop
+  // through libuv's thread pool and back, and the FUSE thread waits either way.
   async read(_path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
-    return (await p.read(this.handle(fh).fd, buf, 0, len, pos)).bytesRead
+    return fs.readSync(this.handle(fh).fd, buf, 0, len, pos)
   }
 
   private async beginWrite(path: string, c: InodeContent, caller: Caller): Promise<void> {
@@ -192,7 +210,7 @@ export class LocalVolume implements Volume {
     const h = this.handle(fh)
     path ||= h.path // an unlinked open file has no path (hard_remove)
     if (h.content && !h.content.dirty) await this.beginWrite(path, h.content, caller)
-    const n = await p.write(h.fd, buf, 0, len, pos)
+    const n = fs.writeSync(h.fd, buf, 0, len, pos)
     h.content?.wrote(pos, buf.subarray(0, n), h.append)
     return n
   }

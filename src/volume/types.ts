@@ -85,6 +85,7 @@ export interface FsRecord {
   name?: string // xattr name
   value?: string // sha256 hex of the xattr value
   xattrs?: Record<string, string> // chmod/setxattr/removexattr: every xattr after the op, name -> sha256 hex
+  writing?: boolean // create: opened for writing, its content digest follows (a crash before it: interrupted)
   atime?: string // utimens: ns since epoch as decimal string, or 'now'
   mtime?: string
   who: {uid: number; gid: number; pid: number; member: string}

@@ -95,7 +95,7 @@ describe('paciofs CLI', function () {
     const all = await paciofs(['log', '--volume', area.volume, '--json'])
     expect(all.code).to.equal(0)
     const entries = all.stdout.trim().split('\n').map(l => JSON.parse(l))
-    expect(entries.map(e => e.record.op)).to.deep.equal(['create', 'write-begin', 'write'])
+    expect(entries.map(e => e.record.op)).to.deep.equal(['create', 'write'])
     const head = entries.at(-1).epoch
     const past = await paciofs(['log', '--volume', area.volume, '--since', String(head + 1), '--json'])
     expect(past.code).to.equal(0)
@@ -103,7 +103,7 @@ describe('paciofs CLI', function () {
     const last = await paciofs(['log', '--volume', area.volume, '--since', String(head), '--json'])
     expect(last.stdout.trim().split('\n')).to.have.length(entries.filter(e => e.epoch === head).length)
     const table = await paciofs(['log', '--volume', area.volume, '--path', '/a'])
-    expect(table.stdout).to.match(/write-begin/).and.match(/3 records/)
+    expect(table.stdout).to.match(/create/).and.match(/2 records/)
     await fails(['log', '--volume', area.volume, '--since', 'yesterday'], /integer/)
     await fails(['log', '--volume', area.volume, '--since', '-3'], /./)
     await fails(['log', '--volume', join(area.dir, 'missing')], /not a PacioFS volume/)

@@ -46,11 +46,12 @@ describe('LocalVolume (no FUSE)', () => {
     expect(st.uid).to.equal(65534)
     expect(st.mode & 0o7777).to.equal(0o640)
     const recs = records()
-    expect(recs.map(r => r.op)).to.deep.equal(['create', 'write-begin', 'write'])
+    expect(recs.map(r => r.op)).to.deep.equal(['create', 'write'])
+    expect(recs[0].writing, 'a create for writing announces the digest to come').to.equal(true)
     expect(recs[0]).to.include({path: '/a.txt', type: 'file', uid: 65534, gid: 65534})
-    expect(recs[2]).to.include({size: 11, digest: sha('hello world')})
-    expect(recs[2].who.uid).to.equal(65534)
-    expect(bc.delivered).to.have.length(3)
+    expect(recs[1]).to.include({size: 11, digest: sha('hello world')})
+    expect(recs[1].who.uid).to.equal(65534)
+    expect(bc.delivered).to.have.length(2)
     expect([...journal.iterate()].every(r => r.epoch !== null)).to.equal(true)
   })
 
@@ -87,6 +88,7 @@ describe('LocalVolume (no FUSE)', () => {
     const ops = records().map(r => [r.op, r.path, r.to ?? r.target ?? r.value ?? r.mode ?? r.uid ?? r.atime])
     expect(ops).to.deep.equal([
       ['create', '/f', 0o100644],
+      ['write', '/f', undefined], // closed without a write: the empty content is recorded
       ['rename', '/f', '/g'],
       ['link', '/g', '/h'],
       ['symlink', '/s', 'g'],
