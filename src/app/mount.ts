@@ -11,6 +11,8 @@ export interface MountRequest {
   volume: string
   identity?: string
   debug?: boolean
+  /** keep every version in the history store (default); false only for baselines */
+  history?: boolean
   /** Called once the mount is live (for the command to print where). */
   onReady?(info: MountedInfo): void
   /** Called for operations that failed for an internal reason (answered EIO). */
@@ -45,7 +47,7 @@ export async function runMount(req: MountRequest): Promise<MountSummary> {
   for (const s of signals) process.on(s, onSignal)
   try {
     checkMountpoint(req.mountpoint) // before anything is created
-    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`})
+    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`, history: req.history})
     let mounted
     try {
       mounted = await mountVolume(stack.volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
