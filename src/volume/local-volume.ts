@@ -222,6 +222,7 @@ export class LocalVolume implements Volume {
   async release(path: string, fh: number): Promise<void> {
     const h = this.handle(fh)
     if (path) h.path = path
+    this.handles.delete(fh) // released once: close() must not release it again while its digest is taken
     try {
       const c = h.content
       if (c) {
