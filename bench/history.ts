@@ -61,6 +61,9 @@ async function rewriteAndRead(sizeMiB: number, rewrites: number) {
     try {
       await runOk('fio', ['--name=fill', '--bs=1M', `--size=${sizeMiB}M`, '--readwrite=write', '--end_fsync=1', `--filename=${file}`, '--output-format=json'], {timeoutMs: 1_800_000})
       await runOk('sync', [])
+      // the fill's version is captured in the background: wait until no capture is owed
+      const pending = join(area.volume, '.paciofs', 'history', 'pending')
+      while (fs.existsSync(pending) && fs.readdirSync(pending).length > 0) await new Promise(r => setTimeout(r, 100))
       const before = await stats(area.volume)
       const rw = await timed(() => runOk(process.execPath, ['-e', `
         const fs = require('fs'), crypto = require('crypto'), [file, n, size] = process.argv.slice(1).map((v, i) => i ? Number(v) : v)
