@@ -4,6 +4,8 @@
  * release everything. The process exits only after the mount is gone.
  */
 import {checkMountpoint, mountVolume, mountedAt} from '../fuse/mount.js'
+import {readTimeline} from '../history/timeline.js'
+import {HistoryView} from '../history/view.js'
 import {openVolumeStack} from './stack.js'
 
 export interface MountRequest {
@@ -11,6 +13,8 @@ export interface MountRequest {
   volume: string
   identity?: string
   debug?: boolean
+  /** keep every version in the history store (default); false only for baselines */
+  history?: boolean
   /** Called once the mount is live (for the command to print where). */
   onReady?(info: MountedInfo): void
   /** Called for operations that failed for an internal reason (answered EIO). */
@@ -45,10 +49,11 @@ export async function runMount(req: MountRequest): Promise<MountSummary> {
   for (const s of signals) process.on(s, onSignal)
   try {
     checkMountpoint(req.mountpoint) // before anything is created
-    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`})
+    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`, history: req.history})
     let mounted
     try {
-      mounted = await mountVolume(stack.volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
+      const volume = stack.history ? new HistoryView(stack.volume, stack.history, () => readTimeline(stack.layout.root)) : stack.volume
+      mounted = await mountVolume(volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
         onInternalError: req.onInternalError})
     } catch (error) {
       await stack.close()

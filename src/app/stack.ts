@@ -8,6 +8,8 @@ import {Broadcast} from '../broadcast/broadcast.js'
 import type {Delivery} from '../broadcast/types.js'
 import {generateIdentity, loadIdentity, saveIdentity, type Identity} from '../crypto/sign.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
+import {HistoryStore} from '../history/store.js'
+import {catchUp} from '../history/recover.js'
 import {Journal} from '../volume/journal.js'
 import {lockVolume, openLayout, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {LocalVolume} from '../volume/local-volume.js'
@@ -20,6 +22,8 @@ export interface VolumeStack {
   created: boolean
   member: string
   volume: LocalVolume
+  /** the version store; undefined when opened with history: false */
+  history?: HistoryStore
   recovered: {resent: number; placed: number}
   recordCount(): number
   close(): Promise<void>
@@ -31,7 +35,7 @@ function nodeIdentity(layout: VolumeLayout): Identity {
   return loadIdentity(layout.nodeKey)
 }
 
-export async function openVolumeStack(dir: string, opts: {create: boolean; identity?: string; purpose: string}): Promise<VolumeStack> {
+export async function openVolumeStack(dir: string, opts: {create: boolean; identity?: string; purpose: string; history?: boolean}): Promise<VolumeStack> {
   const user = loadOrCreateIdentity(opts.identity)
   const {layout, meta, created} = openLayout(dir, {create: opts.create})
   const unlock = lockVolume(layout, opts.purpose)
@@ -67,11 +71,17 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
       await recorder.committed()
     }
 
+    let history: HistoryStore | undefined
+    if (opts.history ?? true) {
+      history = new HistoryStore(layout.history, {create: true})
+      await catchUp(history, layout.root) // captures a crash cut short
+    }
+
     process.umask(0) // modes come from the callers, already masked by the kernel
-    const volume = new LocalVolume(layout.root, recorder)
+    const volume = new LocalVolume(layout.root, recorder, {history})
     undo.push(() => volume.close())
     return {
-      layout, meta, created, member: user.pid, volume,
+      layout, meta, created, member: user.pid, volume, history,
       recovered,
       recordCount: () => journal.count(),
       close: closeAll,

@@ -15,6 +15,8 @@ export type DivergenceKind =
   | 'signature-invalid' // an envelope's signature does not verify
   | 'sequence-gap' // a sender's envelopes are missing, reordered or replayed
   | 'checkpoint-inconsistent' // the ledger does not extend a checkpoint the auditor kept
+  | 'history-missing' // a recorded version is not in the history store (manifest or chunk absent)
+  | 'history-tampered' // a stored version was altered: a chunk does not hash to its name, or a manifest is malformed
   | 'interrupted' // a write was cut off by a crash: content not recorded (not tampering)
 
 export interface RecordRef {

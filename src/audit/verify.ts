@@ -26,6 +26,7 @@ import type {FsRecord} from '../volume/types.js'
 import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {compareTrees} from './compare.js'
 import {ExpectedTree} from './expected.js'
+import {checkHistory} from './history.js'
 import {scanTree, type ScanProgress} from './scan.js'
 import type {Divergence, RecordRef, VerifyReport} from './types.js'
 
@@ -257,6 +258,10 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     valid.sort((a, b) => a.order - b.order)
     for (const v of valid) tree.apply(v.record, v.ref)
     const treeBeforeScan = tree
+
+    // 4b. every version those records name is in the history store, intact
+    opts.onPhase?.('history')
+    divergences.push(...await checkHistory(layout.history, valid, within))
 
     // 5. the disk
     opts.onPhase?.('scan')

@@ -23,6 +23,7 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
     volume: Flags.string({char: 'v', description: 'volume directory (created on first use)', required: true}),
     identity: Flags.string({description: 'Ed25519 identity key that signs your records (default: created in ~/.config/paciofs)'}),
     debug: Flags.boolean({description: 'print every FUSE operation (libfuse debug output)', default: false}),
+    history: Flags.boolean({description: 'keep every committed version in the history store (--no-history: a baseline for benchmarks; versions written then are not kept and verify reports them)', default: true, allowNo: true}),
     quiet: Flags.boolean({char: 'q', description: 'print nothing but errors', default: false}),
   }
 
@@ -34,6 +35,7 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
         volume: flags.volume,
         identity: flags.identity,
         debug: flags.debug,
+        history: flags.history,
         onReady: info => {
           if (flags.quiet) return
           this.log(`${chalk.green('mounted')} ${info.created ? 'new ' : ''}volume ${chalk.bold(info.volume)} at ${chalk.bold(info.mountpoint)}`)

@@ -30,6 +30,7 @@ export interface VolumeLayout {
   journal: string
   nodeKey: string
   lock: string
+  history: string
 }
 
 export function layoutOf(root: string): VolumeLayout {
@@ -44,6 +45,7 @@ export function layoutOf(root: string): VolumeLayout {
     journal: path.join(state, 'journal.db'),
     nodeKey: path.join(state, 'node.key'),
     lock: path.join(state, 'lock'),
+    history: path.join(state, 'history'),
   }
 }
 

@@ -7,6 +7,7 @@ import {sha256Hex} from '../crypto/hash.js'
 import fs, {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import {promisify} from 'node:util'
 import {EMPTY_DIGEST, InodeContent, digestFd} from './content.js'
+import type {ContentCapture} from '../history/store.js'
 import {STATE_DIR} from './layout.js'
 import {PathResolver} from './paths.js'
 import type {Recorder, RecordBody} from './recorder.js'
@@ -35,7 +36,12 @@ interface Handle {
 export interface LocalVolumeOptions {
   /** While a file stays open and dirty, record its digest this often (ms); 0 disables. */
   digestIntervalMs?: number
+  /** Keeps every recorded version of every file (src/history); absent: no history. */
+  history?: ContentCapture
 }
+
+/** Files up to this size are captured before their record; larger sequentially written ones after it, in the background. */
+const CAPTURE_INLINE_MAX = 8 * 1024 * 1024
 
 function typeOf(mode: number): FileType {
   switch (mode & C.S_IFMT) {
@@ -62,12 +68,16 @@ export class LocalVolume implements Volume {
   private readonly handles = new Map<number, Handle>()
   private readonly inodes = new Map<string, InodeContent>()
   private readonly digests = new Set<Promise<void>>()
+  /** Background captures by inode: the next change to that inode waits for its capture. */
+  private readonly capturing = new Map<string, Promise<void>>()
+  private readonly history?: ContentCapture
   private readonly timer?: NodeJS.Timeout
   private readonly uid = process.getuid?.() ?? 0
   private readonly gid = process.getgid?.() ?? 0
 
   constructor(readonly root: string, private readonly recorder: Recorder, opts: LocalVolumeOptions = {}) {
     this.paths = new PathResolver(root)
+    this.history = opts.history
     const every = opts.digestIntervalMs ?? 30_000
     if (every > 0) {
       this.timer = setInterval(() => this.digestOpenFiles(), every)
@@ -139,6 +149,7 @@ export class LocalVolume implements Volume {
   }
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
+    if ((flags & C.O_TRUNC) !== 0 && this.capturing.size > 0) await this.captured(await fsp.stat(this.paths.resolve(path), {bigint: true}).catch(() => undefined))
     const fd = await p.open(this.paths.resolve(path), (flags & ~(C.O_CREAT | C.O_EXCL)) | C.O_NOFOLLOW)
     try {
       return await this.attach(path, fd, flags, caller, false)
@@ -209,6 +220,7 @@ export class LocalVolume implements Volume {
   async write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
     path ||= h.path // an unlinked open file has no path (hard_remove)
+    if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)
     if (h.content && !h.content.dirty) await this.beginWrite(path, h.content, caller)
     const n = fs.writeSync(h.fd, buf, 0, len, pos)
     h.content?.wrote(pos, buf.subarray(0, n), h.append)
@@ -228,6 +240,7 @@ export class LocalVolume implements Volume {
   async release(path: string, fh: number): Promise<void> {
     const h = this.handle(fh)
     if (path) h.path = path
+    this.handles.delete(fh) // released once: close() must not release it again while its digest is taken
     try {
       const c = h.content
       if (c) {
@@ -253,12 +266,66 @@ export class LocalVolume implements Volume {
 
       const size = Number(st.size)
       let digest = c.incremental(size)
-      if (digest === undefined) digest = (await digestFd(h.fd)).digest
+      const later = this.history !== undefined && digest !== undefined && size > CAPTURE_INLINE_MAX
+      if (this.history && !later) digest = (await this.history.capture(h.fd)).digest // one pass: digest and stored version
+      else if (digest === undefined) digest = (await digestFd(h.fd)).digest
       if (gen !== c.gen) continue // written meanwhile: hash again
       c.dirty = false
+      if (later) {
+        await this.captureLater(path, h.fd, c.key, digest!, () => this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}))
+        return
+      }
+
       await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0})
       return
     }
+  }
+
+  /**
+   * A large file written sequentially already has its digest: record it now
+   * and store the version in the background. The capture is promised in the
+   * store first (a crash before it finishes is caught up on the next mount),
+   * and the next change to the inode waits for it.
+   */
+  private async captureLater(path: string, fd: number, key: string, digest: string, record: () => Promise<void>): Promise<void> {
+    const history = this.history!
+    let release!: () => void
+    const gate = new Promise<void>(resolve => (release = resolve))
+    const prior = this.capturing.get(key)
+    this.capturing.set(key, gate)
+    let rfd: number | undefined
+    try {
+      if (prior) await prior
+      const token = await history.promise(path, digest)
+      rfd = await p.open(`/proc/self/fd/${fd}`, C.O_RDONLY)
+      await record()
+      const held = rfd
+      rfd = undefined
+      const work = history.capture(held)
+        .then(async got => {
+          if (got.digest === digest) await history.done(token)
+        })
+        .catch(() => {}) // stays promised: caught up on the next mount
+        .finally(() => {
+          void p.close(held).catch(() => {})
+          if (this.capturing.get(key) === gate) this.capturing.delete(key)
+          release()
+        })
+      this.captures.add(work)
+      void work.finally(() => this.captures.delete(work))
+    } catch (error) {
+      if (rfd !== undefined) await p.close(rfd).catch(() => {})
+      if (this.capturing.get(key) === gate) this.capturing.delete(key)
+      release()
+      throw error
+    }
+  }
+
+  private readonly captures = new Set<Promise<void>>()
+
+  /** Waits for a background capture of this inode, if one runs. */
+  private async captured(st: BigIntStats | undefined): Promise<void> {
+    if (st) await this.capturing.get(`${st.dev}:${st.ino}`)
   }
 
   /** Digest work in flight; namespace changes wait for it so records keep their order per path. */
@@ -299,6 +366,7 @@ export class LocalVolume implements Volume {
     await this.settled()
     const fd = await p.open(backing, C.O_WRONLY | C.O_NOFOLLOW)
     try {
+      await this.captured(await p.fstat(fd))
       await p.ftruncate(fd, size)
       const st = await p.fstat(fd)
       const open = this.inodes.get(`${st.dev}:${st.ino}`)
@@ -307,7 +375,7 @@ export class LocalVolume implements Volume {
         await this.beginWrite(path, open, caller)
         await this.recorder.record({op: 'truncate', path, size}, caller)
       } else {
-        const digest = size === 0 ? EMPTY_DIGEST : (await digestFd(fd)).digest
+        const digest = size === 0 ? EMPTY_DIGEST : this.history ? (await this.history.capture(fd)).digest : (await digestFd(fd)).digest
         await this.recorder.record({op: 'truncate', path, size, digest}, caller)
       }
     } finally {
@@ -318,6 +386,7 @@ export class LocalVolume implements Volume {
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
     const h = this.handle(fh)
     path ||= h.path
+    if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)
     await p.ftruncate(h.fd, size)
     if (h.content) {
       h.content.invalidate()
@@ -460,5 +529,6 @@ export class LocalVolume implements Volume {
     if (this.timer) clearInterval(this.timer)
     for (const [fh, h] of this.handles) await this.release(h.path, fh).catch(() => {})
     await this.sync()
+    while (this.captures.size > 0) await Promise.allSettled([...this.captures])
   }
 }

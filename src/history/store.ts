@@ -1,0 +1,393 @@
+/**
+ * The history store: every committed version of every file, content-addressed
+ * and deduplicated, in the volume's state directory:
+ *
+ *   .paciofs/history/chunks/ab/<sha256>       the bytes of one chunk
+ *   .paciofs/history/manifests/ab/<sha256>.json  per content digest: size and the chunk list
+ *   .paciofs/history/pending/<id>.json        a capture that was promised but may not have finished
+ *
+ * Files are split into fixed-size chunks (CHUNK_SIZE), so a version that
+ * differs from an earlier one in one place costs one new chunk, and a byte
+ * range of a version is found without reading the rest (the mount's
+ * .paciofs-history view reads at any offset). Plain files rather than SQLite:
+ * chunks are immutable blobs written once (tmp + rename) and read by the mount
+ * and the CLI at the same time without any lock between them; a chunk's name
+ * is its hash, so a damaged or missing one is found by name.
+ */
+import {createHash, randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import {PacioError} from '../errors.js'
+
+export const CHUNK_SIZE = 256 * 1024
+const READ_SIZE = 4 * 1024 * 1024
+export const EMPTY_DIGEST = createHash('sha256').digest('hex')
+const HEX64 = /^[0-9a-f]{64}$/
+const fsp = fs.promises
+
+export interface Manifest {
+  v: 1
+  digest: string // sha256 of the whole content
+  size: number
+  chunkSize: number
+  chunks: string[] // sha256 of each chunk, in order
+}
+
+export interface CaptureResult {
+  digest: string
+  size: number
+  /** bytes of chunks that were not in the store before */
+  stored: number
+}
+
+export interface HistoryStats {
+  manifests: number
+  chunks: number
+  /** bytes on disk: chunks and manifests */
+  storedBytes: number
+  /** sum of the sizes of every stored version */
+  logicalBytes: number
+  /** logicalBytes minus the chunk bytes actually stored */
+  savedBytes: number
+}
+
+/** A problem with one stored version, found by check(). */
+export interface HistoryProblem {
+  kind: 'history-missing' | 'history-tampered'
+  detail: string
+}
+
+/** Thrown when a stored version cannot be returned intact. */
+export class HistoryError extends PacioError {
+  constructor(readonly kind: HistoryProblem['kind'], message: string) {
+    super(kind === 'history-missing' ? 'ECORRUPT' : 'ETAMPER', message)
+    this.name = 'HistoryError'
+  }
+}
+
+/** The part of the store the volume needs: capture a file's current content. */
+export interface ContentCapture {
+  /** Reads the file open at `fd` (any access mode) from 0 to EOF and stores it. */
+  capture(fd: number): Promise<CaptureResult>
+  /** Notes that a capture of `digest` (at volume path `volPath`) is owed; returns a token for done(). */
+  promise(volPath: string, digest: string): Promise<string>
+  done(token: string): Promise<void>
+}
+
+export interface PendingCapture {
+  token: string
+  path: string
+  digest: string
+}
+
+export class HistoryStore implements ContentCapture {
+  readonly chunkDir: string
+  readonly manifestDir: string
+  readonly pendingDir: string
+  private readonly known = new Set<string>()
+
+  constructor(readonly dir: string, opts: {create?: boolean} = {}) {
+    this.chunkDir = path.join(dir, 'chunks')
+    this.manifestDir = path.join(dir, 'manifests')
+    this.pendingDir = path.join(dir, 'pending')
+    if (opts.create) {
+      for (const d of [dir, this.chunkDir, this.manifestDir, this.pendingDir]) fs.mkdirSync(d, {recursive: true, mode: 0o700})
+    }
+  }
+
+  chunkPath(hash: string): string {
+    return path.join(this.chunkDir, hash.slice(0, 2), hash)
+  }
+
+  manifestPath(digest: string): string {
+    return path.join(this.manifestDir, digest.slice(0, 2), `${digest}.json`)
+  }
+
+  // ---- writing -----------------------------------------------------------
+
+  private async writeOnce(file: string, data: Buffer | string): Promise<void> {
+    await fsp.mkdir(path.dirname(file), {recursive: true, mode: 0o700})
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+    const fh = await fsp.open(tmp, 'w', 0o600)
+    try {
+      await fh.writeFile(data)
+      await fh.datasync()
+    } finally {
+      await fh.close()
+    }
+
+    await fsp.rename(tmp, file)
+  }
+
+  private async hasChunk(hash: string): Promise<boolean> {
+    if (this.known.has(hash)) return true
+    try {
+      await fsp.access(this.chunkPath(hash))
+      this.remember(hash)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private remember(hash: string): void {
+    if (this.known.size > 1_000_000) this.known.clear()
+    this.known.add(hash)
+  }
+
+  /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. */
+  async putChunk(data: Buffer): Promise<{hash: string; stored: number}> {
+    const hash = createHash('sha256').update(data).digest('hex')
+    if (await this.hasChunk(hash)) return {hash, stored: 0}
+    await this.writeOnce(this.chunkPath(hash), data)
+    this.remember(hash)
+    return {hash, stored: data.length}
+  }
+
+  async putManifest(m: Manifest): Promise<void> {
+    const file = this.manifestPath(m.digest)
+    try {
+      await fsp.access(file)
+      return
+    } catch { /* not there yet */ }
+
+    await this.writeOnce(file, JSON.stringify(m))
+  }
+
+  async capture(fd: number): Promise<CaptureResult> {
+    const rfd = await fsp.open(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
+    try {
+      return await this.captureReadable(rfd)
+    } finally {
+      await rfd.close()
+    }
+  }
+
+  /** Stores a version given its bytes (tests, tools). */
+  async put(data: Buffer): Promise<CaptureResult> {
+    const whole = createHash('sha256').update(data)
+    const chunks: string[] = []
+    let stored = 0
+    for (let off = 0; off < data.length; off += CHUNK_SIZE) {
+      const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
+      chunks.push(r.hash)
+      stored += r.stored
+    }
+
+    const digest = whole.digest('hex')
+    await this.putManifest({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks})
+    return {digest, size: data.length, stored}
+  }
+
+  private async captureReadable(fh: fs.promises.FileHandle): Promise<CaptureResult> {
+    const whole = createHash('sha256')
+    const chunks: string[] = []
+    let stored = 0
+    let pos = 0
+    let buf = Buffer.allocUnsafe(READ_SIZE)
+    let spare = Buffer.allocUnsafe(READ_SIZE)
+    let pending = fh.read(buf, 0, READ_SIZE, 0)
+    for (;;) {
+      const {bytesRead} = await pending
+      if (bytesRead === 0) break
+      const data = buf.subarray(0, bytesRead)
+      // read ahead into the other buffer while this one is hashed and stored
+      pending = fh.read(spare, 0, READ_SIZE, pos + bytesRead)
+      whole.update(data)
+      for (let off = 0; off < data.length; off += CHUNK_SIZE) {
+        const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
+        chunks.push(r.hash)
+        stored += r.stored
+      }
+
+      pos += bytesRead
+      ;[buf, spare] = [spare, buf]
+      if (bytesRead % CHUNK_SIZE !== 0) {
+        // a short read that is not at EOF would misalign the chunks: only EOF may end a chunk early
+        const {bytesRead: more} = await pending
+        if (more === 0) break
+        throw new PacioError('EINTERNAL', 'file grew while its version was being captured')
+      }
+    }
+
+    const digest = whole.digest('hex')
+    await this.putManifest({v: 1, digest, size: pos, chunkSize: CHUNK_SIZE, chunks})
+    return {digest, size: pos, stored}
+  }
+
+  async promise(volPath: string, digest: string): Promise<string> {
+    const token = randomBytes(8).toString('hex')
+    await fsp.mkdir(this.pendingDir, {recursive: true, mode: 0o700})
+    await fsp.writeFile(path.join(this.pendingDir, `${token}.json`), JSON.stringify({path: volPath, digest}), {mode: 0o600})
+    return token
+  }
+
+  async done(token: string): Promise<void> {
+    await fsp.rm(path.join(this.pendingDir, `${token}.json`), {force: true})
+  }
+
+  /** Captures promised before a crash that may not have finished. */
+  pending(): PendingCapture[] {
+    let names: string[]
+    try {
+      names = fs.readdirSync(this.pendingDir)
+    } catch {
+      return []
+    }
+
+    const out: PendingCapture[] = []
+    for (const n of names) {
+      if (!n.endsWith('.json')) continue
+      try {
+        const v = JSON.parse(fs.readFileSync(path.join(this.pendingDir, n), 'utf8')) as {path: string; digest: string}
+        out.push({token: n.slice(0, -5), path: v.path, digest: v.digest})
+      } catch {
+        out.push({token: n.slice(0, -5), path: '', digest: ''})
+      }
+    }
+
+    return out
+  }
+
+  // ---- reading -----------------------------------------------------------
+
+  has(digest: string): boolean {
+    return digest === EMPTY_DIGEST || fs.existsSync(this.manifestPath(digest))
+  }
+
+  /** The manifest of a version; HistoryError if it is absent or malformed. */
+  manifest(digest: string): Manifest {
+    if (!HEX64.test(digest)) throw new HistoryError('history-tampered', `not a content digest: ${JSON.stringify(digest)}`)
+    if (digest === EMPTY_DIGEST) return {v: 1, digest, size: 0, chunkSize: CHUNK_SIZE, chunks: []}
+    let raw: string
+    try {
+      raw = fs.readFileSync(this.manifestPath(digest), 'utf8')
+    } catch {
+      throw new HistoryError('history-missing', `the history store has no version with digest ${digest}`)
+    }
+
+    let m: Manifest
+    try {
+      m = JSON.parse(raw) as Manifest
+    } catch {
+      throw new HistoryError('history-tampered', `manifest of ${digest} is not valid JSON`)
+    }
+
+    const ok = m && m.v === 1 && m.digest === digest && Number.isSafeInteger(m.size) && m.size >= 0 && m.chunkSize === CHUNK_SIZE &&
+      Array.isArray(m.chunks) && m.chunks.length === Math.ceil(m.size / CHUNK_SIZE) && m.chunks.every(c => typeof c === 'string' && HEX64.test(c))
+    if (!ok) throw new HistoryError('history-tampered', `manifest of ${digest} is malformed or does not describe ${digest}`)
+    return m
+  }
+
+  /** Length of chunk i of a manifest (only the last may be short). */
+  static chunkLength(m: Manifest, i: number): number {
+    return Math.min(m.chunkSize, m.size - i * m.chunkSize)
+  }
+
+  /** One chunk's bytes, checked against its hash and expected length. */
+  async readChunk(m: Manifest, i: number): Promise<Buffer> {
+    const hash = m.chunks[i]
+    let data: Buffer
+    try {
+      data = await fsp.readFile(this.chunkPath(hash))
+    } catch {
+      throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
+    }
+
+    if (data.length !== HistoryStore.chunkLength(m, i) || createHash('sha256').update(data).digest('hex') !== hash) {
+      throw new HistoryError('history-tampered', `chunk ${i} (${hash}) of version ${m.digest} does not match its hash: the history store was altered`)
+    }
+
+    return data
+  }
+
+  /**
+   * The bytes of a version, chunk by chunk, each checked; the whole is checked
+   * against the digest at the end (throws HistoryError before the last chunk is
+   * handed out if it does not match).
+   */
+  async * chunks(digest: string): AsyncGenerator<Buffer> {
+    const m = this.manifest(digest)
+    const whole = createHash('sha256')
+    let next = m.chunks.length > 0 ? this.readChunk(m, 0) : undefined
+    for (let i = 0; i < m.chunks.length; i++) {
+      const data = await next!
+      next = i + 1 < m.chunks.length ? this.readChunk(m, i + 1) : undefined
+      next?.catch(() => {}) // surfaced when awaited
+      whole.update(data)
+      if (i === m.chunks.length - 1 && whole.digest('hex') !== digest) {
+        throw new HistoryError('history-tampered', `version ${digest} does not reassemble to its digest: the history store was altered`)
+      }
+
+      yield data
+    }
+  }
+
+  /** Checks a version without returning it: its manifest and each chunk not already in `checked`. */
+  async check(digest: string, checked: Map<string, HistoryProblem | null> = new Map()): Promise<HistoryProblem | undefined> {
+    let m: Manifest
+    try {
+      m = this.manifest(digest)
+    } catch (error) {
+      if (error instanceof HistoryError) return {kind: error.kind, detail: error.message}
+      throw error
+    }
+
+    for (let i = 0; i < m.chunks.length; i++) {
+      const hash = m.chunks[i]
+      const key = `${hash}:${HistoryStore.chunkLength(m, i)}`
+      if (!checked.has(key)) {
+        try {
+          await this.readChunk(m, i)
+          checked.set(key, null)
+        } catch (error) {
+          if (!(error instanceof HistoryError)) throw error
+          checked.set(key, {kind: error.kind, detail: error.message})
+        }
+      }
+
+      const problem = checked.get(key)
+      if (problem) return problem
+    }
+
+    return undefined
+  }
+
+  // ---- accounting --------------------------------------------------------
+
+  stats(): HistoryStats {
+    const s: HistoryStats = {manifests: 0, chunks: 0, storedBytes: 0, logicalBytes: 0, savedBytes: 0}
+    let chunkBytes = 0
+    for (const sub of safeReaddir(this.chunkDir)) {
+      for (const name of safeReaddir(path.join(this.chunkDir, sub))) {
+        if (name.endsWith('.tmp')) continue
+        s.chunks++
+        chunkBytes += fs.statSync(path.join(this.chunkDir, sub, name)).size
+      }
+    }
+
+    s.storedBytes = chunkBytes
+    for (const sub of safeReaddir(this.manifestDir)) {
+      for (const name of safeReaddir(path.join(this.manifestDir, sub))) {
+        if (!name.endsWith('.json')) continue
+        const file = path.join(this.manifestDir, sub, name)
+        s.manifests++
+        s.storedBytes += fs.statSync(file).size
+        try {
+          s.logicalBytes += (JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest).size
+        } catch { /* a damaged manifest is verify's business */ }
+      }
+    }
+
+    s.savedBytes = Math.max(0, s.logicalBytes - chunkBytes)
+    return s
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir)
+  } catch {
+    return []
+  }
+}

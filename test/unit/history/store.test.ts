@@ -1,0 +1,118 @@
+import {expect} from 'chai'
+import {createHash, randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import {join} from 'node:path'
+import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore} from '../../../src/history/store.js'
+import {makeTempDir, removeTree} from '../../helpers/tmp.js'
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+async function readAll(store: HistoryStore, digest: string): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for await (const c of store.chunks(digest)) parts.push(c)
+  return Buffer.concat(parts)
+}
+
+describe('history store', () => {
+  let dir: string
+  let store: HistoryStore
+  beforeEach(async () => {
+    dir = await makeTempDir('history-store')
+    store = new HistoryStore(join(dir, 'history'), {create: true})
+  })
+  afterEach(() => removeTree(dir))
+
+  it('stores a version under its content digest and gives back the same bytes', async () => {
+    const data = randomBytes(3 * CHUNK_SIZE + 123)
+    const r = await store.put(data)
+    expect(r.digest).to.equal(sha(data))
+    expect(r.size).to.equal(data.length)
+    expect(store.manifest(r.digest).chunks).to.have.length(4)
+    expect((await readAll(store, r.digest)).equals(data)).to.equal(true)
+  })
+
+  it('deduplicates: the same content twice costs nothing the second time', async () => {
+    const data = randomBytes(2 * CHUNK_SIZE)
+    expect((await store.put(data)).stored).to.equal(data.length)
+    expect((await store.put(Buffer.from(data))).stored).to.equal(0)
+    const s = store.stats()
+    expect(s.manifests).to.equal(1)
+    expect(s.chunks).to.equal(2)
+  })
+
+  it('a version that differs in one chunk stores one new chunk', async () => {
+    const v1 = randomBytes(16 * CHUNK_SIZE)
+    await store.put(v1)
+    const v2 = Buffer.from(v1)
+    randomBytes(1000).copy(v2, 5 * CHUNK_SIZE + 17)
+    const r = await store.put(v2)
+    expect(r.stored).to.equal(CHUNK_SIZE)
+    const s = store.stats()
+    expect(s.chunks).to.equal(17)
+    expect(s.logicalBytes).to.equal(32 * CHUNK_SIZE)
+    expect(s.savedBytes).to.equal(15 * CHUNK_SIZE)
+    expect((await readAll(store, r.digest)).equals(v2)).to.equal(true)
+  })
+
+  it('captures a file from an open descriptor (even write-only)', async () => {
+    const file = join(dir, 'f')
+    const data = randomBytes(CHUNK_SIZE * 5 + 7)
+    fs.writeFileSync(file, data)
+    const fd = fs.openSync(file, 'r+')
+    try {
+      const r = await store.capture(fd)
+      expect(r.digest).to.equal(sha(data))
+      expect(r.size).to.equal(data.length)
+    } finally {
+      fs.closeSync(fd)
+    }
+
+    expect((await readAll(store, sha(data))).equals(data)).to.equal(true)
+  })
+
+  it('the empty file is always representable', async () => {
+    expect(store.has(EMPTY_DIGEST)).to.equal(true)
+    expect(await readAll(store, EMPTY_DIGEST)).to.have.length(0)
+    expect(await store.check(EMPTY_DIGEST)).to.equal(undefined)
+  })
+
+  it('a corrupt chunk is detected by check and refused by reading', async () => {
+    const data = randomBytes(3 * CHUNK_SIZE)
+    const {digest} = await store.put(data)
+    const m = store.manifest(digest)
+    const chunk = store.chunkPath(m.chunks[1])
+    const bytes = fs.readFileSync(chunk)
+    bytes[10] ^= 0xff
+    fs.writeFileSync(chunk, bytes)
+    expect(await store.check(digest)).to.include({kind: 'history-tampered'})
+    let err: unknown
+    try {
+      await readAll(store, digest)
+    } catch (error) {
+      err = error
+    }
+
+    expect(err).to.be.instanceOf(HistoryError)
+    expect((err as HistoryError).kind).to.equal('history-tampered')
+  })
+
+  it('a missing chunk or manifest is history-missing; a manifest listing other chunks does not reassemble', async () => {
+    const a = await store.put(randomBytes(2 * CHUNK_SIZE))
+    const b = await store.put(randomBytes(2 * CHUNK_SIZE))
+    fs.rmSync(store.chunkPath(store.manifest(a.digest).chunks[0]))
+    expect(await store.check(a.digest)).to.include({kind: 'history-missing'})
+    expect(await store.check(sha(Buffer.from('never stored')))).to.include({kind: 'history-missing'})
+    // b's manifest now lists a's surviving chunk
+    const mb = store.manifest(b.digest)
+    mb.chunks[1] = store.manifest(a.digest).chunks[1]
+    fs.writeFileSync(store.manifestPath(b.digest), JSON.stringify(mb))
+    let err: unknown
+    try {
+      await readAll(store, b.digest)
+    } catch (error) {
+      err = error
+    }
+
+    expect((err as HistoryError).kind).to.equal('history-tampered')
+  })
+})
