@@ -45,9 +45,10 @@ describe('bench/verify.ts --smoke', function () {
     expect(report.errors).to.deep.equal([])
 
     const expected: Array<[string, RegExp, boolean]> = [
-      ['hashing', /verify --full/, true], ['hashing', /verify \(incremental\)/, true],
-      ['many', /verify --full/, true], ['many', /verify \(incremental\)/, true], ['many', /peak RSS/, false],
-      ['history', /verify --full/, true], ['history', /verify \(incremental\)/, true],
+      ['hashing', /^time, verify --full$/, true], ['hashing', /^time, verify \(incremental\)/, true],
+      ['many', /^time, verify --full/, true], ['many', /^time, verify \(incremental\)/, true],
+      ['many', /^peak RSS, verify --full/, false], ['many', /^peak RSS, verify \(incremental\)/, false],
+      ['history', /^time, verify --full/, true], ['history', /^time, verify \(incremental\)/, true],
     ]
     const judged = report.rows.filter(r => r.target !== '–') // the other rows are for reference (openssl, where installed)
     expect(judged, 'one row per judged measurement').to.have.length(expected.length)
