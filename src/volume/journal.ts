@@ -25,6 +25,7 @@ export interface JournalRow {
 }
 
 export interface Placement {
+  jseq?: number // when known, the row is found by its key rather than its hash
   hash: Buffer
   epoch: number
   txid: string
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS records(
   at INTEGER NOT NULL,
   epoch INTEGER, txid TEXT, pid TEXT, seq INTEGER
 );
-CREATE INDEX IF NOT EXISTS records_epoch ON records(epoch);
+CREATE INDEX IF NOT EXISTS records_unplaced ON records(jseq) WHERE epoch IS NULL;
+DROP INDEX IF EXISTS records_epoch;
 CREATE INDEX IF NOT EXISTS records_path ON records(path);
 `
 
@@ -52,12 +54,14 @@ export class Journal {
   private readonly db: Database.Database
   private readonly insertStmt?: Database.Statement
   private readonly placeStmt?: Database.Statement
+  private readonly placeByKeyStmt?: Database.Statement
 
   private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
     this.db = db
     if (!readonly) {
       this.insertStmt = db.prepare('INSERT OR IGNORE INTO records(hash, salt, record, op, path, at) VALUES (?, ?, ?, ?, ?, ?)')
       this.placeStmt = db.prepare('UPDATE records SET epoch = ?, txid = ?, pid = ?, seq = ? WHERE hash = ? AND epoch IS NULL')
+      this.placeByKeyStmt = db.prepare('UPDATE records SET epoch = ?, txid = ?, pid = ?, seq = ? WHERE jseq = ? AND epoch IS NULL')
     }
   }
 
@@ -89,12 +93,10 @@ export class Journal {
     return new Journal(file, db, opts.readonly ?? false)
   }
 
-  /** Inserts a batch in one transaction. */
-  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>): void {
+  /** Inserts a batch in one transaction; returns each row's jseq. */
+  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>): number[] {
     const stmt = this.insertStmt!
-    this.db.transaction(() => {
-      for (const r of rows) stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at)
-    })()
+    return this.db.transaction(() => rows.map(r => Number(stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at).lastInsertRowid)))()
   }
 
   /** Records where on the ledger each hash landed. Returns how many rows changed. */
@@ -102,7 +104,9 @@ export class Journal {
     const stmt = this.placeStmt!
     let changed = 0
     this.db.transaction(() => {
-      for (const p of placements) changed += stmt.run(p.epoch, p.txid, p.pid, p.seq, p.hash).changes
+      for (const p of placements) {
+        changed += p.jseq === undefined ? stmt.run(p.epoch, p.txid, p.pid, p.seq, p.hash).changes : this.placeByKeyStmt!.run(p.epoch, p.txid, p.pid, p.seq, p.jseq).changes
+      }
     })()
     return changed
   }

@@ -272,7 +272,7 @@ export class LocalVolume implements Volume {
       if (gen !== c.gen) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c.key, digest!, () => this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}))
+        await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) })
         return
       }
 

@@ -26,7 +26,7 @@ export type RecordBody = Omit<FsRecord, 'v' | 'who' | 'at'>
 
 interface Queued {
   row: {hash: Buffer; salt: Buffer; record: Buffer; op: string; path: string; at: number}
-  resolve: () => void
+  resolve: (hash: Buffer) => void
   reject: (e: unknown) => void
 }
 
@@ -61,8 +61,8 @@ export class Recorder {
     return s
   }
 
-  /** Journals a record (resolves when it survives kill -9) and sends its hash towards the ledger. */
-  record(body: RecordBody, caller: Caller): Promise<void> {
+  /** Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger. */
+  record(body: RecordBody, caller: Caller): Promise<Buffer> {
     if (this.failed) return Promise.reject(this.failed)
     const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: this.member}, at: Date.now()}
     for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
@@ -81,19 +81,20 @@ export class Recorder {
     this.scheduled = false
     const batch = this.queue
     this.queue = []
+    let keys: number[]
     try {
-      this.journal.append(batch.map(q => q.row))
+      keys = this.journal.append(batch.map(q => q.row))
     } catch (error) {
       this.failed = error
       for (const q of batch) q.reject(error)
       return
     }
 
-    this.send(batch.map(q => q.row.hash))
-    for (const q of batch) q.resolve()
+    this.send(batch.map(q => q.row.hash), keys)
+    for (const q of batch) q.resolve(q.row.hash)
   }
 
-  private send(hashes: Buffer[]): void {
+  private send(hashes: Buffer[], keys?: number[]): void {
     let sent: Array<Promise<Delivery>>
     try {
       sent = this.bc.broadcastMany(hashes)
@@ -102,8 +103,9 @@ export class Recorder {
       return
     }
 
-    for (const s of sent) {
-      const p = s.then(d => this.place(d), error => {
+    for (let i = 0; i < sent.length; i++) {
+      const jseq = keys?.[i]
+      const p = sent[i].then(d => this.place(d, jseq), error => {
         this.failed = error
       })
       this.inflight.add(p)
@@ -111,8 +113,8 @@ export class Recorder {
     }
   }
 
-  private place(d: Delivery): void {
-    this.placements.push({hash: d.payload, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
+  private place(d: Delivery, jseq?: number): void {
+    this.placements.push({jseq, hash: d.payload, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
     if (this.placing) return
     this.placing = true
     setImmediate(() => {

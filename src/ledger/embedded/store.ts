@@ -31,7 +31,7 @@ export const FORMAT_NAME = 'paciofs-ledger'
 /** How many of the newest blocks open() re-validates; validateAll() checks every block. */
 export const DEFAULT_TAIL_BLOCKS = 32
 
-const WRITER_CACHE_KIB = 64 * 1024
+const WRITER_CACHE_KIB = 8 * 1024 // 8 MiB: the writer appends; a large cache only grows the mount's RSS
 
 export interface HeadInfo {
   epoch: number
