@@ -72,6 +72,8 @@ export interface ContentCapture {
   /** Notes that a capture of `digest` (at volume path `volPath`) is owed; returns a token for done(). */
   promise(volPath: string, digest: string): Promise<string>
   done(token: string): Promise<void>
+  /** Makes every version stored so far durable (fdatasync); called on fsync, sync and unmount. */
+  flush(): Promise<void>
 }
 
 export interface PendingCapture {
@@ -105,18 +107,43 @@ export class HistoryStore implements ContentCapture {
 
   // ---- writing -----------------------------------------------------------
 
+  /**
+   * Writes a chunk or manifest once (beside its name, then renamed). It is not
+   * fdatasync'ed here: one sync per closed file would cost more than the file
+   * itself. Like the file's own bytes, a version becomes durable at the next
+   * fsync of a file, sync, or unmount (flush()); until then it survives a
+   * crash of the process, not a power loss.
+   */
   private async writeOnce(file: string, data: Buffer | string): Promise<void> {
-    await fsp.mkdir(path.dirname(file), {recursive: true, mode: 0o700})
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
-    const fh = await fsp.open(tmp, 'w', 0o600)
-    try {
-      await fh.writeFile(data)
-      await fh.datasync()
-    } finally {
-      await fh.close()
+    const dir = path.dirname(file)
+    if (!this.dirs.has(dir)) {
+      await fsp.mkdir(dir, {recursive: true, mode: 0o700})
+      this.dirs.add(dir)
     }
 
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+    await fsp.writeFile(tmp, data, {mode: 0o600})
     await fsp.rename(tmp, file)
+    this.unsynced.add(file)
+  }
+
+  private readonly dirs = new Set<string>()
+  private unsynced = new Set<string>()
+
+  async flush(): Promise<void> {
+    const files = [...this.unsynced]
+    this.unsynced = new Set()
+    const syncOne = async (file: string) => {
+      const fh = await fsp.open(file, 'r').catch(() => undefined)
+      if (!fh) return
+      try {
+        await fh.datasync()
+      } finally {
+        await fh.close()
+      }
+    }
+
+    for (let i = 0; i < files.length; i += 16) await Promise.all(files.slice(i, i + 16).map(syncOne))
   }
 
   private async hasChunk(hash: string): Promise<boolean> {

@@ -234,6 +234,7 @@ export class LocalVolume implements Volume {
     path ||= h.path
     await (datasync ? p.fdatasync(h.fd) : p.fsync(h.fd))
     if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content))
+    await this.history?.flush() // the versions recorded so far are as durable as the file
     await this.recorder.committed()
   }
 
@@ -522,6 +523,7 @@ export class LocalVolume implements Volume {
 
   async sync(): Promise<void> {
     await this.settled()
+    await this.history?.flush()
     await this.recorder.committed()
   }
 
@@ -530,5 +532,6 @@ export class LocalVolume implements Volume {
     for (const [fh, h] of this.handles) await this.release(h.path, fh).catch(() => {})
     await this.sync()
     while (this.captures.size > 0) await Promise.allSettled([...this.captures])
+    await this.history?.flush()
   }
 }
