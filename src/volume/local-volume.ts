@@ -251,7 +251,7 @@ export class LocalVolume implements Volume {
       }
     } finally {
       this.handles.delete(fh)
-      await p.close(h.fd)
+      fs.closeSync(h.fd)
     }
   }
 
@@ -259,7 +259,7 @@ export class LocalVolume implements Volume {
   private async recordDigest(path: string, h: Handle, c: InodeContent): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const gen = c.gen
-      const st = await p.fstat(h.fd)
+      const st = fs.fstatSync(h.fd, {bigint: true})
       if (st.nlink === 0n) {
         c.dirty = false // unlinked while open: the unlink is the record
         return
