@@ -407,7 +407,7 @@ export class LocalVolume implements Volume {
       sys.mknod(backing, mode, rdev)
     }
 
-    await this.undoOnFailure(backing, async () => {
+    await this.undoOnFailure(async () => {
       await this.chownNew(backing, caller)
       const type = typeOf(mode)
       await this.recordEntry(type === 'file' ? 'create' : 'mknod', path, backing, caller,
@@ -419,7 +419,7 @@ export class LocalVolume implements Volume {
     const backing = this.paths.resolveNew(path)
     const parent = await fsp.stat(backing.slice(0, backing.lastIndexOf('/')) || '/')
     await fsp.mkdir(backing, mode & 0o7777)
-    await this.undoOnFailure(backing, async () => {
+    await this.undoOnFailure(async () => {
       if (parent.mode & S_ISGID) await fsp.chmod(backing, (mode & 0o7777) | S_ISGID)
       await this.chownNew(backing, caller)
       await this.recordEntry('mkdir', path, backing, caller)
@@ -429,13 +429,13 @@ export class LocalVolume implements Volume {
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
     await fsp.symlink(target, backing)
-    await this.undoOnFailure(backing, async () => {
+    await this.undoOnFailure(async () => {
       await this.chownNew(backing, caller)
       await this.recordEntry('symlink', path, backing, caller, {target})
     }, () => fsp.unlink(backing))
   }
 
-  private async undoOnFailure(_backing: string, work: () => Promise<void>, undo: () => Promise<void>): Promise<void> {
+  private async undoOnFailure(work: () => Promise<void>, undo: () => Promise<void>): Promise<void> {
     try {
       await work()
     } catch (error) {
