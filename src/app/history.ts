@@ -9,6 +9,7 @@ import type {Writable} from 'node:stream'
 import {PacioError} from '../errors.js'
 import {HistoryError, HistoryStore, type HistoryStats} from '../history/store.js'
 import {readTimeline, treeAt, type Timeline, type TimelineEntry} from '../history/timeline.js'
+import {openVolumeLedger} from './ledger.js'
 import {layoutOf, readMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 
@@ -165,6 +166,17 @@ function squash(events: Array<VersionEvent & {order: number}>): Array<VersionEve
   return out
 }
 
+/** The timeline, read through the volume's own ledger driver. */
+async function timelineOf(layout: ReturnType<typeof layoutOf>): Promise<Timeline> {
+  const meta = readMeta(layout)
+  const opened = await openVolumeLedger(layout, meta, {write: false})
+  try {
+    return await readTimeline(layout.root, opened.ledger)
+  } finally {
+    await opened.close()
+  }
+}
+
 export interface HistoryReport {
   path: string
   head: number
@@ -174,8 +186,7 @@ export interface HistoryReport {
 export async function pathHistory(volume: string, rawPath: string): Promise<HistoryReport> {
   const path = volPath(rawPath)
   const layout = layoutOf(volume)
-  readMeta(layout)
-  const t = await readTimeline(volume)
+  const t = await timelineOf(layout)
   const versions = lineagesOf(t, path, new HistoryStore(layout.history)).map(({order: _o, ...e}) => e)
   if (versions.length === 0) {
     throw new PacioError('EINPUT', `${path}: no such path in the history of volume ${layout.root}`, {suggestion: 'list recorded paths with `paciofs log --volume <dir>`'})
@@ -217,8 +228,7 @@ function write(out: Writable, chunk: Buffer): Promise<void> {
 export async function catAt(req: CatRequest): Promise<CatResult> {
   const path = volPath(req.path)
   const layout = layoutOf(req.volume)
-  readMeta(layout)
-  const t = await readTimeline(req.volume)
+  const t = await timelineOf(layout)
   const at = req.at ?? t.head
   if (at > t.head) throw new PacioError('EINPUT', `epoch ${at} is after the ledger's head (epoch ${t.head})`, {suggestion: `use an epoch between 0 and ${t.head}`})
   const {tree, tainted} = treeAt(t, at)

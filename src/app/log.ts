@@ -7,12 +7,12 @@ import type {Delivery} from '../broadcast/types.js'
 import type {Violation} from '../broadcast/types.js'
 import {decodeCanonical} from '../crypto/canonical.js'
 import {PacioError} from '../errors.js'
-import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import type {Block, Checkpoint} from '../ledger/types.js'
 import {Journal} from '../volume/journal.js'
 import {layoutOf, readMeta} from '../volume/layout.js'
 import type {FsRecord} from '../volume/types.js'
 import {globToRegExp} from './glob.js'
+import {checkChoice, openVolumeLedger} from './ledger.js'
 
 export interface LogEntry {
   epoch: number
@@ -30,6 +30,8 @@ export interface LogQuery {
   until?: number
   path?: string
   follow?: boolean
+  /** --chain, for a volume that should be on it (checked against volume.json) */
+  chain?: string
   /** stops --follow */
   signal?: AbortSignal
   onViolation?: (v: Violation) => void
@@ -48,8 +50,16 @@ export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
   if (q.until !== undefined && (!Number.isSafeInteger(q.until) || q.until < 0)) throw new PacioError('EINPUT', `--until must be a block epoch (a whole number >= 0), got ${q.until}`)
   const layout = layoutOf(q.volume)
   const meta = readMeta(layout)
-  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
-  const journal = Journal.open(layout.journal, meta.id, {readonly: true})
+  if (q.chain !== undefined) checkChoice(layout, meta, {chain: q.chain})
+  const opened = await openVolumeLedger(layout, meta, {write: false})
+  const {ledger} = opened
+  let journal: Journal
+  try {
+    journal = Journal.open(layout.journal, meta.id, {readonly: true})
+  } catch (error) {
+    await opened.close()
+    throw error
+  }
   const match = q.path ? globToRegExp(q.path) : undefined
   const entries = function * (b: Block, checker: FifoChecker): Generator<LogEntry> {
     const delivered: Delivery[] = []
@@ -81,18 +91,19 @@ export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
     }
   } finally {
     journal.close()
-    await ledger.close()
+    await opened.close()
   }
 }
 
 /** The ledger head as a signed checkpoint (read-only). */
-export async function headCheckpoint(volume: string): Promise<Checkpoint> {
+export async function headCheckpoint(volume: string, chain?: string): Promise<Checkpoint> {
   const layout = layoutOf(volume)
   const meta = readMeta(layout)
-  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
+  if (chain !== undefined) checkChoice(layout, meta, {chain})
+  const opened = await openVolumeLedger(layout, meta, {write: false})
   try {
-    return await ledger.head()
+    return await opened.ledger.head()
   } finally {
-    await ledger.close()
+    await opened.close()
   }
 }

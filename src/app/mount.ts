@@ -6,6 +6,7 @@
 import {checkMountpoint, mountVolume, mountedAt} from '../fuse/mount.js'
 import {readTimeline} from '../history/timeline.js'
 import {HistoryView} from '../history/view.js'
+import {formatChainSpec, parseChainSpec} from '../ledger/multichain/spec.js'
 import {openVolumeStack} from './stack.js'
 
 export interface MountRequest {
@@ -15,6 +16,12 @@ export interface MountRequest {
   debug?: boolean
   /** keep every version in the history store (default); false only for baselines */
   history?: boolean
+  /** --chain: the ledger of a new volume (an existing one must match) */
+  chain?: string
+  /** --confirmations for a MultiChain ledger */
+  confirmations?: number
+  /** a MultiChain reorganisation or re-sent batch */
+  onWarning?(message: string): void
   /** Called once the mount is live (for the command to print where). */
   onReady?(info: MountedInfo): void
   /** Called for operations that failed for an internal reason (answered EIO). */
@@ -27,6 +34,8 @@ export interface MountedInfo {
   volumeId: string
   created: boolean
   member: string
+  /** 'embedded', or the chain (password masked) */
+  ledger: string
 }
 
 export interface MountSummary extends MountedInfo {
@@ -49,10 +58,11 @@ export async function runMount(req: MountRequest): Promise<MountSummary> {
   for (const s of signals) process.on(s, onSignal)
   try {
     checkMountpoint(req.mountpoint) // before anything is created
-    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`, history: req.history})
+    const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`, history: req.history,
+      chain: req.chain, confirmations: req.confirmations, onWarning: req.onWarning})
     let mounted
     try {
-      const volume = stack.history ? new HistoryView(stack.volume, stack.history, () => readTimeline(stack.layout.root)) : stack.volume
+      const volume = stack.history ? new HistoryView(stack.volume, stack.history, () => readTimeline(stack.layout.root, stack.ledger)) : stack.volume
       mounted = await mountVolume(volume, req.mountpoint, {fsname: `paciofs:${stack.layout.root}`, debug: req.debug,
         onInternalError: req.onInternalError})
     } catch (error) {
@@ -60,7 +70,8 @@ export async function runMount(req: MountRequest): Promise<MountSummary> {
       throw error
     }
 
-    const info: MountedInfo = {mountpoint: mounted.mountpoint, volume: stack.layout.root, volumeId: stack.meta.id, created: stack.created, member: stack.member}
+    const ledger = stack.meta.ledger.driver === 'multichain' ? `MultiChain ${stack.meta.ledger.chain ?? ''} ${formatChainSpec(parseChainSpec(stack.meta.ledger.spec ?? ''), true)}`.replace(/ +/g, ' ') : 'embedded ledger'
+    const info: MountedInfo = {mountpoint: mounted.mountpoint, volume: stack.layout.root, volumeId: stack.meta.id, created: stack.created, member: stack.member, ledger}
     if (reason === undefined) {
       req.onReady?.(info)
       await new Promise<void>(resolve => {

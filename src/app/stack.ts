@@ -7,14 +7,15 @@ import fs from 'node:fs'
 import {Broadcast} from '../broadcast/broadcast.js'
 import type {Delivery} from '../broadcast/types.js'
 import {generateIdentity, loadIdentity, saveIdentity, type Identity} from '../crypto/sign.js'
-import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import {HistoryStore} from '../history/store.js'
 import {catchUp} from '../history/recover.js'
 import {Journal} from '../volume/journal.js'
+import type {AuditableLedger} from '../ledger/types.js'
 import {lockVolume, openLayout, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {LocalVolume} from '../volume/local-volume.js'
 import {Recorder} from '../volume/recorder.js'
 import {loadOrCreateIdentity} from './identity.js'
+import {checkChoice, newLedgerMeta, openVolumeLedger, type LedgerChoice} from './ledger.js'
 
 export interface VolumeStack {
   layout: VolumeLayout
@@ -24,6 +25,7 @@ export interface VolumeStack {
   volume: LocalVolume
   /** the version store; undefined when opened with history: false */
   history?: HistoryStore
+  ledger: AuditableLedger
   recovered: {resent: number; placed: number}
   recordCount(): number
   close(): Promise<void>
@@ -35,9 +37,18 @@ function nodeIdentity(layout: VolumeLayout): Identity {
   return loadIdentity(layout.nodeKey)
 }
 
-export async function openVolumeStack(dir: string, opts: {create: boolean; identity?: string; purpose: string; history?: boolean}): Promise<VolumeStack> {
+export interface StackOptions extends LedgerChoice {
+  create: boolean
+  identity?: string
+  purpose: string
+  history?: boolean
+  /** a MultiChain reorganisation or re-sent batch, for the user to see */
+  onWarning?: (message: string) => void
+}
+
+export async function openVolumeStack(dir: string, opts: StackOptions): Promise<VolumeStack> {
   const user = loadOrCreateIdentity(opts.identity)
-  const {layout, meta, created} = openLayout(dir, {create: opts.create})
+  const {layout, meta, created} = openLayout(dir, {create: opts.create, ledger: newLedgerMeta(opts)})
   const unlock = lockVolume(layout, opts.purpose)
   const undo: Array<() => unknown> = [unlock]
   const closeAll = async () => {
@@ -46,9 +57,12 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
   }
 
   try {
-    const ledger = await EmbeddedLedger.open({file: layout.ledger, ledgerId: meta.id, identity: nodeIdentity(layout)})
-    undo.push(() => ledger.close())
-    const bc = new Broadcast({ledger, identity: user, file: layout.broadcast})
+    if (!created) checkChoice(layout, meta, opts)
+    const opened = await openVolumeLedger(layout, meta, {write: true, identity: nodeIdentity(layout), onWarning: opts.onWarning})
+    const ledger = opened.ledger
+    undo.push(() => opened.close())
+    // a MultiChain stream item holds a batch of envelopes; keep each envelope well below a chain's data limit
+    const bc = new Broadcast({ledger, identity: user, file: layout.broadcast, maxBatchBytes: ledger.driver === 'multichain' ? 256 * 1024 : undefined})
     const journal = Journal.open(layout.journal, meta.id)
     undo.push(() => journal.close())
 
@@ -81,7 +95,7 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
     const volume = new LocalVolume(layout.root, recorder, {history})
     undo.push(() => volume.close())
     return {
-      layout, meta, created, member: user.pid, volume, history,
+      layout, meta, created, member: user.pid, volume, history, ledger,
       recovered,
       recordCount: () => journal.count(),
       close: closeAll,

@@ -16,11 +16,10 @@ import type {Violation} from '../broadcast/types.js'
 import {decodeCanonical} from '../crypto/canonical.js'
 import {sha256} from '../crypto/hash.js'
 import {CorruptStateError, PacioError} from '../errors.js'
-import {checkConsistency} from '../ledger/checkpoint.js'
-import {EmbeddedLedger} from '../ledger/embedded/index.js'
-import type {Block, Checkpoint} from '../ledger/types.js'
+import type {AuditableLedger, Block, Checkpoint} from '../ledger/types.js'
 import {Journal} from '../volume/journal.js'
-import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
+import {EmbeddedLedger} from '../ledger/embedded/index.js'
+import {layoutOf, lockHolder, readMeta, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
 import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
@@ -43,6 +42,17 @@ export interface VerifyOptions {
   full?: boolean
   onPhase?: (phase: string) => void
   onProgress?: (p: ScanProgress & {expectedBytes: number}) => void
+  /**
+   * Opens the volume's ledger read-only (the driver volume.json names; the
+   * composition root passes it in, so that audit/ does not pick drivers).
+   * Default: the embedded ledger.
+   */
+  openLedger?: (layout: VolumeLayout, meta: VolumeMeta) => Promise<{ledger: AuditableLedger; close(): Promise<void>}>
+}
+
+async function openEmbedded(layout: VolumeLayout, meta: VolumeMeta) {
+  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id, tailBlocks: 0})
+  return {ledger, close: () => ledger.close()}
 }
 
 /** Reads and checks a checkpoint file; malformed input is an EINPUT error, never a crash. */
@@ -107,7 +117,8 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
   const divergences: Divergence[] = []
   const within = (p: string) => !subtree || subtree === '/' || p === subtree || p.startsWith(subtree + '/')
-  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id, tailBlocks: 0})
+  const opened = await (opts.openLedger ?? openEmbedded)(layout, meta)
+  const {ledger} = opened
   let journal: Journal | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
@@ -117,7 +128,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     const cacheDir = opts.cacheDir ?? defaultCacheDir()
     let index: VerifiedIndex | undefined = opts.full ? undefined : loadIndex(cacheDir, meta.id)
     if (index) {
-      const res = await checkConsistency(index.checkpoint, ledger.read(Math.min(index.checkpoint.epoch, head.epoch)))
+      const res = await ledger.consistency(index.checkpoint)
       if (!res.ok) {
         if (res.kind === 'checkpoint-mismatch' || res.kind === 'truncated' || res.kind === 'checkpoint-signature') {
           divergences.push({path: '', kind: 'checkpoint-inconsistent', expected: res.expected ?? index.checkpoint.headHash, found: res.found,
@@ -145,7 +156,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     }
 
     if (opts.checkpoint) {
-      const res = await checkConsistency(opts.checkpoint, ledger.read(Math.min(opts.checkpoint.epoch, head.epoch)))
+      const res = await ledger.consistency(opts.checkpoint)
       if (!res.ok) {
         divergences.push({path: '', kind: 'checkpoint-inconsistent', expected: res.expected ?? opts.checkpoint.headHash, found: res.found,
           record: {epoch: res.epoch, txid: '', author: ''}, detail: `${res.kind}: ${res.detail}`})
@@ -293,6 +304,6 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     }
   } finally {
     journal?.close()
-    await ledger.close()
+    await opened.close()
   }
 }

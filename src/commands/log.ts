@@ -20,7 +20,9 @@ function what(e: LogEntry): string {
 export default class Log extends Command {
   static override summary = 'Print the ledger\'s records in order: epoch, time, txid, who, operation, path and salted hash.'
 
-  static override description = `Reads the volume's ledger and journal read-only (also while the volume is mounted) and prints one line per record, in ledger order. The hash is what the ledger holds: sha256(salt ‖ record); the journal supplies the record. A hash with no journal record is shown in red.`
+  static override description = `Reads the volume's ledger and journal read-only (also while the volume is mounted) and prints one line per record, in ledger order. The hash is what the ledger holds: sha256(salt ‖ record); the journal supplies the record. A hash with no journal record is shown in red.
+
+On a MultiChain volume the epoch is MultiChain's block height and the txid is MultiChain's transaction id followed by :N, the record batch's place in that transaction (only blocks with the volume's confirmations are shown). A local node (multichain:new) is started for as long as log runs, unless the mount's node is running.`
 
   static override examples = [
     {description: 'Everything on the ledger', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive'},
@@ -37,6 +39,7 @@ export default class Log extends Command {
     path: Flags.string({description: 'only records whose path matches this glob (* and ? within a name, ** across directories)'}),
     follow: Flags.boolean({char: 'f', description: 'keep printing records as blocks are committed (Ctrl-C stops)', default: false}),
     json: Flags.boolean({description: 'one JSON object per line instead of a table', default: false}),
+    chain: Flags.string({description: 'the chain the volume records on (default: the one volume.json remembers); see `paciofs mount --help`'}),
     checkpoint: Flags.boolean({description: 'print only the signed checkpoint of the ledger\'s head (JSON), for an auditor to keep and pass to `paciofs verify --checkpoint`', default: false}),
   }
 
@@ -48,11 +51,11 @@ export default class Log extends Command {
     process.once('SIGTERM', stop)
     try {
       if (flags.checkpoint) {
-        this.log(JSON.stringify(await headCheckpoint(flags.volume), null, 2))
+        this.log(JSON.stringify(await headCheckpoint(flags.volume, flags.chain), null, 2))
         return
       }
 
-      const entries = readLog({volume: flags.volume, since: flags.since, until: flags.until, path: flags.path, follow: flags.follow, signal: abort.signal,
+      const entries = readLog({volume: flags.volume, chain: flags.chain, since: flags.since, until: flags.until, path: flags.path, follow: flags.follow, signal: abort.signal,
         onViolation: v => this.warn(`ledger: ${v.kind} at epoch ${v.epoch} (txid ${short(v.txid)}): ${v.detail}`)})
       if (flags.json) {
         for await (const e of entries) this.log(JSON.stringify(e))

@@ -6,12 +6,17 @@ import {renderError} from '../cli/errors.js'
 export default class Mount extends Command {
   static override summary = 'Mount a tamper-proof volume and record every change on its ledger.'
 
-  static override description = `Creates the volume on first use (an empty or new directory), mounts it at MOUNTPOINT and serves it until you press Ctrl-C, send SIGTERM, or unmount it with \`fusermount -u MOUNTPOINT\`. Every change made through the mount is recorded as a salted hash on the volume's embedded ledger; \`paciofs log\` shows the records.
+  static override description = `Creates the volume on first use (an empty or new directory), mounts it at MOUNTPOINT and serves it until you press Ctrl-C, send SIGTERM, or unmount it with \`fusermount -u MOUNTPOINT\`. Every change made through the mount is recorded as a salted hash on the volume's ledger — the embedded one, or with --chain a MultiChain blockchain that every party (company, tax advisor, auditor) can run a node of; \`paciofs log\` shows the records.
+
+With --chain multichain:new, paciofs creates a chain in the volume's state directory and runs a local multichaind for it on loopback (fresh ports) for as long as the volume is mounted (or log/verify run); the MultiChain binaries must be on PATH. A record counts as committed when its block has --confirmations confirmations.
 
 The volume directory holds the files as you see them plus a hidden .paciofs/ state directory (journal, ledger, keys), which is never visible through the mount. Needs root (the mount serves all users and keeps each file's owner) and FUSE (Debian: libfuse2, fuse3).`
 
   static override examples = [
     {description: 'Mount a new volume and work in it', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive'},
+    {description: 'Record on a new MultiChain chain run by a local node', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --chain multichain:new'},
+    {description: 'Record on an existing MultiChain node', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --chain multichain://multichainrpc:SECRET@10.0.0.5:6744/archive-chain'},
+    {description: 'Join an existing chain with a local node', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --chain multichain:archive-chain@10.0.0.5:6745'},
     {description: 'Sign records with a given identity key', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --identity ~/.config/paciofs/auditor.key'},
   ]
 
@@ -25,6 +30,8 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
     debug: Flags.boolean({description: 'print every FUSE operation (libfuse debug output)', default: false}),
     history: Flags.boolean({description: 'keep every committed version in the history store (--no-history: a baseline for benchmarks; versions written then are not kept and verify reports them)', default: true, allowNo: true}),
     quiet: Flags.boolean({char: 'q', description: 'print nothing but errors', default: false}),
+    chain: Flags.string({description: "the ledger: multichain://USER:PASS@HOST:PORT/CHAIN (an existing MultiChain node), multichain:new (a new chain on a local node in the volume's state dir), multichain:CHAIN@HOST:PORT (a local node joining a chain) or embedded (default). Only needed when the volume is created; it remembers its chain"}),
+    confirmations: Flags.integer({description: 'MultiChain: confirmations a block needs before its records count as committed (default 1; remembered by the volume)', min: 1, max: 100}),
   }
 
   async run(): Promise<void> {
@@ -36,10 +43,13 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
         identity: flags.identity,
         debug: flags.debug,
         history: flags.history,
+        chain: flags.chain,
+        confirmations: flags.confirmations,
+        onWarning: message => this.warn(message),
         onReady: info => {
           if (flags.quiet) return
           this.log(`${chalk.green('mounted')} ${info.created ? 'new ' : ''}volume ${chalk.bold(info.volume)} at ${chalk.bold(info.mountpoint)}`)
-          this.log(chalk.dim(`volume ${info.volumeId}, member ${info.member.slice(0, 16)}…; Ctrl-C or fusermount -u to unmount`))
+          this.log(chalk.dim(`volume ${info.volumeId}, member ${info.member.slice(0, 16)}…, ${info.ledger}; Ctrl-C or fusermount -u to unmount`))
         },
         onInternalError: (op, error) => this.warn(`${op}: ${(error as Error)?.message ?? error}`),
       })

@@ -4,6 +4,8 @@ import Table from 'cli-table3'
 import {readCheckpointFile, verifyVolume} from '../audit/verify.js'
 import type {Divergence, VerifyReport} from '../audit/types.js'
 import {renderError} from '../cli/errors.js'
+import {checkChoice, openVolumeLedger} from '../app/ledger.js'
+import {layoutOf, readMeta} from '../volume/layout.js'
 
 const MiB = 1024 * 1024
 
@@ -28,6 +30,8 @@ Exit status: 0 clean (also when the only findings are writes interrupted by a cr
 
 Each verify keeps what it established (the expected tree at the ledger's head, and that block's signed checkpoint) in a cache outside the volume; the next verify checks that the ledger still extends it and then only looks at the history added since, so its cost grows with the volume, not with its history. --full checks every block and record again (and catches, for example, an old journal record edited after an earlier verify).
 
+On a MultiChain volume, verify checks the chain as a node of it has it: block heights without gaps and each block's link to its predecessor, the chain's genesis block against the one the volume was created on, and checkpoints against the block hash at their height (MultiChain itself checks its blocks' signatures and proof of work); everything above the ledger is checked as for the embedded ledger.
+
 Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with --checkpoint later: a ledger that was truncated, forked or rewritten from genesis (even re-signed with a new key) is then caught.`
 
   static override examples = [
@@ -43,6 +47,7 @@ Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with 
     json: Flags.boolean({description: 'print the report as JSON', default: false}),
     threads: Flags.integer({description: 'hashing threads (default: one per core)', min: 1, max: 64}),
     full: Flags.boolean({description: 'check the whole history again instead of only what the ledger gained since the last verify', default: false}),
+    chain: Flags.string({description: 'the chain the volume records on (default: the one volume.json remembers); see `paciofs mount --help`'}),
     'cache-dir': Flags.string({description: 'where verify keeps what it established, outside the volume (default: ~/.cache/paciofs/verify)'}),
   }
 
@@ -53,8 +58,13 @@ Keep the output of \`paciofs log --checkpoint\` somewhere safe and pass it with 
     const tty = Boolean(process.stderr.isTTY) && !flags.json
     let lastDraw = 0
     try {
+      if (flags.chain !== undefined) {
+        const layout = layoutOf(flags.volume)
+        checkChoice(layout, readMeta(layout), {chain: flags.chain})
+      }
       report = await verifyVolume({
         volume: flags.volume,
+        openLedger: (layout, meta) => openVolumeLedger(layout, meta, {write: false, tailBlocks: 0}),
         path: flags.path,
         checkpoint: flags.checkpoint ? readCheckpointFile(flags.checkpoint) : undefined,
         threads: flags.threads,

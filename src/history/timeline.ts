@@ -10,6 +10,7 @@ import type {Delivery} from '../broadcast/types.js'
 import {decodeCanonical} from '../crypto/canonical.js'
 import {sha256} from '../crypto/hash.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
+import type {Ledger} from '../ledger/types.js'
 import {Journal} from '../volume/journal.js'
 import {layoutOf, readMeta} from '../volume/layout.js'
 import type {FsRecord} from '../volume/types.js'
@@ -33,11 +34,15 @@ export interface Timeline {
   entries: TimelineEntry[]
 }
 
-/** Reads the whole timeline, read-only (works while the volume is mounted). */
-export async function readTimeline(volume: string): Promise<Timeline> {
+/**
+ * Reads the whole timeline, read-only (works while the volume is mounted).
+ * `ledger`: the volume's ledger, already open (left open); default: the
+ * embedded ledger file, opened and closed here.
+ */
+export async function readTimeline(volume: string, given?: Ledger): Promise<Timeline> {
   const layout = layoutOf(volume)
   const meta = readMeta(layout)
-  const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
+  const ledger = given ?? await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id})
   const journal = Journal.open(layout.journal, meta.id, {readonly: true})
   try {
     const head = (await ledger.head()).epoch
@@ -66,7 +71,7 @@ export async function readTimeline(volume: string): Promise<Timeline> {
     return {head, entries}
   } finally {
     journal.close()
-    await ledger.close()
+    if (!given) await ledger.close()
   }
 }
 

@@ -4,12 +4,23 @@
  * Nothing here knows about envelopes or file systems: payloads are opaque.
  */
 
-/** A transaction as stored on the ledger. txid = sha256(payload) hex for the embedded driver. */
+import type {ConsistencyResult} from './checkpoint.js'
+
+/**
+ * A transaction as stored on the ledger. txid = sha256(payload) hex for the
+ * embedded driver; `<MultiChain txid>:<index>` for the multichain driver
+ * (several payloads share one MultiChain transaction).
+ */
 export interface Tx {
   txid: string
   payload: Buffer
 }
 
+/**
+ * merkleRoot, producer and signature are the embedded driver's own (PacioFS
+ * signs its blocks); a MultiChain block carries MultiChain's merkle root, the
+ * miner's address as producer and no PacioFS signature ('').
+ */
 export interface Block {
   epoch: number // height; genesis is 0 and holds no transactions
   prevHash: string // hex sha256 of the previous block's header ('' * 64 zeros for genesis)
@@ -59,4 +70,14 @@ export interface Ledger {
   /** Current head as a signed checkpoint. */
   head(): Promise<Checkpoint>
   close(): Promise<void>
+}
+
+/** What the auditor needs beyond reading: the driver knows what can be checked of its blocks. */
+export interface AuditableLedger extends Ledger {
+  /** Check the whole chain (embedded: hashes, Merkle roots, signatures, links; MultiChain: links and heights). Throws CorruptStateError. */
+  validateAll(onProgress?: (epoch: number, head: number) => void): Promise<void>
+  /** The checkpoint of a committed block. */
+  checkpoint(epoch: number): Promise<Checkpoint>
+  /** Does the ledger still extend this checkpoint? */
+  consistency(cp: Checkpoint): Promise<ConsistencyResult>
 }

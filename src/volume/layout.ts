@@ -18,7 +18,19 @@ export interface VolumeMeta {
   id: string
   name: string
   created: number
-  ledger: {driver: string; spec?: string}
+  ledger: LedgerMeta
+}
+
+/** Which ledger a volume uses; for MultiChain also where and how (see src/app/ledger.ts). */
+export interface LedgerMeta {
+  driver: string
+  /** `--chain` as given (multichain://… keeps the RPC password: volume.json is 0600 in a 0700 directory) */
+  spec?: string
+  chain?: string
+  stream?: string
+  /** hash of the chain's genesis block, pinned at the first mount */
+  genesis?: string
+  confirmations?: number
 }
 
 export interface VolumeLayout {
@@ -86,7 +98,7 @@ export function readMeta(layout: VolumeLayout): VolumeMeta {
  * directory is absent or empty. A non-empty directory that is not a volume is
  * refused: PacioFS never adopts files it did not record.
  */
-export function openLayout(root: string, opts: {create: boolean; ledger?: {driver: string; spec?: string}}): {layout: VolumeLayout; meta: VolumeMeta; created: boolean} {
+export function openLayout(root: string, opts: {create: boolean; ledger?: LedgerMeta}): {layout: VolumeLayout; meta: VolumeMeta; created: boolean} {
   const layout = layoutOf(root)
   const st = statOrNull(layout.root)
   if (st && !st.isDirectory()) throw new PacioError('EINPUT', `volume ${layout.root} is not a directory`)
@@ -101,13 +113,18 @@ export function openLayout(root: string, opts: {create: boolean; ledger?: {drive
   fs.mkdirSync(layout.state, {mode: 0o700})
   const meta: VolumeMeta = {format: FORMAT, version: FORMAT_VERSION, id: randomUUID(), name: path.basename(layout.root),
     created: Date.now(), ledger: opts.ledger ?? {driver: 'embedded'}}
+  writeMeta(layout, meta)
+  return {layout, meta, created: true}
+}
+
+/** Replaces volume.json atomically (tmp, fsync, rename). */
+export function writeMeta(layout: VolumeLayout, meta: VolumeMeta): void {
   const tmp = `${layout.meta}.tmp`
   fs.writeFileSync(tmp, JSON.stringify(meta, null, 2) + '\n', {mode: 0o600})
   const fd = fs.openSync(tmp, 'r')
   fs.fsyncSync(fd)
   fs.closeSync(fd)
   fs.renameSync(tmp, layout.meta)
-  return {layout, meta, created: true}
 }
 
 function pidAlive(pid: number): boolean {

@@ -15,7 +15,8 @@
 import {setImmediate as tick} from 'node:timers/promises'
 import type {Identity} from '../../crypto/sign.js'
 import {CorruptStateError, PacioError} from '../../errors.js'
-import type {Block, Checkpoint, Committed, Ledger} from '../types.js'
+import {checkConsistency, type ConsistencyResult} from '../checkpoint.js'
+import type {AuditableLedger, Block, Checkpoint, Committed} from '../types.js'
 import {DEFAULT_TAIL_BLOCKS, LedgerStore, type CommitOutcome} from './store.js'
 import {createWriter, type LedgerWriter, type WriterPlacement} from './writer.js'
 
@@ -71,7 +72,7 @@ interface Follower {
 /** Blocks handed to one follower per event-loop turn before yielding. */
 const FOLLOW_BATCH = 32
 
-export class EmbeddedLedger implements Ledger {
+export class EmbeddedLedger implements AuditableLedger {
   readonly driver = 'embedded'
   readonly ledgerId: string
   readonly file: string
@@ -356,6 +357,11 @@ export class EmbeddedLedger implements Ledger {
       onProgress?.(prev.epoch, head)
       await tick()
     }
+  }
+
+  /** Does the ledger still extend cp? Every block from its epoch on is checked (hash, Merkle root, signature, link). */
+  async consistency(cp: Checkpoint): Promise<ConsistencyResult> {
+    return checkConsistency(cp, this.read(Math.min(cp.epoch, this.currentHead())))
   }
 
   /** Stop accepting appends, commit what is pending, stop followers and close the file. */

@@ -20,9 +20,9 @@
  */
 import {sha256Hex} from '../../crypto/hash.js'
 import type {Identity} from '../../crypto/sign.js'
-import {PacioError} from '../../errors.js'
+import {CorruptStateError, PacioError} from '../../errors.js'
 import {signCheckpoint, verifyCheckpoint, type ConsistencyResult} from '../checkpoint.js'
-import type {Block, Checkpoint, Committed, Ledger, Tx} from '../types.js'
+import type {AuditableLedger, Block, Checkpoint, Committed, Tx} from '../types.js'
 import {encodeFrame, frameCost, frameKey, FRAME_OVERHEAD} from './frame.js'
 import {ChainReader, type RangeBlock} from './reader.js'
 import {isRetryable, RpcClient, RpcError, RPC, type RpcConfig} from './rpc.js'
@@ -100,7 +100,7 @@ interface Follower {
 const RETAIN_BLOCKS = 100
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
-export class MultiChainLedger implements Ledger {
+export class MultiChainLedger implements AuditableLedger {
   readonly driver = 'multichain'
   readonly ledgerId: string
   readonly stream: string
@@ -151,6 +151,10 @@ export class MultiChainLedger implements Ledger {
       startTimeoutMs: opts.startTimeoutMs ?? 60_000,
       closeTimeoutMs: opts.closeTimeoutMs ?? 60_000,
     }
+  }
+
+  private get where(): string {
+    return `MultiChain chain ${this.rpc.config.chain} at ${this.rpc.config.host}:${this.rpc.config.port}`
   }
 
   get confirmations(): number {
@@ -581,15 +585,15 @@ export class MultiChainLedger implements Ledger {
     let prev: {height: number; hash: string} | undefined
     for (let a = 0; a <= head; a += 200) {
       for (const b of await this.chain.blocks(a, Math.min(head, a + 199))) {
-        if (prev && b.height !== prev.height + 1) throw new PacioError('ECORRUPT', `MultiChain block ${b.height} follows block ${prev.height}`, {details: {epoch: b.height}})
+        if (prev && b.height !== prev.height + 1) throw new CorruptStateError(this.where, `block ${b.height} follows block ${prev.height}`, b.height)
         if (prev && b.prevHash !== undefined && b.prevHash !== prev.hash) {
-          throw new PacioError('ECORRUPT', `MultiChain block ${b.height} links to ${b.prevHash}, but block ${prev.height} is ${prev.hash}`, {details: {epoch: b.height}})
+          throw new CorruptStateError(this.where, `block ${b.height} links to ${b.prevHash}, but block ${prev.height} is ${prev.hash}`, b.height)
         }
         prev = {height: b.height, hash: b.hash}
       }
       onProgress?.(prev?.height ?? 0, head)
     }
-    if (this.genesis === '' && prev === undefined) throw new PacioError('ECORRUPT', 'the MultiChain node lists no blocks')
+    if (prev === undefined) throw new CorruptStateError(this.where, 'the node lists no blocks')
   }
 
   /** Does the chain still hold the block a checkpoint names, at its height? */
