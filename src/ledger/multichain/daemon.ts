@@ -113,6 +113,8 @@ export interface StartOptions {
   connect?: string
   /** how long to wait for the node to answer (ms, default 120 s) */
   timeoutMs?: number
+  /** network and RPC ports and RPC password (default: fresh ports, a random password) */
+  fixed?: {port: number; rpcport: number; pass: string}
 }
 
 const running = new Set<ChildProcess>()
@@ -142,9 +144,9 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   } catch { /* no node running */ }
 
   const {daemon} = findBinaries()
-  const [port, rpcport] = [await freePort(), await freePort()]
+  const [port, rpcport] = opts.fixed ? [opts.fixed.port, opts.fixed.rpcport] : [await freePort(), await freePort()]
   const user = 'paciofs'
-  const pass = randomBytes(16).toString('hex')
+  const pass = opts.fixed?.pass ?? randomBytes(16).toString('hex')
   const args = [opts.connect ?? opts.chain, `-datadir=${opts.datadir}`, `-port=${port}`, `-rpcport=${rpcport}`, `-rpcuser=${user}`, `-rpcpassword=${pass}`,
     '-rpcallowip=127.0.0.1', '-rpcbind=127.0.0.1', '-bind=127.0.0.1', '-daemon=0', '-printtoconsole=1']
   fs.mkdirSync(opts.datadir, {recursive: true, mode: 0o700})
