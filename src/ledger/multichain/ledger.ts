@@ -129,6 +129,9 @@ export class MultiChainLedger implements AuditableLedger {
   private readonly scanned = new Map<number, string>() // height -> hash, recent
   private poller?: NodeJS.Timeout
   private ticking = false
+  /** the node did not answer in the last round: when it is back, look for our batches at once (its mempool may be gone) */
+  private nodeAway = false
+  private lastTip?: {height: number; hash: string}
   private closed = false
   private closing = false
   private idle: Array<() => void> = []
@@ -382,6 +385,13 @@ export class MultiChainLedger implements AuditableLedger {
     try {
       const tip = await this.chain.tip()
       this.horizon = tip.height - this.conf + 1
+      if (this.nodeAway || await this.tipReplaced(tip)) {
+        // the node restarted (its mempool may be gone) or blocks above the confirmed head were replaced
+        // (a batch in them may have been dropped): look for our unconfirmed batches at once
+        this.nodeAway = false
+        for (const b of this.batches.values()) if (b.state === 'sent') b.sentAt = 0
+      }
+      this.lastTip = tip
       await this.checkReorg()
       while (this.scanNext <= this.horizon && !this.closed) {
         const to = Math.min(this.horizon, this.scanNext + 199)
@@ -393,7 +403,7 @@ export class MultiChainLedger implements AuditableLedger {
       for (const f of this.followers) void this.pump(f)
     } catch (error) {
       if (!isRetryable(error)) for (const f of [...this.followers]) this.fail(f, error as Error)
-      // retryable: the node is away; the next round tries again
+      else this.nodeAway = true // the next round tries again
     } finally {
       this.ticking = false
       if (!this.needsPolling() && this.poller) {
@@ -402,6 +412,15 @@ export class MultiChainLedger implements AuditableLedger {
       }
       if (![...this.batches.values()].some(b => b.state !== 'confirmed') && this.pending.length === 0) for (const d of this.idle.splice(0)) d()
     }
+  }
+
+  /** Is the tip seen in the last round no longer on the chain? (Asked only while batches wait for their block.) */
+  private async tipReplaced(tip: {height: number; hash: string}): Promise<boolean> {
+    const last = this.lastTip
+    if (!last || tip.hash === last.hash || ![...this.batches.values()].some(b => b.state === 'sent')) return false
+    if (tip.height < last.height) return true
+    const [b] = await this.chain.blocks(last.height, last.height)
+    return b?.hash !== last.hash
   }
 
   private scanBlock(rb: RangeBlock): void {

@@ -8,13 +8,30 @@ import {generateIdentity} from '../../../src/crypto/sign.js'
 import {PacioError} from '../../../src/errors.js'
 import {EmbeddedLedger, type WriterPlacement} from '../../../src/ledger/embedded/index.js'
 import type {Ledger} from '../../../src/ledger/types.js'
+import {MultiChainLedger} from '../../../src/ledger/multichain/ledger.js'
 import {MemoryLedger} from '../../fakes/memory-ledger.js'
+import {FakeMultiChainNode} from '../../fakes/multichain/node.js'
 import {byPid, collect, openSenders, render, tempDir} from './helpers.js'
 
-type Kind = 'memory' | WriterPlacement
+const fakeNodes = new WeakMap<Ledger, FakeMultiChainNode>()
+const mc = {confirmations: 1}
 
+type Kind = 'memory' | WriterPlacement | 'multichain-1.0' | 'multichain-2.0'
+
+/** The ledger factories the properties run on; a MultiChain ledger comes with its own fake node, stopped by close(). */
 async function makeLedger(kind: Kind, dir: string): Promise<Ledger> {
   if (kind === 'memory') return new MemoryLedger({ledgerId: 'vol-bc'})
+  if (kind === 'multichain-1.0' || kind === 'multichain-2.0') {
+    const node = await new FakeMultiChainNode({mode: kind === 'multichain-1.0' ? '1.0' : '2.0', blockTimeMs: 15, txPerSecond: 0}).start()
+    const ledger = await MultiChainLedger.open({rpc: node.rpc, ledgerId: 'vol-bc', pollMs: 5, confirmations: mc.confirmations})
+    fakeNodes.set(ledger, node)
+    const close = ledger.close.bind(ledger)
+    ledger.close = async () => {
+      await close()
+      await node.stop()
+    }
+    return ledger
+  }
   return EmbeddedLedger.open({file: join(dir, 'ledger.db'), ledgerId: 'vol-bc', identity: generateIdentity(), writer: kind})
 }
 
@@ -22,11 +39,13 @@ async function makeLedger(kind: Kind, dir: string): Promise<Ledger> {
  * Senders broadcast their scripts concurrently (each step: a few payloads,
  * then a random pause), then everything is checked against the properties.
  */
-async function scenario(kind: Kind, scripts: Array<Array<{n: number; pause: number}>>, opts: {maxBatch: number; flushMs: number}) {
+async function scenario(kind: Kind, scripts: Array<Array<{n: number; pause: number}>>, opts: {maxBatch: number; flushMs: number; retryMs?: number},
+  disturb?: (node: FakeMultiChainNode) => Promise<void>) {
   const t = tempDir('pacio-bc-')
   const ledger = await makeLedger(kind, t.dir)
   try {
     const senders = await openSenders(ledger, t.dir, scripts.length, opts)
+    const disturbing = disturb ? disturb(fakeNodes.get(ledger)!) : Promise.resolve()
     const sent = new Map<string, string[]>()
     const acks: Array<Promise<Delivery>> = []
     await Promise.all(
@@ -45,6 +64,7 @@ async function scenario(kind: Kind, scripts: Array<Array<{n: number; pause: numb
       }),
     )
     const acked = await Promise.all(acks)
+    await disturbing
     await Promise.all(senders.map((s) => s.flush()))
     const a = await collect(ledger)
     const b = await collect(ledger) // a second, independent deliverer
@@ -100,6 +120,39 @@ describe('broadcast: properties with several concurrent senders', function () {
       ),
       {numRuns: 8},
     )
+  })
+
+  for (const mode of ['2.0', '1.0'] as const) {
+    it(`MultiChain driver (fake node, ${mode} replies): random interleavings and batch sizes (fast-check)`, async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(script, {minLength: 2, maxLength: 3}),
+          fc.integer({min: 1, max: 8}),
+          fc.integer({min: 0, max: 3}),
+          async (scripts, maxBatch, flushMs) => checkProperties(await scenario(`multichain-${mode}`, scripts, {maxBatch, flushMs})),
+        ),
+        {numRuns: mode === '2.0' ? 6 : 4},
+      )
+    })
+  }
+
+  // A reorganisation no deeper than the confirmations keeps every property (FIFO order
+  // included); a deeper one rewrites history the senders were told was final, which the
+  // driver repairs without loss or duplication (test/unit/ledger/multichain.test.ts) but
+  // which may reorder envelopes, and is then reported by the checker.
+  it('MultiChain driver: a node restart without its mempool and a 3-block reorganisation (4 confirmations) lose, duplicate and reorder nothing', async () => {
+    mc.confirmations = 4
+    const scripts = Array.from({length: 3}, (_, i) => Array.from({length: 8}, (_, j) => ({n: 5 + ((i * 3 + j) % 5), pause: 20 + (j % 3) * 10})))
+    const r = await scenario('multichain-2.0', scripts, {maxBatch: 4, flushMs: 2, retryMs: 20}, async (node) => {
+      await new Promise((resolve) => setTimeout(resolve, 120))
+      await node.restart(400, {dropMempool: true})
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      let k = 0
+      node.chain.reorg(3, {drop: () => k++ % 2 === 0, reorder: true})
+    }).finally(() => {
+      mc.confirmations = 1
+    })
+    checkProperties(r)
   })
 
   it('embedded ledger (worker writer): four senders, many payloads', async () => {
