@@ -10,7 +10,7 @@ import path from 'node:path'
 import {loadIdentity, type Identity} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
-import {createChain, formatChainSpec, MultiChainLedger, parseChainSpec, startNode, streamName, type ChainSpec, type LocalNode} from '../ledger/multichain/index.js'
+import {createChain, findBinaries, formatChainSpec, MultiChainLedger, parseChainSpec, startNode, streamName, type ChainSpec, type LocalNode} from '../ledger/multichain/index.js'
 import type {AuditableLedger} from '../ledger/types.js'
 import {writeMeta, type LedgerMeta, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 
@@ -31,6 +31,7 @@ export interface LedgerChoice {
 export function newLedgerMeta(choice: LedgerChoice): LedgerMeta {
   const spec = parseChainSpec(choice.chain ?? 'embedded')
   if (spec.kind === 'embedded') return {driver: 'embedded'}
+  if (spec.kind === 'new' || spec.kind === 'join') findBinaries() // before anything is created: a clear error when MultiChain is missing
   return {driver: 'multichain', spec: formatChainSpec(spec), confirmations: choice.confirmations ?? 1}
 }
 

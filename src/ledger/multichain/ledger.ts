@@ -49,6 +49,8 @@ export interface MultiChainOpenOptions {
   resendAfterMs?: number
   /** how long open() waits for a node that is starting, syncing or not yet funded (default 60 s) */
   startTimeoutMs?: number
+  /** how long open() tries to reach the node at all (default 10 s, at most startTimeoutMs) */
+  connectTimeoutMs?: number
   /** how long close() waits for published batches to confirm (default 60 s) */
   closeTimeoutMs?: number
   rpcTimeoutMs?: number
@@ -136,7 +138,10 @@ export class MultiChainLedger implements AuditableLedger {
   private closing = false
   private idle: Array<() => void> = []
 
+  private readonly connectMs: number
+
   private constructor(opts: MultiChainOpenOptions) {
+    this.connectMs = opts.connectTimeoutMs ?? 10_000
     this.ledgerId = opts.ledgerId
     this.stream = opts.stream ?? streamName(opts.ledgerId)
     this.readonly = opts.readonly ?? false
@@ -181,14 +186,14 @@ export class MultiChainLedger implements AuditableLedger {
   }
 
   /** Calls fn until it succeeds or fails for a reason waiting does not cure, or the start timeout passes. */
-  private async patiently<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const until = Date.now() + this.o.startTimeoutMs
+  private async patiently<T>(what: string, fn: () => Promise<T>, timeoutMs = this.o.startTimeoutMs): Promise<T> {
+    const until = Date.now() + timeoutMs
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
       try {
         return await fn()
       } catch (error) {
         if (!isRetryable(error) || Date.now() + delay > until || this.closed) {
-          if (isRetryable(error)) throw new RpcError(`${(error as Error).message} (gave up ${what} after ${this.o.startTimeoutMs / 1000}s)`, (error as RpcError).rpcCode, false)
+          if (isRetryable(error)) throw new RpcError(`${(error as Error).message} (gave up ${what} after ${timeoutMs / 1000}s)`, (error as RpcError).rpcCode, false)
           throw error
         }
         await sleep(delay)
@@ -197,7 +202,7 @@ export class MultiChainLedger implements AuditableLedger {
   }
 
   private async start(genesis?: string): Promise<void> {
-    await this.patiently('connecting', () => this.rpc.call('getinfo'))
+    await this.patiently('connecting', () => this.rpc.call('getinfo'), Math.min(this.connectMs, this.o.startTimeoutMs))
     await this.patiently('waiting for the node to sync', async () => {
       const info = await this.rpc.call<{blocks?: number; headers?: number}>('getblockchaininfo')
       const blocks = Number(info?.blocks ?? 0)
@@ -637,7 +642,11 @@ export class MultiChainLedger implements AuditableLedger {
     this.closing = true
     if (!this.readonly && (this.pending.length > 0 || this.batches.size > 0)) {
       this.schedule()
-      await Promise.race([this.flush(), sleep(this.o.closeTimeoutMs)])
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([this.flush(), new Promise(resolve => {
+        timer = setTimeout(resolve, this.o.closeTimeoutMs)
+      })])
+      clearTimeout(timer)
     }
     this.closed = true
     if (this.timer) clearTimeout(this.timer)
