@@ -32,15 +32,15 @@ export interface PacioMount {
 }
 
 /** Runs `paciofs ARGS` to completion (identity and config kept in the test's own dir). */
-export function paciofs(args: string[], opts: {configDir?: string; cacheDir?: string; timeoutMs?: number} = {}): Promise<RunResult> {
-  const env = childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), PACIOFS_CACHE_DIR: opts.cacheDir ?? join(REPO, '.tmp', 'verify-cache')})
+export function paciofs(args: string[], opts: {configDir?: string; cacheDir?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv} = {}): Promise<RunResult> {
+  const env = childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), PACIOFS_CACHE_DIR: opts.cacheDir ?? join(REPO, '.tmp', 'verify-cache'), ...opts.env})
   return run(process.execPath, [BIN, ...args], {env, timeoutMs: opts.timeoutMs ?? 60_000})
 }
 
-export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]} = {}): Promise<PacioMount> {
+export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]; env?: NodeJS.ProcessEnv; upMs?: number} = {}): Promise<PacioMount> {
   await mkdir(mountpoint, {recursive: true})
   const child = spawn(process.execPath, [BIN, 'mount', mountpoint, '--volume', volume, ...(opts.extraArgs ?? [])], {
-    env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config')}),
+    env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), ...opts.env}),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -49,7 +49,7 @@ export async function mountPacio(volume: string, mountpoint: string, opts: {conf
   const exited = new Promise<number | null>(res => child.on('exit', code => res(code)))
   live.set(mountpoint, child)
 
-  const deadline = Date.now() + 20_000
+  const deadline = Date.now() + (opts.upMs ?? 20_000)
   while (!(await isFuseMounted(mountpoint))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL')

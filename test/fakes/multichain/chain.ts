@@ -66,6 +66,22 @@ export class FakeChain {
     return {height, prev, time, txids, miner: ADDRESS, hash: sha(`${prev}:${height}:${txids.join(',')}:${this.nonce++}:${randomBytes(4).toString('hex')}`)}
   }
 
+  /** Everything a node keeps on disk, for the fake daemon (bin/) that restarts with its chain. */
+  save(): string {
+    return JSON.stringify({name: this.name, mode: this.mode, blocks: this.blocks, txs: [...this.txs.values()], mempool: this.mempool, subscribed: [...this.subscribed], nonce: this.nonce})
+  }
+
+  static load(text: string): FakeChain {
+    const j = JSON.parse(text)
+    const c = new FakeChain({name: j.name, mode: j.mode})
+    c.blocks = j.blocks
+    for (const tx of j.txs) c.txs.set(tx.txid, tx)
+    c.mempool = j.mempool
+    for (const s of j.subscribed) c.subscribed.add(s)
+    c.nonce = j.nonce
+    return c
+  }
+
   get height(): number {
     return this.blocks.length - 1
   }

@@ -25,6 +25,10 @@ export interface FakeNodeOptions {
   warmupMs?: number
   /** blocks already mined at start (default 1: funded at once; 0: a fresh chain answering -704 to create) */
   premine?: number
+  /** a chain to start from (the fake daemon's saved state) */
+  chain?: FakeChain
+  /** the `stop` RPC: answered, then this runs (the fake daemon exits) */
+  onStop?: () => void
 }
 
 export class FakeMultiChainNode {
@@ -44,8 +48,8 @@ export class FakeMultiChainNode {
 
   constructor(opts: FakeNodeOptions = {}) {
     this.opts = opts
-    this.chain = new FakeChain({name: opts.chainName, mode: opts.mode})
-    this.chain.mine(opts.premine ?? 1)
+    this.chain = opts.chain ?? new FakeChain({name: opts.chainName, mode: opts.mode})
+    if (!opts.chain) this.chain.mine(opts.premine ?? 1)
     this.user = opts.user ?? 'multichainrpc'
     this.pass = opts.pass ?? 'fake-secret'
     const rate = opts.txPerSecond ?? 1500
@@ -243,6 +247,9 @@ export class FakeMultiChainNode {
       }
       case 'getaddresses':
         return [ADDRESS]
+      case 'stop':
+        setTimeout(() => this.opts.onStop?.(), 50)
+        return 'MultiChain server stopping'
       default:
         throw new RpcFault(-32601, 'Method not found')
     }
