@@ -61,8 +61,10 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     const opened = await openVolumeLedger(layout, meta, {write: true, identity: nodeIdentity(layout), onWarning: opts.onWarning})
     const ledger = opened.ledger
     undo.push(() => opened.close())
-    // a MultiChain stream item holds a batch of envelopes; keep each envelope well below a chain's data limit
-    const bc = new Broadcast({ledger, identity: user, file: layout.broadcast, maxBatchBytes: ledger.driver === 'multichain' ? 256 * 1024 : undefined})
+    // On MultiChain one envelope per sender waits for its block (seconds, not milliseconds): let each carry
+    // more records, while staying well below a chain's data limit per transaction (2 MiB by default).
+    const mc = ledger.driver === 'multichain'
+    const bc = new Broadcast({ledger, identity: user, file: layout.broadcast, maxBatch: mc ? 10_000 : undefined, maxBatchBytes: mc ? 512 * 1024 : undefined})
     const journal = Journal.open(layout.journal, meta.id)
     undo.push(() => journal.close())
 

@@ -24,7 +24,7 @@ import {CorruptStateError, PacioError} from '../../errors.js'
 import {signCheckpoint, verifyCheckpoint, type ConsistencyResult} from '../checkpoint.js'
 import type {AuditableLedger, Block, Checkpoint, Committed, Tx} from '../types.js'
 import {encodeFrame, frameCost, frameKey, FRAME_OVERHEAD} from './frame.js'
-import {ChainReader, type RangeBlock} from './reader.js'
+import {ChainReader} from './reader.js'
 import {isRetryable, RpcClient, RpcError, RPC, type RpcConfig} from './rpc.js'
 
 export interface MultiChainOpenOptions {
@@ -65,6 +65,8 @@ interface Waiting {
   call: Call
   pos: number
   payload: Buffer
+  hash: string // sha256(payload), hex
+  index: number // place in its batch, once cut
 }
 
 interface Call {
@@ -124,7 +126,7 @@ export class MultiChainLedger implements AuditableLedger {
   private readonly batches = new Map<string, Batch>()
   private readonly toPublish: Batch[] = []
   private inflight = 0
-  private readonly committed = new Map<string, Committed>() // sha256(payload) -> where
+  private readonly committed = new Map<string, Committed>() // sha256(payload) -> where, for the batches still retained
   private readonly followers = new Set<Follower>()
   private horizon = -1 // highest confirmed height seen
   private scanNext = 0
@@ -278,13 +280,14 @@ export class MultiChainLedger implements AuditableLedger {
       const call: Call = {results: new Array(payloads.length), remaining: payloads.length, done: false, resolve, reject}
       for (let i = 0; i < payloads.length; i++) {
         const payload = Buffer.from(payloads[i])
-        const known = this.committed.get(sha256Hex(payload))
+        const hash = sha256Hex(payload)
+        const known = this.committed.get(hash)
         if (known) {
           this.settleOne(call, i, known)
           continue
         }
         if (this.pending.length === 0) this.firstPendingAt = performance.now()
-        this.pending.push({call, pos: i, payload})
+        this.pending.push({call, pos: i, payload, hash, index: -1})
         this.pendingBytes += frameCost(payload)
       }
       this.schedule()
@@ -325,6 +328,9 @@ export class MultiChainLedger implements AuditableLedger {
       n++
     }
     const waiting = this.pending.splice(0, n)
+    waiting.forEach((w, i) => {
+      w.index = i
+    })
     this.pendingBytes -= bytes - FRAME_OVERHEAD
     this.firstPendingAt = performance.now()
     const payloads = waiting.map(w => w.payload)
@@ -400,8 +406,7 @@ export class MultiChainLedger implements AuditableLedger {
       await this.checkReorg()
       while (this.scanNext <= this.horizon && !this.closed) {
         const to = Math.min(this.horizon, this.scanNext + 199)
-        const range = await this.chain.range(this.scanNext, to)
-        for (const rb of range) this.scanBlock(rb)
+        for (const b of await this.chain.places(this.scanNext, to)) this.scanBlock(b)
         this.scanNext = to + 1
       }
       await this.resend()
@@ -428,23 +433,29 @@ export class MultiChainLedger implements AuditableLedger {
     return b?.hash !== last.hash
   }
 
-  private scanBlock(rb: RangeBlock): void {
-    const h = rb.block.epoch
-    this.scanned.set(h, rb.block.hash)
+  /** Our batches in a newly confirmed block are committed. (Our publishes put one item in a transaction: payload i is `<txid>:i`, as read() numbers it.) */
+  private scanBlock(block: {height: number; hash: string; items: Array<{key: string; txid: string}>}): void {
+    const h = block.height
+    this.scanned.set(h, block.hash)
     this.scanned.delete(h - RETAIN_BLOCKS)
-    for (const bt of rb.batches) {
-      const b = this.batches.get(bt.key)
+    for (const it of block.items) {
+      const b = this.batches.get(it.key)
       if (!b || b.state === 'confirmed') continue
       b.state = 'confirmed'
-      b.txid = bt.txid
+      b.txid = it.txid
       b.height = h
-      for (let i = 0; i < b.payloads.length; i++) {
-        const c = {txid: rb.block.txs[bt.first + i]?.txid ?? `${bt.txid}:${i}`, epoch: h}
-        this.committed.set(sha256Hex(b.payloads[i]), c)
+      for (const w of b.waiting) {
+        const c = {txid: `${it.txid}:${w.index}`, epoch: h}
+        this.committed.set(w.hash, c)
+        this.settleOne(w.call, w.pos, c)
       }
-      for (const w of b.waiting) this.settleOne(w.call, w.pos, this.committed.get(sha256Hex(w.payload))!)
     }
-    for (const [key, b] of this.batches) if (b.state === 'confirmed' && b.height !== undefined && b.height < h - RETAIN_BLOCKS) this.batches.delete(key)
+    for (const [key, b] of this.batches) {
+      if (b.state === 'confirmed' && b.height !== undefined && b.height < h - RETAIN_BLOCKS) {
+        this.batches.delete(key) // deep enough: no longer watched for reorganisations, nor remembered for idempotent appends
+        for (const w of b.waiting) this.committed.delete(w.hash)
+      }
+    }
   }
 
   /** Was a block we scanned replaced? Then rescan from the fork and check the batches confirmed there. */

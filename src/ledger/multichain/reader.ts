@@ -100,7 +100,7 @@ export class ChainReader {
     return null
   }
 
-  private async normalise(r: Record<string, unknown>): Promise<StreamItem> {
+  private async normalise(r: Record<string, unknown>, withData = true): Promise<StreamItem> {
     if (typeof r?.txid !== 'string') throw new RpcError(`unexpected stream item ${JSON.stringify(r).slice(0, 200)}`, undefined, true)
     const keys = Array.isArray(r.keys) ? r.keys : typeof r.key === 'string' ? [r.key] : []
     return {
@@ -109,17 +109,17 @@ export class ChainReader {
       key: typeof keys[0] === 'string' ? keys[0] : undefined,
       blockhash: typeof r.blockhash === 'string' ? r.blockhash : undefined,
       confirmations: Number.isSafeInteger(r.confirmations) ? r.confirmations as number : 0,
-      data: await this.itemData(r.data),
+      data: withData ? await this.itemData(r.data) : null,
     }
   }
 
-  /** Every item of the stream in blocks from..to, in chain order. */
-  async items(from: number, to: number): Promise<StreamItem[]> {
+  /** Every item of the stream in blocks from..to, in chain order (withData false: keys and places only, no large-data fetches). */
+  async items(from: number, to: number, withData = true): Promise<StreamItem[]> {
     const out: StreamItem[] = []
     for (let start = 0; ; start += PAGE) {
       const raw = await this.rpc.call<unknown[]>('liststreamblockitems', this.stream, `${from}-${to}`, false, PAGE, start)
       if (!Array.isArray(raw)) throw new RpcError('unexpected liststreamblockitems reply', undefined, true)
-      for (const r of raw) out.push(await this.normalise(r as Record<string, unknown>))
+      for (const r of raw) out.push(await this.normalise(r as Record<string, unknown>, withData))
       if (raw.length < PAGE) break
     }
     return out
@@ -132,7 +132,7 @@ export class ChainReader {
     const out: StreamItem[] = []
     for (const r of raw) {
       const rr = r as Record<string, unknown>
-      out.push({...await this.normalise({...rr, data: ''}), data: null})
+      out.push(await this.normalise(rr, false))
     }
     return out
   }
@@ -150,6 +150,25 @@ export class ChainReader {
       if (first) out.set(r.key, first.txid)
     }
     return out
+  }
+
+  /**
+   * Where the stream's items in blocks from..to are: block height and hash
+   * per block, and each keyed item's txid (no data is fetched). For a writer
+   * that only needs to see its own batches confirmed.
+   */
+  async places(from: number, to: number): Promise<Array<{height: number; hash: string; items: Array<{key: string; txid: string}>}>> {
+    for (let attempt = 0; ; attempt++) {
+      const listed = await this.blocks(from, to)
+      const byHash = new Map(listed.map(b => [b.hash, {height: b.height, hash: b.hash, items: [] as Array<{key: string; txid: string}>}]))
+      const items = await this.items(from, to, false)
+      if (items.some(i => !i.blockhash || !byHash.has(i.blockhash))) {
+        if (attempt < 5) continue
+        throw new RpcError(`the chain kept changing while blocks ${from}-${to} were read`, undefined, true)
+      }
+      for (const i of items) if (i.key) byHash.get(i.blockhash!)!.items.push({key: i.key, txid: i.txid})
+      return [...byHash.values()].sort((a, b) => a.height - b.height)
+    }
   }
 
   /**

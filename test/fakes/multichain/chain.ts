@@ -75,7 +75,10 @@ export class FakeChain {
     const j = JSON.parse(text)
     const c = new FakeChain({name: j.name, mode: j.mode})
     c.blocks = j.blocks
-    for (const tx of j.txs) c.txs.set(tx.txid, tx)
+    for (const tx of j.txs) {
+      c.txs.set(tx.txid, tx)
+      if (tx.creates) c.creations.set(tx.creates, [...(c.creations.get(tx.creates) ?? []), tx.txid])
+    }
     c.mempool = j.mempool
     for (const s of j.subscribed) c.subscribed.add(s)
     c.nonce = j.nonce
@@ -86,9 +89,20 @@ export class FakeChain {
     return this.blocks.length - 1
   }
 
+  private placed = new Map<string, number>() // txid -> height, rebuilt when blocks change
+  private placedFor = -1
+
   blockOf(txid: string): FakeBlock | undefined {
-    for (let h = this.blocks.length - 1; h >= 0; h--) if (this.blocks[h].txids.includes(txid)) return this.blocks[h]
-    return undefined
+    const h0 = this.placed.get(txid)
+    if (this.placedFor !== this.blocks.length || h0 === undefined || !this.blocks[h0]?.txids.includes(txid)) this.index()
+    const h = this.placed.get(txid)
+    return h === undefined ? undefined : this.blocks[h]
+  }
+
+  private index(): void {
+    this.placed.clear()
+    for (const b of this.blocks) for (const t of b.txids) this.placed.set(t, b.height)
+    this.placedFor = this.blocks.length
   }
 
   /** Mine n blocks, the first taking the whole mempool. */
@@ -138,6 +152,7 @@ export class FakeChain {
 
   private addTx(items: FakeItem[], creates?: string): string {
     const txid = sha(`tx:${this.nonce++}:${randomBytes(8).toString('hex')}`)
+    if (creates) this.creations.set(creates, [...(this.creations.get(creates) ?? []), txid])
     this.txs.set(txid, {txid, time: Math.floor(Date.now() / 1000), items, creates})
     this.mempool.push(txid)
     return txid
@@ -148,9 +163,14 @@ export class FakeChain {
   }
 
   streamTx(name: string): FakeTx | undefined {
-    for (const tx of this.txs.values()) if (tx.creates === name) return tx
+    for (const t of this.creations.get(name) ?? []) {
+      const tx = this.txs.get(t)
+      if (tx) return tx
+    }
     return undefined
   }
+
+  private readonly creations = new Map<string, string[]>() // stream name -> txids that created it (normally one)
 
   requireStream(name: unknown): FakeTx {
     if (typeof name !== 'string') throw new RpcFault(-8, 'Invalid stream identifier')
@@ -195,20 +215,26 @@ export class FakeChain {
     return this.addTx([{stream: stream as string, keys: keys as string[], data: d, vout: 0}])
   }
 
-  /** Confirmed items of a stream in chain order, then unconfirmed ones (mempool order). */
-  streamItems(stream: string): Array<{tx: FakeTx; item: FakeItem; block?: FakeBlock; index?: number}> {
+  /** Confirmed items of a stream in chain order, then unconfirmed ones (mempool order); with `heights`, only those blocks' items. */
+  streamItems(stream: string, heights?: number[]): Array<{tx: FakeTx; item: FakeItem; block?: FakeBlock; index?: number}> {
     const out: Array<{tx: FakeTx; item: FakeItem; block?: FakeBlock; index?: number}> = []
-    for (const b of this.blocks) {
+    for (const b of heights ? heights.map(h => this.blocks[h]) : this.blocks) {
       b.txids.forEach((t, index) => {
         const tx = this.txs.get(t)!
         for (const item of tx.items) if (item.stream === stream) out.push({tx, item, block: b, index})
       })
     }
+    if (heights) return out
     for (const t of this.mempool) {
       const tx = this.txs.get(t)!
       for (const item of tx.items) if (item.stream === stream) out.push({tx, item})
     }
     return out
+  }
+
+  dataSize(item: FakeItem): number {
+    const d = item.data
+    return 'hex' in d ? d.hex.length / 2 : this.dataBytes(item).length
   }
 
   dataBytes(item: FakeItem): Buffer {
@@ -220,11 +246,11 @@ export class FakeChain {
 
   /** An item as liststream*items shows it, in this node's version's shape. */
   render(e: {tx: FakeTx; item: FakeItem; block?: FakeBlock; index?: number}): Record<string, unknown> {
-    const bytes = this.dataBytes(e.item)
+    const size = this.dataSize(e.item)
     let data: unknown
-    if (bytes.length > this.maxShownData) {
-      data = this.mode === '1.0' ? {txid: e.tx.txid, vout: e.item.vout, size: bytes.length}
-        : {txid: e.tx.txid, vout: e.item.vout, format: 'hex' in e.item.data ? 'hex' : 'json' in e.item.data ? 'json' : 'text', size: bytes.length}
+    if (size > this.maxShownData) {
+      data = this.mode === '1.0' ? {txid: e.tx.txid, vout: e.item.vout, size}
+        : {txid: e.tx.txid, vout: e.item.vout, format: 'hex' in e.item.data ? 'hex' : 'json' in e.item.data ? 'json' : 'text', size}
     } else if ('hex' in e.item.data) {
       data = e.item.data.hex
     } else {

@@ -209,8 +209,7 @@ export class FakeMultiChainNode {
       }
       case 'liststreamblockitems': {
         c.requireSubscribed(p[0])
-        const heights = new Set(c.blockSet(p[1]))
-        const all = c.streamItems(p[0] as string).filter(e => e.block && heights.has(e.block.height))
+        const all = c.streamItems(p[0] as string, c.blockSet(p[1]))
         return this.page(all, p[3], p[4], Number.MAX_SAFE_INTEGER).map(e => c.render(e))
       }
       case 'liststreamkeys': {
