@@ -325,6 +325,20 @@ for (const h of harnesses) {
       expect(txs.map(t => t.payload.toString()).sort()).to.deep.equal(['mine', 'not a frame'])
     })
 
+    it('MultiChain 2.0 items published as {json} or {text} are read as their bytes (fake 2.0)', async function () {
+      if (!h.name.includes('2.0')) this.skip()
+      await start()
+      const l = await ledger()
+      const rpc = new RpcClient(chain.rpc)
+      await rpc.call('publish', l.stream, 'j', {json: {a: 1}})
+      await rpc.call('publish', l.stream, 't', {text: 'plain words'})
+      await l.append([Buffer.from('mine')])
+      await chain.mine(1)
+      await until(async () => payloadsOf(await readAll(l)).length === 3)
+      const got = (await readAll(l)).flatMap(b => b.txs.map(t => t.payload.toString()))
+      expect(got.sort()).to.deep.equal(['mine', 'plain words', '{"a":1}'])
+    })
+
     it('validateAll checks heights and links; checkpoints name height and block hash and are checked against the chain', async () => {
       await start()
       const {generateIdentity} = await import('../../../src/crypto/sign.js')
