@@ -303,24 +303,29 @@ export class MultiChainLedger implements AuditableLedger {
     }
   }
 
+  /** A batch may be cut: enough is waiting, or the first waited groupWindowMs, or we are closing. */
+  private ready(): boolean {
+    if (this.pending.length === 0) return false
+    const full = this.pending.length >= this.o.maxBatchPayloads || this.pendingBytes + FRAME_OVERHEAD >= this.o.maxBatchBytes
+    return full || this.closing || performance.now() - this.firstPendingAt >= this.o.groupWindowMs
+  }
+
   private schedule(): void {
     if (this.pending.length === 0) return
-    const full = this.pending.length >= this.o.maxBatchPayloads || this.pendingBytes + FRAME_OVERHEAD >= this.o.maxBatchBytes
-    const waited = performance.now() - this.firstPendingAt
-    if (full || waited >= this.o.groupWindowMs || this.closing) {
+    if (this.ready()) {
       if (this.timer) clearTimeout(this.timer)
       this.timer = undefined
-      while (this.pending.length > 0) this.cut()
       this.publishMore()
     } else if (!this.timer) {
       this.timer = setTimeout(() => {
         this.timer = undefined
         this.schedule()
-      }, Math.max(0, this.o.groupWindowMs - waited))
+      }, Math.max(0, this.o.groupWindowMs - (performance.now() - this.firstPendingAt)))
     }
   }
 
-  private cut(): void {
+  /** The next batch from the front of what is waiting (undefined when it is a batch already on its way). */
+  private cut(): Batch | undefined {
     let n = 0
     let bytes = FRAME_OVERHEAD
     while (n < this.pending.length && n < this.o.maxBatchPayloads && (n === 0 || bytes + frameCost(this.pending[n].payload) <= this.o.maxBatchBytes)) {
@@ -339,16 +344,25 @@ export class MultiChainLedger implements AuditableLedger {
     const same = this.batches.get(key)
     if (same) { // the very same batch is on its way already: wait for it
       same.waiting.push(...waiting)
-      return
+      return undefined
     }
     const batch: Batch = {key, hex: frame.toString('hex'), payloads, waiting, state: 'queued', sentAt: 0}
     this.batches.set(key, batch)
-    this.toPublish.push(batch)
+    return batch
   }
 
+  /**
+   * Fill the free publish slots: batches to publish again first, then new
+   * ones cut from what is waiting. Batches are cut only when a slot is free,
+   * so while the node is busy, waiting appends gather into bigger batches.
+   */
   private publishMore(): void {
-    while (this.inflight < this.o.maxInflight && this.toPublish.length > 0 && !this.closed) {
-      const b = this.toPublish.shift()!
+    while (this.inflight < this.o.maxInflight && !this.closed) {
+      const b = this.toPublish.shift() ?? (this.ready() ? this.cut() : undefined)
+      if (!b) {
+        if (this.pending.length > 0 && this.ready()) continue // merged into a batch on its way; cut the next
+        break
+      }
       this.inflight++
       b.state = 'publishing'
       void this.publish(b).finally(() => {
@@ -356,6 +370,7 @@ export class MultiChainLedger implements AuditableLedger {
         this.publishMore()
       })
     }
+    if (this.pending.length > 0 && this.inflight < this.o.maxInflight && !this.timer) this.schedule()
     this.startPolling()
   }
 
