@@ -22,6 +22,8 @@ export interface VolumeStack {
   created: boolean
   member: string
   volume: LocalVolume
+  /** records operations that are not file-system calls (membership changes) */
+  recorder: Recorder
   /** the version store; undefined when opened with history: false */
   history?: HistoryStore
   recovered: {resent: number; placed: number}
@@ -81,7 +83,7 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
     const volume = new LocalVolume(layout.root, recorder, {history})
     undo.push(() => volume.close())
     return {
-      layout, meta, created, member: user.pid, volume, history,
+      layout, meta, created, member: user.pid, volume, history, recorder,
       recovered,
       recordCount: () => journal.count(),
       close: closeAll,
