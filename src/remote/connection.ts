@@ -99,7 +99,17 @@ export class Connection {
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc.enable_retries': 0,
     })
-    await this.session()
+    try {
+      await this.session()
+    } catch (error) {
+      const e = error as grpc.ServiceError
+      if (typeof e?.code !== 'number' || typeof e.details !== 'string') throw error
+      const suggestion = e.code === grpc.status.PERMISSION_DENIED
+        ? `ask a member to run \`paciofs member add ${this.opts.identity.pid} --server ${this.opts.server} --volume ${this.opts.volume}\``
+        : undefined
+      throw new PacioError(e.code === grpc.status.PERMISSION_DENIED || e.code === grpc.status.UNAUTHENTICATED ? 'EPERM' : 'EINPUT', e.details, {suggestion, cause: error})
+    }
+
     return {pinnedNow: pinned.pinnedNow, fingerprint: pinned.fingerprint}
   }
 
