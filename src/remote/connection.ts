@@ -98,6 +98,7 @@ export class Connection {
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc.enable_retries': 0,
+      'grpc.use_local_subchannel_pool': 1, // a connection of its own: a session is bound to it
     })
     try {
       await this.session()

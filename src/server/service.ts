@@ -154,8 +154,22 @@ export class VolumeService {
     return {fh: n, path}
   }
 
-  private reserve(s: Session): void {
-    if (s.handles.size >= this.opts.maxHandles) throw errnoError('EMFILE', `this session has ${s.handles.size} files open (the server's limit per session)`)
+  /** Opens a file for the session, within its limit of open files. */
+  private async opened(s: Session, p: string, open: () => Promise<number>): Promise<{fh: string}> {
+    if (s.handles.size + s.opening >= this.opts.maxHandles) throw errnoError('EMFILE', `this session has ${s.handles.size} files open (the server's limit per session)`)
+    s.opening++
+    try {
+      const fh = await open()
+      if (s.ended) {
+        await s.served.volume.release(p, fh) // the session ended meanwhile: nobody will release it
+        throw errnoError('ENOTCONN', 'session ended')
+      }
+
+      s.handles.set(fh, p)
+      return {fh: String(fh)}
+    } finally {
+      s.opening--
+    }
   }
 
   private async endSession(s: Session, call: grpc.ServerWritableStream<unknown, unknown>, reason: string): Promise<void> {
@@ -240,18 +254,12 @@ export class VolumeService {
       Readlink: this.op<R>('readlink', (r, s) => shared(s, async () => ({text: await v(s).readlink(path(s, r.path))}))),
 
       Open: this.op<R>('open', (r, s) => shared(s, async () => {
-        this.reserve(s)
         const p = path(s, r.path)
-        const fh = await v(s).open(p, r.flags & OPEN_FLAGS, callerOf(r.caller))
-        s.handles.set(fh, p)
-        return {fh: String(fh)}
+        return this.opened(s, p, () => v(s).open(p, r.flags & OPEN_FLAGS, callerOf(r.caller)))
       })),
       Create: this.op<R>('create', (r, s) => shared(s, async () => {
-        this.reserve(s)
         const p = path(s, r.path)
-        const fh = await v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller))
-        s.handles.set(fh, p)
-        return {fh: String(fh)}
+        return this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
       })),
       Read: this.op<R>('read', async (r, s) => {
         const h = this.fh(s, r.fh)

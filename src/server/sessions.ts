@@ -15,6 +15,8 @@ export interface Session {
   readonly served: Served
   /** open files: server handle -> the path the server knows it by (kept current across renames) */
   readonly handles: Map<number, string>
+  /** opens under way: they count against the limit before they have a handle */
+  opening: number
   ended: boolean
   end(reason: string): void
 }
@@ -46,8 +48,8 @@ export class Sessions {
     return exp !== undefined && exp >= Date.now()
   }
 
-  add(s: Omit<Session, 'token' | 'handles' | 'ended'>): Session {
-    const session: Session = {...s, token: randomBytes(32).toString('base64url'), handles: new Map(), ended: false}
+  add(s: Omit<Session, 'token' | 'handles' | 'ended' | 'opening'>): Session {
+    const session: Session = {...s, token: randomBytes(32).toString('base64url'), handles: new Map(), opening: 0, ended: false}
     this.byToken.set(session.token, session)
     return session
   }
