@@ -37,7 +37,7 @@ export function parseServer(server: string): {host: string; port: number} {
 
 type Reply = Record<string, any> & {error?: {errno: string; message: string} | null}
 
-const SLOW = new Set(['Fsync', 'Release', 'Flush', 'Sync', 'MemberAdd', 'MemberRemove'])
+const SLOW = new Set(['Fsync', 'Release', 'Flush', 'Sync', 'MemberAdd', 'MemberRemove', 'Read', 'Write'])
 
 /** gRPC failures -> errno-style errors the FUSE adapter maps. */
 function errnoOf(e: grpc.ServiceError): NodeJS.ErrnoException {
@@ -98,6 +98,7 @@ export class Connection {
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc.enable_retries': 0,
+      'grpc-node.flow_control_window': 8 * 1024 * 1024, // reads of 1 MiB without waiting for window updates
       'grpc.use_local_subchannel_pool': 1, // a connection of its own: a session is bound to it
     })
     try {

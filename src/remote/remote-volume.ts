@@ -5,6 +5,14 @@
  * server's: when the session had to be opened anew (the server restarted, or
  * the connection was re-established) a handle is reopened by its path on its
  * next use, without O_TRUNC.
+ *
+ * Writes are written behind, like NFS: sequential writes to a handle are
+ * gathered into messages of MAX_CHUNK and sent without waiting, at most
+ * MAX_INFLIGHT per handle; an error is reported by the next write, flush
+ * (close), fsync or release of the handle. Every other operation first waits
+ * until all written data has reached the server, so nothing reads around it.
+ * Reads fetch a whole chunk when they run sequentially (read-ahead), kept for
+ * at most READAHEAD_TTL_MS and dropped on any write by this client.
  */
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
@@ -16,12 +24,35 @@ interface Handle {
   flags: number
   remote: number
   generation: number
+  /** written, not yet sent */
+  pending?: {offset: number; parts: Buffer[]; size: number; caller: Caller}
+  /** sent, not yet acknowledged */
+  inflight: Set<Promise<void>>
+  /** where the last sent write ended (pipelining only continues a sequential run) */
+  sentEnd: number
+  /** a write-behind failure not yet reported */
+  error?: unknown
+  ahead?: {offset: number; data: Buffer; eof: boolean; at: number}
+  readEnd: number
+  /** writes, and sends, of one handle run one after the other (the kernel may issue them concurrently) */
+  writing: Promise<unknown>
+  sending: Promise<unknown>
 }
+
+function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<T>): Promise<T> {
+  const next = h[key].then(work, work)
+  h[key] = next.catch(() => {})
+  return next
+}
+
+const MAX_INFLIGHT = 4
+const READAHEAD_TTL_MS = 1000
 
 const wireTime = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() : t)
 
 export class RemoteVolume implements Volume {
   private readonly handles = new Map<number, Handle>()
+  private readonly dirty = new Set<Handle>()
   private nextFh = 1
 
   constructor(private readonly conn: Connection) {}
@@ -33,14 +64,78 @@ export class RemoteVolume implements Volume {
   private add(path: string, flags: number, remote: number): number {
     const fh = this.nextFh++
     if (this.nextFh > 0x7FFF_FFFF) this.nextFh = 1
-    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation})
+    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, writing: Promise.resolve(), sending: Promise.resolve()})
     return fh
   }
 
+  // ---- write-behind --------------------------------------------------------
+
+  /** Sends what a handle has gathered (not waiting for the answer). */
+  private send(h: Handle): Promise<void> {
+    return serially(h, 'sending', () => this.sendNow(h))
+  }
+
+  private async sendNow(h: Handle): Promise<void> {
+    const p = h.pending
+    if (!p) return
+    h.pending = undefined
+    if (p.offset !== h.sentEnd || h.inflight.size >= MAX_INFLIGHT) await this.sent(h, p.offset !== h.sentEnd ? 0 : MAX_INFLIGHT - 1)
+    h.sentEnd = p.offset + p.size
+    const data = p.parts.length === 1 ? p.parts[0] : Buffer.concat(p.parts, p.size)
+    const work: Promise<void> = (async () => {
+      const r = await this.remote(h)
+      const res = await this.conn.call('Write', {fh: r.remote, data, offset: p.offset, caller: this.caller(p.caller)})
+      if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
+    })().catch(error => {
+      h.error ??= error
+    }).finally(() => {
+      h.inflight.delete(work)
+      if (h.inflight.size === 0 && !h.pending) this.dirty.delete(h)
+    })
+    h.inflight.add(work)
+  }
+
+  /** Waits until at most `keep` writes of the handle are in flight. */
+  private async sent(h: Handle, keep = 0): Promise<void> {
+    while (h.inflight.size > keep) await Promise.race(h.inflight)
+  }
+
+  /** Everything the handle was given has reached the server; reports a write-behind failure. */
+  private async drain(h: Handle): Promise<void> {
+    await this.send(h)
+    await this.sent(h)
+    this.dirty.delete(h)
+    if (h.error !== undefined) {
+      const e = h.error
+      h.error = undefined
+      throw e
+    }
+  }
+
+  /** Before any other operation: all written data is on the server (failures stay with their handles). */
+  private async settle(): Promise<void> {
+    if (this.dirty.size === 0) return
+    await Promise.all([...this.dirty].map(h => this.send(h).then(() => this.sent(h))))
+  }
+
+  /** An operation other than a write: written data reaches the server first. */
+  private async call(method: string, req: Record<string, unknown>) {
+    await this.settle()
+    return this.conn.call(method, req)
+  }
+
+  private forgetReadahead(): void {
+    for (const h of this.handles.values()) h.ahead = undefined
+  }
+
   /** The server's handle for fh, reopened if the session changed since it was opened. */
-  private async remote(fh: number): Promise<Handle> {
+  private handle(fh: number): Handle {
     const h = this.handles.get(fh)
     if (!h) throw errnoError('EBADF', `no open file handle ${fh}`)
+    return h
+  }
+
+  private async remote(h: Handle): Promise<Handle> {
     if (h.generation !== this.conn.generation) {
       const r = await this.conn.call('Open', {path: h.path, flags: h.flags & ~(C.O_TRUNC | C.O_CREAT | C.O_EXCL), mode: 0, caller: {uid: 0, gid: 0, pid: 0}})
       h.remote = Number(r.fh)
@@ -53,133 +148,186 @@ export class RemoteVolume implements Volume {
   // ---- reads -------------------------------------------------------------
 
   async getattr(path: string): Promise<BigIntStats> {
-    return statFromWire((await this.conn.call('Getattr', {path})).stat)
+    return statFromWire((await this.call('Getattr', {path})).stat)
   }
 
   async fgetattr(path: string, fh: number): Promise<BigIntStats> {
-    if (!this.handles.has(fh)) return this.getattr(path)
-    const h = await this.remote(fh)
-    return statFromWire((await this.conn.call('Fgetattr', {path, fh: h.remote})).stat)
+    const h = this.handles.get(fh)
+    if (!h) return this.getattr(path)
+    await this.settle()
+    const r = await this.remote(h)
+    return statFromWire((await this.call('Fgetattr', {path, fh: r.remote})).stat)
   }
 
   async access(path: string, mode: number): Promise<void> {
-    await this.conn.call('Access', {path, mode})
+    await this.call('Access', {path, mode})
   }
 
   async statfs(path: string): Promise<StatsFs> {
-    return statfsFromWire(await this.conn.call('Statfs', {path}) as never)
+    return statfsFromWire(await this.call('Statfs', {path}) as never)
   }
 
   async readdir(path: string): Promise<string[]> {
-    return (await this.conn.call('Readdir', {path})).names
+    return (await this.call('Readdir', {path})).names
   }
 
   async readlink(path: string): Promise<string> {
-    return (await this.conn.call('Readlink', {path})).text
+    return (await this.call('Readlink', {path})).text
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
-    return (await this.conn.call('Getxattr', {path, name})).data
+    return (await this.call('Getxattr', {path, name})).data
   }
 
   async listxattr(path: string): Promise<string[]> {
-    return (await this.conn.call('Listxattr', {path})).names
+    return (await this.call('Listxattr', {path})).names
   }
 
   // ---- file handles ------------------------------------------------------
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
-    const r = await this.conn.call('Open', {path, flags, caller: this.caller(caller)})
+    const r = await this.call('Open', {path, flags, caller: this.caller(caller)})
     return this.add(path, flags, Number(r.fh))
   }
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
-    const r = await this.conn.call('Create', {path, flags, mode, caller: this.caller(caller)})
+    const r = await this.call('Create', {path, flags, mode, caller: this.caller(caller)})
     return this.add(path, flags, Number(r.fh))
   }
 
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
-    let done = 0
-    while (done < len) {
-      const h = await this.remote(fh)
-      const want = Math.min(len - done, this.conn.maxChunk)
-      const data: Buffer = (await this.conn.call('Read', {path, fh: h.remote, length: want, offset: pos + done})).data
-      data.copy(buf, done)
-      done += data.length
-      if (data.length < want) break
+    const h = this.handle(fh)
+    await this.settle()
+    const a = h.ahead
+    if (a && Date.now() - a.at < READAHEAD_TTL_MS && pos >= a.offset && (pos + len <= a.offset + a.data.length || a.eof)) {
+      const n = a.data.copy(buf, 0, pos - a.offset, Math.min(a.data.length, pos - a.offset + len))
+      h.readEnd = pos + n
+      return n
     }
 
-    return done
+    const sequential = pos === h.readEnd || pos === 0
+    const want = sequential ? Math.max(len, this.conn.maxChunk) : len
+    let got = 0
+    const parts: Buffer[] = []
+    while (got < want) {
+      const r = await this.remote(h)
+      const ask = Math.min(want - got, this.conn.maxChunk)
+      const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: ask, offset: pos + got})).data
+      parts.push(data)
+      got += data.length
+      if (data.length < ask) break
+    }
+
+    const all = parts.length === 1 ? parts[0] : Buffer.concat(parts)
+    if (sequential) h.ahead = {offset: pos, data: all, eof: got < want, at: Date.now()}
+    const n = all.copy(buf, 0, 0, Math.min(len, all.length))
+    h.readEnd = pos + n
+    return n
   }
 
-  async write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
-    let done = 0
-    while (done < len) {
-      const h = await this.remote(fh)
-      const n = Math.min(len - done, this.conn.maxChunk)
-      const r = await this.conn.call('Write', {path, fh: h.remote, data: buf.subarray(done, done + n), offset: pos + done, caller: this.caller(caller)})
-      done += r.count
-      if (r.count < n) break
+  write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
+    const h = this.handle(fh)
+    const data = len > this.conn.maxChunk ? buf : Buffer.from(buf.subarray(0, len)) // the FUSE buffer is reused once we return
+    return serially(h, 'writing', () => this.writeNow(path, h, data, len, pos, caller))
+  }
+
+  private async writeNow(path: string, h: Handle, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
+    if (h.error !== undefined) await this.drain(h)
+    this.forgetReadahead()
+    if (len > this.conn.maxChunk) {
+      await this.drain(h)
+      let done = 0
+      while (done < len) {
+        const r = await this.remote(h)
+        const n = Math.min(len - done, this.conn.maxChunk)
+        const res = await this.conn.call('Write', {path, fh: r.remote, data: buf.subarray(done, done + n), offset: pos + done, caller: this.caller(caller)})
+        done += res.count
+        if (res.count < n) break
+      }
+
+      return done
     }
 
-    return done
+    const data = buf
+    const p = h.pending
+    if (p && p.offset + p.size === pos && p.size + len <= this.conn.maxChunk && p.caller.uid === caller.uid && p.caller.gid === caller.gid) {
+      p.parts.push(data)
+      p.size += len
+    } else {
+      if (p) await this.send(h)
+      h.pending = {offset: pos, parts: [data], size: len, caller}
+    }
+
+    this.dirty.add(h)
+    if (h.pending!.size >= this.conn.maxChunk) await this.send(h)
+    return len
   }
 
   async flush(path: string, fh: number): Promise<void> {
-    const h = await this.remote(fh)
-    await this.conn.call('Flush', {path, fh: h.remote})
+    const h = this.handle(fh)
+    await this.drain(h)
+    const r = await this.remote(h)
+    await this.call('Flush', {path, fh: r.remote})
   }
 
   async fsync(path: string, fh: number, datasync: boolean): Promise<void> {
-    const h = await this.remote(fh)
-    await this.conn.call('Fsync', {path, fh: h.remote, datasync})
+    const h = this.handle(fh)
+    await this.drain(h)
+    const r = await this.remote(h)
+    await this.call('Fsync', {path, fh: r.remote, datasync})
   }
 
   async release(path: string, fh: number): Promise<void> {
-    const h = this.handles.get(fh)
-    if (!h) throw errnoError('EBADF', `no open file handle ${fh}`)
+    const h = this.handle(fh)
+    let failed: unknown
+    await this.drain(h).catch(error => (failed = error))
     this.handles.delete(fh)
-    if (h.generation !== this.conn.generation) return // the server released it when its session ended
-    await this.conn.call('Release', {path, fh: h.remote})
+    this.dirty.delete(h)
+    if (h.generation === this.conn.generation) await this.call('Release', {path, fh: h.remote}) // else: the server released it when its session ended
+    if (failed !== undefined) throw failed
   }
 
   // ---- namespace and attribute changes -----------------------------------
 
   async truncate(path: string, size: number, caller: Caller): Promise<void> {
-    await this.conn.call('Truncate', {path, size, caller: this.caller(caller)})
+    this.forgetReadahead()
+    await this.call('Truncate', {path, size, caller: this.caller(caller)})
   }
 
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
-    const h = await this.remote(fh)
-    await this.conn.call('Ftruncate', {path, fh: h.remote, size, caller: this.caller(caller)})
+    const h = this.handle(fh)
+    await this.settle()
+    this.forgetReadahead()
+    const r = await this.remote(h)
+    await this.call('Ftruncate', {path, fh: r.remote, size, caller: this.caller(caller)})
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    await this.conn.call('Mknod', {path, mode, rdev, caller: this.caller(caller)})
+    await this.call('Mknod', {path, mode, rdev, caller: this.caller(caller)})
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.conn.call('Mkdir', {path, mode, caller: this.caller(caller)})
+    await this.call('Mkdir', {path, mode, caller: this.caller(caller)})
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    await this.conn.call('Symlink', {from: target, to: path, caller: this.caller(caller)})
+    await this.call('Symlink', {from: target, to: path, caller: this.caller(caller)})
   }
 
   async link(existing: string, path: string, caller: Caller): Promise<void> {
-    await this.conn.call('Link', {from: existing, to: path, caller: this.caller(caller)})
+    await this.call('Link', {from: existing, to: path, caller: this.caller(caller)})
   }
 
   async unlink(path: string, caller: Caller): Promise<void> {
-    await this.conn.call('Unlink', {path, caller: this.caller(caller)})
+    await this.call('Unlink', {path, caller: this.caller(caller)})
   }
 
   async rmdir(path: string, caller: Caller): Promise<void> {
-    await this.conn.call('Rmdir', {path, caller: this.caller(caller)})
+    await this.call('Rmdir', {path, caller: this.caller(caller)})
   }
 
   async rename(from: string, to: string, caller: Caller): Promise<void> {
-    await this.conn.call('Rename', {from, to, caller: this.caller(caller)})
+    await this.call('Rename', {from, to, caller: this.caller(caller)})
     for (const h of this.handles.values()) {
       if (h.path === from) h.path = to
       else if (h.path.startsWith(from + '/')) h.path = to + h.path.slice(from.length)
@@ -187,30 +335,30 @@ export class RemoteVolume implements Volume {
   }
 
   async chmod(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.conn.call('Chmod', {path, mode, caller: this.caller(caller)})
+    await this.call('Chmod', {path, mode, caller: this.caller(caller)})
   }
 
   async chown(path: string, uid: number, gid: number, caller: Caller): Promise<void> {
     const id = (v: number) => (v === 0xFFFF_FFFF ? -1 : v)
-    await this.conn.call('Chown', {path, uid: id(uid), gid: id(gid), caller: this.caller(caller)})
+    await this.call('Chown', {path, uid: id(uid), gid: id(gid), caller: this.caller(caller)})
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: Caller): Promise<void> {
-    await this.conn.call('Utimens', {path, atime: wireTime(atime), mtime: wireTime(mtime), caller: this.caller(caller)})
+    await this.call('Utimens', {path, atime: wireTime(atime), mtime: wireTime(mtime), caller: this.caller(caller)})
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
-    await this.conn.call('Setxattr', {path, name, value, flags, caller: this.caller(caller)})
+    await this.call('Setxattr', {path, name, value, flags, caller: this.caller(caller)})
   }
 
   async removexattr(path: string, name: string, caller: Caller): Promise<void> {
-    await this.conn.call('Removexattr', {path, name, caller: this.caller(caller)})
+    await this.call('Removexattr', {path, name, caller: this.caller(caller)})
   }
 
   // ---- lifecycle ---------------------------------------------------------
 
   async sync(): Promise<void> {
-    await this.conn.call('Sync', {path: '/'})
+    await this.call('Sync', {path: '/'})
   }
 
   async close(): Promise<void> {

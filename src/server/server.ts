@@ -37,9 +37,28 @@ export const SERVER_CHANNEL_OPTIONS = {
   'grpc.max_concurrent_streams': 256,
 }
 
+/** HTTP/2 flow-control window for the server's receiving side (a 1 MiB write fits several times). */
+export const FLOW_WINDOW = 8 * 1024 * 1024
+
+/**
+ * grpc-js (1.14) has no option for the server's HTTP/2 initial window (its
+ * client has 'grpc-node.flow_control_window'); with the default 64 KiB every
+ * 1 MiB write waits for 16 window updates. Nor does it disable Nagle's
+ * algorithm on accepted sockets (its client does). Its server passes
+ * `commonServerOptions` to http2.createSecureServer: set both there. If a
+ * later grpc-js moves that field, this does nothing and only speed suffers.
+ */
+function widenFlowControlWindow(server: grpc.Server): void {
+  const common = (server as unknown as {commonServerOptions?: {settings?: Record<string, unknown>; noDelay?: boolean}}).commonServerOptions
+  if (!common) return
+  common.settings = {...common.settings, initialWindowSize: FLOW_WINDOW}
+  common.noDelay = true // small answers leave at once (Nagle + delayed ACK cost 40 ms per call)
+}
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const service = new VolumeService({volumes: opts.volumes, fingerprint: opts.tls.fingerprint, maxHandles: opts.maxHandles, onEvent: opts.onEvent})
   const server = new grpc.Server(SERVER_CHANNEL_OPTIONS)
+  widenFlowControlWindow(server)
   server.addService(serviceDefinition(), service.handlers())
   const creds = grpc.ServerCredentials.createSsl(null, [{private_key: opts.tls.key, cert_chain: opts.tls.cert}], false)
   const host = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host
