@@ -17,7 +17,7 @@
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
 import type {Connection} from './connection.js'
-import {errnoError, statfsFromWire, statFromWire} from './wire.js'
+import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
 interface Handle {
   path: string
@@ -25,14 +25,16 @@ interface Handle {
   remote: number
   generation: number
   /** written, not yet sent */
-  pending?: {offset: number; parts: Buffer[]; size: number; caller: Caller}
+  pending?: {offset: number; buf: Buffer; size: number; caller: Caller}
   /** sent, not yet acknowledged */
   inflight: Set<Promise<void>>
   /** where the last sent write ended (pipelining only continues a sequential run) */
   sentEnd: number
   /** a write-behind failure not yet reported */
   error?: unknown
-  ahead?: {offset: number; data: Buffer; eof: boolean; at: number}
+  ahead?: Ahead
+  /** the chunk after `ahead`, being fetched while `ahead` is read */
+  next?: {offset: number; chunk: Promise<Ahead | undefined>}
   readEnd: number
   /** writes, and sends, of one handle run one after the other (the kernel may issue them concurrently) */
   writing: Promise<unknown>
@@ -45,6 +47,13 @@ function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<
   return next
 }
 
+interface Ahead {
+  offset: number
+  data: Buffer
+  eof: boolean
+  at: number
+}
+
 const MAX_INFLIGHT = 4
 const READAHEAD_TTL_MS = 1000
 
@@ -53,6 +62,8 @@ const wireTime = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() 
 export class RemoteVolume implements Volume {
   private readonly handles = new Map<number, Handle>()
   private readonly dirty = new Set<Handle>()
+  /** buffers for gathered writes: HEADROOM for the message header, then up to maxChunk bytes */
+  private readonly pool: Buffer[] = []
   private nextFh = 1
 
   constructor(private readonly conn: Connection) {}
@@ -81,14 +92,14 @@ export class RemoteVolume implements Volume {
     h.pending = undefined
     if (p.offset !== h.sentEnd || h.inflight.size >= MAX_INFLIGHT) await this.sent(h, p.offset !== h.sentEnd ? 0 : MAX_INFLIGHT - 1)
     h.sentEnd = p.offset + p.size
-    const data = p.parts.length === 1 ? p.parts[0] : Buffer.concat(p.parts, p.size)
     const work: Promise<void> = (async () => {
       const r = await this.remote(h)
-      const res = await this.conn.call('Write', {fh: r.remote, data, offset: p.offset, caller: this.caller(p.caller)})
+      const res = await this.conn.call('Write', encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller))
       if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
     })().catch(error => {
       h.error ??= error
     }).finally(() => {
+      if (this.pool.length < 2 * MAX_INFLIGHT) this.pool.push(p.buf)
       h.inflight.delete(work)
       if (h.inflight.size === 0 && !h.pending) this.dirty.delete(h)
     })
@@ -125,7 +136,10 @@ export class RemoteVolume implements Volume {
   }
 
   private forgetReadahead(): void {
-    for (const h of this.handles.values()) h.ahead = undefined
+    for (const h of this.handles.values()) {
+      h.ahead = undefined
+      h.next = undefined
+    }
   }
 
   /** The server's handle for fh, reopened if the session changed since it was opened. */
@@ -198,15 +212,35 @@ export class RemoteVolume implements Volume {
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh)
     await this.settle()
+    const fresh = (a?: Ahead) => a !== undefined && Date.now() - a.at < READAHEAD_TTL_MS && pos >= a.offset && (pos + len <= a.offset + a.data.length || a.eof)
+    if (!fresh(h.ahead) && h.next && h.next.offset === pos) {
+      const next = h.next
+      h.next = undefined
+      h.ahead = await next.chunk.catch(() => undefined)
+    }
+
     const a = h.ahead
-    if (a && Date.now() - a.at < READAHEAD_TTL_MS && pos >= a.offset && (pos + len <= a.offset + a.data.length || a.eof)) {
+    if (a && fresh(a)) {
       const n = a.data.copy(buf, 0, pos - a.offset, Math.min(a.data.length, pos - a.offset + len))
       h.readEnd = pos + n
+      if (!a.eof && !h.next) this.prefetch(h, path, a.offset + a.data.length)
       return n
     }
 
     const sequential = pos === h.readEnd || pos === 0
-    const want = sequential ? Math.max(len, this.conn.maxChunk) : len
+    const got = await this.fetch(h, path, pos, sequential ? Math.max(len, this.conn.maxChunk) : len)
+    if (sequential) {
+      h.ahead = got
+      if (!got.eof) this.prefetch(h, path, pos + got.data.length)
+    }
+
+    const n = got.data.copy(buf, 0, 0, Math.min(len, got.data.length))
+    h.readEnd = pos + n
+    return n
+  }
+
+  /** Reads up to `want` bytes at `pos` in chunks. */
+  private async fetch(h: Handle, path: string, pos: number, want: number): Promise<Ahead> {
     let got = 0
     const parts: Buffer[] = []
     while (got < want) {
@@ -218,17 +252,19 @@ export class RemoteVolume implements Volume {
       if (data.length < ask) break
     }
 
-    const all = parts.length === 1 ? parts[0] : Buffer.concat(parts)
-    if (sequential) h.ahead = {offset: pos, data: all, eof: got < want, at: Date.now()}
-    const n = all.copy(buf, 0, 0, Math.min(len, all.length))
-    h.readEnd = pos + n
-    return n
+    return {offset: pos, data: parts.length === 1 ? parts[0] : Buffer.concat(parts), eof: got < want, at: Date.now()}
   }
 
+  /** Fetches the next chunk of a sequential reader while it reads this one. */
+  private prefetch(h: Handle, path: string, pos: number): void {
+    const chunk = this.fetch(h, path, pos, this.conn.maxChunk).catch(() => undefined)
+    h.next = {offset: pos, chunk}
+  }
+
+  // The FUSE buffer stays valid until the write is answered: it is copied once, into a pooled buffer.
   write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
-    const data = len > this.conn.maxChunk ? buf : Buffer.from(buf.subarray(0, len)) // the FUSE buffer is reused once we return
-    return serially(h, 'writing', () => this.writeNow(path, h, data, len, pos, caller))
+    return serially(h, 'writing', () => this.writeNow(path, h, buf, len, pos, caller))
   }
 
   private async writeNow(path: string, h: Handle, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
@@ -248,14 +284,15 @@ export class RemoteVolume implements Volume {
       return done
     }
 
-    const data = buf
     const p = h.pending
     if (p && p.offset + p.size === pos && p.size + len <= this.conn.maxChunk && p.caller.uid === caller.uid && p.caller.gid === caller.gid) {
-      p.parts.push(data)
+      buf.copy(p.buf, HEADROOM + p.size, 0, len)
       p.size += len
     } else {
       if (p) await this.send(h)
-      h.pending = {offset: pos, parts: [data], size: len, caller}
+      const fresh = this.pool.pop() ?? Buffer.allocUnsafe(HEADROOM + this.conn.maxChunk)
+      buf.copy(fresh, HEADROOM, 0, len)
+      h.pending = {offset: pos, buf: fresh, size: len, caller}
     }
 
     this.dirty.add(h)

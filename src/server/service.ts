@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js'
 import {verify} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {transcript} from '../remote/auth.js'
-import {errnoError, MAX_CHUNK, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
+import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
 import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {Served} from './served.js'
@@ -264,9 +264,9 @@ export class VolumeService {
       Read: this.op<R>('read', async (r, s) => {
         const h = this.fh(s, r.fh)
         const len = Math.min(num(r.length, 'length'), MAX_CHUNK)
-        const buf = Buffer.allocUnsafe(len)
-        const n = await v(s).read(h.path, h.fh, buf, len, num(r.offset, 'offset'))
-        return {data: buf.subarray(0, n)}
+        const buf = Buffer.allocUnsafe(HEADROOM + len)
+        const n = await v(s).read(h.path, h.fh, buf.subarray(HEADROOM), len, num(r.offset, 'offset'))
+        return encodeDataInPlace(buf, n) as unknown as R // a DataReply, encoded around the bytes read
       }),
       Write: this.op<R>('write', async (r, s) => {
         const h = this.fh(s, r.fh)

@@ -2,7 +2,8 @@
 // its own process: two users in one volume, two volumes at once, the server
 // restarting under a running client.
 import {expect} from 'chai'
-import {mkdir, readFile, readdir, writeFile} from 'node:fs/promises'
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdir, open, readFile, readdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
 import {member, memberKey, mountRemote, startServe, type Served} from '../../helpers/remote.js'
@@ -16,6 +17,8 @@ async function logOf(volume: string, configDir: string): Promise<LogLine[]> {
   expect(r.code, r.stderr).to.equal(0)
   return r.stdout.trim().split('\n').filter(Boolean).map(l => JSON.parse(l) as LogLine)
 }
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
 const waitFor = async (what: string, test: () => Promise<boolean>, ms = 15_000) => {
   const end = Date.now() + ms
@@ -122,6 +125,34 @@ describe('paciofs serve: remote mounts', function () {
     expect(l2.some(l => l.record?.path === '/b')).to.equal(true)
     expect(l2.some(l => l.record?.op === 'member-add' && l.record.member === bobKey)).to.equal(true)
     expect(l1.some(l => l.record?.op === 'member-add' && l.record.member === bobKey)).to.equal(false)
+  })
+
+  it('moves large files intact through write-behind and read-ahead, and another mount sees them', async () => {
+    const vol = join(s.dir, 'vol')
+    server = await startServe([vol], {configDir: alice()})
+    const m = await mountRemote(server, 'vol', join(s.dir, 'mnt'), {configDir: alice()})
+    mounts.push(m)
+    const data = randomBytes(12 * 1024 * 1024 + 12345)
+    await writeFile(join(m.mountpoint, 'big'), data)
+    expect(sha(await readFile(join(m.mountpoint, 'big')))).to.equal(sha(data))
+    // overwrite a range in place, then read it back at odd offsets
+    const fh = await open(join(m.mountpoint, 'big'), 'r+')
+    const patch = randomBytes(3 * 1024 * 1024)
+    await fh.write(patch, 0, patch.length, 5_000_000)
+    patch.copy(data, 5_000_000)
+    await fh.close()
+    const rd = await open(join(m.mountpoint, 'big'), 'r')
+    for (const [off, len] of [[0, 4096], [5_000_000 - 7, 70_000], [12 * 1024 * 1024, 20_000], [1_048_575, 2]]) {
+      const b = Buffer.alloc(len)
+      const {bytesRead} = await rd.read(b, 0, len, off)
+      expect(b.subarray(0, bytesRead).equals(data.subarray(off, off + len)), `at ${off}`).to.equal(true)
+    }
+
+    await rd.close()
+    const other = await mountRemote(server, 'vol', join(s.dir, 'mnt2'), {configDir: alice()})
+    mounts.push(other)
+    expect(sha(await readFile(join(other.mountpoint, 'big')))).to.equal(sha(data))
+    expect(sha(await readFile(join(vol, 'big')))).to.equal(sha(data))
   })
 
   it('a client under a restarting server gets ENOTCONN quickly, then works again', async () => {
