@@ -29,6 +29,7 @@ export async function newIdentity(dir: string, name: string): Promise<{identity:
 }
 
 export async function startHarness(dir: string, volumes: string[], opts: {maxHandles?: number} = {}): Promise<Harness> {
+  const umask = process.umask() // opening a volume stack sets it to 0 (the mount's callers bring their own): give it back after
   const owner = await newIdentity(join(dir, 'keys'), 'owner')
   const tls = await loadOrCreateServerTls(join(dir, 'server'))
   const served = await openAll(volumes.map(v => join(dir, v)), {identity: owner.file})
@@ -47,6 +48,7 @@ export async function startHarness(dir: string, volumes: string[], opts: {maxHan
       for (const c of conns) c.close()
       await server.stop()
       for (const v of served.values()) await v.stack.close()
+      process.umask(umask)
     },
   }
 }

@@ -42,9 +42,11 @@ describe('paciofs serve: hostile clients', function () {
     h = await startHarness(dir, ['vol', 'other'], {maxHandles: 16})
   })
 
+  const umask = process.umask()
   afterEach(async () => {
     await h.close()
     await removeTree(dir)
+    expect(process.umask(), 'the process umask is given back').to.equal(umask)
   })
 
   it('refuses an unknown key, and a handshake whose signature does not verify', async () => {
