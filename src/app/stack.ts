@@ -23,6 +23,8 @@ export interface VolumeStack {
   created: boolean
   member: string
   volume: LocalVolume
+  /** records operations that are not file-system calls (membership changes) */
+  recorder: Recorder
   /** the version store; undefined when opened with history: false */
   history?: HistoryStore
   ledger: AuditableLedger
@@ -97,7 +99,7 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     const volume = new LocalVolume(layout.root, recorder, {history})
     undo.push(() => volume.close())
     return {
-      layout, meta, created, member: user.pid, volume, history, ledger,
+      layout, meta, created, member: user.pid, volume, history, ledger, recorder,
       recovered,
       recordCount: () => journal.count(),
       close: closeAll,

@@ -14,6 +14,7 @@ function who(e: LogEntry): string {
 function what(e: LogEntry): string {
   const r = e.record
   if (!r) return chalk.red('(no journal record)')
+  if (r.op === 'member-add' || r.op === 'member-remove') return `member ${r.member ?? '?'}`
   return r.to === undefined ? r.path : `${r.path} → ${r.to}`
 }
 

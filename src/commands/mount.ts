@@ -1,6 +1,7 @@
 import {Args, Command, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {runMount} from '../app/mount.js'
+import {runRemoteMount} from '../app/remote-mount.js'
 import {renderError} from '../cli/errors.js'
 
 export default class Mount extends Command {
@@ -18,6 +19,7 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
     {description: 'Record on an existing MultiChain node', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --chain multichain://multichainrpc:SECRET@10.0.0.5:6744/archive-chain'},
     {description: 'Join an existing chain with a local node', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --chain multichain:archive-chain@10.0.0.5:6745'},
     {description: 'Sign records with a given identity key', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --identity ~/.config/paciofs/auditor.key'},
+    {description: 'Mount the volume "archive" served by `paciofs serve` on another machine', command: '<%= config.bin %> <%= command.id %> /mnt/archive --server files.example:8765 --volume archive'},
   ]
 
   static override args = {
@@ -25,7 +27,9 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
   }
 
   static override flags = {
-    volume: Flags.string({char: 'v', description: 'volume directory (created on first use)', required: true}),
+    volume: Flags.string({char: 'v', description: 'volume directory (created on first use); with --server: the served volume\'s name', required: true}),
+    server: Flags.string({description: 'mount a volume served by `paciofs serve` at HOST:PORT (your identity key must be a member)'}),
+    'trust-new-server-key': Flags.boolean({description: 'with --server: accept (and pin) a server key that differs from the one pinned before', default: false}),
     identity: Flags.string({description: 'Ed25519 identity key that signs your records (default: created in ~/.config/paciofs)'}),
     debug: Flags.boolean({description: 'print every FUSE operation (libfuse debug output)', default: false}),
     history: Flags.boolean({description: 'keep every committed version in the history store (--no-history: a baseline for benchmarks; versions written then are not kept and verify reports them)', default: true, allowNo: true}),
@@ -36,6 +40,7 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Mount)
+    if (flags.server) return this.remote(args.mountpoint, flags.server, flags)
     try {
       const summary = await runMount({
         mountpoint: args.mountpoint,
@@ -54,6 +59,28 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
         onInternalError: (op, error) => this.warn(`${op}: ${(error as Error)?.message ?? error}`),
       })
       if (!flags.quiet) this.log(`${chalk.green('unmounted')} ${summary.mountpoint} (${summary.reason}); ${summary.records} records in the journal, all committed`)
+    } catch (error) {
+      const r = renderError(error)
+      this.error(r.message, {exit: r.exit, suggestions: r.suggestions})
+    }
+  }
+
+  private async remote(mountpoint: string, server: string, flags: {volume: string; identity?: string; debug: boolean; quiet: boolean; 'trust-new-server-key': boolean}): Promise<void> {
+    try {
+      const summary = await runRemoteMount({
+        mountpoint, server, volume: flags.volume, identity: flags.identity, debug: flags.debug, trustNewServerKey: flags['trust-new-server-key'],
+        onReady: info => {
+          if (flags.quiet) return
+          if (info.pinnedNow) this.log(chalk.yellow(`pinned the key of ${info.server}: SHA256:${info.fingerprint} (compare it with what \`paciofs serve\` printed)`))
+          this.log(`${chalk.green('mounted')} volume ${chalk.bold(info.volume)} from ${chalk.bold(info.server)} at ${chalk.bold(info.mountpoint)}`)
+          this.log(chalk.dim(`volume ${info.volumeId}, member ${info.member.slice(0, 16)}…; Ctrl-C or fusermount -u to unmount`))
+        },
+        onInternalError: (op, error) => this.warn(`${op}: ${(error as Error)?.message ?? error}`),
+        onEvent: message => {
+          if (!flags.quiet) this.log(chalk.dim(message))
+        },
+      })
+      if (!flags.quiet) this.log(`${chalk.green('unmounted')} ${summary.mountpoint} (${summary.reason})`)
     } catch (error) {
       const r = renderError(error)
       this.error(r.message, {exit: r.exit, suggestions: r.suggestions})

@@ -13,6 +13,7 @@ import {sha256} from '../crypto/hash.js'
 import type {Delivery} from '../broadcast/types.js'
 import type {Journal, Placement} from './journal.js'
 import type {Caller, FsRecord} from './types.js'
+import {actingMember} from './acting.js'
 
 /** What the recorder needs of the broadcast layer. */
 export interface BroadcastPort {
@@ -64,7 +65,7 @@ export class Recorder {
   /** Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger. */
   record(body: RecordBody, caller: Caller): Promise<Buffer> {
     if (this.failed) return Promise.reject(this.failed)
-    const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: this.member}, at: Date.now()}
+    const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: actingMember() ?? this.member}, at: Date.now()}
     for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
     const salt = this.salt()
     const {bytes, hash} = Recorder.obfuscate(rec, salt)

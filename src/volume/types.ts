@@ -63,6 +63,7 @@ export type RecordOp =
   | 'chmod' | 'chown' | 'utimens'
   | 'truncate' | 'write-begin' | 'write'
   | 'setxattr' | 'removexattr'
+  | 'member-add' | 'member-remove' // membership of the volume (path '/'; `member` names who joins or leaves)
 
 /**
  * What happened, in enough detail for the auditor to rebuild the expected
@@ -88,6 +89,7 @@ export interface FsRecord {
   writing?: boolean // create: opened for writing, its content digest follows (a crash before it: interrupted)
   atime?: string // utimens: ns since epoch as decimal string, or 'now'
   mtime?: string
+  member?: string // member-add/member-remove: hex of the member's Ed25519 public key
   who: {uid: number; gid: number; pid: number; member: string}
   at: number // ms since the epoch
 }

@@ -1,0 +1,142 @@
+/**
+ * Remote mount against local mount, side by side on loopback, in one run.
+ *
+ *   node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--json out.json]
+ *
+ * One PacioFS volume mounted locally (`paciofs mount`), another served by
+ * `paciofs serve` and mounted with `paciofs mount --server` (each in its own
+ * process; dist/ must be built). Measures, alternating local and remote:
+ *   seqwrite  fio sequential write of SIZE MiB, bs=1M, end_fsync=1 (target remote >= 0.6x local)
+ *   seqread   fio sequential read of it, page cache dropped first  (>= 0.6x local)
+ *   meta      create + close + unlink of N empty files             (>= 0.3x local)
+ *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
+ *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB)
+ * Prints a Markdown table with the load average; --smoke runs everything
+ * once with tiny sizes (the test suite does, so this file cannot rot).
+ */
+import {mkdir, mkdtemp, writeFile} from 'node:fs/promises'
+import {loadavg, tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {parseArgs} from 'node:util'
+import {mountPacio, type PacioMount} from '../test/helpers/paciofs.js'
+import {mountRemote, startServe, type Served} from '../test/helpers/remote.js'
+import {removeTree} from '../test/helpers/tmp.js'
+import {fio} from './fs/fio.js'
+import {smallFiles} from './fs/files.js'
+import {watchRss} from './fs/proc.js'
+
+const say = (s: string) => process.stderr.write(`[bench] ${s}\n`)
+const load = () => loadavg().map(l => l.toFixed(1)).join(' ')
+
+interface Row {
+  bench: string
+  metric: string
+  local?: number
+  remote: number
+  ratio?: number
+  target: string
+  met: boolean
+  note?: string
+}
+
+async function dropCaches(): Promise<void> {
+  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => {})
+}
+
+async function main(): Promise<number> {
+  const {values} = parseArgs({options: {
+    smoke: {type: 'boolean', default: false},
+    size: {type: 'string'}, files: {type: 'string'}, clients: {type: 'string'}, 'client-size': {type: 'string'}, json: {type: 'string'},
+  }})
+  const smoke = values.smoke!
+  const sizeMiB = Number(values.size ?? (smoke ? 8 : 1024))
+  const files = Number(values.files ?? (smoke ? 50 : 10_000))
+  const clients = Number(values.clients ?? (smoke ? 2 : 8))
+  const clientMiB = Number(values['client-size'] ?? (smoke ? 4 : 1024))
+  const timeoutMs = smoke ? 120_000 : 3_600_000
+
+  const root = await mkdtemp(join(tmpdir(), 'paciofs-bench-remote-'))
+  const config = join(root, 'config')
+  const mounts: PacioMount[] = []
+  let server: Served | undefined
+  const rows: Row[] = []
+  const loadBefore = load()
+  try {
+    say(`local mount, server and remote mount under ${root} (load ${loadBefore})`)
+    const local = await mountPacio(join(root, 'local'), join(root, 'mnt-local'), {configDir: config})
+    mounts.push(local)
+    server = await startServe([join(root, 'remote')], {configDir: config})
+    const remote = await mountRemote(server, 'remote', join(root, 'mnt-remote'), {configDir: config})
+    mounts.push(remote)
+    const both = {local: local.mountpoint, remote: remote.mountpoint}
+
+    // sequential write and read
+    const seq: Record<string, {w: number; r: number}> = {}
+    for (const [name, mnt] of Object.entries(both)) {
+      const dir = join(mnt, 'seq')
+      await mkdir(dir)
+      say(`${name}: fio write ${sizeMiB} MiB`)
+      const w = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      await dropCaches()
+      say(`${name}: fio read ${sizeMiB} MiB`)
+      const r = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=read'], timeoutMs)
+      seq[name] = {w: w.writeBytesPerSec / 1e6, r: r.readBytesPerSec / 1e6}
+    }
+
+    const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100
+    const wr = ratio(seq.remote.w, seq.local.w)
+    const rr = ratio(seq.remote.r, seq.local.r)
+    rows.push({bench: 'seqwrite', metric: `fio write ${sizeMiB} MiB bs=1M end_fsync (MB/s)`, local: seq.local.w, remote: seq.remote.w, ratio: wr, target: '>= 0.6x', met: wr >= 0.6})
+    rows.push({bench: 'seqread', metric: `fio read ${sizeMiB} MiB bs=1M (MB/s)`, local: seq.local.r, remote: seq.remote.r, ratio: rr, target: '>= 0.6x', met: rr >= 0.6})
+
+    // metadata
+    const meta: Record<string, number> = {}
+    for (const [name, mnt] of Object.entries(both)) {
+      say(`${name}: create+close+unlink ${files} files`)
+      const res = await smallFiles('churn', join(mnt, 'meta'), files, {size: 0, timeoutMs})
+      meta[name] = files / (res.totalMs / 1000)
+    }
+
+    const mr = ratio(meta.remote, meta.local)
+    rows.push({bench: 'meta', metric: `create + close + unlink, ${files} files (files/s)`, local: meta.local, remote: meta.remote, ratio: mr, target: '>= 0.3x', met: mr >= 0.3})
+
+    // K clients at once, each its own mount process
+    say(`${clients} remote clients writing ${clientMiB} MiB each`)
+    const extra: PacioMount[] = []
+    for (let i = 1; i < clients; i++) extra.push(await mountRemote(server, 'remote', join(root, `mnt-c${i}`), {configDir: config}))
+    mounts.push(...extra)
+    const all = [remote, ...extra]
+    const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+    const rss = await watchRss(server.child.pid!)
+    const t0 = performance.now()
+    await Promise.all(all.map(async (m, i) => {
+      const dir = join(m.mountpoint, `client-${i}`)
+      await mkdir(dir)
+      await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+    }))
+    const wall = (performance.now() - t0) / 1000
+    const peak = await rss.stop()
+    const aggregate = (clients * clientMiB * 1048576) / 1e6 / wall
+    const single = one.writeBytesPerSec / 1e6
+    rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
+      note: '"local" column: one remote client alone'})
+    rows.push({bench: 'server-rss', metric: `server peak RSS with ${clients} clients writing (MB, ${peak.method})`, remote: peak.peakMB, target: '< 300', met: peak.peakMB < 300})
+  } finally {
+    for (const m of mounts.splice(0).reverse()) await m.stop().catch(() => m.kill())
+    if (server) await server.stop().catch(() => server!.kill())
+    await removeTree(root)
+  }
+
+  const loadAfter = load()
+  const f = (n?: number) => (n === undefined ? '' : n >= 100 ? Math.round(n).toLocaleString('en') : n.toFixed(1))
+  process.stdout.write(`load average before: ${loadBefore}, after: ${loadAfter}${smoke ? ' (smoke: numbers not judged)' : ''}\n\n`)
+  process.stdout.write('| benchmark | local | remote | remote / local | target | met |\n| --- | --: | --: | --: | --- | --- |\n')
+  for (const r of rows) process.stdout.write(`| ${r.metric}${r.note ? ` (${r.note})` : ''} | ${f(r.local)} | ${f(r.remote)} | ${r.ratio === undefined ? '' : `${r.ratio}x`} | ${r.target} | ${smoke ? '–' : r.met ? 'yes' : 'no'} |\n`)
+  if (values.json) await writeFile(values.json, JSON.stringify({date: new Date().toISOString(), smoke, sizeMiB, files, clients, clientMiB, loadBefore, loadAfter, rows}, null, 2))
+  return 0
+}
+
+main().then(code => process.exit(code), error => {
+  process.stderr.write(`${(error as Error).stack ?? error}\n`)
+  process.exit(2)
+})

@@ -1,0 +1,79 @@
+/**
+ * `paciofs serve`: open every volume with the same stack as a local mount,
+ * serve them over TLS until SIGINT/SIGTERM, then drain the calls, end the
+ * sessions (releasing and recording their open files), commit and close.
+ */
+import path from 'node:path'
+import {openAll} from '../server/served.js'
+import {startServer} from '../server/server.js'
+import {loadOrCreateServerTls} from '../server/tls.js'
+import {showFingerprint} from '../remote/auth.js'
+import {configDir} from './identity.js'
+import {PacioError} from '../errors.js'
+
+export interface ServeRequest {
+  volumes: string[]
+  host: string
+  port: number
+  identity?: string
+  /** where the server keeps its TLS key and certificate (default: CONFIG/server) */
+  stateDir?: string
+  maxHandles?: number
+  onReady?(info: ServeInfo): void
+  onEvent?(message: string): void
+}
+
+export interface ServeInfo {
+  address: string
+  fingerprint: string
+  tlsCreated: boolean
+  volumes: Array<{name: string; dir: string; id: string; created: boolean; members: number}>
+}
+
+export interface ServeSummary {
+  reason: string
+  records: number
+}
+
+export async function runServe(req: ServeRequest): Promise<ServeSummary> {
+  if (req.volumes.length === 0) throw new PacioError('EINPUT', 'give at least one --volume DIR')
+  let reason: string | undefined
+  let wake: (() => void) | undefined
+  const onSignal = (sig: NodeJS.Signals) => {
+    reason ??= `signal ${sig}`
+    wake?.()
+  }
+
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  for (const s of signals) process.on(s, onSignal)
+  try {
+    const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))
+    const volumes = await openAll(req.volumes, {identity: req.identity})
+    let records = 0
+    try {
+      const server = await startServer({host: req.host, port: req.port, tls, volumes, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})
+      try {
+        if (reason === undefined) {
+          req.onReady?.({
+            address: `${req.host}:${server.port}`,
+            fingerprint: showFingerprint(tls.fingerprint),
+            tlsCreated: tls.created,
+            volumes: [...volumes.values()].map(v => ({name: v.name, dir: v.stack.layout.root, id: v.stack.meta.id, created: v.stack.created, members: v.members.list().length})),
+          })
+          await new Promise<void>(resolve => (wake = resolve))
+        }
+      } finally {
+        await server.stop()
+      }
+    } finally {
+      for (const v of volumes.values()) {
+        records += v.stack.recordCount()
+        await v.stack.close()
+      }
+    }
+
+    return {reason: reason ?? 'stopped', records}
+  } finally {
+    for (const s of signals) process.off(s, onSignal)
+  }
+}

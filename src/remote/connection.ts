@@ -1,0 +1,225 @@
+/**
+ * The client's side of a session: one TLS channel to the server (its
+ * certificate pinned), the handshake (Hello, then a Session stream opened
+ * with a signature by the member key), and calls with a deadline each. A
+ * call refused as unauthenticated (the server restarted, or the connection
+ * was re-established) re-runs the handshake and is sent once more: the server
+ * refused it before doing anything. A server that is gone answers ENOTCONN,
+ * one that does not answer in time EIO, never a hang.
+ */
+import * as grpc from '@grpc/grpc-js'
+import {sign, type Identity} from '../crypto/sign.js'
+import {PacioError} from '../errors.js'
+import {certFingerprint, transcript} from './auth.js'
+import {fetchServerCert, pinServer} from './known-servers.js'
+import {errnoError, MAX_MESSAGE, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
+
+export interface ConnectionOptions {
+  /** host:port */
+  server: string
+  volume: string
+  identity: Identity
+  knownServersFile: string
+  trustNewServerKey?: boolean
+  /** deadline of ordinary calls (ms) */
+  deadlineMs?: number
+  /** deadline of calls that wait for the ledger (fsync, release, sync, membership) */
+  slowDeadlineMs?: number
+  onEvent?(message: string): void
+}
+
+export function parseServer(server: string): {host: string; port: number} {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(server)
+  const port = m ? Number(m[2]) : 0
+  if (!m || port < 1 || port > 65535) throw new PacioError('EINPUT', `--server must be HOST:PORT, got ${JSON.stringify(server)}`)
+  return {host: m[1].replace(/^\[|\]$/g, ''), port}
+}
+
+type Reply = Record<string, any> & {error?: {errno: string; message: string} | null}
+
+const SLOW = new Set(['Fsync', 'Release', 'Flush', 'Sync', 'MemberAdd', 'MemberRemove', 'Read', 'Write'])
+
+/** gRPC failures -> errno-style errors the FUSE adapter maps. */
+function errnoOf(e: grpc.ServiceError): NodeJS.ErrnoException {
+  switch (e.code) {
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.CANCELLED: return errnoError('ENOTCONN', `server unavailable: ${e.details}`)
+    case grpc.status.PERMISSION_DENIED: return errnoError('EACCES', e.details)
+    case grpc.status.UNAUTHENTICATED: return errnoError('EACCES', e.details)
+    case grpc.status.FAILED_PRECONDITION: return errnoError('EINVAL', e.details)
+    case grpc.status.NOT_FOUND: return errnoError('ENOENT', e.details)
+    case grpc.status.DEADLINE_EXCEEDED: return errnoError('EIO', 'the server did not answer in time')
+    default: return errnoError('EIO', `${grpc.status[e.code] ?? e.code}: ${e.details}`)
+  }
+}
+
+export class Connection {
+  private client?: grpc.Client
+  private fingerprint?: Buffer
+  private token?: string
+  private stream?: grpc.ClientReadableStream<unknown>
+  private handshaking?: Promise<string>
+  /** bumped by every new session: server file handles of an older one are gone */
+  generation = 0
+  volumeId = ''
+  maxChunk = 1024 * 1024
+  private closed = false
+
+  constructor(private readonly opts: ConnectionOptions) {}
+
+  /** First contact: fetch and pin the server's certificate, open the channel, open a session. */
+  async connect(): Promise<{pinnedNow: boolean; fingerprint: string}> {
+    const {host, port} = parseServer(this.opts.server)
+    let got
+    try {
+      got = await fetchServerCert(host, port)
+    } catch (error) {
+      throw new PacioError('EINPUT', `cannot reach a PacioFS server at ${this.opts.server}: ${(error as Error).message}`, {cause: error,
+        suggestion: 'is `paciofs serve` running there, and is the port right?'})
+    }
+
+    const pinned = pinServer(this.opts.knownServersFile, `${host}:${port}`, got, {trustNew: this.opts.trustNewServerKey})
+    this.fingerprint = Buffer.from(pinned.fingerprint, 'hex')
+    const expect = pinned.fingerprint
+    const creds = grpc.credentials.createSsl(Buffer.from(pinned.cert), null, null, {
+      checkServerIdentity: (_host, cert) => {
+        const fp = cert.raw ? certFingerprint(cert.raw).toString('hex') : ''
+        return fp === expect ? undefined : new Error(`the server's certificate ${fp.slice(0, 16)}… is not the pinned one ${expect.slice(0, 16)}…`)
+      },
+    })
+    const Client = grpc.makeGenericClientConstructor(serviceDefinition(), SERVICE)
+    this.client = new Client(`${host.includes(':') ? `[${host}]` : host}:${port}`, creds, {
+      'grpc.ssl_target_name_override': 'paciofs-server',
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.max_send_message_length': MAX_MESSAGE,
+      'grpc.keepalive_time_ms': 5_000,
+      'grpc.keepalive_timeout_ms': 3_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+      'grpc.enable_retries': 0,
+      'grpc-node.flow_control_window': 8 * 1024 * 1024, // reads of 1 MiB without waiting for window updates
+      'grpc.use_local_subchannel_pool': 1, // a connection of its own: a session is bound to it
+    })
+    try {
+      await this.session()
+    } catch (error) {
+      const e = error as grpc.ServiceError
+      if (typeof e?.code !== 'number' || typeof e.details !== 'string') throw error
+      const suggestion = e.code === grpc.status.PERMISSION_DENIED
+        ? `ask a member to run \`paciofs member add ${this.opts.identity.pid} --server ${this.opts.server} --volume ${this.opts.volume}\``
+        : undefined
+      throw new PacioError(e.code === grpc.status.PERMISSION_DENIED || e.code === grpc.status.UNAUTHENTICATED ? 'EPERM' : 'EINPUT', e.details, {suggestion, cause: error})
+    }
+
+    return {pinnedNow: pinned.pinnedNow, fingerprint: pinned.fingerprint}
+  }
+
+  private unary(method: string, req: unknown, meta: grpc.Metadata, deadlineMs: number): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const fn = (this.client as unknown as Record<string, Function>)[method]
+      fn.call(this.client, req, meta, {deadline: Date.now() + deadlineMs}, (err: grpc.ServiceError | null, reply: Reply) => err ? reject(err) : resolve(reply))
+    })
+  }
+
+  /** The current session token, opening a session if there is none. */
+  private session(): Promise<string> {
+    if (this.token) return Promise.resolve(this.token)
+    this.handshaking ??= this.handshake().finally(() => (this.handshaking = undefined))
+    return this.handshaking
+  }
+
+  private async handshake(): Promise<string> {
+    if (this.closed) throw errnoError('ENOTCONN', 'connection closed')
+    const deadline = this.opts.deadlineMs ?? 5_000
+    const hello = await this.unary('Hello', {protocol: PROTOCOL_VERSION, client: 'paciofs'}, new grpc.Metadata(), deadline)
+    if (hello.protocol !== PROTOCOL_VERSION) throw new PacioError('EINPUT', `the server speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}`)
+    const nonce = Buffer.from(hello.nonce)
+    const member = this.opts.identity.pid
+    const signature = sign(this.opts.identity, transcript(nonce, this.fingerprint!, this.opts.volume, member))
+    const stream = this.client!.makeServerStreamRequest(`/${SERVICE}/Session`,
+      (v: unknown) => (serviceDefinition().Session.requestSerialize as (v: unknown) => Buffer)(v),
+      (b: Buffer) => (serviceDefinition().Session.responseDeserialize as (b: Buffer) => unknown)(b),
+      {volume: this.opts.volume, member, nonce, signature}, new grpc.Metadata(), {}) as grpc.ClientReadableStream<Reply>
+    const token = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => {
+        stream.cancel()
+        reject(errnoError('EIO', 'the server did not open the session in time'))
+      }, deadline)
+      stream.once('data', (ev: Reply) => {
+        clearTimeout(t)
+        this.volumeId = ev.volume_id
+        this.maxChunk = ev.max_chunk || this.maxChunk
+        resolve(ev.token)
+      })
+      stream.once('error', (e: grpc.ServiceError) => {
+        clearTimeout(t)
+        reject(e)
+      })
+    })
+    const forget = () => {
+      if (this.stream === stream) {
+        this.stream = undefined
+        this.token = undefined
+        this.opts.onEvent?.('session ended; the next call opens a new one')
+      }
+    }
+
+    stream.on('error', forget)
+    stream.on('end', forget)
+    stream.on('data', () => {})
+    this.stream = stream
+    this.token = token
+    this.generation++
+    return token
+  }
+
+  /** Calls an RPC; a file-system error in the reply is thrown as an errno-style error. */
+  async call(method: string, req: unknown): Promise<Reply> {
+    const deadline = SLOW.has(method) ? this.opts.slowDeadlineMs ?? 15_000 : this.opts.deadlineMs ?? 5_000
+    for (let attempt = 0; ; attempt++) {
+      let token: string
+      try {
+        token = await this.session()
+      } catch (error) {
+        throw this.failure(error)
+      }
+
+      const meta = new grpc.Metadata()
+      meta.set(SESSION_METADATA, token)
+      let reply: Reply
+      try {
+        reply = await this.unary(method, req, meta, deadline)
+      } catch (error) {
+        const e = error as grpc.ServiceError
+        if (e.code === grpc.status.UNAUTHENTICATED && attempt === 0) {
+          if (this.token === token) this.dropSession()
+          continue
+        }
+
+        throw this.failure(error)
+      }
+
+      if (reply.error?.errno) throw errnoError(reply.error.errno, reply.error.message)
+      return reply
+    }
+  }
+
+  private failure(error: unknown): unknown {
+    const e = error as grpc.ServiceError
+    if (typeof e?.code === 'number' && typeof e.details === 'string') return errnoOf(e)
+    return error
+  }
+
+  private dropSession(): void {
+    this.stream?.cancel()
+    this.stream = undefined
+    this.token = undefined
+  }
+
+  close(): void {
+    this.closed = true
+    this.dropSession()
+    this.client?.close()
+  }
+}

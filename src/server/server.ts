@@ -1,0 +1,99 @@
+/**
+ * The gRPC server: TLS with the server's own certificate, message size
+ * limits, keepalive (a vanished client's session ends within seconds), and
+ * an orderly stop: refuse new calls, let running ones finish, end the
+ * sessions (their open files are released and recorded), stop listening.
+ */
+import * as grpc from '@grpc/grpc-js'
+import {PacioError} from '../errors.js'
+import {MAX_MESSAGE, serviceDefinition} from '../remote/wire.js'
+import type {Served} from './served.js'
+import {VolumeService} from './service.js'
+import type {ServerTls} from './tls.js'
+
+export interface ServerOptions {
+  host: string
+  port: number
+  tls: ServerTls
+  volumes: Map<string, Served>
+  maxHandles: number
+  onEvent?(message: string): void
+}
+
+export interface RunningServer {
+  port: number
+  service: VolumeService
+  /** Drains and stops; resolves when every session has ended. */
+  stop(): Promise<void>
+}
+
+export const SERVER_CHANNEL_OPTIONS = {
+  'grpc.max_receive_message_length': MAX_MESSAGE,
+  'grpc.max_send_message_length': MAX_MESSAGE,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 1_000,
+  'grpc.max_concurrent_streams': 256,
+}
+
+/** HTTP/2 flow-control window for the server's receiving side (a 1 MiB write fits several times). */
+export const FLOW_WINDOW = 8 * 1024 * 1024
+
+/**
+ * grpc-js (1.14) has no option for the server's HTTP/2 initial window (its
+ * client has 'grpc-node.flow_control_window'); with the default 64 KiB every
+ * 1 MiB write waits for 16 window updates. Nor does it disable Nagle's
+ * algorithm on accepted sockets (its client does). Its server passes
+ * `commonServerOptions` to http2.createSecureServer: set both there. If a
+ * later grpc-js moves that field, this does nothing and only speed suffers.
+ */
+function widenFlowControlWindow(server: grpc.Server): void {
+  const common = (server as unknown as {commonServerOptions?: {settings?: Record<string, unknown>; noDelay?: boolean}}).commonServerOptions
+  if (!common) return
+  common.settings = {...common.settings, initialWindowSize: FLOW_WINDOW}
+  common.noDelay = true // small answers leave at once (Nagle + delayed ACK cost 40 ms per call)
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const service = new VolumeService({volumes: opts.volumes, fingerprint: opts.tls.fingerprint, maxHandles: opts.maxHandles, onEvent: opts.onEvent})
+  const server = new grpc.Server(SERVER_CHANNEL_OPTIONS)
+  widenFlowControlWindow(server)
+  server.addService(serviceDefinition(), service.handlers())
+  const creds = grpc.ServerCredentials.createSsl(null, [{private_key: opts.tls.key, cert_chain: opts.tls.cert}], false)
+  const host = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${opts.port}`, creds, (err, bound) => {
+      if (err) {
+        reject(new PacioError('EINPUT', `cannot listen on ${host}:${opts.port}: ${err.message}`,
+          {suggestion: err.message.includes('EADDRINUSE') || err.message.includes('No address added') ? 'another server uses that port: pick another with --port' : undefined, cause: err}))
+      } else {
+        resolve(bound)
+      }
+    })
+  })
+
+  let stopping: Promise<void> | undefined
+  return {
+    port,
+    service,
+    stop() {
+      stopping ??= (async () => {
+        service.draining = true
+        await service.quiesce(10_000)
+        await service.endAll('server shutting down')
+        await new Promise<void>(resolve => {
+          const t = setTimeout(() => {
+            server.forceShutdown()
+            resolve()
+          }, 2_000)
+          server.tryShutdown(() => {
+            clearTimeout(t)
+            resolve()
+          })
+        })
+      })()
+      return stopping
+    },
+  }
+}

@@ -1,0 +1,347 @@
+/**
+ * The paciofs.v1.Volume service: one handler per RPC. Each call is checked
+ * (session token, same connection, still a member), its path guarded, and
+ * the Volume operation runs as the session's member, so its records name who
+ * caused them. File-system errors travel in the reply; access errors as gRPC
+ * status codes.
+ */
+import {constants as C} from 'node:fs'
+import {constants as osConstants} from 'node:os'
+import * as grpc from '@grpc/grpc-js'
+import {verify} from '../crypto/sign.js'
+import {PacioError} from '../errors.js'
+import {transcript} from '../remote/auth.js'
+import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
+import {actingAs} from '../volume/acting.js'
+import type {Caller, TimeSpec} from '../volume/types.js'
+import type {Served} from './served.js'
+import {Sessions, type Session} from './sessions.js'
+
+export interface ServiceOptions {
+  volumes: Map<string, Served>
+  /** sha256 of the server certificate's DER, as clients sign it */
+  fingerprint: Buffer
+  maxHandles: number
+  /** events worth a line in the server's output (sessions, refusals, internal errors) */
+  onEvent?(message: string): void
+}
+
+type Status = {code: grpc.status; details: string}
+const status = (code: grpc.status, details: string): Status => Object.assign(new Error(details), {code, details})
+const isStatus = (e: unknown): e is Status => typeof (e as Status)?.code === 'number' && typeof (e as Status)?.details === 'string'
+
+const ERRNO = osConstants.errno as Record<string, number>
+const OPEN_FLAGS = 3 /* O_ACCMODE */ | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | C.O_SYNC | C.O_DSYNC | (C as Record<string, number>).O_LARGEFILE
+
+function wireError(error: unknown): {errno: string; message: string} {
+  const e = error as NodeJS.ErrnoException
+  if (typeof e?.code === 'string' && ERRNO[e.code] !== undefined) return {errno: e.code, message: String(e.message ?? e.code)}
+  if (error instanceof PacioError) return {errno: error.code === 'EPERM' ? 'EPERM' : 'EINVAL', message: error.message}
+  return {errno: 'EIO', message: String(e?.message ?? error)}
+}
+
+function callerOf(c: WireCaller | null | undefined): Caller {
+  if (!c) throw errnoError('EINVAL', 'caller missing')
+  return {uid: c.uid >>> 0, gid: c.gid >>> 0, pid: c.pid >>> 0}
+}
+
+function num(v: string | number, what: string): number {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 0) throw errnoError('EINVAL', `${what} out of range`)
+  return n
+}
+
+function time(t: string): TimeSpec {
+  if (t === 'now' || t === 'omit') return t
+  if (!/^-?\d{1,20}$/.test(t)) throw errnoError('EINVAL', 'time must be nanoseconds, "now" or "omit"')
+  return BigInt(t)
+}
+
+export class VolumeService {
+  readonly sessions = new Sessions()
+  private inflight = 0
+  private idle?: () => void
+  draining = false
+
+  constructor(private readonly opts: ServiceOptions) {
+    for (const served of opts.volumes.values()) {
+      served.members.onChange(() => {
+        for (const s of this.sessions.all()) {
+          if (s.served === served && !served.members.has(s.member)) s.end('removed from the volume')
+        }
+      })
+    }
+  }
+
+  private event(msg: string): void {
+    this.opts.onEvent?.(msg)
+  }
+
+  /** Resolves when no call is running (after draining is set). */
+  async quiesce(timeoutMs: number): Promise<void> {
+    if (this.inflight === 0) return
+    await new Promise<void>(resolve => {
+      const t = setTimeout(resolve, timeoutMs)
+      this.idle = () => {
+        clearTimeout(t)
+        resolve()
+      }
+    })
+  }
+
+  /** Ends every session (their open files are released, so their content is recorded). */
+  async endAll(reason: string): Promise<void> {
+    await Promise.all(this.sessions.all().map(s => {
+      s.end(reason)
+      return this.closing.get(s)
+    }))
+  }
+
+  private readonly closing = new Map<Session, Promise<void>>()
+  private readonly work = new Map<Session, Set<Promise<unknown>>>()
+
+  private session(call: grpc.ServerUnaryCall<unknown, unknown>): Session {
+    if (this.draining) throw status(grpc.status.UNAVAILABLE, 'the server is shutting down')
+    const token = call.metadata.get(SESSION_METADATA)[0]
+    if (typeof token !== 'string') throw status(grpc.status.UNAUTHENTICATED, 'no session: say Hello and open a Session first')
+    const s = this.sessions.get(token)
+    if (!s || s.ended) throw status(grpc.status.UNAUTHENTICATED, 'unknown or ended session')
+    if (call.getPeer() !== s.peer) {
+      this.event(`refused a session token from another connection (${call.getPeer()}, session of ${s.peer})`)
+      throw status(grpc.status.UNAUTHENTICATED, 'this session belongs to another connection')
+    }
+
+    if (!s.served.members.has(s.member)) throw status(grpc.status.PERMISSION_DENIED, `${s.member.slice(0, 16)}… is no longer a member of volume ${s.served.name}`)
+    return s
+  }
+
+  /** A unary handler: authenticate, run as the member, answer {error} for file-system errors. */
+  private op<Req>(name: string, fn: (req: Req, s: Session) => Promise<Record<string, unknown>>): grpc.handleUnaryCall<Req, unknown> {
+    return (call, callback) => {
+      let s: Session
+      try {
+        s = this.session(call as grpc.ServerUnaryCall<unknown, unknown>)
+      } catch (error) {
+        callback(error as grpc.ServiceError)
+        return
+      }
+
+      this.inflight++
+      const running = new Promise<Record<string, unknown>>(resolve => resolve(actingAs(s.member, () => fn(call.request, s))))
+      let set = this.work.get(s)
+      if (!set) this.work.set(s, set = new Set())
+      set.add(running)
+      running.then(reply => callback(null, reply), error => {
+        if (isStatus(error)) {
+          callback(error as unknown as grpc.ServiceError)
+          return
+        }
+
+        const w = wireError(error)
+        if (w.errno === 'EIO') this.event(`${name}: ${w.message}`)
+        callback(null, {error: w})
+      }).finally(() => {
+        set!.delete(running)
+        if (--this.inflight === 0) this.idle?.()
+      })
+    }
+  }
+
+  private fh(s: Session, fh: string | number): {fh: number; path: string} {
+    const n = Number(fh)
+    const path = s.handles.get(n)
+    if (path === undefined) throw errnoError('EBADF', `no open file handle ${fh} in this session`)
+    return {fh: n, path}
+  }
+
+  /** Opens a file for the session, within its limit of open files. */
+  private async opened(s: Session, p: string, open: () => Promise<number>): Promise<{fh: string}> {
+    if (s.handles.size + s.opening >= this.opts.maxHandles) throw errnoError('EMFILE', `this session has ${s.handles.size} files open (the server's limit per session)`)
+    s.opening++
+    try {
+      const fh = await open()
+      if (s.ended) {
+        await s.served.volume.release(p, fh) // the session ended meanwhile: nobody will release it
+        throw errnoError('ENOTCONN', 'session ended')
+      }
+
+      s.handles.set(fh, p)
+      return {fh: String(fh)}
+    } finally {
+      s.opening--
+    }
+  }
+
+  private async endSession(s: Session, call: grpc.ServerWritableStream<unknown, unknown>, reason: string): Promise<void> {
+    s.ended = true
+    this.event(`session of ${s.member.slice(0, 16)}… on ${s.served.name} ended (${reason})`)
+    // calls still running finish first: a handle is never closed under a write
+    while ((this.work.get(s)?.size ?? 0) > 0) await Promise.allSettled([...this.work.get(s)!])
+    for (const [fh, path] of [...s.handles]) {
+      s.handles.delete(fh)
+      await actingAs(s.member, () => s.served.volume.release(path, fh)).catch(error => this.event(`release ${path}: ${(error as Error).message}`))
+    }
+
+    this.sessions.remove(s)
+    this.work.delete(s)
+    try {
+      call.end()
+    } catch { /* the connection is gone */ }
+  }
+
+  handlers(): grpc.UntypedServiceImplementation {
+    const v = (s: Session) => s.served.volume
+    const g = (s: Session) => s.served.guard
+    const path = (s: Session, p: string, final?: 'nofollow') => g(s).check(p, {final})
+    const shared = <T>(s: Session, work: () => Promise<T>) => g(s).run(false, work)
+    const exclusive = <T>(s: Session, work: () => Promise<T>) => g(s).run(true, work)
+    const empty = async (p: Promise<unknown>) => {
+      await p
+      return {}
+    }
+
+    type R = Record<string, any>
+    return {
+      Hello: (call: grpc.ServerUnaryCall<R, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (this.draining) return callback(status(grpc.status.UNAVAILABLE, 'the server is shutting down') as grpc.ServiceError)
+        if (call.request.protocol !== PROTOCOL_VERSION) {
+          return callback(status(grpc.status.FAILED_PRECONDITION, `protocol version ${call.request.protocol} is not supported: this server speaks paciofs.v1 protocol ${PROTOCOL_VERSION}`) as grpc.ServiceError)
+        }
+
+        callback(null, {protocol: PROTOCOL_VERSION, nonce: this.sessions.nonce(), volumes: []})
+      },
+
+      Session: (call: grpc.ServerWritableStream<R, unknown>) => {
+        const fail = (code: grpc.status, details: string) => {
+          this.event(`refused a session from ${call.getPeer()}: ${details}`)
+          call.emit('error', status(code, details))
+        }
+
+        const r = call.request
+        if (this.draining) return fail(grpc.status.UNAVAILABLE, 'the server is shutting down')
+        const nonce = Buffer.from(r.nonce ?? [])
+        if (nonce.length !== 32 || !this.sessions.takeNonce(nonce)) return fail(grpc.status.UNAUTHENTICATED, 'unknown, used or expired nonce: say Hello again')
+        const served = this.opts.volumes.get(String(r.volume))
+        if (!served) return fail(grpc.status.NOT_FOUND, `no volume named ${JSON.stringify(String(r.volume)).slice(0, 100)} on this server`)
+        const member = String(r.member)
+        if (!verify(member, transcript(nonce, this.opts.fingerprint, served.name, member), Buffer.from(r.signature ?? []))) {
+          return fail(grpc.status.UNAUTHENTICATED, 'the handshake signature does not verify for that key')
+        }
+
+        if (!served.members.has(member)) return fail(grpc.status.PERMISSION_DENIED, `key ${member.slice(0, 16)}… is not a member of volume ${served.name}`)
+        let closing: Promise<void> | undefined
+        const s = this.sessions.add({
+          peer: call.getPeer(), member, served,
+          end: reason => {
+            closing ??= this.endSession(s, call, reason)
+            this.closing.set(s, closing)
+          },
+        })
+        this.event(`session of ${member.slice(0, 16)}… on ${served.name} from ${s.peer}`)
+        call.on('cancelled', () => s.end('client went away'))
+        call.on('close', () => s.end('connection closed'))
+        call.write({token: s.token, volume_id: served.stack.meta.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK})
+      },
+
+      Getattr: this.op<R>('getattr', (r, s) => shared(s, async () => ({stat: statToWire(await v(s).getattr(path(s, r.path)))}))),
+      Fgetattr: this.op<R>('fgetattr', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        return {stat: statToWire(await v(s).fgetattr(h.path, h.fh))}
+      }),
+      Access: this.op<R>('access', (r, s) => shared(s, () => empty(v(s).access(path(s, r.path, 'nofollow'), r.mode)))),
+      Statfs: this.op<R>('statfs', (r, s) => shared(s, async () => statfsToWire(await v(s).statfs(path(s, r.path, 'nofollow'))) as R)),
+      Readdir: this.op<R>('readdir', (r, s) => shared(s, async () => ({names: await v(s).readdir(path(s, r.path, 'nofollow'))}))),
+      Readlink: this.op<R>('readlink', (r, s) => shared(s, async () => ({text: await v(s).readlink(path(s, r.path))}))),
+
+      Open: this.op<R>('open', (r, s) => shared(s, async () => {
+        const p = path(s, r.path)
+        return this.opened(s, p, () => v(s).open(p, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+      })),
+      Create: this.op<R>('create', (r, s) => shared(s, async () => {
+        const p = path(s, r.path)
+        return this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+      })),
+      Read: this.op<R>('read', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        const len = Math.min(num(r.length, 'length'), MAX_CHUNK)
+        const buf = Buffer.allocUnsafe(HEADROOM + len)
+        const n = await v(s).read(h.path, h.fh, buf.subarray(HEADROOM), len, num(r.offset, 'offset'))
+        return encodeDataInPlace(buf, n) as unknown as R // a DataReply, encoded around the bytes read
+      }),
+      Write: this.op<R>('write', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        const data = r.data as Buffer
+        if (data.length > MAX_CHUNK) throw errnoError('EFBIG', `a write carries at most ${MAX_CHUNK} bytes`)
+        return {count: await v(s).write(h.path, h.fh, data, data.length, num(r.offset, 'offset'), callerOf(r.caller))}
+      }),
+      Flush: this.op<R>('flush', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        return empty(v(s).flush(h.path, h.fh))
+      }),
+      Fsync: this.op<R>('fsync', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        return empty(v(s).fsync(h.path, h.fh, Boolean(r.datasync)))
+      }),
+      Release: this.op<R>('release', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        s.handles.delete(h.fh) // no new call on it from now on
+        // calls that were already running finish first (this call is not yet among them), so a
+        // write never lands on a descriptor that was closed and reused
+        await Promise.allSettled([...(this.work.get(s) ?? [])])
+        return empty(v(s).release(h.path, h.fh))
+      }),
+
+      Truncate: this.op<R>('truncate', (r, s) => shared(s, () => empty(v(s).truncate(path(s, r.path), num(r.size, 'size'), callerOf(r.caller))))),
+      Ftruncate: this.op<R>('ftruncate', async (r, s) => {
+        const h = this.fh(s, r.fh)
+        return empty(v(s).ftruncate(h.path, h.fh, num(r.size, 'size'), callerOf(r.caller)))
+      }),
+      Mknod: this.op<R>('mknod', (r, s) => shared(s, () => {
+        const type = r.mode & C.S_IFMT
+        if (type === C.S_IFCHR || type === C.S_IFBLK) throw errnoError('EPERM', 'device nodes cannot be made through the network')
+        return empty(v(s).mknod(path(s, r.path), r.mode, 0, callerOf(r.caller)))
+      })),
+      Mkdir: this.op<R>('mkdir', (r, s) => shared(s, () => empty(v(s).mkdir(path(s, r.path), r.mode, callerOf(r.caller))))),
+      Symlink: this.op<R>('symlink', (r, s) => exclusive(s, () => {
+        const target = String(r.from)
+        if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4095) throw errnoError('EINVAL', 'bad symlink target')
+        return empty(v(s).symlink(target, path(s, r.to), callerOf(r.caller)))
+      })),
+      Link: this.op<R>('link', (r, s) => exclusive(s, () => empty(v(s).link(path(s, r.from), path(s, r.to), callerOf(r.caller))))),
+      Unlink: this.op<R>('unlink', (r, s) => shared(s, () => empty(v(s).unlink(path(s, r.path), callerOf(r.caller))))),
+      Rmdir: this.op<R>('rmdir', (r, s) => shared(s, () => empty(v(s).rmdir(path(s, r.path), callerOf(r.caller))))),
+      Rename: this.op<R>('rename', (r, s) => exclusive(s, async () => {
+        const from = path(s, r.from)
+        const to = path(s, r.to)
+        await v(s).rename(from, to, callerOf(r.caller))
+        this.sessions.renamed(s.served, from, to)
+        return {}
+      })),
+      Chmod: this.op<R>('chmod', (r, s) => shared(s, () => empty(v(s).chmod(path(s, r.path, 'nofollow'), r.mode, callerOf(r.caller))))),
+      Chown: this.op<R>('chown', (r, s) => shared(s, () => empty(v(s).chown(path(s, r.path), Number(r.uid), Number(r.gid), callerOf(r.caller))))),
+      Utimens: this.op<R>('utimens', (r, s) => shared(s, () => empty(v(s).utimens(path(s, r.path), time(r.atime), time(r.mtime), callerOf(r.caller))))),
+
+      Setxattr: this.op<R>('setxattr', (r, s) => shared(s, () => empty(v(s).setxattr(path(s, r.path), String(r.name), r.value as Buffer, r.flags, callerOf(r.caller))))),
+      Getxattr: this.op<R>('getxattr', (r, s) => shared(s, async () => ({data: await v(s).getxattr(path(s, r.path), String(r.name))}))),
+      Listxattr: this.op<R>('listxattr', (r, s) => shared(s, async () => ({names: await v(s).listxattr(path(s, r.path))}))),
+      Removexattr: this.op<R>('removexattr', (r, s) => shared(s, () => empty(v(s).removexattr(path(s, r.path), String(r.name), callerOf(r.caller))))),
+
+      Sync: this.op<R>('sync', (_r, s) => empty(v(s).sync())),
+
+      MemberList: this.op<R>('member-list', async (_r, s) => ({members: s.served.members.list()})),
+      MemberAdd: this.op<R>('member-add', (r, s) => this.membership(() => s.served.members.add(String(r.member), s.member, callerOf(r.caller)))),
+      MemberRemove: this.op<R>('member-remove', (r, s) => this.membership(() => s.served.members.remove(String(r.member), s.member, callerOf(r.caller)))),
+    }
+  }
+
+  private async membership(work: () => Promise<string[]>): Promise<R> {
+    try {
+      return {members: await work()}
+    } catch (error) {
+      if (error instanceof PacioError) throw status(grpc.status.FAILED_PRECONDITION, error.message)
+      throw error
+    }
+  }
+}
+
+type R = Record<string, unknown>
