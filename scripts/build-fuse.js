@@ -55,7 +55,7 @@ if (patchPackage) {
 const out = path.join(dir, 'build', 'Release', 'fuse.node')
 const stampFile = path.join(dir, 'build', 'paciofs-build.stamp')
 const hash = createHash('sha256')
-for (const f of ['fuse-native.c', 'semaphore.h', 'binding.gyp']) hash.update(fs.readFileSync(path.join(dir, f)))
+for (const f of ['fuse-native.c', 'passthrough.h', 'semaphore.h', 'binding.gyp']) hash.update(fs.readFileSync(path.join(dir, f)))
 hash.update(execFileSync('pkg-config', ['--modversion', '--cflags', '--libs', 'fuse'], {encoding: 'utf8'}))
 hash.update(`${process.platform}-${process.arch}`)
 const stamp = hash.digest('hex')
@@ -92,7 +92,7 @@ if (!built()) {
 // 4. Check that fuse-native now loads the patched build, not the prebuild.
 const check = spawnSync(
   process.execPath,
-  ['-e', 'const b = require("node-gyp-build")(process.argv[1]); process.exit(typeof b.fuse_native_get_context === "function" ? 0 : 3)', dir],
+  ['-e', 'const b = require("node-gyp-build")(process.argv[1]); process.exit(typeof b.fuse_native_get_context === "function" && typeof b.fuse_native_pt_attach === "function" ? 0 : 3)', dir],
   {cwd: dir, encoding: 'utf8'},
 )
 if (check.status !== 0) fail(`fuse-native does not load the patched build ${path.relative(root, out)}:\n${check.stderr}`)
