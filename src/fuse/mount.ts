@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import type {Passthrough} from '../volume/passthrough.js'
 import type {Volume} from '../volume/types.js'
 import {makeOps, type AdapterEvents} from './adapter.js'
 
@@ -23,6 +24,7 @@ interface FuseClass {
   new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance
   UTIME_NOW: bigint
   UTIME_OMIT: bigint
+  passthrough?: Passthrough
 }
 
 function loadFuse(): FuseClass {
@@ -88,6 +90,9 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
     throw new PacioError('EPERM', 'mounting with allow_other and per-user ownership needs root',
       {suggestion: 'run paciofs mount as root (e.g. with sudo)'})
   }
+
+  // read/write on the binding's FUSE threads; PACIOFS_PASSTHROUGH=0 keeps every request in JS (for comparisons)
+  if (Fuse.passthrough && volume.usePassthrough && process.env.PACIOFS_PASSTHROUGH !== '0') volume.usePassthrough(Fuse.passthrough)
 
   let fuse: FuseInstance
   const context = {context: () => fuse.context()}
