@@ -37,10 +37,10 @@ export function paciofs(args: string[], opts: {configDir?: string; cacheDir?: st
   return run(process.execPath, [BIN, ...args], {env, timeoutMs: opts.timeoutMs ?? 60_000})
 }
 
-export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]} = {}): Promise<PacioMount> {
+export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]; env?: Record<string, string>} = {}): Promise<PacioMount> {
   await mkdir(mountpoint, {recursive: true})
   const child = spawn(process.execPath, [BIN, 'mount', mountpoint, '--volume', volume, ...(opts.extraArgs ?? [])], {
-    env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config')}),
+    env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), ...opts.env}),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
