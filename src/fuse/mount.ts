@@ -91,8 +91,10 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
       {suggestion: 'run paciofs mount as root (e.g. with sudo)'})
   }
 
-  // read/write on the binding's FUSE threads; PACIOFS_PASSTHROUGH=0 keeps every request in JS (for comparisons)
-  if (Fuse.passthrough && volume.usePassthrough && process.env.PACIOFS_PASSTHROUGH !== '0') volume.usePassthrough(Fuse.passthrough)
+  // read/write on the binding's FUSE threads; for comparisons, PACIOFS_PASSTHROUGH=0 keeps every
+  // request in JS, PACIOFS_PASSTHROUGH=reads lets the binding serve reads only
+  const mode = process.env.PACIOFS_PASSTHROUGH
+  if (Fuse.passthrough && volume.usePassthrough && mode !== '0') volume.usePassthrough(Fuse.passthrough, {writes: mode !== 'reads'})
 
   let fuse: FuseInstance
   const context = {context: () => fuse.context()}

@@ -331,8 +331,8 @@ export class HistoryView implements Volume {
   }
 
   /** The present's handles may be served by the binding; the past's (fh >= FH_BASE) never are. */
-  usePassthrough(pt: Passthrough): void {
+  usePassthrough(pt: Passthrough, opts?: {writes?: boolean}): void {
     pt.xattrSkip(ROOT)
-    this.inner.usePassthrough?.(pt)
+    this.inner.usePassthrough?.(pt, opts)
   }
 }

@@ -77,6 +77,7 @@ export class LocalVolume implements Volume {
   private readonly uid = process.getuid?.() ?? 0
   private readonly gid = process.getgid?.() ?? 0
   private pt?: Passthrough
+  private ptWrites = true // false: the binding serves reads only (gates never open)
 
   constructor(readonly root: string, private readonly recorder: Recorder, opts: LocalVolumeOptions = {}) {
     this.paths = new PathResolver(root)
@@ -92,8 +93,9 @@ export class LocalVolume implements Volume {
    * Lets the FUSE binding serve read and write of handles opened from now on
    * on its own threads (writes only while they change nothing to record).
    */
-  usePassthrough(pt: Passthrough): void {
+  usePassthrough(pt: Passthrough, opts: {writes?: boolean} = {}): void {
     this.pt = pt
+    this.ptWrites = opts.writes ?? true
     pt.xattrSkip(`/${STATE_DIR}`)
     pt.xattrRoot(this.root)
   }
@@ -176,7 +178,7 @@ export class LocalVolume implements Volume {
   /** Lets the binding serve this handle's writes, if they change nothing the recorder must see first. */
   private openGate(fh: number, h: Handle): void {
     const c = h.content
-    if (this.pt && h.native && c?.dirty && c.writers === 1 && !this.capturing.has(c.key)) this.pt.gate(fh, true)
+    if (this.pt && this.ptWrites && h.native && c?.dirty && c.writers === 1 && !this.capturing.has(c.key)) this.pt.gate(fh, true)
   }
 
   /** Stops the binding using the handle's fd (call before closing it). */
