@@ -41,7 +41,7 @@ if (pc.error || pc.status !== 0) fail(`libfuse2 development files not found via 
 const patchPackage = tryResolve('patch-package/index.js')
 if (patchPackage) {
   const r = spawnSync(process.execPath, [patchPackage, '--error-on-fail'], {cwd: root, encoding: 'utf8'})
-  if (r.status !== 0) fail(`patch-package failed:\n${r.stdout}${r.stderr}`)
+  if (r.status !== 0) fail(`patch-package failed (if node_modules/fuse-native carries an older version of the patch, reinstall it: rm -rf node_modules && npm ci):\n${r.stdout}${r.stderr}`)
 } else {
   // Installs without devDependencies: apply with patch(1) unless already applied.
   const patch = (args) => spawnSync('patch', ['-p1', '-s', '-f', ...args, '-i', PATCH], {cwd: root, encoding: 'utf8'})
