@@ -41,7 +41,7 @@ if (pc.error || pc.status !== 0) fail(`libfuse2 development files not found via 
 const patchPackage = tryResolve('patch-package/index.js')
 if (patchPackage) {
   const r = spawnSync(process.execPath, [patchPackage, '--error-on-fail'], {cwd: root, encoding: 'utf8'})
-  if (r.status !== 0) fail(`patch-package failed:\n${r.stdout}${r.stderr}`)
+  if (r.status !== 0) fail(`patch-package failed (if node_modules/fuse-native carries an older version of the patch, reinstall it: rm -rf node_modules && npm ci):\n${r.stdout}${r.stderr}`)
 } else {
   // Installs without devDependencies: apply with patch(1) unless already applied.
   const patch = (args) => spawnSync('patch', ['-p1', '-s', '-f', ...args, '-i', PATCH], {cwd: root, encoding: 'utf8'})
@@ -55,7 +55,7 @@ if (patchPackage) {
 const out = path.join(dir, 'build', 'Release', 'fuse.node')
 const stampFile = path.join(dir, 'build', 'paciofs-build.stamp')
 const hash = createHash('sha256')
-for (const f of ['fuse-native.c', 'semaphore.h', 'binding.gyp']) hash.update(fs.readFileSync(path.join(dir, f)))
+for (const f of ['fuse-native.c', 'passthrough.h', 'semaphore.h', 'binding.gyp']) hash.update(fs.readFileSync(path.join(dir, f)))
 hash.update(execFileSync('pkg-config', ['--modversion', '--cflags', '--libs', 'fuse'], {encoding: 'utf8'}))
 hash.update(`${process.platform}-${process.arch}`)
 const stamp = hash.digest('hex')
@@ -92,7 +92,7 @@ if (!built()) {
 // 4. Check that fuse-native now loads the patched build, not the prebuild.
 const check = spawnSync(
   process.execPath,
-  ['-e', 'const b = require("node-gyp-build")(process.argv[1]); process.exit(typeof b.fuse_native_get_context === "function" ? 0 : 3)', dir],
+  ['-e', 'const b = require("node-gyp-build")(process.argv[1]); process.exit(typeof b.fuse_native_get_context === "function" && typeof b.fuse_native_pt_attach === "function" ? 0 : 3)', dir],
   {cwd: dir, encoding: 'utf8'},
 )
 if (check.status !== 0) fail(`fuse-native does not load the patched build ${path.relative(root, out)}:\n${check.stderr}`)

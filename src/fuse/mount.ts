@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import type {Passthrough} from '../volume/passthrough.js'
 import type {Volume} from '../volume/types.js'
 import {makeOps, type AdapterEvents} from './adapter.js'
 
@@ -23,6 +24,7 @@ interface FuseClass {
   new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance
   UTIME_NOW: bigint
   UTIME_OMIT: bigint
+  passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number}}
 }
 
 function loadFuse(): FuseClass {
@@ -89,6 +91,11 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
       {suggestion: 'run paciofs mount as root (e.g. with sudo)'})
   }
 
+  // read/write on the binding's FUSE threads; for comparisons, PACIOFS_PASSTHROUGH=0 keeps every
+  // request in JS, PACIOFS_PASSTHROUGH=reads lets the binding serve reads only
+  const mode = process.env.PACIOFS_PASSTHROUGH
+  if (Fuse.passthrough && volume.usePassthrough && mode !== '0') volume.usePassthrough(Fuse.passthrough, {writes: mode !== 'reads'})
+
   let fuse: FuseInstance
   const context = {context: () => fuse.context()}
   const ops = makeOps(volume, context, Fuse, opts)
@@ -113,10 +120,24 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
             } catch { /* reported by the caller's check */ }
           }
 
+          writePassthroughStats(Fuse)
           resolve()
         })
       })
       return unmounting
     },
   }
+}
+
+/**
+ * PACIOFS_PASSTHROUGH_STATS=FILE: at unmount, write how many reads and writes
+ * of released handles the binding served itself, and how many writes it
+ * handed to JS (for tests and benchmarks; no effect otherwise).
+ */
+function writePassthroughStats(Fuse: FuseClass): void {
+  const file = process.env.PACIOFS_PASSTHROUGH_STATS
+  if (!file || !Fuse.passthrough) return
+  try {
+    fs.writeFileSync(file, JSON.stringify(Fuse.passthrough.totals()) + '\n')
+  } catch { /* a diagnostic only */ }
 }

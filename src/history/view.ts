@@ -19,6 +19,7 @@ import type {ExpectedTree, Inode} from '../audit/expected.js'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
 import {HistoryStore, type Manifest} from './store.js'
 import {treeAt, type Timeline} from './timeline.js'
+import type {Passthrough} from '../volume/passthrough.js'
 
 export const HISTORY_DIR = '.paciofs-history'
 const ROOT = `/${HISTORY_DIR}`
@@ -327,5 +328,11 @@ export class HistoryView implements Volume {
 
   close(): Promise<void> {
     return this.inner.close()
+  }
+
+  /** The present's handles may be served by the binding; the past's (fh >= FH_BASE) never are. */
+  usePassthrough(pt: Passthrough, opts?: {writes?: boolean}): void {
+    pt.xattrSkip(ROOT)
+    this.inner.usePassthrough?.(pt, opts)
   }
 }

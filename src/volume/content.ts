@@ -8,6 +8,7 @@
 import {createHash, type Hash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
+import type {Passthrough} from './passthrough.js'
 
 const read = promisify(fs.read)
 const open = promisify(fs.open)
@@ -16,22 +17,45 @@ const CHUNK = 1 << 20
 
 export class InodeContent {
   writers = 0
-  /** Bumped by every change to the bytes; a digest computed under an older generation is stale. */
-  gen = 0
   dirty = false
   private hash: Hash | undefined
   private hashedUpTo = 0
+  /** Changes made here (writes through the volume, invalidations, detached passthrough handles). */
+  private ownGen = 0
+  /** Open passthrough handles writing this inode: the binding counts and hashes their writes. */
+  private readonly natives = new Set<number>()
+  private pt: Passthrough | undefined
 
   constructor(readonly key: string) {}
 
-  /** A writer opens the file; `empty` when it starts with no bytes (new, O_TRUNC or size 0). */
-  openWriter(empty: boolean): void {
+  /** Bumped by every change to the bytes; a digest computed under an older generation is stale. */
+  get gen(): number {
+    let g = this.ownGen
+    for (const fh of this.natives) g += this.pt!.gen(fh)
+    return g
+  }
+
+  /**
+   * A writer opens the file; `empty` when it starts with no bytes (new, O_TRUNC
+   * or size 0). With `native`, the handle is attached to the binding, which then
+   * keeps the running digest (if one starts here) instead of this object.
+   */
+  openWriter(empty: boolean, native?: {pt: Passthrough; fh: number; fd: number; append: boolean}): void {
     this.writers++
-    if (this.writers === 1 && !this.dirty && empty) {
-      this.hash = createHash('sha256')
-      this.hashedUpTo = 0
-    } else {
-      this.hash = undefined
+    const fresh = this.writers === 1 && !this.dirty && empty
+    this.hash = fresh && !native ? createHash('sha256') : undefined
+    this.hashedUpTo = 0
+    for (const fh of this.natives) {
+      // a second writer: no running digest, and its writes come through the volume
+      this.pt!.gate(fh, false)
+      this.pt!.invalidate(fh)
+    }
+
+    if (native) {
+      const {pt, fh, fd, append} = native
+      pt.attach(fh, fd, (fresh ? pt.PT_HASH : 0) | (append ? pt.PT_APPEND : 0))
+      this.pt = pt
+      this.natives.add(fh)
     }
   }
 
@@ -39,9 +63,15 @@ export class InodeContent {
     this.writers = Math.max(0, this.writers - 1)
   }
 
-  /** Bytes [pos, pos+data.length) were written. */
+  /** Detaches a passthrough handle of this inode (before its fd is closed), keeping its writes counted. */
+  dropNative(fh: number): void {
+    if (!this.natives.delete(fh)) return
+    this.ownGen += this.pt!.detach(fh) ?? 0
+  }
+
+  /** Bytes [pos, pos+data.length) were written (not through a passthrough handle). */
   wrote(pos: number, data: Buffer, appendMode: boolean): void {
-    this.gen++
+    this.ownGen++
     if (this.hash && !appendMode && pos === this.hashedUpTo) {
       this.hash.update(data)
       this.hashedUpTo += data.length
@@ -52,14 +82,34 @@ export class InodeContent {
 
   /** The bytes changed in a way the running digest cannot follow (truncate, mmap, ...). */
   invalidate(): void {
-    this.gen++
+    this.ownGen++
     this.hash = undefined
+    for (const fh of this.natives) this.pt!.invalidate(fh)
   }
 
-  /** The running digest if it covers exactly `size` bytes. */
-  incremental(size: number): string | undefined {
-    if (!this.hash || this.hashedUpTo !== size) return undefined
-    return this.hash.copy().digest('hex')
+  /**
+   * The running digest and the size it covers, if that is the file's size:
+   * `size` is the file's size now (fstat) for a digest kept here; a passthrough
+   * handle's digest comes with its own fstat, taken under the binding's lock.
+   */
+  incremental(size: number): {size: number; digest: string} | undefined {
+    if (this.hash) return this.hashedUpTo === size ? {size, digest: this.hash.copy().digest('hex')} : undefined
+    if (this.natives.size !== 1) return undefined
+    const [fh] = this.natives
+    const s = this.pt!.state(fh)
+    return s.digest === null ? undefined : {size: s.size, digest: s.digest}
+  }
+
+  /**
+   * True if nothing was written since generation `gen`. Passthrough writes stop
+   * (their gates close) in the same step, so that the file cannot change
+   * between this check and the caller marking it clean; the volume reopens the
+   * gates on the next write it sees.
+   */
+  settle(gen: number): boolean {
+    let g = this.ownGen
+    for (const fh of this.natives) g += this.pt!.gate(fh, false)
+    return g === gen
   }
 }
 

@@ -10,6 +10,7 @@ import {EMPTY_DIGEST, InodeContent, digestFd} from './content.js'
 import type {ContentCapture} from '../history/store.js'
 import {STATE_DIR} from './layout.js'
 import {PathResolver} from './paths.js'
+import type {Passthrough} from './passthrough.js'
 import type {Recorder, RecordBody} from './recorder.js'
 import {XATTR_CREATE, XATTR_REPLACE, sys} from './sys.js'
 import type {Caller, FileType, TimeSpec, Volume} from './types.js'
@@ -31,6 +32,7 @@ interface Handle {
   path: string // kept current across renames, for periodic digests
   content?: InodeContent // set for handles open for writing
   append: boolean
+  native?: boolean // attached to the FUSE binding's passthrough (see passthrough.ts)
 }
 
 export interface LocalVolumeOptions {
@@ -74,6 +76,8 @@ export class LocalVolume implements Volume {
   private readonly timer?: NodeJS.Timeout
   private readonly uid = process.getuid?.() ?? 0
   private readonly gid = process.getgid?.() ?? 0
+  private pt?: Passthrough
+  private ptWrites = true // false: the binding serves reads only (gates never open)
 
   constructor(readonly root: string, private readonly recorder: Recorder, opts: LocalVolumeOptions = {}) {
     this.paths = new PathResolver(root)
@@ -83,6 +87,17 @@ export class LocalVolume implements Volume {
       this.timer = setInterval(() => this.digestOpenFiles(), every)
       this.timer.unref()
     }
+  }
+
+  /**
+   * Lets the FUSE binding serve read and write of handles opened from now on
+   * on its own threads (writes only while they change nothing to record).
+   */
+  usePassthrough(pt: Passthrough, opts: {writes?: boolean} = {}): void {
+    this.pt = pt
+    this.ptWrites = opts.writes ?? true
+    pt.xattrSkip(`/${STATE_DIR}`)
+    pt.xattrRoot(this.root)
   }
 
   // ---- reads -------------------------------------------------------------
@@ -136,16 +151,41 @@ export class LocalVolume implements Volume {
 
   private async attach(path: string, fd: number, flags: number, caller: Caller, isNew: boolean): Promise<number> {
     const writable = (flags & O_ACCMODE) !== C.O_RDONLY
-    const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0}
-    if (writable) {
-      const st = await p.fstat(fd)
-      h.content = this.inode(st)
-      h.content.openWriter(isNew || st.size === 0n)
-      if (!isNew && (flags & C.O_TRUNC) !== 0) await this.beginWrite(path, h.content, caller)
+    const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
+    try {
+      if (writable) {
+        const st = await p.fstat(fd)
+        h.content = this.inode(st)
+        h.content.openWriter(isNew || st.size === 0n, this.native(h))
+        if (!isNew && (flags & C.O_TRUNC) !== 0) await this.beginWrite(path, h.content, caller)
+      } else {
+        this.pt?.attach(fd, fd, 0) // reads only
+      }
+    } catch (error) {
+      this.detach(fd, h)
+      throw error
     }
 
     this.handles.set(fd, h)
+    this.openGate(fd, h)
     return fd
+  }
+
+  private native(h: Handle): {pt: Passthrough; fh: number; fd: number; append: boolean} | undefined {
+    return this.pt && {pt: this.pt, fh: h.fd, fd: h.fd, append: h.append}
+  }
+
+  /** Lets the binding serve this handle's writes, if they change nothing the recorder must see first. */
+  private openGate(fh: number, h: Handle): void {
+    const c = h.content
+    if (this.pt && this.ptWrites && h.native && c?.dirty && c.writers === 1 && !this.capturing.has(c.key)) this.pt.gate(fh, true)
+  }
+
+  /** Stops the binding using the handle's fd (call before closing it). */
+  private detach(fh: number, h: Handle): void {
+    if (!h.native) return
+    if (h.content) h.content.dropNative(fh)
+    else this.pt!.detach(fh)
   }
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
@@ -174,18 +214,27 @@ export class LocalVolume implements Volume {
       if (own.uid !== this.uid || own.gid !== this.gid) fs.fchownSync(fd, own.uid, own.gid)
       const st = fs.fstatSync(fd, {bigint: true})
       const writable = (flags & O_ACCMODE) !== C.O_RDONLY
-      const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0}
+      const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
       if (writable) {
         // a new file is written from its start: it is dirty from now on, and its
         // create record says so, so that a crash before its digest shows as interrupted
         h.content = this.inode(st)
-        h.content.openWriter(true)
+        h.content.openWriter(true, this.native(h))
         h.content.dirty = true
+      } else {
+        this.pt?.attach(fd, fd, 0)
       }
 
-      await this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: own.uid, gid: own.gid, size: 0, digest: EMPTY_DIGEST,
-        ...(writable ? {writing: true} : {})}, caller)
+      try {
+        await this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: own.uid, gid: own.gid, size: 0, digest: EMPTY_DIGEST,
+          ...(writable ? {writing: true} : {})}, caller)
+      } catch (error) {
+        this.detach(fd, h)
+        throw error
+      }
+
       this.handles.set(fd, h)
+      this.openGate(fd, h)
       return fd
     } catch (error) {
       fs.closeSync(fd)
@@ -207,6 +256,8 @@ export class LocalVolume implements Volume {
   // Reads and writes are single pread/pwrite calls on the backing file, made
   // synchronously: on a local disk they take microseconds, less than a hop
   // through libuv's thread pool and back, and the FUSE thread waits either way.
+  // Under FUSE with passthrough, the binding serves reads itself, and writes
+  // whenever the handle's gate is open; these are the rest.
   async read(_path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     return fs.readSync(this.handle(fh).fd, buf, 0, len, pos)
   }
@@ -222,6 +273,12 @@ export class LocalVolume implements Volume {
     path ||= h.path // an unlinked open file has no path (hard_remove)
     if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)
     if (h.content && !h.content.dirty) await this.beginWrite(path, h.content, caller)
+    if (h.native) {
+      const n = this.pt!.write(fh, buf, len, pos) // counted and hashed by the binding
+      this.openGate(fh, h)
+      return n
+    }
+
     const n = fs.writeSync(h.fd, buf, 0, len, pos)
     h.content?.wrote(pos, buf.subarray(0, n), h.append)
     return n
@@ -251,6 +308,7 @@ export class LocalVolume implements Volume {
       }
     } finally {
       this.handles.delete(fh)
+      this.detach(fh, h)
       fs.closeSync(h.fd)
     }
   }
@@ -265,12 +323,13 @@ export class LocalVolume implements Volume {
         return
       }
 
-      const size = Number(st.size)
-      let digest = c.incremental(size)
+      const running = c.incremental(Number(st.size))
+      const size = running?.size ?? Number(st.size)
+      let digest = running?.digest
       const later = this.history !== undefined && digest !== undefined && size > CAPTURE_INLINE_MAX
       if (this.history && !later) digest = (await this.history.capture(h.fd)).digest // one pass: digest and stored version
       else if (digest === undefined) digest = (await digestFd(h.fd)).digest
-      if (gen !== c.gen) continue // written meanwhile: hash again
+      if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
         await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) })

@@ -5,6 +5,7 @@
  * the FUSE adapter maps them to negative errno values at its boundary.
  */
 import type {BigIntStats, StatsFs} from 'node:fs'
+import type {Passthrough} from './passthrough.js'
 
 /** Who asked for an operation: the calling process as the kernel saw it. */
 export interface Caller {
@@ -53,6 +54,9 @@ export interface Volume {
   /** Flush pending records and wait until they are committed on the ledger. */
   sync(): Promise<void>
   close(): Promise<void>
+
+  /** Optional: let the FUSE binding serve read/write of open files on its own threads (see passthrough.ts). */
+  usePassthrough?(pt: Passthrough, opts?: {writes?: boolean}): void
 }
 
 export type FileType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chr' | 'blk' | 'sock'

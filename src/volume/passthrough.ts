@@ -1,0 +1,42 @@
+/**
+ * The port through which a FUSE binding serves read and write of open files
+ * on its own threads, without a round trip to the event loop per request
+ * (implemented by the patched fuse-native: patches/, passthrough.h).
+ *
+ * The volume attaches each handle's backing fd; reads are then served by the
+ * binding. Writes are served there only while the volume holds the handle's
+ * gate open, which it does only when a write changes nothing it must record
+ * (the file is already dirty, it is the inode's only writer, no capture of
+ * the inode runs). Otherwise writes come to the volume as before, which writes
+ * through `write` so that the binding counts (`gen`) and hashes every write of
+ * the handle. `settle` closes the gate only if no write happened since a given
+ * generation: a digest and "clean" are then true at one instant.
+ */
+export interface Passthrough {
+  /** Attach flag: the file starts empty; keep a running SHA-256 of sequential writes. */
+  readonly PT_HASH: number
+  /** Attach flag: the fd is O_APPEND (writes land at the end, not at their offset). */
+  readonly PT_APPEND: number
+  attach(fh: number, fd: number, flags: number): void
+  /** Opens or closes the gate; returns the handle's generation. */
+  gate(fh: number, open: boolean): number
+  gen(fh: number): number
+  /** Closes the gate and returns true if the generation is still `gen`. */
+  settle(fh: number, gen: number): boolean
+  /** A write made by the volume (gate closed): pwrite, counted and hashed. */
+  write(fh: number, buf: Buffer, len: number, pos: number): number
+  /** The running digest can no longer follow the bytes (truncate, a second writer). */
+  invalidate(fh: number): void
+  /** File size (fstat) and, if it covers exactly that size, the running digest, at one instant. */
+  state(fh: number): {gen: number; size: number; digest: string | null; fastReads: number; fastWrites: number}
+  /** Detaches fh (waiting for the binding's threads to leave it); returns its final generation, null if not attached. */
+  detach(fh: number): number | null
+  /**
+   * Backing directory for the one getxattr the kernel makes before every
+   * write(2) (security.capability), answered by the binding with lgetxattr on
+   * the backing path instead of a trip to the volume; null stops it.
+   */
+  xattrRoot(root: string | null): void
+  /** A volume path (and everything below it) whose xattrs the binding leaves to the volume. */
+  xattrSkip(prefix: string): void
+}
