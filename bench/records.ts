@@ -45,7 +45,7 @@ export async function benchRecords(seconds: number, rate: number): Promise<Recor
     const port: BroadcastPort = {
       pid: bc.pid,
       flush: () => bc.flush(),
-      broadcastMany: payloads => bc.broadcastMany(payloads).map(p => p.then((d: Delivery) => {
+      broadcastJournaled: payloads => bc.broadcastJournaled(payloads).map(p => p.then((d: Delivery) => {
         const t0 = started.get(d.payload.toString('hex'))
         if (t0 !== undefined) latencies.push(performance.now() - t0)
         return d

@@ -2,10 +2,15 @@
  * The recorder turns file-system operations into records:
  *   hash = sha256(salt || canonical(record)), a fresh 32-byte salt each time.
  * The journal keeps (record, salt, hash); the broadcast layer carries only the
- * hash to the ledger. `record()` resolves once the row is in the journal (one
- * SQLite transaction per event-loop turn, however many operations arrived in
- * it), which is what an operation waits for before it returns to its caller.
- * Ledger commit happens behind it, in batches; `committed()` waits for it.
+ * hash to the ledger. `record()` resolves once the row is in the journal,
+ * which is what an operation waits for before it returns to its caller. The
+ * rows are written in a microtask: one SQLite transaction for every record
+ * made while the current callback runs, and no wait for another turn of the
+ * event loop (each turn costs an operation more than the insert itself).
+ * The journal is the durable queue towards the ledger: the hashes go to the
+ * broadcast without a second write (broadcastJournaled), and after a crash
+ * recover() sends again whatever the ledger does not have. Ledger commit
+ * happens behind it, in batches; `committed()` waits for it.
  */
 import {randomBytes} from 'node:crypto'
 import {canonical, type Canonical} from '../crypto/canonical.js'
@@ -17,8 +22,12 @@ import type {Caller, FsRecord} from './types.js'
 /** What the recorder needs of the broadcast layer. */
 export interface BroadcastPort {
   readonly pid: string
-  /** Queues payloads (persisted when it returns); each promise resolves once committed. */
-  broadcastMany(payloads: Buffer[]): Array<Promise<Delivery>>
+  /**
+   * Queues payloads the caller has journaled itself (a crash may drop them
+   * from the broadcast's queue: recover() re-sends them); each promise
+   * resolves once committed.
+   */
+  broadcastJournaled(payloads: Buffer[]): Array<Promise<Delivery>>
   flush(): Promise<void>
 }
 
@@ -72,7 +81,7 @@ export class Recorder {
       this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, resolve, reject})
       if (!this.scheduled) {
         this.scheduled = true
-        setImmediate(() => this.flushJournal())
+        queueMicrotask(() => this.flushJournal())
       }
     })
   }
@@ -97,7 +106,7 @@ export class Recorder {
   private send(hashes: Buffer[], keys?: number[]): void {
     let sent: Array<Promise<Delivery>>
     try {
-      sent = this.bc.broadcastMany(hashes)
+      sent = this.bc.broadcastJournaled(hashes)
     } catch (error) {
       this.failed = error
       return

@@ -15,7 +15,7 @@ export class InstantBroadcast implements BroadcastPort {
     return d
   }
 
-  broadcastMany(payloads: Buffer[]): Array<Promise<Delivery>> {
+  broadcastJournaled(payloads: Buffer[]): Array<Promise<Delivery>> {
     return payloads.map(p => this.broadcast(p))
   }
 
