@@ -49,7 +49,7 @@ export async function openVolumeStack(dir: string, opts: {create: boolean; ident
     const ledger = await EmbeddedLedger.open({file: layout.ledger, ledgerId: meta.id, identity: nodeIdentity(layout)})
     undo.push(() => ledger.close())
     const bc = new Broadcast({ledger, identity: user, file: layout.broadcast})
-    const journal = Journal.open(layout.journal, meta.id)
+    const journal = Journal.open(layout.journal, meta.id, {backgroundCheckpoints: true})
     undo.push(() => journal.close())
 
     await bc.open()
