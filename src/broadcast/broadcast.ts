@@ -57,6 +57,11 @@ interface InFlight {
   qids: number[]
 }
 
+/** Key of a payload in the pending set: small payloads (a record's salted hash) as themselves, others by their hash. */
+function pendingKey(payload: Buffer): string {
+  return payload.length <= 64 ? `=${payload.toString('hex')}` : sha256Hex(payload)
+}
+
 export class Broadcast {
   readonly pid: string
   readonly ledger: Ledger
@@ -165,7 +170,7 @@ export class Broadcast {
   }
 
   private countPending(payload: Buffer, delta: number): void {
-    const h = sha256Hex(payload)
+    const h = pendingKey(payload)
     const n = (this.pendingHashes.get(h) ?? 0) + delta
     if (n <= 0) this.pendingHashes.delete(h)
     else this.pendingHashes.set(h, n)
@@ -237,7 +242,7 @@ export class Broadcast {
 
   /** True while a payload with these bytes is queued or in the outbox (not yet seen committed). */
   isPending(payload: Buffer): boolean {
-    return this.pendingHashes.has(sha256Hex(payload))
+    return this.pendingHashes.has(pendingKey(payload))
   }
 
   /** Resolves when everything queued so far is committed. */
