@@ -4,7 +4,9 @@
  * crosses the mark, with two fsyncs (synchronous=NORMAL): on the journal that
  * is the event loop, stalled every few hundred operations. Here a worker
  * thread with its own connection runs a PASSIVE checkpoint (it never blocks
- * the writer) every `everyMs`, and the writer's connection turns its own
+ * the writer) every `everyMs` (500 ms: each checkpoint is two fsyncs, and an
+ * fsync on ext4 makes every other metadata change on the disk wait for the
+ * journal commit), and the writer's connection turns its own
  * automatic checkpoints off. If the worker dies, the writer gets them back.
  *
  * Crash safety is SQLite's: a committed transaction is in the WAL whether or
@@ -42,7 +44,7 @@ export interface Checkpointer {
   stop(): Promise<void>
 }
 
-export function startCheckpointer(db: Database.Database, file: string, everyMs = 200): Checkpointer {
+export function startCheckpointer(db: Database.Database, file: string, everyMs = 500): Checkpointer {
   const worker = new Worker(WORKER, {eval: true, workerData: {file, everyMs, sqlite: require.resolve('better-sqlite3')}})
   worker.unref()
   db.pragma('wal_autocheckpoint = 0')
