@@ -46,11 +46,14 @@ export async function benchRecords(seconds: number, rate: number): Promise<Recor
     const port: BroadcastPort = {
       pid: bc.pid,
       flush: () => bc.flush(),
-      broadcastJournaled: payloads => bc.broadcastJournaled(payloads).map(p => p.then((d: Delivery) => {
-        const t0 = started.get(d.payload.toString('hex'))
-        if (t0 !== undefined) latencies.push(performance.now() - t0)
-        return d
-      })),
+      broadcastJournaled: (payloads, sink, tags) => bc.broadcastJournaled(payloads, {
+        delivered(tag: number, d: Delivery) {
+          const t0 = started.get(d.payload.toString('hex'))
+          if (t0 !== undefined) latencies.push(performance.now() - t0)
+          sink.delivered(tag, d)
+        },
+        failed: (tag: number, e: Error) => sink.failed(tag, e),
+      }, tags),
     }
     const recorder = new Recorder(journal, port, bc.pid)
     const who = {uid: 0, gid: 0, pid: 1}

@@ -22,7 +22,7 @@ import type {Ledger} from '../ledger/types.js'
 import {deliver, type DeliverOptions, type DeliveryStream} from './deliver.js'
 import {decodeEnvelope, encodeEnvelope, envelopeId, signEnvelope, verifyEnvelope} from './envelope.js'
 import {BroadcastState} from './state.js'
-import type {Delivery, Envelope, Violation} from './types.js'
+import type {Delivery, DeliverySink, Envelope, Violation} from './types.js'
 
 export interface BroadcastOptions {
   ledger: Ledger
@@ -48,6 +48,18 @@ export interface BroadcastOptions {
 interface Waiter {
   resolve: (d: Delivery) => void
   reject: (e: Error) => void
+}
+
+/** The waiter of a journaled payload: reports to the caller's sink, without a promise. */
+class SinkWaiter implements Waiter {
+  constructor(private readonly sink: DeliverySink, private readonly tag: number) {}
+  resolve(d: Delivery): void {
+    this.sink.delivered(this.tag, d)
+  }
+
+  reject(e: Error): void {
+    this.sink.failed(this.tag, e)
+  }
 }
 
 interface InFlight {
@@ -226,18 +238,20 @@ export class Broadcast {
    * sealed into an envelope, which saves one SQLite transaction per call. A
    * crash may lose them from the queue; the caller must then find which of
    * its payloads are not on the ledger and send those again (Recorder.recover
-   * does). Same ordering and delivery as broadcastMany().
+   * does). Same ordering as broadcastMany(); each outcome goes to
+   * `sink` with the payload's tag (tags[i]), not to a promise per payload.
+   * The Buffers are kept as they are: the caller must not change them.
    */
-  broadcastJournaled(payloads: Buffer[]): Array<Promise<Delivery>> {
+  broadcastJournaled(payloads: Buffer[], sink: DeliverySink, tags: readonly number[]): void {
     this.assertOpen()
-    for (const p of payloads) if (!(p instanceof Uint8Array)) throw new PacioError('EINPUT', 'broadcastJournaled() takes Buffers')
-    const out = payloads.map((p) => {
+    if (tags.length !== payloads.length) throw new PacioError('EINPUT', 'broadcastJournaled() takes one tag per payload')
+    for (const p of payloads) if (!Buffer.isBuffer(p)) throw new PacioError('EINPUT', 'broadcastJournaled() takes Buffers')
+    for (let i = 0; i < payloads.length; i++) {
       const qid = this.nextJournaled++
-      this.remember({qid, payload: Buffer.from(p), stored: false})
-      return this.watch(qid)
-    })
+      this.remember({qid, payload: payloads[i], stored: false})
+      this.waiters.set(qid, new SinkWaiter(sink, tags[i]))
+    }
     this.pump()
-    return out
   }
 
   /** True while a payload with these bytes is queued or in the outbox (not yet seen committed). */
