@@ -67,7 +67,7 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     // more records, while staying well below a chain's data limit per transaction (2 MiB by default).
     const mc = ledger.driver === 'multichain'
     const bc = new Broadcast({ledger, identity: user, file: layout.broadcast, maxBatch: mc ? 10_000 : undefined, maxBatchBytes: mc ? 512 * 1024 : undefined})
-    const journal = Journal.open(layout.journal, meta.id)
+    const journal = Journal.open(layout.journal, meta.id, {backgroundCheckpoints: true})
     undo.push(() => journal.close())
 
     await bc.open()

@@ -22,14 +22,20 @@ import type {Ledger} from '../ledger/types.js'
 import {deliver, type DeliverOptions, type DeliveryStream} from './deliver.js'
 import {decodeEnvelope, encodeEnvelope, envelopeId, signEnvelope, verifyEnvelope} from './envelope.js'
 import {BroadcastState} from './state.js'
-import type {Delivery, Envelope, Violation} from './types.js'
+import type {Delivery, DeliverySink, Envelope, Violation} from './types.js'
 
 export interface BroadcastOptions {
   ledger: Ledger
   identity: Identity
   /** the sender's state file, e.g. `<state dir>/broadcast.db` */
   file: string
-  /** how long the first queued payload waits for company (ms, default 5) */
+  /**
+   * how long the first queued payload waits for company (ms, default 20).
+   * Every envelope is one block on the embedded ledger, i.e. one fsync: a
+   * window of a few ms lets a steady stream of small operations fsync
+   * hundreds of times a second, which slows down every other write to the
+   * disk. flush() (a file's fsync) cuts at once and does not wait.
+   */
   flushMs?: number
   /** most payloads per envelope (default 1000) */
   maxBatch?: number
@@ -44,11 +50,28 @@ interface Waiter {
   reject: (e: Error) => void
 }
 
+/** The waiter of a journaled payload: reports to the caller's sink, without a promise. */
+class SinkWaiter implements Waiter {
+  constructor(private readonly sink: DeliverySink, private readonly tag: number) {}
+  resolve(d: Delivery): void {
+    this.sink.delivered(this.tag, d)
+  }
+
+  reject(e: Error): void {
+    this.sink.failed(this.tag, e)
+  }
+}
+
 interface InFlight {
   seq: number
   envelope: Envelope
   bytes: Buffer
   qids: number[]
+}
+
+/** Key of a payload in the pending set: small payloads (a record's salted hash) as themselves, others by their hash. */
+function pendingKey(payload: Buffer): string {
+  return payload.length <= 64 ? `=${payload.toString('hex')}` : sha256Hex(payload)
 }
 
 export class Broadcast {
@@ -58,8 +81,8 @@ export class Broadcast {
   private state?: BroadcastState
   private seq = 0
   private prev = ''
-  /** queued payloads in order, mirrored in memory */
-  private queue: Array<{qid: number; payload: Buffer}> = []
+  /** queued payloads in order, mirrored in memory (stored: in the state file's queue) */
+  private queue: Array<{qid: number; payload: Buffer; stored: boolean}> = []
   private queueBytes = 0
   private firstQueuedAt = 0
   /** outbox envelopes to (re)send, in seq order */
@@ -67,6 +90,8 @@ export class Broadcast {
   private sending = false
   private timer?: NodeJS.Timeout
   private readonly waiters = new Map<number, Waiter>()
+  /** ids of journaled payloads: far below any queue row id (requeue() may go a little below 1) */
+  private nextJournaled = -(2 ** 52)
   private readonly pendingHashes = new Map<string, number>()
   private idle: Array<{resolve: () => void; reject: (e: Error) => void}> = []
   private opened = false
@@ -79,7 +104,7 @@ export class Broadcast {
     this.opts = {
       identity: opts.identity,
       file: opts.file,
-      flushMs: opts.flushMs ?? 5,
+      flushMs: opts.flushMs ?? 20,
       maxBatch: opts.maxBatch ?? 1000,
       maxBatchBytes: opts.maxBatchBytes ?? 1024 * 1024,
       retryMs: opts.retryMs ?? 50,
@@ -100,7 +125,7 @@ export class Broadcast {
       st.close()
       throw error
     }
-    for (const row of st.queued()) this.remember({qid: row.id, payload: row.payload})
+    for (const row of st.queued()) this.remember({qid: row.id, payload: row.payload, stored: true})
     this.opened = true
     this.pump()
     return this
@@ -157,13 +182,13 @@ export class Broadcast {
   }
 
   private countPending(payload: Buffer, delta: number): void {
-    const h = sha256Hex(payload)
+    const h = pendingKey(payload)
     const n = (this.pendingHashes.get(h) ?? 0) + delta
     if (n <= 0) this.pendingHashes.delete(h)
     else this.pendingHashes.set(h, n)
   }
 
-  private remember(item: {qid: number; payload: Buffer}): void {
+  private remember(item: {qid: number; payload: Buffer; stored: boolean}): void {
     if (this.queue.length === 0) this.firstQueuedAt = performance.now()
     this.queue.push(item)
     this.queueBytes += item.payload.length
@@ -187,7 +212,7 @@ export class Broadcast {
     if (!(payload instanceof Uint8Array)) throw new PacioError('EINPUT', 'broadcast() takes a Buffer')
     const buf = Buffer.from(payload)
     const qid = this.state!.enqueue(buf)
-    this.remember({qid, payload: buf})
+    this.remember({qid, payload: buf, stored: true})
     const p = this.watch(qid)
     this.pump()
     return p
@@ -200,16 +225,38 @@ export class Broadcast {
     const bufs = payloads.map((p) => Buffer.from(p))
     const qids = this.state!.enqueueMany(bufs)
     const out = qids.map((qid, i) => {
-      this.remember({qid, payload: bufs[i]})
+      this.remember({qid, payload: bufs[i], stored: true})
       return this.watch(qid)
     })
     this.pump()
     return out
   }
 
+  /**
+   * Queue payloads that the caller has already made durable itself (the
+   * volume's journal): they are not written to the state file until they are
+   * sealed into an envelope, which saves one SQLite transaction per call. A
+   * crash may lose them from the queue; the caller must then find which of
+   * its payloads are not on the ledger and send those again (Recorder.recover
+   * does). Same ordering as broadcastMany(); each outcome goes to
+   * `sink` with the payload's tag (tags[i]), not to a promise per payload.
+   * The Buffers are kept as they are: the caller must not change them.
+   */
+  broadcastJournaled(payloads: Buffer[], sink: DeliverySink, tags: readonly number[]): void {
+    this.assertOpen()
+    if (tags.length !== payloads.length) throw new PacioError('EINPUT', 'broadcastJournaled() takes one tag per payload')
+    for (const p of payloads) if (!Buffer.isBuffer(p)) throw new PacioError('EINPUT', 'broadcastJournaled() takes Buffers')
+    for (let i = 0; i < payloads.length; i++) {
+      const qid = this.nextJournaled++
+      this.remember({qid, payload: payloads[i], stored: false})
+      this.waiters.set(qid, new SinkWaiter(sink, tags[i]))
+    }
+    this.pump()
+  }
+
   /** True while a payload with these bytes is queued or in the outbox (not yet seen committed). */
   isPending(payload: Buffer): boolean {
-    return this.pendingHashes.has(sha256Hex(payload))
+    return this.pendingHashes.has(pendingKey(payload))
   }
 
   /** Resolves when everything queued so far is committed. */
@@ -271,7 +318,18 @@ export class Broadcast {
     const envelope = signEnvelope(this.opts.identity, {seq, prev: this.prev, payloads: items.map((i) => i.payload)})
     const bytesOut = encodeEnvelope(envelope)
     const id = envelopeId(envelope)
-    this.state!.seal(seq, id, bytesOut, items[0].qid, items[n - 1].qid)
+    // the queue rows this envelope takes out of the state file (journaled payloads have none)
+    let first = 0
+    let last = -1
+    let any = false
+    for (const i of items) {
+      if (!i.stored) continue
+      if (!any) first = i.qid
+      any = true
+      last = i.qid
+    }
+    if (!any) last = first - 1
+    this.state!.seal(seq, id, bytesOut, first, last)
     this.seq = seq
     this.prev = id
     this.outbox.push({seq, envelope, bytes: bytesOut, qids: items.map((i) => i.qid)})

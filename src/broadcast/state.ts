@@ -160,12 +160,12 @@ export class BroadcastState {
     return this.db.prepare('SELECT seq, envelope, first_qid, last_qid FROM outbox ORDER BY seq').all() as OutboxRow[]
   }
 
-  /** Move queue rows first..last into a new outbox envelope and advance the position, atomically. */
+  /** Move queue rows first..last (none if last < first) into a new outbox envelope and advance the position, atomically. */
   seal(seq: number, id: string, envelope: Buffer, firstQid: number, lastQid: number): void {
     try {
       this.db.transaction(() => {
         this.q.addOutbox.run(seq, envelope, firstQid, lastQid)
-        this.q.delQueue.run(firstQid, lastQid)
+        if (lastQid >= firstQid) this.q.delQueue.run(firstQid, lastQid)
         this.q.meta.run('seq', String(seq))
         this.q.meta.run('prev', id)
       })()

@@ -23,6 +23,16 @@ export interface Delivery {
   payload: Buffer
 }
 
+/**
+ * Receives the outcome of payloads queued with Broadcast.broadcastJournaled,
+ * by the tag the caller gave each: no promise per payload.
+ */
+export interface DeliverySink {
+  delivered(tag: number, d: Delivery): void
+  /** the payload is not known to be committed (the broadcast closed first): the caller re-sends it after reopening */
+  failed(tag: number, error: Error): void
+}
+
 export type ViolationKind =
   | 'malformed' // not a decodable envelope
   | 'signature-invalid' // forged or altered

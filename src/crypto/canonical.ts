@@ -37,7 +37,6 @@ export type Canonical =
 
 export const MAX_DEPTH = 64
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 const BIGINT = /^-?(?:0|[1-9][0-9]*)$/
 
@@ -45,8 +44,10 @@ function fail(message: string): never {
   throw new CryptoError('ENONCANONICAL', message)
 }
 
+const isWellFormed = (s: string): boolean => (s as unknown as {isWellFormed(): boolean}).isWellFormed()
+
 function encodeString(s: string, at: string): string {
-  if (LONE_SURROGATE.test(s)) fail(`${at}: string holds a lone surrogate`)
+  if (!isWellFormed(s)) fail(`${at}: string holds a lone surrogate`)
   return JSON.stringify(s)
 }
 

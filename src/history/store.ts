@@ -67,8 +67,12 @@ export class HistoryError extends PacioError {
 
 /** The part of the store the volume needs: capture a file's current content. */
 export interface ContentCapture {
-  /** Reads the file open at `fd` (any access mode) from 0 to EOF and stores it. */
-  capture(fd: number): Promise<CaptureResult>
+  /**
+   * Reads the file open at `fd` (any access mode) from 0 to EOF and stores it.
+   * `known`: the content's digest and size, when the caller already has them
+   * (a file written sequentially); a version already stored is then not read again.
+   */
+  capture(fd: number, known?: {digest: string; size: number}): Promise<CaptureResult>
   /** Notes that a capture of `digest` (at volume path `volPath`) is owed; returns a token for done(). */
   promise(volPath: string, digest: string): Promise<string>
   done(token: string): Promise<void>
@@ -87,6 +91,8 @@ export class HistoryStore implements ContentCapture {
   readonly manifestDir: string
   readonly pendingDir: string
   private readonly known = new Set<string>()
+  /** digests whose manifest this store wrote or saw (a version stored: a capture of it has nothing to do) */
+  private readonly versions = new Set<string>()
 
   constructor(readonly dir: string, opts: {create?: boolean} = {}) {
     this.chunkDir = path.join(dir, 'chunks')
@@ -175,13 +181,21 @@ export class HistoryStore implements ContentCapture {
     const file = this.manifestPath(m.digest)
     try {
       await fsp.access(file)
+      this.rememberVersion(m.digest)
       return
     } catch { /* not there yet */ }
 
     await this.writeOnce(file, JSON.stringify(m))
+    this.rememberVersion(m.digest)
   }
 
-  async capture(fd: number): Promise<CaptureResult> {
+  private rememberVersion(digest: string): void {
+    if (this.versions.size > 1_000_000) this.versions.clear()
+    this.versions.add(digest)
+  }
+
+  async capture(fd: number, known?: {digest: string; size: number}): Promise<CaptureResult> {
+    if (known && (known.digest === EMPTY_DIGEST || this.versions.has(known.digest))) return {digest: known.digest, size: known.size, stored: 0}
     const small = this.captureSmallSync(fd)
     if (small) return small
     const rfd = await fsp.open(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
@@ -227,7 +241,8 @@ export class HistoryStore implements ContentCapture {
     }
 
     const manifest = this.manifestPath(digest)
-    if (!fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}))
+    if (!this.versions.has(digest) && !fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}))
+    this.rememberVersion(digest)
     return {digest, size: data.length, stored}
   }
 

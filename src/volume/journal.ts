@@ -5,10 +5,16 @@
  * can check it. SQLite in WAL mode with synchronous=NORMAL: a committed insert
  * survives kill -9 of the process (it is in the OS's hands) without an fsync
  * on the hot path; durability against power loss comes from the ledger's
- * fsync'ed commit, which `fsync` on a file waits for.
+ * fsync'ed commit, which `fsync` on a file waits for. A mount's journal has
+ * its WAL checkpoints run by a worker thread (checkpointer.ts), so that no
+ * insert on the event loop pays for them.
+ *
+ * Indexes: the hash (the ledger's payload -> its row) and the rows not yet
+ * placed; each one more index is one more page written per insert.
  */
 import Database from 'better-sqlite3'
 import {CorruptStateError, PacioError} from '../errors.js'
+import {startCheckpointer, type Checkpointer} from './checkpointer.js'
 
 export interface JournalRow {
   jseq: number
@@ -47,7 +53,7 @@ CREATE TABLE IF NOT EXISTS records(
 );
 CREATE INDEX IF NOT EXISTS records_unplaced ON records(jseq) WHERE epoch IS NULL;
 DROP INDEX IF EXISTS records_epoch;
-CREATE INDEX IF NOT EXISTS records_path ON records(path);
+DROP INDEX IF EXISTS records_path;
 `
 
 export class Journal {
@@ -55,6 +61,7 @@ export class Journal {
   private readonly insertStmt?: Database.Statement
   private readonly placeStmt?: Database.Statement
   private readonly placeByKeyStmt?: Database.Statement
+  private checkpointer?: Checkpointer
 
   private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
     this.db = db
@@ -65,7 +72,8 @@ export class Journal {
     }
   }
 
-  static open(file: string, volumeId: string, opts: {readonly?: boolean} = {}): Journal {
+  /** `backgroundCheckpoints`: a writer's WAL checkpoints run in a worker thread (for a mount; close() stops it). */
+  static open(file: string, volumeId: string, opts: {readonly?: boolean; backgroundCheckpoints?: boolean} = {}): Journal {
     let db: Database.Database
     try {
       db = new Database(file, {readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false})
@@ -90,7 +98,9 @@ export class Journal {
       throw new PacioError('EFOREIGN', `${file}: journal of another volume (${row.value}, expected ${volumeId})`)
     }
 
-    return new Journal(file, db, opts.readonly ?? false)
+    const journal = new Journal(file, db, opts.readonly ?? false)
+    if (!journal.readonly && opts.backgroundCheckpoints) journal.checkpointer = startCheckpointer(db, file)
+    return journal
   }
 
   /** Inserts a batch in one transaction; returns each row's jseq. */
@@ -151,7 +161,11 @@ export class Journal {
     return (this.db.prepare('SELECT count(*) AS n FROM records').get() as {n: number}).n
   }
 
-  close(): void {
+  /** Closes (after the checkpoint worker, if any, has closed its connection). */
+  async close(): Promise<void> {
+    const cp = this.checkpointer
+    this.checkpointer = undefined
+    if (cp) await cp.stop()
     if (this.db.open) this.db.close()
   }
 }

@@ -102,17 +102,25 @@ export class LocalVolume implements Volume {
 
   // ---- reads -------------------------------------------------------------
 
-  getattr(path: string): Promise<BigIntStats> {
-    return fsp.lstat(this.paths.resolve(path), {bigint: true})
+  // Metadata reads and changes on the backing directory are synchronous
+  // local syscalls: a few microseconds each, where a round trip through
+  // libuv's thread pool (and back to the event loop) costs far more. The
+  // kernel asks for attributes several times per created or removed file
+  // (the lookup, the parent directory's attributes after each change).
+
+  async getattr(path: string): Promise<BigIntStats> {
+    const st = fs.lstatSync(this.paths.resolve(path), {bigint: true, throwIfNoEntry: false})
+    if (!st) throw errno('ENOENT', `no such file or directory: ${path}`)
+    return st
   }
 
-  fgetattr(path: string, fh: number): Promise<BigIntStats> {
+  async fgetattr(path: string, fh: number): Promise<BigIntStats> {
     const h = this.handles.get(fh)
-    return h ? p.fstat(h.fd) : this.getattr(path)
+    return h ? fs.fstatSync(h.fd, {bigint: true}) : this.getattr(path)
   }
 
-  access(path: string, mode: number): Promise<void> {
-    return fsp.access(this.paths.resolve(path), mode)
+  async access(path: string, mode: number): Promise<void> {
+    fs.accessSync(this.paths.resolve(path), mode)
   }
 
   statfs(path: string): Promise<StatsFs> {
@@ -124,8 +132,8 @@ export class LocalVolume implements Volume {
     return path === '/' ? names.filter(n => n !== STATE_DIR) : names
   }
 
-  readlink(path: string): Promise<string> {
-    return fsp.readlink(this.paths.resolve(path))
+  async readlink(path: string): Promise<string> {
+    return fs.readlinkSync(this.paths.resolve(path))
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
@@ -199,12 +207,6 @@ export class LocalVolume implements Volume {
     }
   }
 
-  /** Owner for a new entry: the caller, with the group of a setgid parent directory. */
-  private async owner(backing: string, caller: Caller): Promise<{uid: number; gid: number}> {
-    const parent = await fsp.stat(backing.slice(0, backing.lastIndexOf('/')) || '/')
-    return {uid: caller.uid, gid: (parent.mode & S_ISGID) ? parent.gid : caller.gid}
-  }
-
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
     const backing = this.paths.resolveNew(path)
     const own = this.ownerSync(backing, caller)
@@ -242,6 +244,7 @@ export class LocalVolume implements Volume {
     }
   }
 
+  /** Owner for a new entry: the caller, with the group of a setgid parent directory. */
   private ownerSync(backing: string, caller: Caller): {uid: number; gid: number} {
     const parent = fs.statSync(backing.slice(0, backing.lastIndexOf('/')) || '/')
     return {uid: caller.uid, gid: (parent.mode & S_ISGID) ? parent.gid : caller.gid}
@@ -327,7 +330,7 @@ export class LocalVolume implements Volume {
       const size = running?.size ?? Number(st.size)
       let digest = running?.digest
       const later = this.history !== undefined && digest !== undefined && size > CAPTURE_INLINE_MAX
-      if (this.history && !later) digest = (await this.history.capture(h.fd)).digest // one pass: digest and stored version
+      if (this.history && !later) digest = (await this.history.capture(h.fd, digest === undefined ? undefined : {digest, size})).digest // one pass: digest and stored version
       else if (digest === undefined) digest = (await digestFd(h.fd)).digest
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
@@ -412,13 +415,13 @@ export class LocalVolume implements Volume {
   // ---- namespace and attribute changes -----------------------------------
 
   private async recordEntry(op: RecordBody['op'], path: string, backing: string, caller: Caller, extra: Partial<RecordBody> = {}): Promise<void> {
-    const st = await fsp.lstat(backing)
+    const st = fs.lstatSync(backing)
     await this.recorder.record({op, path, type: typeOf(st.mode), mode: st.mode, uid: st.uid, gid: st.gid, ...extra}, caller)
   }
 
-  private async chownNew(backing: string, caller: Caller): Promise<void> {
-    const own = await this.owner(backing, caller)
-    if (own.uid !== this.uid || own.gid !== this.gid) await fsp.lchown(backing, own.uid, own.gid)
+  private chownNew(backing: string, caller: Caller): void {
+    const own = this.ownerSync(backing, caller)
+    if (own.uid !== this.uid || own.gid !== this.gid) fs.lchownSync(backing, own.uid, own.gid)
   }
 
   async truncate(path: string, size: number, caller: Caller): Promise<void> {
@@ -460,70 +463,72 @@ export class LocalVolume implements Volume {
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
     if ((mode & C.S_IFMT) === C.S_IFREG || (mode & C.S_IFMT) === 0) {
-      const fd = await p.open(backing, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777)
-      await p.close(fd)
+      fs.closeSync(fs.openSync(backing, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777))
     } else {
       sys.mknod(backing, mode, rdev)
     }
 
     await this.undoOnFailure(async () => {
-      await this.chownNew(backing, caller)
+      this.chownNew(backing, caller)
       const type = typeOf(mode)
       await this.recordEntry(type === 'file' ? 'create' : 'mknod', path, backing, caller,
         type === 'file' ? {size: 0, digest: EMPTY_DIGEST} : (type === 'chr' || type === 'blk' ? {rdev} : {}))
-    }, () => fsp.unlink(backing))
+    }, () => fs.unlinkSync(backing))
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
-    const parent = await fsp.stat(backing.slice(0, backing.lastIndexOf('/')) || '/')
-    await fsp.mkdir(backing, mode & 0o7777)
+    const parent = fs.statSync(backing.slice(0, backing.lastIndexOf('/')) || '/')
+    fs.mkdirSync(backing, mode & 0o7777)
     await this.undoOnFailure(async () => {
-      if (parent.mode & S_ISGID) await fsp.chmod(backing, (mode & 0o7777) | S_ISGID)
-      await this.chownNew(backing, caller)
+      if (parent.mode & S_ISGID) fs.chmodSync(backing, (mode & 0o7777) | S_ISGID)
+      this.chownNew(backing, caller)
       await this.recordEntry('mkdir', path, backing, caller)
-    }, () => fsp.rmdir(backing))
+    }, () => fs.rmdirSync(backing))
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
-    await fsp.symlink(target, backing)
+    fs.symlinkSync(target, backing)
     await this.undoOnFailure(async () => {
-      await this.chownNew(backing, caller)
+      this.chownNew(backing, caller)
       await this.recordEntry('symlink', path, backing, caller, {target})
-    }, () => fsp.unlink(backing))
+    }, () => fs.unlinkSync(backing))
   }
 
-  private async undoOnFailure(work: () => Promise<void>, undo: () => Promise<void>): Promise<void> {
+  private async undoOnFailure(work: () => Promise<void>, undo: () => void): Promise<void> {
     try {
       await work()
     } catch (error) {
-      await undo().catch(() => {})
+      try {
+        undo()
+      } catch { /* the original error is what the caller needs */ }
+
       throw error
     }
   }
 
   async link(existing: string, path: string, caller: Caller): Promise<void> {
     await this.settled()
-    await fsp.link(this.paths.resolve(existing), this.paths.resolveNew(path))
+    fs.linkSync(this.paths.resolve(existing), this.paths.resolveNew(path))
     await this.recorder.record({op: 'link', path: existing, to: path}, caller)
   }
 
   async unlink(path: string, caller: Caller): Promise<void> {
     await this.settled()
-    await fsp.unlink(this.paths.resolve(path))
+    fs.unlinkSync(this.paths.resolve(path))
     await this.recorder.record({op: 'unlink', path}, caller)
   }
 
   async rmdir(path: string, caller: Caller): Promise<void> {
     await this.settled()
-    await fsp.rmdir(this.paths.resolve(path))
+    fs.rmdirSync(this.paths.resolve(path))
     await this.recorder.record({op: 'rmdir', path}, caller)
   }
 
   async rename(from: string, to: string, caller: Caller): Promise<void> {
     await this.settled()
-    await fsp.rename(this.paths.resolve(from), this.paths.resolveNew(to))
+    fs.renameSync(this.paths.resolve(from), this.paths.resolveNew(to))
     for (const h of this.handles.values()) {
       if (h.path === from) h.path = to
       else if (h.path.startsWith(from + '/')) h.path = to + h.path.slice(from.length)
@@ -546,16 +551,16 @@ export class LocalVolume implements Volume {
 
   async chmod(path: string, mode: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolve(path)
-    await fsp.chmod(backing, mode & 0o7777)
-    const st = await fsp.lstat(backing)
+    fs.chmodSync(backing, mode & 0o7777)
+    const st = fs.lstatSync(backing)
     await this.recorder.record({op: 'chmod', path, mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 
   async chown(path: string, uid: number, gid: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolve(path)
     const keep = (v: number) => (v === -1 || v === 0xFFFFFFFF ? -1 : v)
-    await fsp.lchown(backing, keep(uid), keep(gid))
-    const st = await fsp.lstat(backing)
+    fs.lchownSync(backing, keep(uid), keep(gid))
+    const st = fs.lstatSync(backing)
     await this.recorder.record({op: 'chown', path, uid: st.uid, gid: st.gid, mode: st.mode}, caller)
   }
 
@@ -567,14 +572,14 @@ export class LocalVolume implements Volume {
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolve(path)
     sys.lsetxattr(backing, name, value, flags & (XATTR_CREATE | XATTR_REPLACE))
-    const st = await fsp.lstat(backing)
+    const st = fs.lstatSync(backing)
     await this.recorder.record({op: 'setxattr', path, name, value: sha256Hex(value), mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 
   async removexattr(path: string, name: string, caller: Caller): Promise<void> {
     const backing = this.paths.resolve(path)
     sys.lremovexattr(backing, name)
-    const st = await fsp.lstat(backing)
+    const st = fs.lstatSync(backing)
     await this.recorder.record({op: 'removexattr', path, name, mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 

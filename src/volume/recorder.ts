@@ -2,15 +2,20 @@
  * The recorder turns file-system operations into records:
  *   hash = sha256(salt || canonical(record)), a fresh 32-byte salt each time.
  * The journal keeps (record, salt, hash); the broadcast layer carries only the
- * hash to the ledger. `record()` resolves once the row is in the journal (one
- * SQLite transaction per event-loop turn, however many operations arrived in
- * it), which is what an operation waits for before it returns to its caller.
- * Ledger commit happens behind it, in batches; `committed()` waits for it.
+ * hash to the ledger. `record()` resolves once the row is in the journal,
+ * which is what an operation waits for before it returns to its caller. The
+ * rows are written in a microtask: one SQLite transaction for every record
+ * made while the current callback runs, and no wait for another turn of the
+ * event loop (each turn costs an operation more than the insert itself).
+ * The journal is the durable queue towards the ledger: the hashes go to the
+ * broadcast without a second write (broadcastJournaled), and after a crash
+ * recover() sends again whatever the ledger does not have. Ledger commit
+ * happens behind it, in batches; `committed()` waits for it.
  */
 import {randomBytes} from 'node:crypto'
 import {canonical, type Canonical} from '../crypto/canonical.js'
 import {sha256} from '../crypto/hash.js'
-import type {Delivery} from '../broadcast/types.js'
+import type {Delivery, DeliverySink} from '../broadcast/types.js'
 import type {Journal, Placement} from './journal.js'
 import type {Caller, FsRecord} from './types.js'
 import {actingMember} from './acting.js'
@@ -18,8 +23,12 @@ import {actingMember} from './acting.js'
 /** What the recorder needs of the broadcast layer. */
 export interface BroadcastPort {
   readonly pid: string
-  /** Queues payloads (persisted when it returns); each promise resolves once committed. */
-  broadcastMany(payloads: Buffer[]): Array<Promise<Delivery>>
+  /**
+   * Queues payloads the caller has journaled itself (a crash may drop them
+   * from the broadcast's queue: recover() re-sends them); `sink` hears of
+   * each one, by its tag, once it is committed (or cannot be).
+   */
+  broadcastJournaled(payloads: Buffer[], sink: DeliverySink, tags: readonly number[]): void
   flush(): Promise<void>
 }
 
@@ -33,15 +42,20 @@ interface Queued {
 
 const SALT_POOL = 32 * 1024
 
-export class Recorder {
+/** Tag of a re-sent payload whose journal key is not at hand (it is placed by its hash). */
+const NO_KEY = -1
+
+export class Recorder implements DeliverySink {
   private queue: Queued[] = []
   private scheduled = false
   private placements: Placement[] = []
   private placing = false
-  private inflight = new Set<Promise<unknown>>()
+  /** hashes sent and not yet heard of, and who waits for that to reach 0 */
+  private unsettled = 0
+  private settledWaiters: Array<() => void> = []
   private saltPool = Buffer.alloc(0)
   private saltOffset = 0
-  private failed: unknown
+  private failedWith: unknown
 
   constructor(private readonly journal: Journal, private readonly bc: BroadcastPort, readonly member: string) {}
 
@@ -64,7 +78,7 @@ export class Recorder {
 
   /** Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger. */
   record(body: RecordBody, caller: Caller): Promise<Buffer> {
-    if (this.failed) return Promise.reject(this.failed)
+    if (this.failedWith) return Promise.reject(this.failedWith)
     const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: actingMember() ?? this.member}, at: Date.now()}
     for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
     const salt = this.salt()
@@ -73,7 +87,7 @@ export class Recorder {
       this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, resolve, reject})
       if (!this.scheduled) {
         this.scheduled = true
-        setImmediate(() => this.flushJournal())
+        queueMicrotask(() => this.flushJournal())
       }
     })
   }
@@ -86,7 +100,7 @@ export class Recorder {
     try {
       keys = this.journal.append(batch.map(q => q.row))
     } catch (error) {
-      this.failed = error
+      this.failedWith = error
       for (const q of batch) q.reject(error)
       return
     }
@@ -96,22 +110,32 @@ export class Recorder {
   }
 
   private send(hashes: Buffer[], keys?: number[]): void {
-    let sent: Array<Promise<Delivery>>
+    this.unsettled += hashes.length
     try {
-      sent = this.bc.broadcastMany(hashes)
+      this.bc.broadcastJournaled(hashes, this, keys ?? hashes.map(() => NO_KEY))
     } catch (error) {
-      this.failed = error
-      return
+      this.failedWith = error
+      this.unsettled -= hashes.length
+      this.wakeIfSettled()
     }
+  }
 
-    for (let i = 0; i < sent.length; i++) {
-      const jseq = keys?.[i]
-      const p = sent[i].then(d => this.place(d, jseq), error => {
-        this.failed = error
-      })
-      this.inflight.add(p)
-      void p.finally(() => this.inflight.delete(p))
-    }
+  /** DeliverySink: a hash is on the ledger (tag: its journal key). */
+  delivered(tag: number, d: Delivery): void {
+    this.place(d, tag === NO_KEY ? undefined : tag)
+    this.unsettled--
+    this.wakeIfSettled()
+  }
+
+  /** DeliverySink: the broadcast gave up on a hash (it closed); the row stays unplaced and is re-sent at the next open. */
+  failed(_tag: number, error: Error): void {
+    this.failedWith ??= error
+    this.unsettled--
+    this.wakeIfSettled()
+  }
+
+  private wakeIfSettled(): void {
+    if (this.unsettled === 0) for (const wake of this.settledWaiters.splice(0)) wake()
   }
 
   private place(d: Delivery, jseq?: number): void {
@@ -130,9 +154,9 @@ export class Recorder {
   async committed(): Promise<void> {
     while (this.queue.length > 0 || this.scheduled) await new Promise(resolve => setImmediate(resolve))
     await this.bc.flush()
-    await Promise.all([...this.inflight])
-    await new Promise(resolve => setImmediate(resolve))
-    if (this.failed) throw this.failed
+    while (this.unsettled > 0) await new Promise<void>(resolve => this.settledWaiters.push(resolve))
+    await new Promise(resolve => setImmediate(resolve)) // the placements are written
+    if (this.failedWith) throw this.failedWith
   }
 
   /**

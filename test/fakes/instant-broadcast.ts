@@ -1,6 +1,6 @@
 /** A BroadcastPort that commits every payload at once, in order: for volume tests that do not exercise the ledger. */
 import {createHash} from 'node:crypto'
-import type {Delivery} from '../../src/broadcast/types.js'
+import type {Delivery, DeliverySink} from '../../src/broadcast/types.js'
 import type {BroadcastPort} from '../../src/volume/recorder.js'
 
 export class InstantBroadcast implements BroadcastPort {
@@ -15,8 +15,10 @@ export class InstantBroadcast implements BroadcastPort {
     return d
   }
 
-  broadcastMany(payloads: Buffer[]): Array<Promise<Delivery>> {
-    return payloads.map(p => this.broadcast(p))
+  broadcastJournaled(payloads: Buffer[], sink: DeliverySink, tags: readonly number[]): void {
+    payloads.forEach((p, i) => {
+      void this.broadcast(p).then(d => sink.delivered(tags[i], d))
+    })
   }
 
   async flush(): Promise<void> {}

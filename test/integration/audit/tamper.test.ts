@@ -25,7 +25,14 @@ describe('verify: the tamper matrix', function () {
   before(async () => {
     area = await scratch('tamper')
     const m1 = await mountPacio(area.volume, area.mnt)
-    const w = (p: string, s: string) => fs.promises.writeFile(join(area.mnt, p), s)
+    // each file is fsync'ed, which commits its records in a block of their own: the
+    // ledger cases below need blocks 4 and 5 to exist whatever the broadcast window
+    const w = async (p: string, s: string) => {
+      await fs.promises.writeFile(join(area.mnt, p), s)
+      const fh = await fs.promises.open(join(area.mnt, p), 'r')
+      await fh.sync()
+      await fh.close()
+    }
     try {
       await w('doc.txt', 'original content\n')
       await w('same.txt', 'abcd')

@@ -226,6 +226,34 @@ describe('broadcast: sender behaviour', function () {
     await s.close()
   })
 
+  it('journaled payloads: delivered in order to the sink with their tags, mixed with stored ones, never written to the queue', async () => {
+    const ledger = new MemoryLedger()
+    const identity = generateIdentity()
+    const file = join(t.dir, 'me.db')
+    let s = await new Broadcast({ledger, identity, file, flushMs: 10_000, maxBatch: 3}).open()
+    const heard: Array<{tag: number; d?: Delivery; error?: Error}> = []
+    const sink = {delivered: (tag: number, d: Delivery) => heard.push({tag, d}), failed: (tag: number, error: Error) => heard.push({tag, error})}
+    s.broadcastJournaled([Buffer.from('j1'), Buffer.from('j2')], sink, [10, 11])
+    const stored = s.broadcast(Buffer.from('s1'))
+    s.broadcastJournaled([Buffer.from('j3')], sink, [12])
+    expect(s.isPending(Buffer.from('j3'))).to.equal(true)
+    await s.flush()
+    expect((await stored).seq).to.equal(1)
+    expect(heard.map((h) => `${h.tag}:${h.d?.seq}/${h.d?.index}:${h.d?.payload}`)).to.deep.equal(['10:1/0:j1', '11:1/1:j2', '12:2/0:j3'])
+    // queued but not sealed at a crash: the sink hears of the failure, and only the stored payload comes back after reopening
+    heard.length = 0
+    s.broadcastJournaled([Buffer.from('lost')], sink, [13])
+    s.broadcast(Buffer.from('kept'))
+    await s.close()
+    expect(heard.map((h) => `${h.tag}:${h.error ? 'failed' : 'delivered'}`)).to.deep.equal(['13:failed'])
+    s = await new Broadcast({ledger, identity, file, flushMs: 0}).open()
+    await s.flush()
+    const {deliveries, violations} = await collect(ledger)
+    expect(violations).to.deep.equal([])
+    expect(deliveries.map((x) => x.payload.toString())).to.deep.equal(['j1', 'j2', 's1', 'j3', 'kept'])
+    await s.close()
+  })
+
   it('re-sends an outbox envelope after a crash without duplicating it', async () => {
     const ledger = new MemoryLedger()
     const identity = generateIdentity()

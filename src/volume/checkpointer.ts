@@ -1,0 +1,65 @@
+/**
+ * WAL checkpoints off the event loop. SQLite folds its write-ahead log back
+ * into the database every 1,000 pages by default, inside whichever commit
+ * crosses the mark, with two fsyncs (synchronous=NORMAL): on the journal that
+ * is the event loop, stalled every few hundred operations. Here a worker
+ * thread with its own connection runs a PASSIVE checkpoint (it never blocks
+ * the writer) every `everyMs` (500 ms: each checkpoint is two fsyncs, and an
+ * fsync on ext4 makes every other metadata change on the disk wait for the
+ * journal commit), and the writer's connection turns its own
+ * automatic checkpoints off. If the worker dies, the writer gets them back.
+ *
+ * Crash safety is SQLite's: a committed transaction is in the WAL whether or
+ * not a checkpoint has copied it yet.
+ */
+import {createRequire} from 'node:module'
+import {Worker} from 'node:worker_threads'
+import type Database from 'better-sqlite3'
+
+const require = createRequire(import.meta.url)
+
+// Plain JavaScript, so that it runs the same under tsx and from dist/.
+const WORKER = `
+const {workerData, parentPort} = require('node:worker_threads')
+const Database = require(workerData.sqlite)
+const db = new Database(workerData.file, {fileMustExist: true, timeout: 1000})
+const run = () => {
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)')
+  } catch {
+    // busy or closed meanwhile: the next round tries again
+  }
+}
+const timer = setInterval(run, workerData.everyMs)
+parentPort.on('message', () => {
+  clearInterval(timer)
+  run()
+  db.close()
+  parentPort.close()
+})
+`
+
+export interface Checkpointer {
+  /** Stops the worker after one last checkpoint; resolves when it has closed its connection. */
+  stop(): Promise<void>
+}
+
+export function startCheckpointer(db: Database.Database, file: string, everyMs = 500): Checkpointer {
+  const worker = new Worker(WORKER, {eval: true, workerData: {file, everyMs, sqlite: require.resolve('better-sqlite3')}})
+  worker.unref()
+  db.pragma('wal_autocheckpoint = 0')
+  let exited = false
+  const gone = new Promise<void>(resolve => worker.once('exit', () => {
+    exited = true
+    resolve()
+  }))
+  worker.on('error', () => {
+    if (db.open) db.pragma('wal_autocheckpoint = 1000') // back to SQLite's own
+  })
+  return {
+    stop() {
+      if (!exited) worker.postMessage('stop')
+      return gone
+    },
+  }
+}
