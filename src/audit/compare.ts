@@ -7,7 +7,10 @@ const perms = (mode: number | undefined) => (mode === undefined ? undefined : mo
 const oct = (mode: number | undefined) => (mode === undefined ? '?' : '0' + (mode & 0o7777).toString(8))
 const short = (s: string | undefined) => (s ? s.slice(0, 16) : '(none)')
 
-function xattrDiff(exp: Map<string, string>, act: Map<string, string>): string[] {
+const NONE: ReadonlyMap<string, string> = new Map()
+
+function xattrDiff(exp: ReadonlyMap<string, string> = NONE, act: ReadonlyMap<string, string> = NONE): string[] {
+  if (exp.size === 0 && act.size === 0) return []
   const names = new Set([...exp.keys(), ...act.keys()])
   return [...names].filter(n => exp.get(n) !== act.get(n)).sort()
 }
@@ -40,7 +43,7 @@ function compareEntry(path: string, exp: Inode, act: ActualEntry, out: Divergenc
   }
 
   const x = xattrDiff(exp.xattrs, act.xattrs)
-  if (x.length > 0) add('xattr', x.map(n => `${n}=${short(exp.xattrs.get(n))}`).join(', '), x.map(n => `${n}=${short(act.xattrs.get(n))}`).join(', '))
+  if (x.length > 0) add('xattr', x.map(n => `${n}=${short(exp.xattrs?.get(n))}`).join(', '), x.map(n => `${n}=${short(act.xattrs?.get(n))}`).join(', '))
 }
 
 export function compareTrees(tree: ExpectedTree, actual: Map<string, ActualEntry>, within: (p: string) => boolean): {divergences: Divergence[]; files: number; bytes: number} {

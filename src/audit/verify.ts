@@ -10,23 +10,25 @@
  *     Divergence with the record that says what should be there.
  * Opens everything read-only: verify never writes to the volume.
  */
+import {hash as oneShot} from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import {FifoChecker} from '../broadcast/validate.js'
 import type {Violation} from '../broadcast/types.js'
-import {decodeCanonical} from '../crypto/canonical.js'
-import {sha256} from '../crypto/hash.js'
+import {parseCommitted} from '../crypto/canonical.js'
 import {CorruptStateError, PacioError} from '../errors.js'
 import {checkConsistency} from '../ledger/checkpoint.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import type {Block, Checkpoint} from '../ledger/types.js'
-import {Journal} from '../volume/journal.js'
+import {Journal, type AuditRow} from '../volume/journal.js'
 import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
 import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {compareTrees} from './compare.js'
 import {ExpectedTree} from './expected.js'
-import {checkHistory} from './history.js'
+import {checkHistory, HistoryJobs} from './history.js'
+import {WorkerPool} from './pool.js'
 import {scanTree, type ScanProgress} from './scan.js'
 import type {Divergence, RecordRef, VerifyReport} from './types.js'
 
@@ -72,22 +74,90 @@ function violationKind(v: Violation): Divergence['kind'] {
 const TRUST_KINDS = new Set<Divergence['kind']>(['ledger-broken', 'signature-invalid', 'sequence-gap', 'record-tampered', 'record-missing', 'checkpoint-inconsistent'])
 
 /** The journal rows an incremental verify must look at: those the new blocks anchor, and every row added after maxJseq. */
-function * newRows(journal: Journal, anchors: Map<string, Anchor>, maxJseq: number) {
+function * newRows(journal: Journal, anchors: Map<string, number>, maxJseq: number): Generator<AuditRow> {
   const seen = new Set<number>()
-  for (const key of anchors.keys()) {
-    const row = journal.byHash(Buffer.from(key, 'hex'))
+  for (const key of [...anchors.keys()]) {
+    const row = journal.auditRowByHash(Buffer.from(key, 'latin1'))
     if (row) {
-      seen.add(row.jseq)
+      seen.add(row[0])
       yield row
     }
   }
 
-  for (const row of journal.iterateAfter(maxJseq)) if (!seen.has(row.jseq)) yield row
+  for (const row of journal.auditRows(maxJseq)) if (!seen.has(row[0])) yield row
 }
 
-interface Anchor {
-  order: number
-  ref: RecordRef
+/**
+ * Where the ledger holds each record hash: its position in ledger order, and
+ * the transaction it came in (shared by all the records of an envelope).
+ * Keys are the raw 32 bytes as a latin1 string: one compact map.
+ */
+class Anchors {
+  readonly order = new Map<string, number>()
+  private readonly txOf: number[] = []
+  private readonly txs: Array<{epoch: number; txid: string; pid: string}> = []
+
+  add(payload: Buffer, epoch: number, txid: string, pid: string): void {
+    const last = this.txs.at(-1)
+    if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
+    this.order.set(payload.toString('latin1'), this.txOf.length)
+    this.txOf.push(this.txs.length - 1)
+  }
+
+  ref(order: number): RecordRef {
+    const t = this.txs[this.txOf[order]]
+    return {epoch: t.epoch, txid: t.txid, author: t.pid}
+  }
+}
+
+/** Applies records to the tree in ledger order while they come in journal order (the same, but for a few). */
+class Replay {
+  private next = 0
+  private readonly held = new Map<number, {record: FsRecord; ref: RecordRef}>()
+  private readonly skipped = new Set<number>()
+  applied = 0
+
+  constructor(private readonly tree: ExpectedTree) {}
+
+  add(order: number, record: FsRecord, ref: RecordRef): void {
+    if (order !== this.next) {
+      this.held.set(order, {record, ref})
+      return
+    }
+
+    this.tree.apply(record, ref)
+    this.applied++
+    this.advance()
+  }
+
+  /** A record at this position will never come (tampered). */
+  skip(order: number): void {
+    this.skipped.add(order)
+    if (order === this.next) this.advance()
+  }
+
+  private advance(): void {
+    for (;;) {
+      this.next++
+      if (this.skipped.delete(this.next)) continue
+      const h = this.held.get(this.next)
+      if (!h) return
+      this.held.delete(this.next)
+      this.tree.apply(h.record, h.ref)
+      this.applied++
+    }
+  }
+
+  /** Whatever waited behind a record that never came (one missing from the journal), in order. */
+  finish(): void {
+    for (const order of [...this.held.keys()].sort((a, b) => a - b)) {
+      const h = this.held.get(order)!
+      this.tree.apply(h.record, h.ref)
+      this.applied++
+    }
+
+    this.held.clear()
+  }
 }
 
 export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
@@ -109,9 +179,16 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   const within = (p: string) => !subtree || subtree === '/' || p === subtree || p.startsWith(subtree + '/')
   const ledger = await EmbeddedLedger.openReadOnly(layout.ledger, {ledgerId: meta.id, tailBlocks: 0})
   let journal: Journal | undefined
+  let pool: WorkerPool | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
     const head = await ledger.head()
+
+    // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
+    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
+    let expectedBytes = 0
+    const scanning = scanTree(pool, layout.root, {subtree, onProgress: p => opts.onProgress?.({...p, expectedBytes})})
+    scanning.catch(() => {}) // awaited below
 
     // 0. what an earlier verify established, if the ledger still extends it
     const cacheDir = opts.cacheDir ?? defaultCacheDir()
@@ -130,12 +207,28 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     const from = index ? index.checkpoint.epoch + 1 : 0
 
-    // 1. the ledger itself
+    // 1 and 2. the ledger itself, and the envelopes in ledger order (each block read once);
+    // a block that cannot be read is skipped and reported
     opts.onPhase?.('ledger')
     const brokenEpochs = new Set<number>()
+    const anchors = new Anchors()
+    const checker = new FifoChecker(index?.checker)
+    let blocks = 0
+    const onBlock = (b: Block) => {
+      blocks++
+      checker.checkBlock(b, d => anchors.add(d.payload, d.epoch, d.txid, d.pid), v => {
+        brokenEpochs.add(v.epoch)
+        divergences.push({path: '', kind: violationKind(v), record: {epoch: v.epoch, txid: v.txid, author: v.pid ?? ''}, detail: `${v.kind}: ${v.detail}`})
+      })
+    }
+
+    let next = from
     if (!index) {
       try {
-        await ledger.validateAll()
+        await ledger.validateAll(undefined, b => {
+          onBlock(b)
+          next = b.epoch + 1
+        })
       } catch (error) {
         if (!(error instanceof CorruptStateError)) throw error
         brokenEpochs.add(error.epoch ?? -1)
@@ -152,23 +245,8 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       }
     }
 
-    // 2. envelopes, in ledger order; a block that cannot be read is skipped and reported
     opts.onPhase?.('envelopes')
-    const anchors = new Map<string, Anchor>() // hex hash -> where the ledger has it
-    const checker = new FifoChecker(index?.checker)
-    let order = 0
-    let blocks = 0
-    const onBlock = (b: Block) => {
-      blocks++
-      checker.checkBlock(b, d => {
-        anchors.set(d.payload.toString('hex'), {order: order++, ref: {epoch: d.epoch, txid: d.txid, author: d.pid}})
-      }, v => {
-        brokenEpochs.add(v.epoch)
-        divergences.push({path: '', kind: violationKind(v), record: {epoch: v.epoch, txid: v.txid, author: v.pid ?? ''}, detail: `${v.kind}: ${v.detail}`})
-      })
-    }
-
-    for (let e = from; e <= head.epoch;) {
+    for (let e = next; e <= head.epoch;) {
       try {
         for await (const b of ledger.read(e)) {
           onBlock(b)
@@ -186,97 +264,105 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       }
     }
 
-    // 3. the journal against the ledger
+    // 3 and 4. the journal against the ledger, replayed into the expected tree as it streams by
     opts.onPhase?.('journal')
     const tree = index?.tree ?? new ExpectedTree()
-    const valid: Array<{order: number; record: FsRecord; ref: RecordRef}> = []
-    const seen = new Set<string>()
+    const replay = new Replay(tree)
+    const versions = new HistoryJobs()
     let records = 0
     let beyondHead = 0
     let beyondMax = 0
     // incrementally: the rows the new blocks anchor, and any row added since the last verify
-    const rows = index ? newRows(journal, anchors, index.maxJseq) : journal.iterate()
+    const rows = index ? newRows(journal, anchors.order, index.maxJseq) : journal.auditRows(0)
     const maxJseq = journal.maxJseq()
     for (const row of rows) {
       records++
-      const key = row.hash.toString('hex')
-      seen.add(key)
+      const [jseq, hash, salt, bytes, rowPath, rowEpoch, rowTxid, rowPid] = row
+      const key = hash.toString('latin1')
+      const order = anchors.order.get(key)
+      if (order !== undefined) anchors.order.delete(key) // accounted for: not "record missing"
+      const salted = oneShot('sha256', Buffer.concat([salt, bytes]), 'buffer') as unknown as Buffer
       let record: FsRecord | undefined
-      try {
-        record = decodeCanonical(row.record) as unknown as FsRecord
-      } catch { /* reported below */ }
+      if (salted.equals(hash)) {
+        try {
+          record = parseCommitted(bytes) as unknown as FsRecord
+        } catch { /* reported below */ }
+      }
 
-      const path = record?.path ?? row.path
-      const anchor = anchors.get(key)
-      const matches = sha256(row.salt, row.record).equals(row.hash)
-      if (!matches || !record) {
+      const path = record?.path ?? rowPath
+      const rowRef = () => (rowEpoch === null ? undefined : {epoch: rowEpoch, txid: rowTxid ?? '', author: rowPid ?? ''})
+      if (!record || typeof record !== 'object') {
+        if (order !== undefined) replay.skip(order)
         tree.untrusted.add(path)
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: key, found: sha256(row.salt, row.record).toString('hex'),
-            record: anchor?.ref ?? (row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? ''}),
-            detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
+          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: salted.toString('hex'),
+            record: order === undefined ? rowRef() : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
         }
 
         continue
       }
 
-      if (!anchor) {
+      if (order === undefined) {
         tree.untrusted.add(path)
-        if (row.epoch !== null && brokenEpochs.has(row.epoch)) continue // its block is reported already
-        if (row.epoch !== null && row.epoch > head.epoch) {
+        if (rowEpoch !== null && brokenEpochs.has(rowEpoch)) continue // its block is reported already
+        if (rowEpoch !== null && rowEpoch > head.epoch) {
           beyondHead++ // placed in a block the ledger no longer has: reported once below
-          beyondMax = Math.max(beyondMax, row.epoch)
+          beyondMax = Math.max(beyondMax, rowEpoch)
           continue
         }
 
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent',
-            record: row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? '', op: record.op},
+          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent', record: rowRef() && {...rowRef()!, op: record.op},
             detail: `journal record (${record.op}) whose hash the ledger does not hold`})
         }
 
         continue
       }
 
-      valid.push({order: anchor.order, record, ref: {...anchor.ref, author: record.who.member, uid: record.who.uid, op: record.op}})
+      const at = anchors.ref(order)
+      replay.add(order, record, {epoch: at.epoch, txid: at.txid, author: record.who.member, uid: record.who.uid, op: record.op})
+      if (record.digest !== undefined && within(record.path) && (record.op === 'create' || record.op === 'write' || record.op === 'truncate')) {
+        versions.add(record.digest, record.size ?? 0, jseq, order)
+      }
     }
 
+    replay.finish()
     if (beyondHead > 0) {
       divergences.push({path: '', kind: 'ledger-broken', expected: `head at epoch ${beyondMax} or later`, found: `head at epoch ${head.epoch}`,
         detail: `${beyondHead} journal record(s) were committed in blocks up to epoch ${beyondMax}, past the ledger's head: the ledger was truncated`})
     }
 
-    for (const [key, a] of anchors) {
-      if (!seen.has(key)) {
-        divergences.push({path: '', kind: 'record-missing', expected: key, record: a.ref,
-          detail: 'the ledger holds a record hash the journal has no record for'})
-      }
+    for (const [key, order] of anchors.order) {
+      divergences.push({path: '', kind: 'record-missing', expected: Buffer.from(key, 'latin1').toString('hex'), record: anchors.ref(order),
+        detail: 'the ledger holds a record hash the journal has no record for'})
     }
 
-    // 4. replay in ledger order
     opts.onPhase?.('replay')
-    valid.sort((a, b) => a.order - b.order)
-    for (const v of valid) tree.apply(v.record, v.ref)
-    const treeBeforeScan = tree
+    for (const [p, n] of tree.entries) if (within(p) && n.type === 'file') expectedBytes += n.size ?? 0
 
-    // 4b. every version those records name is in the history store, intact
+    // 4b. every version those records name is in the history store, intact (on the workers, after the scan)
     opts.onPhase?.('history')
-    divergences.push(...await checkHistory(layout.history, valid, within))
+    const historyFindings = fs.existsSync(layout.history) ? checkHistory(pool, versions, (jseq, order) => {
+      const row = journal!.auditRow(jseq)
+      const record = row ? parseCommitted(row[3]) as unknown as FsRecord : undefined
+      if (!record) return undefined
+      const at = anchors.ref(order)
+      return {record, ref: {epoch: at.epoch, txid: at.txid, author: record.who.member, uid: record.who.uid, op: record.op}}
+    }) : Promise.resolve([])
 
     // 5. the disk
     opts.onPhase?.('scan')
-    let expectedBytes = 0
-    for (const [p, n] of tree.entries) if (within(p) && n.type === 'file') expectedBytes += n.size ?? 0
-    const actual = await scanTree(layout.root, {subtree, threads: opts.threads,
-      onProgress: p => opts.onProgress?.({...p, expectedBytes})})
+    const actual = await scanning
+    divergences.push(...await historyFindings)
     const cmp = compareTrees(tree, actual, within)
     divergences.push(...cmp.divergences)
 
     const trustworthy = !divergences.some(d => TRUST_KINDS.has(d.kind))
-    if (trustworthy && head.epoch > 0) {
+    const unchanged = index !== undefined && index.checkpoint.epoch === head.epoch && index.maxJseq === maxJseq
+    if (trustworthy && head.epoch > 0 && !unchanged) {
       try {
         saveIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
-          anchoredRows: (index?.anchoredRows ?? 0) + valid.length, tree: treeBeforeScan})
+          anchoredRows: (index?.anchoredRows ?? 0) + replay.applied, tree})
       } catch { /* a cache that cannot be written only costs time next run */ }
     }
 
@@ -292,6 +378,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       ms: Date.now() - started,
     }
   } finally {
+    await pool?.close()
     journal?.close()
     await ledger.close()
   }

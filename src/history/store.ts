@@ -14,7 +14,7 @@
  * and the CLI at the same time without any lock between them; a chunk's name
  * is its hash, so a damaged or missing one is found by name.
  */
-import {createHash, randomBytes} from 'node:crypto'
+import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
@@ -402,6 +402,52 @@ export class HistoryStore implements ContentCapture {
 
       yield data
     }
+  }
+
+  /** readChunk's synchronous twin (verify's worker threads check many small versions: no thread-pool round trips). */
+  readChunkSync(m: Manifest, i: number): Buffer {
+    const hash = m.chunks[i]
+    let data: Buffer
+    try {
+      data = fs.readFileSync(this.chunkPath(hash))
+    } catch {
+      throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
+    }
+
+    if (data.length !== HistoryStore.chunkLength(m, i) || hashOnce('sha256', data, 'hex') !== hash) {
+      throw new HistoryError('history-tampered', `chunk ${i} (${hash}) of version ${m.digest} does not match its hash: the history store was altered`)
+    }
+
+    return data
+  }
+
+  /** check()'s synchronous twin, for worker threads. */
+  checkSync(digest: string, checked: Map<string, HistoryProblem | null> = new Map()): HistoryProblem | undefined {
+    let m: Manifest
+    try {
+      m = this.manifest(digest)
+    } catch (error) {
+      if (error instanceof HistoryError) return {kind: error.kind, detail: error.message}
+      throw error
+    }
+
+    for (let i = 0; i < m.chunks.length; i++) {
+      const key = `${m.chunks[i]}:${HistoryStore.chunkLength(m, i)}`
+      if (!checked.has(key)) {
+        try {
+          this.readChunkSync(m, i)
+          checked.set(key, null)
+        } catch (error) {
+          if (!(error instanceof HistoryError)) throw error
+          checked.set(key, {kind: error.kind, detail: error.message})
+        }
+      }
+
+      const problem = checked.get(key)
+      if (problem) return problem
+    }
+
+    return undefined
   }
 
   /** Checks a version without returning it: its manifest and each chunk not already in `checked`. */

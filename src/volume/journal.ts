@@ -24,6 +24,11 @@ export interface JournalRow {
   seq: number | null
 }
 
+/** jseq, hash, salt, record, path, epoch, txid, pid */
+export type AuditRow = [number, Buffer, Buffer, Buffer, string, number | null, string | null, string | null]
+
+const AUDIT_SELECT = 'SELECT jseq, hash, salt, record, path, epoch, txid, pid FROM records'
+
 export interface Placement {
   jseq?: number // when known, the row is found by its key rather than its hash
   hash: Buffer
@@ -55,6 +60,8 @@ export class Journal {
   private readonly insertStmt?: Database.Statement
   private readonly placeStmt?: Database.Statement
   private readonly placeByKeyStmt?: Database.Statement
+  private auditByHash?: Database.Statement
+  private auditByJseq?: Database.Statement
 
   private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
     this.db = db
@@ -141,6 +148,27 @@ export class Journal {
   /** Rows after jseq, in journal order, streamed. */
   * iterateAfter(jseq: number): IterableIterator<JournalRow> {
     yield * this.db.prepare('SELECT * FROM records WHERE jseq > ? ORDER BY jseq').iterate(jseq) as IterableIterator<JournalRow>
+  }
+
+  /**
+   * What an auditor needs of each row after jseq, as arrays (no row objects),
+   * in journal order, streamed: [jseq, hash, salt, record, path, epoch, txid, pid].
+   */
+  * auditRows(afterJseq = 0): IterableIterator<AuditRow> {
+    yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? ORDER BY jseq`).raw(true)
+      .iterate(afterJseq) as IterableIterator<AuditRow>
+  }
+
+  /** The same columns of the row with this hash. */
+  auditRowByHash(hash: Buffer): AuditRow | undefined {
+    this.auditByHash ??= this.db.prepare(`${AUDIT_SELECT} WHERE hash = ?`).raw(true)
+    return this.auditByHash.get(hash) as AuditRow | undefined
+  }
+
+  /** The same columns of the row jseq. */
+  auditRow(jseq: number): AuditRow | undefined {
+    this.auditByJseq ??= this.db.prepare(`${AUDIT_SELECT} WHERE jseq = ?`).raw(true)
+    return this.auditByJseq.get(jseq) as AuditRow | undefined
   }
 
   maxJseq(): number {
