@@ -13,14 +13,17 @@ import type {FsRecord} from '../volume/types.js'
 import type {WorkerPool} from './pool.js'
 import type {Divergence, RecordRef} from './types.js'
 
-/** The versions to check: per digest its size and, as [jseq, ledger order] pairs, the records naming it. */
+/** Versions per job set (each worker holds a set's list while it works on it). */
+const SET_SIZE = 4096
+
+/** The versions to check: per digest [size, then jseq and ledger order of each record naming it]. */
 export class HistoryJobs {
-  readonly byDigest = new Map<string, {size: number; records: number[]}>()
+  readonly byDigest = new Map<string, number[]>()
 
   add(digest: string, size: number, jseq: number, order: number): void {
     const v = this.byDigest.get(digest)
-    if (v) v.records.push(jseq, order)
-    else this.byDigest.set(digest, {size, records: [jseq, order]})
+    if (v) v.push(jseq, order)
+    else this.byDigest.set(digest, [size, jseq, order])
   }
 }
 
@@ -28,19 +31,26 @@ export class HistoryJobs {
 export type RecordLookup = (jseq: number, order: number) => {record: FsRecord; ref: RecordRef} | undefined
 
 export async function checkHistory(pool: WorkerPool, jobs: HistoryJobs, lookup: RecordLookup): Promise<Divergence[]> {
-  const digests = [...jobs.byDigest.keys()]
-  digests.sort((a, b) => jobs.byDigest.get(b)!.size - jobs.byDigest.get(a)!.size)
+  const bySize = [...jobs.byDigest].map(([digest, v]) => ({digest, size: v[0]}))
+  bySize.sort((a, b) => b.size - a.size)
+  const digests = bySize.map(v => v.digest)
   const problems = new Map<string, HistoryProblem>()
-  await pool.run('history', digests, (idx, out) => {
-    for (let k = 0; k < idx.length; k++) if (out[k]) problems.set(digests[idx[k]], out[k] as HistoryProblem)
-  })
+  const runs: Array<Promise<void>> = []
+  for (let i = 0; i < digests.length; i += SET_SIZE) {
+    const set = digests.slice(i, i + SET_SIZE)
+    runs.push(pool.run('history', set, (idx, out) => {
+      for (let k = 0; k < idx.length; k++) if (out[k]) problems.set(set[idx[k]], out[k] as HistoryProblem)
+    }))
+  }
+
+  await Promise.all(runs)
 
   // one finding per path and version, at the first record (in ledger order) that names it
   const found: Array<{order: number; d: Divergence}> = []
   for (const [digest, problem] of problems) {
-    const recs = jobs.byDigest.get(digest)!.records
+    const recs = jobs.byDigest.get(digest)!
     const first = new Map<string, number>() // path -> index in found
-    for (let i = 0; i < recs.length; i += 2) {
+    for (let i = 1; i < recs.length; i += 2) {
       const hit = lookup(recs[i], recs[i + 1])
       if (!hit) continue
       const {record: r, ref} = hit

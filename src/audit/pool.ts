@@ -13,6 +13,9 @@ const here = new URL('.', import.meta.url)
 const isTs = import.meta.url.endsWith('.ts')
 const WORKER_URL = new URL(isTs ? 'worker.ts' : 'worker.js', here)
 
+/** A worker's garbage is short-lived buffers and strings: a small young generation keeps its memory small. */
+const LIMITS = {maxYoungGenerationSizeMb: 8}
+
 interface Pending {
   left: number
   onAnswer: (idx: number[], out: Array<ScanResult | HistoryResult>, bytes: number) => void
@@ -28,7 +31,9 @@ export class WorkerPool {
 
   constructor(n: number, historyDir: string) {
     this.workers = Array.from({length: n}, () => {
-      const w = new Worker(WORKER_URL, {workerData: {historyDir}, execArgv: isTs ? ['--import', 'tsx'] : []})
+      const w = isTs
+        ? new Worker(`import('tsx/esm/api').then(t => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}) })`, {eval: true, workerData: {historyDir}, resourceLimits: LIMITS})
+        : new Worker(WORKER_URL, {workerData: {historyDir}, resourceLimits: LIMITS})
       w.on('message', (a: Answer) => {
         const p = this.pending.get(a.id)
         if (!p) return

@@ -41,10 +41,13 @@ function entryOf(r: ScanResult): ActualEntry {
   return e
 }
 
-/** Scans root (or only `subtree` below it) on the pool; paths in the result are volume paths ('/a/b'). */
-export async function scanTree(pool: WorkerPool, root: string, opts: {subtree?: string; onProgress?: (p: ScanProgress) => void} = {}): Promise<Map<string, ActualEntry>> {
-  const result = new Map<string, ActualEntry>()
-  const dirErrors = new Map<string, string>()
+/**
+ * Scans root (or only `subtree` below it) on the pool, handing each entry to
+ * onEntry (by volume path, '/a/b') as it comes. Resolves when all are done.
+ */
+export async function scanTree(pool: WorkerPool, root: string, onEntry: (path: string, e: ActualEntry) => void,
+  opts: {subtree?: string; onProgress?: (p: ScanProgress) => void} = {}): Promise<void> {
+  const dirErrors = new Map<string, string>() // a directory that could not be listed: its entry says so
   const progress: ScanProgress = {files: 0, bytes: 0}
   const runs: Array<Promise<void>> = []
   let vols: string[] = []
@@ -55,9 +58,12 @@ export async function scanTree(pool: WorkerPool, root: string, opts: {subtree?: 
     const v = vols
     runs.push(pool.run('scan', abss, (idx, out, bytes) => {
       for (let k = 0; k < idx.length; k++) {
+        const vol = v[idx[k]]
         const e = entryOf(out[k] as ScanResult)
         if (e.type === 'file') progress.files++
-        result.set(v[idx[k]], e)
+        const err = dirErrors.get(vol)
+        if (err !== undefined && !e.error) e.error = err
+        onEntry(vol, e)
       }
 
       progress.bytes += bytes
@@ -108,10 +114,4 @@ export async function scanTree(pool: WorkerPool, root: string, opts: {subtree?: 
 
   post()
   await Promise.all(runs)
-  for (const [vol, code] of dirErrors) {
-    const e = result.get(vol)
-    if (e && !e.error) e.error = code
-  }
-
-  return result
 }

@@ -24,12 +24,13 @@ import {Journal, type AuditRow} from '../volume/journal.js'
 import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
+import {Anchors} from './anchors.js'
 import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
-import {compareTrees} from './compare.js'
+import {TreeComparer} from './compare.js'
 import {ExpectedTree} from './expected.js'
 import {checkHistory, HistoryJobs} from './history.js'
 import {WorkerPool} from './pool.js'
-import {scanTree, type ScanProgress} from './scan.js'
+import {scanTree, type ActualEntry, type ScanProgress} from './scan.js'
 import type {Divergence, RecordRef, VerifyReport} from './types.js'
 
 export interface VerifyOptions {
@@ -74,10 +75,10 @@ function violationKind(v: Violation): Divergence['kind'] {
 const TRUST_KINDS = new Set<Divergence['kind']>(['ledger-broken', 'signature-invalid', 'sequence-gap', 'record-tampered', 'record-missing', 'checkpoint-inconsistent'])
 
 /** The journal rows an incremental verify must look at: those the new blocks anchor, and every row added after maxJseq. */
-function * newRows(journal: Journal, anchors: Map<string, number>, maxJseq: number): Generator<AuditRow> {
+function * newRows(journal: Journal, anchors: Anchors, maxJseq: number): Generator<AuditRow> {
   const seen = new Set<number>()
-  for (const key of [...anchors.keys()]) {
-    const row = journal.auditRowByHash(Buffer.from(key, 'latin1'))
+  for (const key of anchors.all()) {
+    const row = journal.auditRowByHash(key)
     if (row) {
       seen.add(row[0])
       yield row
@@ -85,29 +86,6 @@ function * newRows(journal: Journal, anchors: Map<string, number>, maxJseq: numb
   }
 
   for (const row of journal.auditRows(maxJseq)) if (!seen.has(row[0])) yield row
-}
-
-/**
- * Where the ledger holds each record hash: its position in ledger order, and
- * the transaction it came in (shared by all the records of an envelope).
- * Keys are the raw 32 bytes as a latin1 string: one compact map.
- */
-class Anchors {
-  readonly order = new Map<string, number>()
-  private readonly txOf: number[] = []
-  private readonly txs: Array<{epoch: number; txid: string; pid: string}> = []
-
-  add(payload: Buffer, epoch: number, txid: string, pid: string): void {
-    const last = this.txs.at(-1)
-    if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
-    this.order.set(payload.toString('latin1'), this.txOf.length)
-    this.txOf.push(this.txs.length - 1)
-  }
-
-  ref(order: number): RecordRef {
-    const t = this.txs[this.txOf[order]]
-    return {epoch: t.epoch, txid: t.txid, author: t.pid}
-  }
 }
 
 /** Applies records to the tree in ledger order while they come in journal order (the same, but for a few). */
@@ -186,8 +164,12 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
     pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
+    // entries that arrive before the expected tree is complete wait here; later ones are compared at once
     let expectedBytes = 0
-    const scanning = scanTree(pool, layout.root, {subtree, onProgress: p => opts.onProgress?.({...p, expectedBytes})})
+    let comparer: TreeComparer | undefined
+    const early: Array<[string, ActualEntry]> = []
+    const scanning = scanTree(pool, layout.root, (p, e) => (comparer ? comparer.actual(p, e) : early.push([p, e])),
+      {subtree, onProgress: p => opts.onProgress?.({...p, expectedBytes})})
     scanning.catch(() => {}) // awaited below
 
     // 0. what an earlier verify established, if the ledger still extends it
@@ -273,37 +255,49 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     let beyondHead = 0
     let beyondMax = 0
     // incrementally: the rows the new blocks anchor, and any row added since the last verify
-    const rows = index ? newRows(journal, anchors.order, index.maxJseq) : journal.auditRows(0)
+    const rows = index ? newRows(journal, anchors, index.maxJseq) : journal.auditRows(0)
     const maxJseq = journal.maxJseq()
     for (const row of rows) {
       records++
-      const [jseq, hash, salt, bytes, rowPath, rowEpoch, rowTxid, rowPid] = row
-      const key = hash.toString('latin1')
-      const order = anchors.order.get(key)
-      if (order !== undefined) anchors.order.delete(key) // accounted for: not "record missing"
-      const salted = oneShot('sha256', Buffer.concat([salt, bytes]), 'buffer') as unknown as Buffer
+      const [jseq, hash, saltLength, salted] = row
+      const order = anchors.get(hash)
+      if (order !== undefined) anchors.markMatched(order) // accounted for: not "record missing"
+      const actualHash = oneShot('sha256', salted, 'buffer') as unknown as Buffer
       let record: FsRecord | undefined
-      if (salted.equals(hash)) {
+      if (actualHash.equals(hash)) {
         try {
-          record = parseCommitted(bytes) as unknown as FsRecord
+          record = parseCommitted(salted.subarray(saltLength)) as unknown as FsRecord
         } catch { /* reported below */ }
       }
 
-      const path = record?.path ?? rowPath
-      const rowRef = () => (rowEpoch === null ? undefined : {epoch: rowEpoch, txid: rowTxid ?? '', author: rowPid ?? ''})
+      // the rest of the row only matters for a finding
+      const full = () => journal!.row(jseq)!
+      const rowRef = () => {
+        const r = full()
+        return r.epoch === null ? undefined : {epoch: r.epoch, txid: r.txid ?? '', author: r.pid ?? ''}
+      }
+
       if (!record || typeof record !== 'object') {
+        let path: string | undefined
+        try {
+          path = (parseCommitted(salted.subarray(saltLength)) as {path?: unknown}).path as string | undefined
+        } catch { /* not even JSON */ }
+
+        if (typeof path !== 'string') path = full().path
         if (order !== undefined) replay.skip(order)
         tree.untrusted.add(path)
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: salted.toString('hex'),
+          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: actualHash.toString('hex'),
             record: order === undefined ? rowRef() : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
         }
 
         continue
       }
 
+      const path = record.path
       if (order === undefined) {
         tree.untrusted.add(path)
+        const rowEpoch = full().epoch
         if (rowEpoch !== null && brokenEpochs.has(rowEpoch)) continue // its block is reported already
         if (rowEpoch !== null && rowEpoch > head.epoch) {
           beyondHead++ // placed in a block the ledger no longer has: reported once below
@@ -320,7 +314,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       }
 
       const at = anchors.ref(order)
-      replay.add(order, record, {epoch: at.epoch, txid: at.txid, author: record.who.member, uid: record.who.uid, op: record.op})
+      replay.add(order, record, {epoch: at.epoch, txid: at.txid, author: anchors.intern(record.who.member), uid: record.who.uid, op: record.op})
       if (record.digest !== undefined && within(record.path) && (record.op === 'create' || record.op === 'write' || record.op === 'truncate')) {
         versions.add(record.digest, record.size ?? 0, jseq, order)
       }
@@ -332,19 +326,22 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
         detail: `${beyondHead} journal record(s) were committed in blocks up to epoch ${beyondMax}, past the ledger's head: the ledger was truncated`})
     }
 
-    for (const [key, order] of anchors.order) {
-      divergences.push({path: '', kind: 'record-missing', expected: Buffer.from(key, 'latin1').toString('hex'), record: anchors.ref(order),
+    for (const [order, key] of anchors.unmatched()) {
+      divergences.push({path: '', kind: 'record-missing', expected: key.toString('hex'), record: anchors.ref(order),
         detail: 'the ledger holds a record hash the journal has no record for'})
     }
 
     opts.onPhase?.('replay')
     for (const [p, n] of tree.entries) if (within(p) && n.type === 'file') expectedBytes += n.size ?? 0
+    comparer = new TreeComparer(tree, within)
+    for (const [p, e] of early) comparer.actual(p, e)
+    early.length = 0
 
     // 4b. every version those records name is in the history store, intact (on the workers, after the scan)
     opts.onPhase?.('history')
     const historyFindings = fs.existsSync(layout.history) ? checkHistory(pool, versions, (jseq, order) => {
-      const row = journal!.auditRow(jseq)
-      const record = row ? parseCommitted(row[3]) as unknown as FsRecord : undefined
+      const row = journal!.row(jseq)
+      const record = row ? parseCommitted(row.record) as unknown as FsRecord : undefined
       if (!record) return undefined
       const at = anchors.ref(order)
       return {record, ref: {epoch: at.epoch, txid: at.txid, author: record.who.member, uid: record.who.uid, op: record.op}}
@@ -352,10 +349,10 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     // 5. the disk
     opts.onPhase?.('scan')
-    const actual = await scanning
+    await scanning
     divergences.push(...await historyFindings)
-    const cmp = compareTrees(tree, actual, within)
-    divergences.push(...cmp.divergences)
+    const cmp = comparer
+    divergences.push(...cmp.finish())
 
     const trustworthy = !divergences.some(d => TRUST_KINDS.has(d.kind))
     const unchanged = index !== undefined && index.checkpoint.epoch === head.epoch && index.maxJseq === maxJseq
@@ -371,7 +368,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       volume: layout.root,
       volumeId: meta.id,
       head: {epoch: head.epoch, hash: head.headHash},
-      checked: {blocks, records, entries: actual.size, files: cmp.files, bytes: cmp.bytes},
+      checked: {blocks, records, entries: cmp.entries, files: cmp.files, bytes: cmp.bytes},
       incremental: index ? {since: index.checkpoint.epoch} : undefined,
       divergences,
       status: serious.length === 0 ? 'clean' : 'divergent',

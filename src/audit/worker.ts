@@ -69,23 +69,24 @@ function xattrsOf(p: string): Array<[string, string]> | undefined {
   return out
 }
 
-function hashFile(p: string): {digest: string; size: number} {
+/** A file's sha256 and length, read to its end; `hint` (its lstat size) lets a small file take one read. */
+function hashFile(p: string, hint: number): {digest: string; size: number} {
   const fd = fs.openSync(p, O_RDONLY | O_NOFOLLOW)
   try {
-    let n = fs.readSync(fd, buf, 0, buf.length, null)
-    if (n < buf.length) {
-      // the whole file in one read (most files): one-shot hash
-      const rest = n === 0 ? 0 : fs.readSync(fd, buf, n, buf.length - n, null)
-      if (rest === 0) return {digest: oneShot('sha256', buf.subarray(0, n), 'hex'), size: n}
-      n += rest
+    let n = 0
+    if (hint < buf.length) {
+      // a short read of a regular file is its end: most files take one read and a one-shot hash
+      n = fs.readSync(fd, buf, 0, hint + 1, null)
+      if (n <= hint) return {digest: oneShot('sha256', buf.subarray(0, n), 'hex'), size: n}
     }
 
-    const h = createHash('sha256')
-    let size = 0
-    do {
+    const h = createHash('sha256').update(buf.subarray(0, n))
+    let size = n
+    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) {
       h.update(buf.subarray(0, n))
       size += n
-    } while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0)
+    }
+
     return {digest: h.digest('hex'), size}
   } finally {
     fs.closeSync(fd)
@@ -108,7 +109,7 @@ function scanOne(p: string): {r: ScanResult; bytes: number} {
   try {
     if (type === 'symlink') extra = fs.readlinkSync(p)
     else if (type === 'file') {
-      const h = hashFile(p)
+      const h = hashFile(p, st.size)
       extra = h.digest
       bytes = h.size
     }
@@ -123,6 +124,8 @@ const store = new HistoryStore((workerData as {historyDir: string}).historyDir)
 const checkedChunks = new Map<string, HistoryProblem | null>()
 
 function historyOne(digest: string): {r: HistoryResult; bytes: number} {
+  // versions come deduplicated: this only saves re-reading chunks shared by large versions, so a bounded memory will do
+  if (checkedChunks.size > 8192) checkedChunks.clear()
   const problem = store.checkSync(digest, checkedChunks)
   return {r: problem ?? 0, bytes: 0}
 }

@@ -24,10 +24,10 @@ export interface JournalRow {
   seq: number | null
 }
 
-/** jseq, hash, salt, record, path, epoch, txid, pid */
-export type AuditRow = [number, Buffer, Buffer, Buffer, string, number | null, string | null, string | null]
+/** jseq, hash, salt length, salt ‖ record */
+export type AuditRow = [number, Buffer, number, Buffer]
 
-const AUDIT_SELECT = 'SELECT jseq, hash, salt, record, path, epoch, txid, pid FROM records'
+const AUDIT_SELECT = 'SELECT jseq, hash, length(salt), CAST(salt || record AS BLOB) FROM records'
 
 export interface Placement {
   jseq?: number // when known, the row is found by its key rather than its hash
@@ -61,7 +61,7 @@ export class Journal {
   private readonly placeStmt?: Database.Statement
   private readonly placeByKeyStmt?: Database.Statement
   private auditByHash?: Database.Statement
-  private auditByJseq?: Database.Statement
+  private byJseq?: Database.Statement
 
   private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
     this.db = db
@@ -152,11 +152,11 @@ export class Journal {
 
   /**
    * What an auditor needs of each row after jseq, as arrays (no row objects),
-   * in journal order, streamed: [jseq, hash, salt, record, path, epoch, txid, pid].
+   * in journal order, streamed: [jseq, hash, salt length, salt ‖ record]
+   * (one buffer: it is what the salted hash covers).
    */
   * auditRows(afterJseq = 0): IterableIterator<AuditRow> {
-    yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? ORDER BY jseq`).raw(true)
-      .iterate(afterJseq) as IterableIterator<AuditRow>
+    yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? ORDER BY jseq`).raw(true).iterate(afterJseq) as IterableIterator<AuditRow>
   }
 
   /** The same columns of the row with this hash. */
@@ -165,10 +165,10 @@ export class Journal {
     return this.auditByHash.get(hash) as AuditRow | undefined
   }
 
-  /** The same columns of the row jseq. */
-  auditRow(jseq: number): AuditRow | undefined {
-    this.auditByJseq ??= this.db.prepare(`${AUDIT_SELECT} WHERE jseq = ?`).raw(true)
-    return this.auditByJseq.get(jseq) as AuditRow | undefined
+  /** A row by its key, or undefined. */
+  row(jseq: number): JournalRow | undefined {
+    this.byJseq ??= this.db.prepare('SELECT * FROM records WHERE jseq = ?')
+    return this.byJseq.get(jseq) as JournalRow | undefined
   }
 
   maxJseq(): number {
