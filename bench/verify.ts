@@ -44,6 +44,7 @@ import {cpus, loadavg, release, tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
+import {loadOrCreateIdentity} from '../src/app/identity.js'
 import {openVolumeStack} from '../src/app/stack.js'
 import {verifyVolume} from '../src/audit/verify.js'
 import type {LocalVolume} from '../src/volume/local-volume.js'
@@ -597,6 +598,7 @@ async function main(): Promise<number> {
     const t0 = performance.now()
     const names = Object.keys(VOLUMES).filter(n => selected.includes(VOLUMES[n].scenario))
     const fillErrors = new Map<string, unknown>()
+    loadOrCreateIdentity() // once, here: fills that start together would race to create the identity key
     await Promise.all(names.map(name => fillInChild(name, volumeDir(ctx, name), ctx.smoke).then(f => {
       volumes[name] = f
       say(`${name}: ${f.files} files, ${(f.bytes / MiB).toFixed(1)} MiB, ${f.records} records, filled in ${f.fillSeconds} s`)

@@ -7,7 +7,10 @@ const perms = (mode: number | undefined) => (mode === undefined ? undefined : mo
 const oct = (mode: number | undefined) => (mode === undefined ? '?' : '0' + (mode & 0o7777).toString(8))
 const short = (s: string | undefined) => (s ? s.slice(0, 16) : '(none)')
 
-function xattrDiff(exp: Map<string, string>, act: Map<string, string>): string[] {
+const NONE: ReadonlyMap<string, string> = new Map()
+
+function xattrDiff(exp: ReadonlyMap<string, string> = NONE, act: ReadonlyMap<string, string> = NONE): string[] {
+  if (exp.size === 0 && act.size === 0) return []
   const names = new Set([...exp.keys(), ...act.keys()])
   return [...names].filter(n => exp.get(n) !== act.get(n)).sort()
 }
@@ -40,39 +43,56 @@ function compareEntry(path: string, exp: Inode, act: ActualEntry, out: Divergenc
   }
 
   const x = xattrDiff(exp.xattrs, act.xattrs)
-  if (x.length > 0) add('xattr', x.map(n => `${n}=${short(exp.xattrs.get(n))}`).join(', '), x.map(n => `${n}=${short(act.xattrs.get(n))}`).join(', '))
+  if (x.length > 0) add('xattr', x.map(n => `${n}=${short(exp.xattrs?.get(n))}`).join(', '), x.map(n => `${n}=${short(act.xattrs?.get(n))}`).join(', '))
 }
 
-export function compareTrees(tree: ExpectedTree, actual: Map<string, ActualEntry>, within: (p: string) => boolean): {divergences: Divergence[]; files: number; bytes: number} {
-  const out: Divergence[] = []
-  let files = 0
-  let bytes = 0
-  const isUntrusted = (p: string) => {
-    for (let q = p; q.length > 0; q = q.slice(0, q.lastIndexOf('/'))) if (tree.untrusted.has(q)) return true
+/**
+ * Compares entries as the scan delivers them (none is kept once compared),
+ * then reports what the tree expects but the scan never saw.
+ */
+export class TreeComparer {
+  readonly divergences: Divergence[] = []
+  files = 0
+  bytes = 0
+  entries = 0
+  private readonly seen = new Set<string>()
+
+  constructor(private readonly tree: ExpectedTree, private readonly within: (p: string) => boolean) {}
+
+  private isUntrusted(p: string): boolean {
+    if (this.tree.untrusted.size === 0) return false
+    for (let q = p; q.length > 0; q = q.slice(0, q.lastIndexOf('/'))) if (this.tree.untrusted.has(q)) return true
     return false
   }
 
-  for (const [path, exp] of tree.entries) {
-    if (path === '/' || !within(path) || isUntrusted(path)) continue
-    const act = actual.get(path)
-    if (!act) {
-      out.push({path, kind: 'missing', expected: exp.type, found: 'absent', record: exp.last})
-      continue
-    }
-
-    compareEntry(path, exp, act, out)
-  }
-
-  for (const [path, act] of actual) {
+  actual(path: string, act: ActualEntry): void {
+    this.entries++
     if (act.type === 'file') {
-      files++
-      bytes += act.size
+      this.files++
+      this.bytes += act.size
     }
 
-    if (path === '/' || tree.entries.has(path) || !within(path) || isUntrusted(path)) continue
-    out.push({path, kind: 'unexpected', expected: 'absent', found: act.type, detail: 'on disk but never recorded: added outside PacioFS'})
+    if (path === '/' || !this.within(path) || this.isUntrusted(path)) return
+    const exp = this.tree.entries.get(path)
+    if (!exp) {
+      this.divergences.push({path, kind: 'unexpected', expected: 'absent', found: act.type, detail: 'on disk but never recorded: added outside PacioFS'})
+      return
+    }
+
+    this.seen.add(path)
+    compareEntry(path, exp, act, this.divergences)
   }
 
-  out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-  return {divergences: out, files, bytes}
+  /** The findings, sorted by path, once every scanned entry went through actual(). */
+  finish(): Divergence[] {
+    const out = this.divergences
+    for (const [path, exp] of this.tree.entries) {
+      if (path === '/' || this.seen.has(path) || !this.within(path) || this.isUntrusted(path)) continue
+      out.push({path, kind: 'missing', expected: exp.type, found: 'absent', record: exp.last})
+    }
+
+    this.seen.clear()
+    out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+    return out
+  }
 }

@@ -15,9 +15,14 @@ export interface Inode {
   digest?: string // undefined: content unknown (written while open, no digest recorded yet)
   target?: string
   rdev?: number
-  xattrs: Map<string, string> // name -> sha256 hex of the value
+  xattrs?: Map<string, string> // name -> sha256 hex of the value; absent: none
   interrupted?: RecordRef // a write-begin with no digest after it
   last: RecordRef
+}
+
+function xattrMap(x: Record<string, string>): Map<string, string> | undefined {
+  const m = new Map(Object.entries(x))
+  return m.size > 0 ? m : undefined
 }
 
 export class ExpectedTree {
@@ -35,7 +40,7 @@ export class ExpectedTree {
       case 'mkdir':
       case 'symlink':
         e.set(r.path, {type: r.type ?? 'file', mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, digest: r.digest, target: r.target, rdev: r.rdev,
-          xattrs: new Map(), last: ref, interrupted: r.writing ? ref : undefined})
+          last: ref, interrupted: r.writing ? ref : undefined})
         break
       case 'link':
         if (node && r.to) e.set(r.to, node)
@@ -50,7 +55,7 @@ export class ExpectedTree {
       case 'chmod':
         if (node) {
           node.mode = r.mode
-          if (r.xattrs) node.xattrs = new Map(Object.entries(r.xattrs))
+          if (r.xattrs) node.xattrs = xattrMap(r.xattrs)
         }
 
         break
@@ -83,9 +88,9 @@ export class ExpectedTree {
       case 'setxattr':
       case 'removexattr':
         if (!node) break
-        if (r.xattrs) node.xattrs = new Map(Object.entries(r.xattrs)) // the state after: setting an ACL may change or drop the xattr
-        else if (r.op === 'setxattr' && r.name) node.xattrs.set(r.name, r.value ?? '')
-        else if (r.name) node.xattrs.delete(r.name)
+        if (r.xattrs) node.xattrs = xattrMap(r.xattrs) // the state after: setting an ACL may change or drop the xattr
+        else if (r.op === 'setxattr' && r.name) (node.xattrs ??= new Map()).set(r.name, r.value ?? '')
+        else if (r.name) node.xattrs?.delete(r.name)
         if (r.mode !== undefined) node.mode = r.mode // ACLs carry permission bits
         break
       case 'utimens':

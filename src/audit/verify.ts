@@ -10,23 +10,27 @@
  *     Divergence with the record that says what should be there.
  * Opens everything read-only: verify never writes to the volume.
  */
+import {hash as oneShot} from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import {FifoChecker} from '../broadcast/validate.js'
 import type {Violation} from '../broadcast/types.js'
-import {decodeCanonical} from '../crypto/canonical.js'
-import {sha256} from '../crypto/hash.js'
+import {parseCommitted} from '../crypto/canonical.js'
 import {CorruptStateError, PacioError} from '../errors.js'
 import type {AuditableLedger, Block, Checkpoint} from '../ledger/types.js'
-import {Journal} from '../volume/journal.js'
+import {Journal, type AuditRow} from '../volume/journal.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import {layoutOf, lockHolder, readMeta, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
+import {Anchors} from './anchors.js'
+import {Replay} from './replay.js'
 import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
-import {compareTrees} from './compare.js'
+import {TreeComparer} from './compare.js'
 import {ExpectedTree} from './expected.js'
-import {checkHistory} from './history.js'
-import {scanTree, type ScanProgress} from './scan.js'
+import {checkHistory, HistoryJobs} from './history.js'
+import {WorkerPool} from './pool.js'
+import {scanTree, type ActualEntry, type ScanProgress} from './scan.js'
 import type {Divergence, RecordRef, VerifyReport} from './types.js'
 
 export interface VerifyOptions {
@@ -82,22 +86,17 @@ function violationKind(v: Violation): Divergence['kind'] {
 const TRUST_KINDS = new Set<Divergence['kind']>(['ledger-broken', 'signature-invalid', 'sequence-gap', 'record-tampered', 'record-missing', 'checkpoint-inconsistent'])
 
 /** The journal rows an incremental verify must look at: those the new blocks anchor, and every row added after maxJseq. */
-function * newRows(journal: Journal, anchors: Map<string, Anchor>, maxJseq: number) {
+function * newRows(journal: Journal, anchors: Anchors, maxJseq: number): Generator<AuditRow> {
   const seen = new Set<number>()
-  for (const key of anchors.keys()) {
-    const row = journal.byHash(Buffer.from(key, 'hex'))
+  for (const key of anchors.all()) {
+    const row = journal.auditRowByHash(key)
     if (row) {
-      seen.add(row.jseq)
+      seen.add(row[0])
       yield row
     }
   }
 
-  for (const row of journal.iterateAfter(maxJseq)) if (!seen.has(row.jseq)) yield row
-}
-
-interface Anchor {
-  order: number
-  ref: RecordRef
+  for (const row of journal.auditRows(maxJseq)) if (!seen.has(row[0])) yield row
 }
 
 export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
@@ -120,9 +119,20 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   const opened = await (opts.openLedger ?? openEmbedded)(layout, meta)
   const {ledger} = opened
   let journal: Journal | undefined
+  let pool: WorkerPool | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
     const head = await ledger.head()
+
+    // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
+    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
+    // entries that arrive before the expected tree is complete wait here; later ones are compared at once
+    let expectedBytes = 0
+    let comparer: TreeComparer | undefined
+    const early: Array<[string, ActualEntry]> = []
+    const scanning = scanTree(pool, layout.root, (p, e) => (comparer ? comparer.actual(p, e) : early.push([p, e])),
+      {subtree, onProgress: p => opts.onProgress?.({...p, expectedBytes})})
+    scanning.catch(() => {}) // awaited below
 
     // 0. what an earlier verify established, if the ledger still extends it
     const cacheDir = opts.cacheDir ?? defaultCacheDir()
@@ -141,12 +151,28 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     const from = index ? index.checkpoint.epoch + 1 : 0
 
-    // 1. the ledger itself
+    // 1 and 2. the ledger itself, and the envelopes in ledger order (each block read once);
+    // a block that cannot be read is skipped and reported
     opts.onPhase?.('ledger')
     const brokenEpochs = new Set<number>()
+    const anchors = new Anchors()
+    const checker = new FifoChecker(index?.checker)
+    let blocks = 0
+    const onBlock = (b: Block) => {
+      blocks++
+      checker.checkBlock(b, d => anchors.add(d.payload, d.epoch, d.txid, d.pid), v => {
+        brokenEpochs.add(v.epoch)
+        divergences.push({path: '', kind: violationKind(v), record: {epoch: v.epoch, txid: v.txid, author: v.pid ?? ''}, detail: `${v.kind}: ${v.detail}`})
+      })
+    }
+
+    let next = from
     if (!index) {
       try {
-        await ledger.validateAll()
+        await ledger.validateAll(undefined, b => {
+          onBlock(b)
+          next = b.epoch + 1
+        })
       } catch (error) {
         if (!(error instanceof CorruptStateError)) throw error
         brokenEpochs.add(error.epoch ?? -1)
@@ -163,23 +189,8 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       }
     }
 
-    // 2. envelopes, in ledger order; a block that cannot be read is skipped and reported
     opts.onPhase?.('envelopes')
-    const anchors = new Map<string, Anchor>() // hex hash -> where the ledger has it
-    const checker = new FifoChecker(index?.checker)
-    let order = 0
-    let blocks = 0
-    const onBlock = (b: Block) => {
-      blocks++
-      checker.checkBlock(b, d => {
-        anchors.set(d.payload.toString('hex'), {order: order++, ref: {epoch: d.epoch, txid: d.txid, author: d.pid}})
-      }, v => {
-        brokenEpochs.add(v.epoch)
-        divergences.push({path: '', kind: violationKind(v), record: {epoch: v.epoch, txid: v.txid, author: v.pid ?? ''}, detail: `${v.kind}: ${v.detail}`})
-      })
-    }
-
-    for (let e = from; e <= head.epoch;) {
+    for (let e = next; e <= head.epoch;) {
       try {
         for await (const b of ledger.read(e, head.epoch)) { // up to the head taken above: a MultiChain chain grows meanwhile
           onBlock(b)
@@ -197,97 +208,120 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       }
     }
 
-    // 3. the journal against the ledger
+    // 3 and 4. the journal against the ledger, replayed into the expected tree as it streams by
     opts.onPhase?.('journal')
     const tree = index?.tree ?? new ExpectedTree()
-    const valid: Array<{order: number; record: FsRecord; ref: RecordRef}> = []
-    const seen = new Set<string>()
+    const replay = new Replay(tree)
+    const versions = new HistoryJobs()
     let records = 0
     let beyondHead = 0
     let beyondMax = 0
     // incrementally: the rows the new blocks anchor, and any row added since the last verify
-    const rows = index ? newRows(journal, anchors, index.maxJseq) : journal.iterate()
+    const rows = index ? newRows(journal, anchors, index.maxJseq) : journal.auditRows(0)
     const maxJseq = journal.maxJseq()
     for (const row of rows) {
       records++
-      const key = row.hash.toString('hex')
-      seen.add(key)
+      const [jseq, hash, saltLength, salted] = row
+      const order = anchors.get(hash)
+      if (order !== undefined) anchors.markMatched(order) // accounted for: not "record missing"
+      const actualHash = oneShot('sha256', salted, 'buffer') as unknown as Buffer
       let record: FsRecord | undefined
-      try {
-        record = decodeCanonical(row.record) as unknown as FsRecord
-      } catch { /* reported below */ }
+      if (actualHash.equals(hash)) {
+        try {
+          record = parseCommitted(salted.subarray(saltLength)) as unknown as FsRecord
+        } catch { /* reported below */ }
+      }
 
-      const path = record?.path ?? row.path
-      const anchor = anchors.get(key)
-      const matches = sha256(row.salt, row.record).equals(row.hash)
-      if (!matches || !record) {
+      // the rest of the row only matters for a finding
+      const full = () => journal!.row(jseq)!
+      const rowRef = () => {
+        const r = full()
+        return r.epoch === null ? undefined : {epoch: r.epoch, txid: r.txid ?? '', author: r.pid ?? ''}
+      }
+
+      if (!record || typeof record !== 'object') {
+        let path: string | undefined
+        try {
+          path = (parseCommitted(salted.subarray(saltLength)) as {path?: unknown}).path as string | undefined
+        } catch { /* not even JSON */ }
+
+        if (typeof path !== 'string') path = full().path
+        if (order !== undefined) replay.skip(order)
         tree.untrusted.add(path)
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: key, found: sha256(row.salt, row.record).toString('hex'),
-            record: anchor?.ref ?? (row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? ''}),
-            detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
+          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: actualHash.toString('hex'),
+            record: order === undefined ? rowRef() : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
         }
 
         continue
       }
 
-      if (!anchor) {
+      const path = record.path
+      if (order === undefined) {
         tree.untrusted.add(path)
-        if (row.epoch !== null && brokenEpochs.has(row.epoch)) continue // its block is reported already
-        if (row.epoch !== null && row.epoch > head.epoch) {
+        const rowEpoch = full().epoch
+        if (rowEpoch !== null && brokenEpochs.has(rowEpoch)) continue // its block is reported already
+        if (rowEpoch !== null && rowEpoch > head.epoch) {
           beyondHead++ // placed in a block the ledger no longer has: reported once below
-          beyondMax = Math.max(beyondMax, row.epoch)
+          beyondMax = Math.max(beyondMax, rowEpoch)
           continue
         }
 
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent',
-            record: row.epoch === null ? undefined : {epoch: row.epoch, txid: row.txid ?? '', author: row.pid ?? '', op: record.op},
+          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent', record: rowRef() && {...rowRef()!, op: record.op},
             detail: `journal record (${record.op}) whose hash the ledger does not hold`})
         }
 
         continue
       }
 
-      valid.push({order: anchor.order, record, ref: {...anchor.ref, author: record.who.member, uid: record.who.uid, op: record.op}})
+      const at = anchors.ref(order)
+      replay.add(order, record, {epoch: at.epoch, txid: at.txid, author: anchors.intern(record.who.member), uid: record.who.uid, op: record.op})
+      if (record.digest !== undefined && within(record.path) && (record.op === 'create' || record.op === 'write' || record.op === 'truncate')) {
+        versions.add(record.digest, record.size ?? 0, jseq, order)
+      }
     }
 
+    replay.finish()
     if (beyondHead > 0) {
       divergences.push({path: '', kind: 'ledger-broken', expected: `head at epoch ${beyondMax} or later`, found: `head at epoch ${head.epoch}`,
         detail: `${beyondHead} journal record(s) were committed in blocks up to epoch ${beyondMax}, past the ledger's head: the ledger was truncated`})
     }
 
-    for (const [key, a] of anchors) {
-      if (!seen.has(key)) {
-        divergences.push({path: '', kind: 'record-missing', expected: key, record: a.ref,
-          detail: 'the ledger holds a record hash the journal has no record for'})
-      }
+    for (const [order, key] of anchors.unmatched()) {
+      divergences.push({path: '', kind: 'record-missing', expected: key.toString('hex'), record: anchors.ref(order),
+        detail: 'the ledger holds a record hash the journal has no record for'})
     }
 
-    // 4. replay in ledger order
     opts.onPhase?.('replay')
-    valid.sort((a, b) => a.order - b.order)
-    for (const v of valid) tree.apply(v.record, v.ref)
-    const treeBeforeScan = tree
+    for (const [p, n] of tree.entries) if (within(p) && n.type === 'file') expectedBytes += n.size ?? 0
+    comparer = new TreeComparer(tree, within)
+    for (const [p, e] of early) comparer.actual(p, e)
+    early.length = 0
 
-    // 4b. every version those records name is in the history store, intact
+    // 4b. every version those records name is in the history store, intact (on the workers, after the scan)
     opts.onPhase?.('history')
-    divergences.push(...await checkHistory(layout.history, valid, within))
+    const historyFindings = fs.existsSync(layout.history) ? checkHistory(pool, versions, (jseq, order) => {
+      const row = journal!.row(jseq)
+      const record = row ? parseCommitted(row.record) as unknown as FsRecord : undefined
+      if (!record) return undefined
+      const at = anchors.ref(order)
+      return {record, ref: {epoch: at.epoch, txid: at.txid, author: record.who.member, uid: record.who.uid, op: record.op}}
+    }) : Promise.resolve([])
 
     // 5. the disk
     opts.onPhase?.('scan')
-    let expectedBytes = 0
-    for (const [p, n] of tree.entries) if (within(p) && n.type === 'file') expectedBytes += n.size ?? 0
-    const actual = await scanTree(layout.root, {subtree, threads: opts.threads,
-      onProgress: p => opts.onProgress?.({...p, expectedBytes})})
-    const cmp = compareTrees(tree, actual, within)
-    divergences.push(...cmp.divergences)
+    await scanning
+    divergences.push(...await historyFindings)
+    const cmp = comparer
+    divergences.push(...cmp.finish())
 
     const trustworthy = !divergences.some(d => TRUST_KINDS.has(d.kind))
-    if (trustworthy && head.epoch > 0) {
+    const unchanged = index !== undefined && index.checkpoint.epoch === head.epoch && index.maxJseq === maxJseq
+    if (trustworthy && head.epoch > 0 && !unchanged) {
       try {
         saveIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
-          anchoredRows: (index?.anchoredRows ?? 0) + valid.length, tree: treeBeforeScan})
+          anchoredRows: (index?.anchoredRows ?? 0) + replay.applied, tree})
       } catch { /* a cache that cannot be written only costs time next run */ }
     }
 
@@ -296,13 +330,14 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       volume: layout.root,
       volumeId: meta.id,
       head: {epoch: head.epoch, hash: head.headHash},
-      checked: {blocks, records, entries: actual.size, files: cmp.files, bytes: cmp.bytes},
+      checked: {blocks, records, entries: cmp.entries, files: cmp.files, bytes: cmp.bytes},
       incremental: index ? {since: index.checkpoint.epoch} : undefined,
       divergences,
       status: serious.length === 0 ? 'clean' : 'divergent',
       ms: Date.now() - started,
     }
   } finally {
+    await pool?.close()
     journal?.close()
     await opened.close()
   }

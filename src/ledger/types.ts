@@ -74,8 +74,12 @@ export interface Ledger {
 
 /** What the auditor needs beyond reading: the driver knows what can be checked of its blocks. */
 export interface AuditableLedger extends Ledger {
-  /** Check the whole chain (embedded: hashes, Merkle roots, signatures, links; MultiChain: links and heights). Throws CorruptStateError. */
-  validateAll(onProgress?: (epoch: number, head: number) => void): Promise<void>
+  /**
+   * Check the whole chain (embedded: hashes, Merkle roots, signatures, links; MultiChain: links and heights).
+   * Throws CorruptStateError. A driver that reads whole blocks while checking may hand each one to onBlock,
+   * in order, so the caller need not read them again; one that does not leaves the caller to read() them.
+   */
+  validateAll(onProgress?: (epoch: number, head: number) => void, onBlock?: (b: Block) => void): Promise<void>
   /** The checkpoint of a committed block. */
   checkpoint(epoch: number): Promise<Checkpoint>
   /** Does the ledger still extend this checkpoint? */

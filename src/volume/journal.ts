@@ -30,6 +30,11 @@ export interface JournalRow {
   seq: number | null
 }
 
+/** jseq, hash, salt length, salt ‖ record */
+export type AuditRow = [number, Buffer, number, Buffer]
+
+const AUDIT_SELECT = 'SELECT jseq, hash, length(salt), CAST(salt || record AS BLOB) FROM records'
+
 export interface Placement {
   jseq?: number // when known, the row is found by its key rather than its hash
   hash: Buffer
@@ -62,6 +67,8 @@ export class Journal {
   private readonly placeStmt?: Database.Statement
   private readonly placeByKeyStmt?: Database.Statement
   private checkpointer?: Checkpointer
+  private auditByHash?: Database.Statement
+  private byJseq?: Database.Statement
 
   private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
     this.db = db
@@ -151,6 +158,27 @@ export class Journal {
   /** Rows after jseq, in journal order, streamed. */
   * iterateAfter(jseq: number): IterableIterator<JournalRow> {
     yield * this.db.prepare('SELECT * FROM records WHERE jseq > ? ORDER BY jseq').iterate(jseq) as IterableIterator<JournalRow>
+  }
+
+  /**
+   * What an auditor needs of each row after jseq, as arrays (no row objects),
+   * in journal order, streamed: [jseq, hash, salt length, salt ‖ record]
+   * (one buffer: it is what the salted hash covers).
+   */
+  * auditRows(afterJseq = 0): IterableIterator<AuditRow> {
+    yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? ORDER BY jseq`).raw(true).iterate(afterJseq) as IterableIterator<AuditRow>
+  }
+
+  /** The same columns of the row with this hash. */
+  auditRowByHash(hash: Buffer): AuditRow | undefined {
+    this.auditByHash ??= this.db.prepare(`${AUDIT_SELECT} WHERE hash = ?`).raw(true)
+    return this.auditByHash.get(hash) as AuditRow | undefined
+  }
+
+  /** A row by its key, or undefined. */
+  row(jseq: number): JournalRow | undefined {
+    this.byJseq ??= this.db.prepare('SELECT * FROM records WHERE jseq = ?')
+    return this.byJseq.get(jseq) as JournalRow | undefined
   }
 
   maxJseq(): number {

@@ -346,14 +346,18 @@ export class EmbeddedLedger implements AuditableLedger {
    * txids, Merkle root, hash, signature and link, genesis to head. Cost grows
    * with history; this is the auditor's full check (open() only checks the tail).
    * Throws CorruptStateError naming the file and the first bad epoch.
+   * onBlock, if given, receives each block once it is validated, in order
+   * (an auditor then reads the ledger once).
    */
-  async validateAll(onProgress?: (epoch: number, head: number) => void): Promise<void> {
+  async validateAll(onProgress?: (epoch: number, head: number) => void, onBlock?: (b: Block) => void): Promise<void> {
     const head = this.currentHead()
     this.reader.integrityCheck()
     this.reader.validateTail(0) // genesis against meta
-    let prev = {epoch: 0, hash: this.reader.readBlock(0)!.hash}
+    const genesis = this.reader.readBlock(0)!
+    onBlock?.(genesis)
+    let prev = {epoch: 0, hash: genesis.hash}
     for (let e = 1; e <= head; e += FOLLOW_BATCH) {
-      prev = this.reader.validateRange(e, Math.min(head, e + FOLLOW_BATCH - 1), prev)
+      prev = this.reader.validateRange(e, Math.min(head, e + FOLLOW_BATCH - 1), prev, onBlock)
       onProgress?.(prev.epoch, head)
       await tick()
     }

@@ -344,11 +344,12 @@ export class LedgerStore {
   }
 
   /** Validate blocks from..to, the first one linked to `prev`; returns the last block's link. */
-  validateRange(from: number, to: number, prev: {epoch: number; hash: string}): {epoch: number; hash: string} {
+  validateRange(from: number, to: number, prev: {epoch: number; hash: string}, onBlock?: (b: Block) => void): {epoch: number; hash: string} {
     for (let e = from; e <= to; e++) {
       const b = this.readBlock(e)
       if (!b) throw new CorruptStateError(this.file, 'block missing', e)
       this.checkBlock(b, prev)
+      onBlock?.(b)
       prev = {epoch: b.epoch, hash: b.hash}
     }
     return prev

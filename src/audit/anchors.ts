@@ -1,0 +1,117 @@
+/**
+ * Where the ledger holds each record hash: its position in ledger order and
+ * the transaction it came in (shared by all the records of an envelope).
+ * A volume has one per record (200,000 for 100,000 files), so this is an
+ * open-addressing table over one buffer of 32-byte keys and typed arrays,
+ * a few tens of bytes per record rather than a map entry, a key string and
+ * an object. Payloads of another length (never a record hash, but the ledger
+ * may hold anything) go to a plain map.
+ */
+import type {RecordRef} from './types.js'
+
+const KEY = 32
+
+export class Anchors {
+  private keys = Buffer.alloc(KEY * 1024) // the key of position i at i * KEY
+  private slots = new Int32Array(2048) // position + 1, 0 = empty
+  private txOf = new Int32Array(1024)
+  private matched = new Uint8Array(1024) // 1: a journal row accounted for it (or a later copy replaced it)
+  private readonly odd = new Map<string, number>() // latin1 key -> position, payloads that are not KEY bytes
+  private readonly txs: Array<{epoch: number; txid: string; pid: string}> = []
+  private readonly strings = new Map<string, string>()
+  /** positions handed out */
+  size = 0
+
+  add(payload: Buffer, epoch: number, txid: string, pid: string): void {
+    const last = this.txs.at(-1)
+    if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
+    const pos = this.size++
+    if (pos === this.txOf.length) this.growArrays()
+    this.txOf[pos] = this.txs.length - 1
+    if (payload.length !== KEY) {
+      const k = payload.toString('latin1')
+      const had = this.odd.get(k)
+      if (had !== undefined) this.matched[had] = 1 // the later copy stands for it
+      this.odd.set(k, pos)
+      return
+    }
+
+    payload.copy(this.keys, pos * KEY)
+    if (pos * 2 >= this.slots.length) this.rehash(this.slots.length * 2)
+    const s = this.find(payload)
+    if (this.slots[s] !== 0) this.matched[this.slots[s] - 1] = 1
+    this.slots[s] = pos + 1
+  }
+
+  /** The position of a record hash on the ledger, or undefined. */
+  get(hash: Buffer): number | undefined {
+    if (hash.length !== KEY) return this.odd.get(hash.toString('latin1'))
+    const p = this.slots[this.find(hash)]
+    return p === 0 ? undefined : p - 1
+  }
+
+  /** A journal row has this hash: it is not "missing". */
+  markMatched(pos: number): void {
+    this.matched[pos] = 1
+  }
+
+  /** Positions no journal row accounted for, in ledger order, with their key. */
+  * unmatched(): Generator<[number, Buffer]> {
+    for (let pos = 0; pos < this.size; pos++) if (!this.matched[pos]) yield [pos, this.key(pos)]
+  }
+
+  /** Every key in ledger order. */
+  * all(): Generator<Buffer> {
+    for (let pos = 0; pos < this.size; pos++) yield this.key(pos)
+  }
+
+  ref(pos: number): RecordRef {
+    const t = this.txs[this.txOf[pos]]
+    return {epoch: t.epoch, txid: t.txid, author: t.pid}
+  }
+
+  /** One copy of each author key, rather than one per record. */
+  intern(s: string): string {
+    const had = this.strings.get(s)
+    if (had !== undefined) return had
+    if (this.strings.size < 65_536) this.strings.set(s, s)
+    return s
+  }
+
+  private key(pos: number): Buffer {
+    for (const [k, p] of this.odd) if (p === pos) return Buffer.from(k, 'latin1')
+    return Buffer.from(this.keys.subarray(pos * KEY, pos * KEY + KEY))
+  }
+
+  /** The slot holding this key, or the empty slot where it would go. */
+  private find(k: Buffer): number {
+    const mask = this.slots.length - 1
+    for (let s = k.readUInt32LE(0) & mask; ; s = (s + 1) & mask) {
+      const p = this.slots[s]
+      if (p === 0 || k.compare(this.keys, (p - 1) * KEY, p * KEY) === 0) return s
+    }
+  }
+
+  private rehash(capacity: number): void {
+    const old = this.slots
+    this.slots = new Int32Array(capacity)
+    for (const p of old) {
+      if (p === 0) continue
+      const k = this.keys.subarray((p - 1) * KEY, p * KEY)
+      this.slots[this.find(k)] = p
+    }
+  }
+
+  private growArrays(): void {
+    const n = this.txOf.length * 2
+    const keys = Buffer.alloc(n * KEY)
+    this.keys.copy(keys)
+    this.keys = keys
+    const txOf = new Int32Array(n)
+    txOf.set(this.txOf)
+    this.txOf = txOf
+    const matched = new Uint8Array(n)
+    matched.set(this.matched)
+    this.matched = matched
+  }
+}
