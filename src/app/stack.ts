@@ -9,6 +9,7 @@ import type {Delivery} from '../broadcast/types.js'
 import {generateIdentity, loadIdentity, saveIdentity, type Identity} from '../crypto/sign.js'
 import {HistoryStore} from '../history/store.js'
 import {catchUp} from '../history/recover.js'
+import {undoUnrecorded} from '../volume/intents.js'
 import {Journal} from '../volume/journal.js'
 import type {AuditableLedger} from '../ledger/types.js'
 import {lockVolume, openLayout, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
@@ -88,6 +89,9 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
       recovered = recorder.recover(found)
       await recorder.committed()
     }
+
+    const undone = undoUnrecorded(journal, layout.root).filter(u => u.undone)
+    for (const u of undone) opts.onWarning?.(`recovery: removed ${u.path}: ${u.op} was cut off by a crash before its record (the call had not returned)`)
 
     let history: HistoryStore | undefined
     if (opts.history ?? true) {

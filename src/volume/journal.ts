@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS records(
   epoch INTEGER, txid TEXT, pid TEXT, seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS records_unplaced ON records(jseq) WHERE epoch IS NULL;
+CREATE TABLE IF NOT EXISTS intents(id INTEGER PRIMARY KEY, op TEXT NOT NULL, path TEXT NOT NULL, at INTEGER NOT NULL);
 DROP INDEX IF EXISTS records_epoch;
 DROP INDEX IF EXISTS records_path;
 `
@@ -69,6 +70,8 @@ export class Journal {
   private checkpointer?: Checkpointer
   private auditByHash?: Database.Statement
   private byJseq?: Database.Statement
+  private intendStmt?: Database.Statement
+  private settleStmt?: Database.Statement
 
   private constructor(readonly file: string, db: Database.Database, readonly readonly: boolean) {
     this.db = db
@@ -179,6 +182,32 @@ export class Journal {
   row(jseq: number): JournalRow | undefined {
     this.byJseq ??= this.db.prepare('SELECT * FROM records WHERE jseq = ?')
     return this.byJseq.get(jseq) as JournalRow | undefined
+  }
+
+  /**
+   * Notes, before the disk changes, that an operation will make a new entry at
+   * path; settleIntent() drops the note once its record is journaled (or the
+   * operation failed). A note left after a crash names an entry that may be on
+   * disk without a record: the next mount undoes it (see intents.ts).
+   */
+  intend(op: string, path: string): number {
+    this.intendStmt ??= this.db.prepare('INSERT INTO intents(op, path, at) VALUES (?, ?, ?)')
+    return Number(this.intendStmt.run(op, path, Date.now()).lastInsertRowid)
+  }
+
+  settleIntent(id: number): void {
+    this.settleStmt ??= this.db.prepare('DELETE FROM intents WHERE id = ?')
+    this.settleStmt.run(id)
+  }
+
+  /** Intents left behind (by a crash), oldest first. */
+  intents(): Array<{id: number; op: string; path: string; at: number}> {
+    return this.db.prepare('SELECT id, op, path, at FROM intents ORDER BY id').all() as Array<{id: number; op: string; path: string; at: number}>
+  }
+
+  /** The op of the newest record whose path is this one (a full scan: for crash recovery only). */
+  latestOpAt(path: string): string | undefined {
+    return (this.db.prepare('SELECT op FROM records WHERE path = ? ORDER BY jseq DESC LIMIT 1').get(path) as {op: string} | undefined)?.op
   }
 
   maxJseq(): number {

@@ -208,6 +208,10 @@ export class LocalVolume implements Volume {
   }
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
+    return this.withIntent('create', path, () => this.createNow(path, mode, flags, caller))
+  }
+
+  private async createNow(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
     const backing = this.paths.resolveNew(path)
     const own = this.ownerSync(backing, caller)
     // local metadata syscalls, made synchronously: each takes microseconds
@@ -461,6 +465,10 @@ export class LocalVolume implements Volume {
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
+    return this.withIntent('mknod', path, () => this.mknodNow(path, mode, rdev, caller))
+  }
+
+  private async mknodNow(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
     if ((mode & C.S_IFMT) === C.S_IFREG || (mode & C.S_IFMT) === 0) {
       fs.closeSync(fs.openSync(backing, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777))
@@ -477,6 +485,10 @@ export class LocalVolume implements Volume {
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
+    return this.withIntent('mkdir', path, () => this.mkdirNow(path, mode, caller))
+  }
+
+  private async mkdirNow(path: string, mode: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
     const parent = fs.statSync(backing.slice(0, backing.lastIndexOf('/')) || '/')
     fs.mkdirSync(backing, mode & 0o7777)
@@ -488,12 +500,30 @@ export class LocalVolume implements Volume {
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
+    return this.withIntent('symlink', path, () => this.symlinkNow(target, path, caller))
+  }
+
+  private async symlinkNow(target: string, path: string, caller: Caller): Promise<void> {
     const backing = this.paths.resolveNew(path)
     fs.symlinkSync(target, backing)
     await this.undoOnFailure(async () => {
       this.chownNew(backing, caller)
       await this.recordEntry('symlink', path, backing, caller, {target})
     }, () => fs.unlinkSync(backing))
+  }
+
+  /**
+   * Runs an operation that makes a new entry with an intent noted in the journal
+   * until its record is journaled (or it failed), so that the next mount undoes
+   * an entry a crash left on disk without its record (intents.ts).
+   */
+  private async withIntent<T>(op: string, path: string, work: () => Promise<T>): Promise<T> {
+    const id = this.recorder.intend(op, path)
+    try {
+      return await work()
+    } finally {
+      this.recorder.settleIntent(id)
+    }
   }
 
   private async undoOnFailure(work: () => Promise<void>, undo: () => void): Promise<void> {

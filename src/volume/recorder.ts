@@ -76,6 +76,15 @@ export class Recorder implements DeliverySink {
     return s
   }
 
+  /** See Journal.intend: a new entry is about to appear at path. */
+  intend(op: string, path: string): number {
+    return this.journal.intend(op, path)
+  }
+
+  settleIntent(id: number): void {
+    this.journal.settleIntent(id)
+  }
+
   /** Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger. */
   record(body: RecordBody, caller: Caller): Promise<Buffer> {
     if (this.failedWith) return Promise.reject(this.failedWith)

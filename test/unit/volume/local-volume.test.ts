@@ -137,5 +137,6 @@ describe('LocalVolume (no FUSE)', () => {
 
     expect(code).to.equal('EEXIST')
     expect(journal.count()).to.equal(before)
+    expect(journal.intents(), 'no intent left by a done or a failed operation').to.deep.equal([])
   })
 })
