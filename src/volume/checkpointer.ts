@@ -58,7 +58,11 @@ export function startCheckpointer(db: Database.Database, file: string, everyMs =
   })
   return {
     stop() {
-      if (!exited) worker.postMessage('stop')
+      if (!exited) {
+        worker.ref() // an unref'd worker would let the event loop end (exit 13) before it has closed
+        worker.postMessage('stop')
+      }
+
       return gone
     },
   }
