@@ -81,3 +81,27 @@ describe('PacioFS mount (real FUSE, embedded ledger)', function () {
   })
   })
 })
+
+describe('PacioFS mount unmounted from outside (fusermount -u)', function () {
+  this.timeout(60_000)
+
+  it('commits, exits 0 by itself and leaves nothing mounted', async () => {
+    const area = await scratch('extunmount')
+    const m = await mountPacio(area.volume, area.mnt)
+    try {
+      fs.writeFileSync(join(area.mnt, 'a.txt'), 'invoice\n')
+      await runOk('fusermount', ['-u', area.mnt])
+      const code = m.child.exitCode ?? await Promise.race([
+        new Promise<number | null>(resolve => m.child.once('exit', c => resolve(c))),
+        new Promise<string>(resolve => setTimeout(() => resolve('still running 15 s after fusermount -u'), 15_000)),
+      ])
+      expect(code, m.output()).to.equal(0)
+      expect(m.output()).to.match(/unmounted externally/)
+      const log = await paciofs(['log', '--volume', area.volume, '--json'])
+      expect(log.stdout).to.contain('/a.txt')
+    } finally {
+      await m.stop()
+      await area.dispose()
+    }
+  })
+})
