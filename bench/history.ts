@@ -22,6 +22,22 @@ import {mountPacio, paciofs, scratch} from '../test/helpers/paciofs.js'
 const MiB = 1024 * 1024
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d
 
+/** CPU time (clock ticks) a process has used so far. */
+function cpuTicks(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return Number(fields[11]) + Number(fields[12]) // utime + stime
+}
+
+/** Waits until a process has used (almost) no CPU for a whole second: its background work is done. */
+async function idle(pid: number): Promise<void> {
+  for (let last = cpuTicks(pid); ;) {
+    await new Promise(r => setTimeout(r, 1000))
+    const now = cpuTicks(pid)
+    if (now - last <= 5) return
+    last = now
+  }
+}
+
 async function timed<T>(work: () => Promise<T>): Promise<{ms: number; value: T}> {
   const t = performance.now()
   const value = await work()
@@ -72,6 +88,10 @@ async function rewriteAndRead(sizeMiB: number, rewrites: number) {
           fs.writeSync(fd, crypto.randomBytes(1 << 20), 0, 1 << 20, Math.floor(Math.random() * (size - (1 << 20))))
           fs.closeSync(fd)
         }`, file, String(rewrites), String(sizeMiB * MiB)], {timeoutMs: 3_600_000}))
+      // the rewrites' versions are captured in the background too: let that end before timing reads, so the
+      // current file's read does not share the machine with it
+      while (fs.existsSync(pending) && fs.readdirSync(pending).length > 0) await new Promise(r => setTimeout(r, 100))
+      await idle(mount.child.pid!) // and the digests of the rewritten file (each random rewrite re-reads it whole)
       const after = await stats(area.volume)
 
       // read the current file through the mount, and the same version from the history
