@@ -3,7 +3,8 @@
  * SIGINT/SIGTERM or an external unmount, then flush, commit, unmount and
  * release everything. The process exits only after the mount is gone.
  */
-import {checkMountpoint, mountVolume, mountedAt} from '../fuse/mount.js'
+import {StopSignals} from './stop.js'
+import {checkMountpoint, mountVolume} from '../fuse/mount.js'
 import {readTimeline} from '../history/timeline.js'
 import {HistoryView} from '../history/view.js'
 import {formatChainSpec, parseChainSpec} from '../ledger/multichain/spec.js'
@@ -47,15 +48,7 @@ export interface MountSummary extends MountedInfo {
 export async function runMount(req: MountRequest): Promise<MountSummary> {
   // Signals are ours from the first moment: one that arrives while the volume
   // opens or the mount comes up still ends in a clean unmount and commit.
-  let reason: string | undefined
-  let wake: (() => void) | undefined
-  const onSignal = (sig: NodeJS.Signals) => {
-    reason ??= `signal ${sig}`
-    wake?.()
-  }
-
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  for (const s of signals) process.on(s, onSignal)
+  const stop = new StopSignals()
   try {
     checkMountpoint(req.mountpoint) // before anything is created
     const stack = await openVolumeStack(req.volume, {create: true, identity: req.identity, purpose: `mount ${req.mountpoint}`, history: req.history,
@@ -72,29 +65,16 @@ export async function runMount(req: MountRequest): Promise<MountSummary> {
 
     const ledger = stack.meta.ledger.driver === 'multichain' ? `MultiChain ${stack.meta.ledger.chain ?? ''} ${formatChainSpec(parseChainSpec(stack.meta.ledger.spec ?? ''), true)}`.replace(/ +/g, ' ') : 'embedded ledger'
     const info: MountedInfo = {mountpoint: mounted.mountpoint, volume: stack.layout.root, volumeId: stack.meta.id, created: stack.created, member: stack.member, ledger}
-    if (reason === undefined) {
+    if (stop.reason === undefined) {
       req.onReady?.(info)
-      await new Promise<void>(resolve => {
-        const poll = setInterval(() => {
-          if (!mountedAt(mounted.mountpoint)) {
-            reason ??= 'unmounted externally'
-            done()
-          }
-        }, 1000)
-        function done() {
-          clearInterval(poll)
-          resolve()
-        }
-
-        wake = done
-      })
+      await stop.until(mounted.mountpoint)
     }
 
     await mounted.unmount()
     const records = stack.recordCount()
     await stack.close()
-    return {...info, records, reason: reason ?? 'stopped'}
+    return {...info, records, reason: stop.reason ?? 'stopped'}
   } finally {
-    for (const s of signals) process.off(s, onSignal)
+    stop.dispose()
   }
 }

@@ -7,8 +7,9 @@
  * unmount; a server that goes away makes operations fail (ENOTCONN / EIO)
  * until it is back.
  */
+import {StopSignals} from './stop.js'
 import path from 'node:path'
-import {checkMountpoint, mountVolume, mountedAt} from '../fuse/mount.js'
+import {checkMountpoint, mountVolume} from '../fuse/mount.js'
 import {Connection} from '../remote/connection.js'
 import {RemoteVolume} from '../remote/remote-volume.js'
 import {configDir, loadOrCreateIdentity} from './identity.js'
@@ -54,15 +55,7 @@ export async function connectRemote(req: {server: string; volume: string; identi
 }
 
 export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: string} & RemoteMountedInfo> {
-  let reason: string | undefined
-  let wake: (() => void) | undefined
-  const onSignal = (sig: NodeJS.Signals) => {
-    reason ??= `signal ${sig}`
-    wake?.()
-  }
-
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  for (const s of signals) process.on(s, onSignal)
+  const stop = new StopSignals()
   try {
     checkMountpoint(req.mountpoint)
     const {conn, identity, fingerprint, pinnedNow} = await connectRemote(req)
@@ -76,28 +69,15 @@ export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: 
     }
 
     const info: RemoteMountedInfo = {mountpoint: mounted.mountpoint, server: req.server, volume: req.volume, volumeId: conn.volumeId, member: identity.pid, fingerprint, pinnedNow}
-    if (reason === undefined) {
+    if (stop.reason === undefined) {
       req.onReady?.(info)
-      await new Promise<void>(resolve => {
-        const poll = setInterval(() => {
-          if (!mountedAt(mounted.mountpoint)) {
-            reason ??= 'unmounted externally'
-            done()
-          }
-        }, 1000)
-        function done() {
-          clearInterval(poll)
-          resolve()
-        }
-
-        wake = done
-      })
+      await stop.until(mounted.mountpoint)
     }
 
     await mounted.unmount()
     await volume.close()
-    return {...info, reason: reason ?? 'stopped'}
+    return {...info, reason: stop.reason ?? 'stopped'}
   } finally {
-    for (const s of signals) process.off(s, onSignal)
+    stop.dispose()
   }
 }

@@ -3,6 +3,7 @@
  * serve them over TLS until SIGINT/SIGTERM, then drain the calls, end the
  * sessions (releasing and recording their open files), commit and close.
  */
+import {StopSignals} from './stop.js'
 import path from 'node:path'
 import {openAll} from '../server/served.js'
 import {startServer} from '../server/server.js'
@@ -37,15 +38,7 @@ export interface ServeSummary {
 
 export async function runServe(req: ServeRequest): Promise<ServeSummary> {
   if (req.volumes.length === 0) throw new PacioError('EINPUT', 'give at least one --volume DIR')
-  let reason: string | undefined
-  let wake: (() => void) | undefined
-  const onSignal = (sig: NodeJS.Signals) => {
-    reason ??= `signal ${sig}`
-    wake?.()
-  }
-
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  for (const s of signals) process.on(s, onSignal)
+  const stop = new StopSignals()
   try {
     const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))
     const volumes = await openAll(req.volumes, {identity: req.identity})
@@ -53,14 +46,14 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
     try {
       const server = await startServer({host: req.host, port: req.port, tls, volumes, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})
       try {
-        if (reason === undefined) {
+        if (stop.reason === undefined) {
           req.onReady?.({
             address: `${req.host}:${server.port}`,
             fingerprint: showFingerprint(tls.fingerprint),
             tlsCreated: tls.created,
             volumes: [...volumes.values()].map(v => ({name: v.name, dir: v.stack.layout.root, id: v.stack.meta.id, created: v.stack.created, members: v.members.list().length})),
           })
-          await new Promise<void>(resolve => (wake = resolve))
+          await stop.until()
         }
       } finally {
         await server.stop()
@@ -72,8 +65,8 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
       }
     }
 
-    return {reason: reason ?? 'stopped', records}
+    return {reason: stop.reason ?? 'stopped', records}
   } finally {
-    for (const s of signals) process.off(s, onSignal)
+    stop.dispose()
   }
 }
