@@ -9,7 +9,7 @@
  *  scan     item = an absolute path: lstat, xattrs (name -> sha256 of the
  *           value), then a regular file's sha256 or a symlink's target.
  *  history  item = a content digest: the stored version's manifest and each
- *           chunk, checked (HistoryStore.checkSync).
+ *           chunk, checked (HistoryStore.check).
  */
 import {hash as oneShot, createHash} from 'node:crypto'
 import fs from 'node:fs'
@@ -126,7 +126,7 @@ const checkedChunks = new Map<string, HistoryProblem | null>()
 function historyOne(digest: string): {r: HistoryResult; bytes: number} {
   // versions come deduplicated: this only saves re-reading chunks shared by large versions, so a bounded memory will do
   if (checkedChunks.size > 8192) checkedChunks.clear()
-  const problem = store.checkSync(digest, checkedChunks)
+  const problem = store.check(digest, checkedChunks)
   return {r: problem ?? 0, bytes: 0}
 }
 

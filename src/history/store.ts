@@ -390,11 +390,7 @@ export class HistoryStore implements ContentCapture {
       throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
     }
 
-    if (data.length !== HistoryStore.chunkLength(m, i) || createHash('sha256').update(data).digest('hex') !== hash) {
-      throw new HistoryError('history-tampered', `chunk ${i} (${hash}) of version ${m.digest} does not match its hash: the history store was altered`)
-    }
-
-    return data
+    return HistoryStore.checked(m, i, data)
   }
 
   /**
@@ -433,6 +429,12 @@ export class HistoryStore implements ContentCapture {
       throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
     }
 
+    return HistoryStore.checked(m, i, data)
+  }
+
+  /** A chunk's bytes if they have its length and hash; HistoryError otherwise. */
+  private static checked(m: Manifest, i: number, data: Buffer): Buffer {
+    const hash = m.chunks[i]
     if (data.length !== HistoryStore.chunkLength(m, i) || hashOnce('sha256', data, 'hex') !== hash) {
       throw new HistoryError('history-tampered', `chunk ${i} (${hash}) of version ${m.digest} does not match its hash: the history store was altered`)
     }
@@ -440,8 +442,12 @@ export class HistoryStore implements ContentCapture {
     return data
   }
 
-  /** check()'s synchronous twin, for worker threads. */
-  checkSync(digest: string, checked: Map<string, HistoryProblem | null> = new Map()): HistoryProblem | undefined {
+  /**
+   * Checks a version without returning it: its manifest and each chunk not
+   * already in `checked`. Synchronous (verify's worker threads check many
+   * small versions: no thread-pool round trips).
+   */
+  check(digest: string, checked: Map<string, HistoryProblem | null> = new Map()): HistoryProblem | undefined {
     let m: Manifest
     try {
       m = this.manifest(digest)
@@ -455,36 +461,6 @@ export class HistoryStore implements ContentCapture {
       if (!checked.has(key)) {
         try {
           this.readChunkSync(m, i)
-          checked.set(key, null)
-        } catch (error) {
-          if (!(error instanceof HistoryError)) throw error
-          checked.set(key, {kind: error.kind, detail: error.message})
-        }
-      }
-
-      const problem = checked.get(key)
-      if (problem) return problem
-    }
-
-    return undefined
-  }
-
-  /** Checks a version without returning it: its manifest and each chunk not already in `checked`. */
-  async check(digest: string, checked: Map<string, HistoryProblem | null> = new Map()): Promise<HistoryProblem | undefined> {
-    let m: Manifest
-    try {
-      m = this.manifest(digest)
-    } catch (error) {
-      if (error instanceof HistoryError) return {kind: error.kind, detail: error.message}
-      throw error
-    }
-
-    for (let i = 0; i < m.chunks.length; i++) {
-      const hash = m.chunks[i]
-      const key = `${hash}:${HistoryStore.chunkLength(m, i)}`
-      if (!checked.has(key)) {
-        try {
-          await this.readChunk(m, i)
           checked.set(key, null)
         } catch (error) {
           if (!(error instanceof HistoryError)) throw error
