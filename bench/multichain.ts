@@ -18,9 +18,8 @@
  * "pipeline" rows run the same through Broadcast (signed envelopes of up to
  * 10,000 records, one envelope in flight, as a mount has it).
  */
-import {execFileSync} from 'node:child_process'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 import {randomBytes} from 'node:crypto'
@@ -187,11 +186,7 @@ export async function benchMultiChain(o: MultiChainBenchOptions, log: (s: string
 }
 
 function load(): string {
-  try {
-    return execFileSync('uptime', {encoding: 'utf8'}).trim().replace(/.*load average:\s*/, '')
-  } catch {
-    return '?'
-  }
+  return loadavg().map(l => l.toFixed(2)).join(', ')
 }
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)
