@@ -7,6 +7,7 @@ import {randomUUID} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import {pidAlive} from '../process.js'
 
 export const STATE_DIR = '.paciofs'
 export const FORMAT = 'paciofs-volume'
@@ -125,15 +126,6 @@ export function writeMeta(layout: VolumeLayout, meta: VolumeMeta): void {
   fs.fsyncSync(fd)
   fs.closeSync(fd)
   fs.renameSync(tmp, layout.meta)
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /** Takes the volume's writer lock (one mount or server at a time); a lock of a dead process is taken over. */

@@ -23,6 +23,7 @@ import {merkleRoot} from '../../crypto/merkle.js'
 import {genesisBlock, sealBlock, verifyBlock} from '../block.js'
 import {signCheckpoint} from '../checkpoint.js'
 import type {Block, Checkpoint, Tx} from '../types.js'
+import {packPayloads, unpackPayloads} from '../pack.js'
 
 export const APPLICATION_ID = 0x50434c47 // 'PCLG'
 export const FORMAT_VERSION = 1
@@ -75,33 +76,6 @@ CREATE TABLE txindex(txid BLOB PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWI
 `
 const INSERT_BLOCK =
   'INSERT INTO blocks(epoch, prev_hash, time, merkle_root, producer, signature, hash, ntx, cp_signature, txids, payloads) VALUES (?,?,?,?,?,?,?,?,?,?,?)'
-
-export function packPayloads(payloads: readonly Uint8Array[]): Buffer {
-  let total = 0
-  for (const p of payloads) total += 4 + p.length
-  const out = Buffer.allocUnsafe(total)
-  let at = 0
-  for (const p of payloads) {
-    out.writeUInt32BE(p.length, at)
-    out.set(p, at + 4)
-    at += 4 + p.length
-  }
-  return out
-}
-
-/** Split a packed payload column; null if it does not hold exactly n well-formed entries. */
-export function unpackPayloads(buf: Buffer, n: number): Buffer[] | null {
-  const out: Buffer[] = []
-  let at = 0
-  while (at < buf.length) {
-    if (at + 4 > buf.length) return null
-    const len = buf.readUInt32BE(at)
-    if (at + 4 + len > buf.length) return null
-    out.push(buf.subarray(at + 4, at + 4 + len))
-    at += 4 + len
-  }
-  return out.length === n ? out : null
-}
 
 function sqliteCode(error: unknown): string {
   return (error as {code?: string})?.code ?? ''

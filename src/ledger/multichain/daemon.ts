@@ -14,6 +14,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {PacioError} from '../../errors.js'
 import {RpcClient, type RpcConfig} from './rpc.js'
+import {pidAlive} from '../../process.js'
 
 export const INSTALL_HINT = 'install MultiChain (https://www.multichain.com/download-install/): download and unpack the Linux release, then copy multichaind, multichain-cli and multichain-util to /usr/local/bin'
 
@@ -81,15 +82,6 @@ interface NodeFile {
   chain: string
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 function isMultichaind(pid: number): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('multichaind')
@@ -135,11 +127,11 @@ export async function startNode(opts: StartOptions): Promise<LocalNode> {
   const nodeFile = path.join(opts.datadir, 'paciofs-node.json')
   try {
     const f = JSON.parse(fs.readFileSync(nodeFile, 'utf8')) as NodeFile
-    if (alive(f.pid) && isMultichaind(f.pid)) {
+    if (pidAlive(f.pid) && isMultichaind(f.pid)) {
       const rpc = {host: '127.0.0.1', port: f.rpcport, user: f.user, pass: f.pass, chain: f.chain}
       const ok = await new RpcClient(rpc, 5000).call('getinfo').then(() => true, () => false)
       if (ok) return {rpc, owned: false, pid: f.pid, stop: async () => {}}
-      if (!alive(f.owner)) process.kill(f.pid, 'SIGTERM') // an orphan of a process that died: end it
+      if (!pidAlive(f.owner)) process.kill(f.pid, 'SIGTERM') // an orphan of a process that died: end it
     }
   } catch { /* no node running */ }
 
