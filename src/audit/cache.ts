@@ -47,9 +47,9 @@ interface Header {
 
 /** epoch, txid and author as string-table numbers, uid, op */
 type StoredRef = [number, number, number, number | null, string | null]
-/** type, mode, uid, gid, size, digest, target, rdev, xattrs, last, interrupted */
+/** type, mode, uid, gid, size, digest, target, rdev, xattrs, last, interrupted, mtime (absent in indexes written before it) */
 type StoredInode = [string, number | null, number | null, number | null, number | null, string | null, string | null, number | null,
-  Array<[string, string]> | null, StoredRef, StoredRef | null]
+  Array<[string, string]> | null, StoredRef, StoredRef | null, (string | null)?]
 
 export function defaultCacheDir(): string {
   if (process.env.PACIOFS_CACHE_DIR) return process.env.PACIOFS_CACHE_DIR
@@ -103,6 +103,7 @@ function parse(text: string, volumeId: string): VerifiedIndex | undefined {
     if (n[7] !== null) node.rdev = n[7]
     if (n[8] !== null) node.xattrs = new Map(n[8])
     if (n[10] !== null) node.interrupted = ref(n[10])
+    if (typeof n[11] === 'string') node.mtime = n[11]
     nodes.push(node)
   }
 
@@ -166,7 +167,8 @@ export function saveIndex(dir: string, index: VerifiedIndex): void {
     for (const s of strings.keys()) put(JSON.stringify(s))
     for (const n of inodes) {
       const stored: StoredInode = [n.type, n.mode ?? null, n.uid ?? null, n.gid ?? null, n.size ?? null, n.digest ?? null, n.target ?? null, n.rdev ?? null,
-        n.xattrs && n.xattrs.size > 0 ? [...n.xattrs] : null, ref(n.last), n.interrupted ? ref(n.interrupted) : null]
+        n.xattrs && n.xattrs.size > 0 ? [...n.xattrs] : null, ref(n.last), n.interrupted ? ref(n.interrupted) : null,
+        n.mtime ?? null]
       put(JSON.stringify(stored))
     }
 

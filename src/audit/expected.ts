@@ -17,6 +17,8 @@ export interface Inode {
   rdev?: number
   xattrs?: Map<string, string> // name -> sha256 hex of the value; absent: none
   interrupted?: RecordRef // a write-begin with no digest after it
+  /** ns since the epoch (decimal): the last recorded utimens, else the time of the record that last set the content; not compared, restored by repair */
+  mtime?: string
   last: RecordRef
 }
 
@@ -31,16 +33,19 @@ export class ExpectedTree {
   readonly untrusted = new Set<string>()
 
   apply(r: FsRecord, ref: RecordRef): void {
+    // a repair restores the state the records before it expect and proves it: it never changes the expectation
+    if (r.op === 'repair') return
     const e = this.entries
     const node = e.get(r.path)
     if (node) node.last = ref
+    const at = () => `${r.at}000000`
     switch (r.op) {
       case 'create':
       case 'mknod':
       case 'mkdir':
       case 'symlink':
         e.set(r.path, {type: r.type ?? 'file', mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, digest: r.digest, target: r.target, rdev: r.rdev,
-          last: ref, interrupted: r.writing ? ref : undefined})
+          last: ref, interrupted: r.writing ? ref : undefined, mtime: at()})
         break
       case 'link':
         if (node && r.to) e.set(r.to, node)
@@ -71,6 +76,7 @@ export class ExpectedTree {
         if (node) {
           node.size = r.size
           node.digest = r.digest
+          node.mtime = at()
         }
 
         break
@@ -82,6 +88,7 @@ export class ExpectedTree {
           node.size = r.size
           node.digest = r.digest
           node.interrupted = undefined
+          node.mtime = at()
         }
 
         break
@@ -94,7 +101,9 @@ export class ExpectedTree {
         if (r.mode !== undefined) node.mode = r.mode // ACLs carry permission bits
         break
       case 'utimens':
-        break // times are recorded for the trail, not compared
+        // times are recorded for the trail, not compared
+        if (node && r.mtime !== undefined && r.mtime !== 'omit') node.mtime = r.mtime === 'now' ? at() : r.mtime
+        break
     }
   }
 

@@ -52,6 +52,10 @@ export interface VerifyOptions {
    * Default: the embedded ledger.
    */
   openLedger?: (layout: VolumeLayout, meta: VolumeMeta) => Promise<{ledger: AuditableLedger; close(): Promise<void>}>
+  /** the caller holds the volume's lock itself (repair): verify only refuses a lock held by another process */
+  ownLock?: boolean
+  /** hands over the expected tree the report was judged against (repair restores from it) */
+  onExpected?: (tree: ExpectedTree) => void
 }
 
 async function openEmbedded(layout: VolumeLayout, meta: VolumeMeta) {
@@ -104,7 +108,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   const layout = layoutOf(opts.volume)
   const meta = readMeta(layout)
   const holder = lockHolder(layout)
-  if (holder !== undefined) {
+  if (holder !== undefined && !(opts.ownLock && holder === process.pid)) {
     throw new PacioError('EBUSY', `volume ${layout.root} is mounted or served by process ${holder}; verify needs it at rest`,
       {suggestion: 'unmount it first (Ctrl-C the mount, or `fusermount -u <mountpoint>`), then verify'})
   }
@@ -325,6 +329,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       } catch { /* a cache that cannot be written only costs time next run */ }
     }
 
+    opts.onExpected?.(tree)
     const serious = divergences.filter(d => d.kind !== 'interrupted')
     return {
       volume: layout.root,

@@ -78,6 +78,8 @@ export interface ContentCapture {
   done(token: string): Promise<void>
   /** Makes every version stored so far durable (fdatasync); called on fsync, sync and unmount. */
   flush(): Promise<void>
+  /** Stores bytes given in memory under their sha256 (xattr values: `paciofs repair` restores them from here). */
+  put(data: Buffer): Promise<CaptureResult>
 }
 
 export interface PendingCapture {
@@ -259,7 +261,7 @@ export class HistoryStore implements ContentCapture {
     this.unsynced.add(file)
   }
 
-  /** Stores a version given its bytes (tests, tools). */
+  /** Stores a version given its bytes (xattr values, tests, tools). */
   async put(data: Buffer): Promise<CaptureResult> {
     const whole = createHash('sha256').update(data)
     const chunks: string[] = []

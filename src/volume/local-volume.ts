@@ -603,6 +603,7 @@ export class LocalVolume implements Volume {
     const backing = this.paths.resolve(path)
     sys.lsetxattr(backing, name, value, flags & (XATTR_CREATE | XATTR_REPLACE))
     const st = fs.lstatSync(backing)
+    await this.history?.put(value) // the record holds only the value's sha256: keep the bytes, so that repair can restore them
     await this.recorder.record({op: 'setxattr', path, name, value: sha256Hex(value), mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 

@@ -68,6 +68,20 @@ export type RecordOp =
   | 'truncate' | 'write-begin' | 'write'
   | 'setxattr' | 'removexattr'
   | 'member-add' | 'member-remove' // membership of the volume (path '/'; `member` names who joins or leaves)
+  | 'repair' // `paciofs repair` restored the entry to the state the records before it expect (see RepairNote)
+
+/**
+ * What a repair record says besides the restored state. Replay ignores
+ * repair records: they prove the disk was brought back to what the records
+ * before them expect, and never change that expectation.
+ */
+export interface RepairNote {
+  found: string[] // the verify findings repaired at this path ('modified', 'missing', 'unexpected', …)
+  source?: 'history' | 'peer' | 'disk' // where restored bytes came from (checked against their recorded sha256)
+  peer?: string // host:port of the peer, when bytes came from one
+  aside?: string // where an unexpected or wrong-typed entry was moved, relative to the volume's state directory
+  of?: {epoch: number; txid: string} // the record that says what should be there
+}
 
 /**
  * What happened, in enough detail for the auditor to rebuild the expected
@@ -94,6 +108,7 @@ export interface FsRecord {
   atime?: string // utimens: ns since epoch as decimal string, or 'now'
   mtime?: string
   member?: string // member-add/member-remove: hex of the member's Ed25519 public key
+  repair?: RepairNote // repair: what was found and done; type/mode/uid/gid/size/digest/target/xattrs: the state restored
   who: {uid: number; gid: number; pid: number; member: string}
   at: number // ms since the epoch
 }
