@@ -601,9 +601,10 @@ export class LocalVolume implements Volume {
 
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
     const backing = this.paths.resolve(path)
+    // the record holds only the value's sha256: keep the bytes (first: a failure leaves nothing half done), so that repair can restore them
+    await this.history?.put(value)
     sys.lsetxattr(backing, name, value, flags & (XATTR_CREATE | XATTR_REPLACE))
     const st = fs.lstatSync(backing)
-    await this.history?.put(value) // the record holds only the value's sha256: keep the bytes, so that repair can restore them
     await this.recorder.record({op: 'setxattr', path, name, value: sha256Hex(value), mode: st.mode, xattrs: this.xattrState(backing)}, caller)
   }
 
