@@ -1,0 +1,216 @@
+/**
+ * `paciofs repair`: verify, then bring every repairable finding back to the
+ * state the ledger's records expect, and record each repair on the ledger.
+ *
+ * A repair record (op 'repair') names the findings, the state restored and
+ * where bytes came from; replay ignores it (src/audit/expected.ts). So a
+ * repair never changes what verify expects: the verify repair runs at the end
+ * (and every later one) judges the disk against the original records, and a
+ * wrong or malicious repair stays visible. The repair record is the trail of
+ * who restored what, when, from where.
+ */
+import fs from 'node:fs'
+import {verifyVolume} from '../audit/verify.js'
+import type {ExpectedTree} from '../audit/expected.js'
+import type {Divergence, DivergenceKind} from '../audit/types.js'
+import {PacioError} from '../errors.js'
+import {HistoryStore} from '../history/store.js'
+import {describe, planRepair, type PathPlan, type Unrepairable} from '../repair/plan.js'
+import {Restorer} from '../repair/restore.js'
+import {Sources, type Peer, type SourceName} from '../repair/sources.js'
+import {RemoteVolume} from '../remote/remote-volume.js'
+import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
+import type {FsRecord, RepairNote} from '../volume/types.js'
+import {openVolumeLedger} from './ledger.js'
+import {connectRemote} from './remote-mount.js'
+import {openVolumeStack} from './stack.js'
+
+export interface RepairRequest {
+  volume: string
+  /** a peer serving a healthy replica: host:port and the volume's name there */
+  from?: string
+  peerVolume?: string
+  identity?: string
+  trustNewServerKey?: boolean
+  path?: string
+  dryRun?: boolean
+  cacheDir?: string
+  onPhase?: (phase: string) => void
+}
+
+export interface RepairItem {
+  path: string
+  found: DivergenceKind[]
+  /** what is (or, with --dry-run, would be) done */
+  action: string
+  done: boolean
+  source?: SourceName
+  aside?: string
+  bytes?: number
+  /** why it was not repaired */
+  reason?: string
+}
+
+export interface RepairReport {
+  volume: string
+  volumeId: string
+  dryRun: boolean
+  /** findings verify reported before the repair */
+  findings: number
+  items: RepairItem[]
+  /** what verify reports after the repair (not with --dry-run) */
+  after?: {status: 'clean' | 'divergent'; divergences: Divergence[]}
+  /** clean: nothing to repair; repaired: all repaired and verify is clean now; unrepaired: something is left (see items and after) */
+  status: 'clean' | 'repaired' | 'unrepaired'
+  bytes: number
+  ms: number
+}
+
+const me = () => ({uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid})
+
+function checkRequest(req: RepairRequest): void {
+  if ((req.from === undefined) !== (req.peerVolume === undefined)) {
+    throw new PacioError('EINPUT', '--from and --peer-volume go together: the peer\'s address and the name of the volume it serves',
+      {suggestion: 'e.g. --from 10.0.0.5:8765 --peer-volume archive'})
+  }
+
+  if (req.from !== undefined && !/^[^\s:]+:\d{1,5}$/.test(req.from)) {
+    throw new PacioError('EINPUT', `--from must be HOST:PORT, got '${req.from}'`)
+  }
+
+  if (req.path !== undefined && !req.path.startsWith('/')) {
+    throw new PacioError('EINPUT', `--path must be a volume path starting with /, got '${req.path}'`)
+  }
+}
+
+function record(plan: PathPlan, note: RepairNote): Omit<FsRecord, 'v' | 'who' | 'at'> {
+  const exp = plan.exp
+  const body: Omit<FsRecord, 'v' | 'who' | 'at'> = {op: 'repair', path: plan.path, repair: note}
+  if (exp) {
+    Object.assign(body, {type: exp.type as FsRecord['type'], mode: exp.mode, uid: exp.uid, gid: exp.gid, target: exp.target})
+    if (exp.type === 'file') Object.assign(body, {size: exp.size, digest: exp.digest})
+    if (exp.xattrs && exp.xattrs.size > 0) body.xattrs = Object.fromEntries(exp.xattrs)
+  }
+
+  return body
+}
+
+function noteOf(plan: PathPlan, item: RepairItem, peer?: string): RepairNote {
+  const note: RepairNote = {found: plan.found}
+  if (item.source) note.source = item.source
+  if (item.source === 'peer' && peer) note.peer = peer
+  if (item.aside) note.aside = item.aside
+  if (plan.exp) note.of = {epoch: plan.exp.last.epoch, txid: plan.exp.last.txid}
+  return note
+}
+
+const leftItem = (u: Unrepairable): RepairItem => ({path: u.path, found: u.found, action: 'none', done: false, reason: u.reason})
+
+export async function runRepair(req: RepairRequest): Promise<RepairReport> {
+  const started = Date.now()
+  checkRequest(req)
+  const layout = layoutOf(req.volume)
+  const meta = readMeta(layout)
+  const holder = lockHolder(layout)
+  if (holder !== undefined) {
+    throw new PacioError('EBUSY', `volume ${layout.root} is mounted or served by process ${holder}; repair needs it at rest`,
+      {suggestion: 'unmount it first (Ctrl-C the mount, or `fusermount -u <mountpoint>`), then repair'})
+  }
+
+  const hasHistory = fs.existsSync(layout.history)
+  let tree: ExpectedTree | undefined
+  const onExpected = (t: ExpectedTree) => {
+    tree = t
+  }
+
+  if (req.dryRun) {
+    // read-only, like verify: nothing is opened for writing
+    req.onPhase?.('verify')
+    const report = await verifyVolume({volume: req.volume, path: req.path, cacheDir: req.cacheDir, onExpected,
+      openLedger: (l, m) => openVolumeLedger(l, m, {write: false, tailBlocks: 0})})
+    const {plans, left} = planRepair(report.divergences, tree!)
+    const sources = new Sources(hasHistory ? new HistoryStore(layout.history) : undefined, undefined, me())
+    const items: RepairItem[] = plans.map(plan => {
+      const item: RepairItem = {path: plan.path, found: plan.found, action: describe(plan), done: false}
+      const digest = plan.exp?.type === 'file' && plan.steps.some(s => s === 'create' || s === 'content') ? plan.exp.digest : undefined
+      if (digest !== undefined) {
+        const where = sources.where(digest) ?? (req.from ? 'peer' : undefined) // a peer's bytes are checked only when they are read
+        if (where === undefined) item.reason = 'no source: not in the history store and no peer given (--from)'
+        else if (where !== 'empty') item.source = where
+      }
+
+      return item
+    })
+    items.push(...left.map(leftItem))
+    const blocked = items.some(i => i.reason !== undefined)
+    return {volume: layout.root, volumeId: meta.id, dryRun: true, findings: report.divergences.length, items, bytes: 0,
+      status: items.length === 0 ? 'clean' : blocked ? 'unrepaired' : 'repaired', ms: Date.now() - started}
+  }
+
+  const stack = await openVolumeStack(req.volume, {create: false, identity: req.identity, purpose: 'paciofs repair', history: hasHistory})
+  let peer: Peer | undefined
+  let closePeer = () => {}
+  try {
+    const verify = () => verifyVolume({volume: req.volume, path: req.path, cacheDir: req.cacheDir, ownLock: true, onExpected,
+      openLedger: async () => ({ledger: stack.ledger, close: async () => {}})})
+    req.onPhase?.('verify')
+    const before = await verify()
+    const {plans, left} = planRepair(before.divergences, tree!)
+    if (plans.length > 0 && req.from) {
+      req.onPhase?.('peer')
+      const {conn} = await connectRemote({server: req.from, volume: req.peerVolume!, identity: req.identity, trustNewServerKey: req.trustNewServerKey})
+      const volume = new RemoteVolume(conn)
+      closePeer = () => {
+        volume.close().catch(() => {})
+      }
+
+      if (conn.volumeId !== meta.id) {
+        throw new PacioError('EINPUT', `the peer's volume '${req.peerVolume}' is another volume (id ${conn.volumeId}; this one is ${meta.id}): not a replica`)
+      }
+
+      peer = {label: req.from, volume}
+    }
+
+    req.onPhase?.('repair')
+    const sources = new Sources(stack.history, peer, me())
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+    const restorer = new Restorer(layout.root, layout.state, sources, stamp)
+    const items: RepairItem[] = []
+    const done = new Map<RepairItem, PathPlan>()
+    for (const plan of plans) {
+      const item: RepairItem = {path: plan.path, found: plan.found, action: describe(plan), done: false}
+      items.push(item)
+      try {
+        const r = await restorer.run(plan)
+        Object.assign(item, {done: true, source: r.source, aside: r.aside, bytes: r.bytes})
+        done.set(item, plan)
+      } catch (error) {
+        item.reason = (error as Error).message
+      }
+    }
+
+    await restorer.finish((p, error) => {
+      const item = items.find(i => i.path === p)
+      if (item) Object.assign(item, {done: false, reason: (error as Error).message})
+    })
+
+    // one record per path repaired, through the journal, the broadcast and the ledger
+    const recorded: Array<Promise<unknown>> = []
+    for (const [item, plan] of done) if (item.done) recorded.push(stack.recorder.record(record(plan, noteOf(plan, item, peer?.label)), me()))
+    await Promise.all(recorded)
+    await stack.history?.flush()
+    await stack.recorder.committed()
+
+    items.push(...left.map(leftItem))
+    req.onPhase?.('verify again')
+    const after = before.divergences.length > 0 ? await verify() : before
+    const bytes = items.reduce((s, i) => s + (i.bytes ?? 0), 0)
+    const unrepaired = items.some(i => !i.done) || after.status !== 'clean'
+    return {volume: layout.root, volumeId: meta.id, dryRun: false, findings: before.divergences.length, items,
+      after: {status: after.status, divergences: after.divergences},
+      status: before.status === 'clean' && items.length === 0 ? 'clean' : unrepaired ? 'unrepaired' : 'repaired', bytes, ms: Date.now() - started}
+  } finally {
+    closePeer()
+    await stack.close()
+  }
+}
