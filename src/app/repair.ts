@@ -147,7 +147,17 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
       status: items.length === 0 ? 'clean' : blocked ? 'unrepaired' : 'repaired', ms: Date.now() - started}
   }
 
-  const stack = await openVolumeStack(req.volume, {create: false, identity: req.identity, purpose: 'paciofs repair', history: hasHistory})
+  let stack
+  try {
+    stack = await openVolumeStack(req.volume, {create: false, identity: req.identity, purpose: 'paciofs repair', history: hasHistory})
+  } catch (error) {
+    // a ledger too damaged to write to: say what verify finds, and that none of it can be repaired
+    if (!(error instanceof PacioError) || error.code !== 'ECORRUPT') throw error
+    const report = await runRepair({...req, dryRun: true})
+    const items = report.items.map(i => ({...i, action: 'none', source: undefined, reason: i.reason ?? `the volume cannot be written to: ${error.message}`}))
+    return {...report, dryRun: false, items, status: items.length === 0 ? 'clean' : 'unrepaired', ms: Date.now() - started}
+  }
+
   let peer: Peer | undefined
   let closePeer = () => {}
   try {

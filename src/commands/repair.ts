@@ -91,7 +91,8 @@ Exit status: 0 nothing to repair or all repaired (verify is clean), 1 something 
     if (report.status === 'repaired') {
       this.log(`${chalk.green('repaired')}: ${summary}; verify is clean now`)
     } else {
-      this.log(`${chalk.red('unrepaired')}: ${summary}; verify now: ${after?.status ?? '?'}${after && after.status !== 'clean' ? ` (${after.divergences.filter(d => d.kind !== 'interrupted').length} divergence(s))` : ''}`)
+      const now = after ? `; verify now: ${after.status}${after.status === 'clean' ? '' : ` (${after.divergences.filter(d => d.kind !== 'interrupted').length} divergence(s))`}` : ''
+      this.log(`${chalk.red('unrepaired')}: ${summary}${now}`)
     }
   }
 }

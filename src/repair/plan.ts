@@ -50,8 +50,10 @@ function groupByPath(divergences: Divergence[]): Map<string, DivergenceKind[]> {
   const by = new Map<string, DivergenceKind[]>()
   for (const d of divergences) {
     if (d.kind === 'interrupted') continue // not tampering: there is no recorded content to restore
+    // verify --path of a subtree whose root is gone reports it unreadable (ENOENT): it is missing
+    const kind = d.kind === 'modified' && d.expected === 'readable' && d.found === 'ENOENT' ? 'missing' : d.kind
     const kinds = by.get(d.path) ?? []
-    if (!kinds.includes(d.kind)) kinds.push(d.kind)
+    if (!kinds.includes(kind)) kinds.push(kind)
     by.set(d.path, kinds)
   }
 
