@@ -128,7 +128,7 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
     req.onPhase?.('verify')
     const report = await verifyVolume({volume: req.volume, path: req.path, cacheDir: req.cacheDir, onExpected,
       openLedger: (l, m) => openVolumeLedger(l, m, {write: false, tailBlocks: 0})})
-    const {plans, left} = planRepair(report.divergences, tree!)
+    const {plans, left} = planRepair(report.divergences, tree!, req.path)
     const sources = new Sources(hasHistory ? new HistoryStore(layout.history) : undefined, undefined, me())
     const items: RepairItem[] = plans.map(plan => {
       const item: RepairItem = {path: plan.path, found: plan.found, action: describe(plan), done: false}
@@ -165,7 +165,7 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
       openLedger: async () => ({ledger: stack.ledger, close: async () => {}})})
     req.onPhase?.('verify')
     const before = await verify()
-    const {plans, left} = planRepair(before.divergences, tree!)
+    const {plans, left} = planRepair(before.divergences, tree!, req.path)
     if (plans.length > 0 && req.from) {
       req.onPhase?.('peer')
       const {conn} = await connectRemote({server: req.from, volume: req.peerVolume!, identity: req.identity, trustNewServerKey: req.trustNewServerKey})

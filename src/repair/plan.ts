@@ -27,6 +27,8 @@ export interface PathPlan {
   exp?: Inode
   /** findings below this path that moving it aside takes care of */
   covered: number
+  /** a file: another name of the same recorded inode (a hard link) that is intact, or restored before this one: link to it */
+  linkTo?: string
 }
 
 export interface Unrepairable {
@@ -60,7 +62,8 @@ function groupByPath(divergences: Divergence[]): Map<string, DivergenceKind[]> {
   return by
 }
 
-export function planRepair(divergences: Divergence[], tree: ExpectedTree): Plan {
+/** `subtree`: verify looked only below it (--path); nothing outside it is known to be intact. */
+export function planRepair(divergences: Divergence[], tree: ExpectedTree, subtree = '/'): Plan {
   const by = groupByPath(divergences)
   const paths = [...by.keys()].sort() // a parent before what is below it
   const ledger = divergences.filter(d => LEDGER_KINDS.has(d.kind))
@@ -127,7 +130,30 @@ export function planRepair(divergences: Divergence[], tree: ExpectedTree): Plan 
     if (steps.includes('aside') && exp.type !== 'dir') aside.push(plan) // what was below a wrong-typed entry went with it
   }
 
+  linkSiblings(plans, tree, p => under(p, subtree) && !by.has(p) && !untrusted(tree, p))
   return {plans, left}
+}
+
+/** Hard links: a file to restore whose recorded inode has another name that is fine (or restored first) is linked to it again. */
+function untrusted(tree: ExpectedTree, p: string): boolean {
+  for (let q = p; q.length > 0; q = q.slice(0, q.lastIndexOf('/'))) if (tree.untrusted.has(q)) return true
+  return false
+}
+
+function linkSiblings(plans: PathPlan[], tree: ExpectedTree, intact: (p: string) => boolean): void {
+  const wanted = new Map<Inode, PathPlan[]>()
+  for (const plan of plans) {
+    if (plan.exp?.type === 'file' && plan.steps.some(s => s === 'create' || s === 'content')) wanted.set(plan.exp, [...wanted.get(plan.exp) ?? [], plan])
+  }
+
+  if (wanted.size === 0) return
+  for (const [p, n] of tree.entries) {
+    const group = wanted.get(n)
+    if (!group || n.interrupted || !intact(p)) continue
+    for (const plan of group) plan.linkTo ??= p
+  }
+
+  for (const group of wanted.values()) for (const plan of group.slice(1)) plan.linkTo ??= group[0].path
 }
 
 /** One line for people: what the plan does. */
@@ -148,5 +174,5 @@ export function describe(plan: PathPlan): string {
     }
   }
 
-  return parts.join(', ')
+  return parts.join(', ') + (plan.linkTo ? ` (a hard link to ${plan.linkTo})` : '')
 }

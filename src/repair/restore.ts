@@ -51,7 +51,19 @@ export class Restorer {
     return path.join(this.tmpDir, randomBytes(8).toString('hex'))
   }
 
+  /** paths whose restore failed in this run: never a target to link to */
+  private readonly failed = new Set<string>()
+
   async run(plan: PathPlan): Promise<Restored> {
+    try {
+      return await this.steps(plan)
+    } catch (error) {
+      this.failed.add(plan.path)
+      throw error
+    }
+  }
+
+  private async steps(plan: PathPlan): Promise<Restored> {
     const out: Restored = {bytes: 0}
     const file = this.backing(plan.path)
     const exp = plan.exp
@@ -66,6 +78,13 @@ export class Restorer {
 
         case 'create':
         case 'content':
+          if (plan.linkTo && this.relink(plan.path, plan.linkTo)) {
+            out.source = 'disk'
+            break
+          }
+
+          Object.assign(out, await this.recreate(plan.path, exp!, local))
+          break
         case 'target':
           Object.assign(out, await this.recreate(plan.path, exp!, local))
           break
@@ -83,6 +102,22 @@ export class Restorer {
     }
 
     return out
+  }
+
+  /** Makes `p` a hard link to `to` again (tmp + rename); false if that cannot be done (then the bytes are restored instead). */
+  private relink(p: string, to: string): boolean {
+    if (this.failed.has(to)) return false
+    const tmp = this.tmp()
+    try {
+      fs.linkSync(this.backing(to), tmp)
+      fs.renameSync(tmp, this.backing(p))
+    } catch {
+      fs.rmSync(tmp, {force: true})
+      return false
+    }
+
+    fsyncDir(path.dirname(this.backing(p)))
+    return true
   }
 
   /** Moves what is at `p` into the quarantine; returns where, relative to the state directory. */

@@ -39,6 +39,7 @@ describe('paciofs repair', function () {
     const w = async (p: string, s: string) => fs.promises.writeFile(join(mnt, p), s)
     await w('doc.txt', 'first version\n')
     await fs.promises.appendFile(join(mnt, 'doc.txt'), 'second version\n')
+    await fs.promises.link(join(mnt, 'doc.txt'), join(mnt, 'hard.txt'))
     await w('gone.txt', 'to be deleted behind its back')
     await w('mode.txt', 'mode')
     await fs.promises.chmod(join(mnt, 'mode.txt'), 0o640)
@@ -115,10 +116,11 @@ describe('paciofs repair', function () {
   }
 
   const EXPECTED_FINDINGS = ['link-target /link', 'missing /gone.txt', 'missing /sub', 'missing /sub/deep.txt', 'mode /mode.txt', 'modified /big.bin',
-    'modified /doc.txt', 'unexpected /planted-dir', 'unexpected /planted-dir/inner', 'unexpected /planted.txt', 'xattr /x.txt']
+    'modified /doc.txt', 'modified /hard.txt', 'unexpected /planted-dir', 'unexpected /planted-dir/inner', 'unexpected /planted.txt', 'xattr /x.txt']
 
   async function expectRestored(vol: string): Promise<void> {
     expect(await fs.promises.readFile(join(vol, 'doc.txt'), 'utf8')).to.equal('first version\nsecond version\n')
+    expect((await fs.promises.stat(join(vol, 'hard.txt'))).ino).to.equal((await fs.promises.stat(join(vol, 'doc.txt'))).ino) // one inode again
     expect(sha(await fs.promises.readFile(join(vol, 'big.bin')))).to.equal(sha(Buffer.alloc(3 * 1024 * 1024 + 17, 'b')))
     expect(await fs.promises.readFile(join(vol, 'gone.txt'), 'utf8')).to.equal('to be deleted behind its back')
     expect((await fs.promises.stat(join(vol, 'mode.txt'))).mode & 0o7777).to.equal(0o640)
@@ -163,7 +165,7 @@ describe('paciofs repair', function () {
     const log = await cli(['log', '--volume', vol, '--json'], vol)
     const me = (await cli(['member', 'key'], vol)).stdout.trim()
     const repairs = log.stdout.trim().split('\n').map(l => JSON.parse(l)).filter(e => e.record?.op === 'repair')
-    expect(repairs.map(e => e.record.path).sort()).to.deep.equal(['/big.bin', '/doc.txt', '/gone.txt', '/link', '/mode.txt', '/planted-dir', '/planted.txt', '/sub', '/sub/deep.txt', '/x.txt'])
+    expect(repairs.map(e => e.record.path).sort()).to.deep.equal(['/big.bin', '/doc.txt', '/gone.txt', '/hard.txt', '/link', '/mode.txt', '/planted-dir', '/planted.txt', '/sub', '/sub/deep.txt', '/x.txt'])
     for (const e of repairs) expect(e.record.who.member).to.equal(me)
     const doc = repairs.find(e => e.record.path === '/doc.txt').record
     expect(doc.digest).to.equal(sha('first version\nsecond version\n'))
@@ -184,13 +186,13 @@ describe('paciofs repair', function () {
     const r = await repair(vol, ['--dry-run'])
     expect(r.code).to.equal(0)
     expect(r.report.dryRun).to.equal(true)
-    expect(r.items.map(i => i.path).sort()).to.deep.equal(['/big.bin', '/doc.txt', '/gone.txt', '/link', '/mode.txt', '/planted-dir', '/planted.txt', '/sub', '/sub/deep.txt', '/x.txt'])
+    expect(r.items.map(i => i.path).sort()).to.deep.equal(['/big.bin', '/doc.txt', '/gone.txt', '/hard.txt', '/link', '/mode.txt', '/planted-dir', '/planted.txt', '/sub', '/sub/deep.txt', '/x.txt'])
     expect(r.items.every(i => !i.done)).to.equal(true)
     expect(await listing()).to.equal(was)
     expect(pairs((await verify(vol)).findings)).to.deep.equal(EXPECTED_FINDINGS)
     // the human output says the same
     const text = await cli(['repair', '--volume', vol, '--dry-run'], vol)
-    expect(text.stdout).to.match(/dry run: 10 path\(s\) would be repaired; nothing was changed/)
+    expect(text.stdout).to.match(/dry run: 11 path\(s\) would be repaired; nothing was changed/)
   })
 
   it('without history, restores from a peer serving a healthy replica; --path limits it', async () => {
@@ -239,7 +241,8 @@ describe('paciofs repair', function () {
       const item = r.items.find(i => i.path === '/doc.txt')!
       expect(item.done).to.equal(false)
       expect(item.reason).to.match(/has other bytes there \(sha256 [0-9a-f]{16}/)
-      expect(r.report.after.divergences.map((d: Finding) => `${d.kind} ${d.path}`)).to.deep.equal(['modified /doc.txt'])
+      expect(r.report.after.divergences.map((d: Finding) => `${d.kind} ${d.path}`)).to.deep.equal(['modified /doc.txt', 'modified /hard.txt'])
+      expect(r.items.find(i => i.path === '/hard.txt')!.done).to.equal(false) // not linked to a name whose repair failed
     } finally {
       expect(await served.stop()).to.equal(0)
     }

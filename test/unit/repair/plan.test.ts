@@ -72,6 +72,18 @@ describe('repair plan', () => {
     expect(left[1].reason).to.match(/history store/)
   })
 
+  it('a file to restore is linked again to an intact other name of its inode (within the subtree verified), else to one restored first', () => {
+    const t = tree()
+    t.apply(rec({op: 'link', path: '/d/f', to: '/g'}), ref(50))
+    t.apply(rec({op: 'link', path: '/d/f', to: '/h'}), ref(51))
+    const intact = planRepair([finding('/d/f', 'modified'), finding('/h', 'missing')], t)
+    expect(intact.plans.map(p => [p.path, p.linkTo])).to.deep.equal([['/d/f', '/g'], ['/h', '/g']])
+    const outside = planRepair([finding('/d/f', 'modified')], t, '/d') // /g was not looked at
+    expect(outside.plans.map(p => p.linkTo)).to.deep.equal([undefined])
+    const all = planRepair([finding('/d/f', 'modified'), finding('/g', 'modified'), finding('/h', 'modified')], t)
+    expect(all.plans.map(p => [p.path, p.linkTo])).to.deep.equal([['/d/f', undefined], ['/g', '/d/f'], ['/h', '/d/f']])
+  })
+
   it('a --path root that is gone (reported unreadable: ENOENT) is missing', () => {
     const {plans} = planRepair([finding('/d', 'modified', {expected: 'readable', found: 'ENOENT'})], tree())
     expect(plans.map(p => p.steps)).to.deep.equal([['create']])
