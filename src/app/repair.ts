@@ -64,6 +64,8 @@ export interface RepairReport {
   status: 'clean' | 'repaired' | 'unrepaired'
   bytes: number
   ms: number
+  /** ms spent in each phase: verify, restore (bytes and attributes), record (committed on the ledger), verify again */
+  phases?: Record<string, number>
 }
 
 const me = () => ({uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid})
@@ -163,6 +165,13 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
   try {
     const verify = () => verifyVolume({volume: req.volume, path: req.path, cacheDir: req.cacheDir, ownLock: true, onExpected,
       openLedger: async () => ({ledger: stack.ledger, close: async () => {}})})
+    const phases: Record<string, number> = {}
+    let mark = Date.now()
+    const phase = (name: string) => {
+      phases[name] = Date.now() - mark
+      mark = Date.now()
+    }
+
     req.onPhase?.('verify')
     const before = await verify()
     const {plans, left} = planRepair(before.divergences, tree!, req.path)
@@ -181,6 +190,7 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
       peer = {label: req.from, volume}
     }
 
+    phase('verify')
     req.onPhase?.('repair')
     const sources = new Sources(stack.history, peer, me())
     const stamp = new Date().toISOString().replace(/[:.]/g, '-')
@@ -204,6 +214,7 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
       if (item) Object.assign(item, {done: false, reason: (error as Error).message})
     })
 
+    phase('restore')
     // one record per path repaired, through the journal, the broadcast and the ledger
     const recorded: Array<Promise<unknown>> = []
     for (const [item, plan] of done) if (item.done) recorded.push(stack.recorder.record(record(plan, noteOf(plan, item, peer?.label)), me()))
@@ -211,14 +222,16 @@ export async function runRepair(req: RepairRequest): Promise<RepairReport> {
     await stack.history?.flush()
     await stack.recorder.committed()
 
+    phase('record')
     items.push(...left.map(leftItem))
     req.onPhase?.('verify again')
     const after = before.divergences.length > 0 ? await verify() : before
+    phase('verifyAgain')
     const bytes = items.reduce((s, i) => s + (i.bytes ?? 0), 0)
     const unrepaired = items.some(i => !i.done) || after.status !== 'clean'
     return {volume: layout.root, volumeId: meta.id, dryRun: false, findings: before.divergences.length, items,
       after: {status: after.status, divergences: after.divergences},
-      status: before.status === 'clean' && items.length === 0 ? 'clean' : unrepaired ? 'unrepaired' : 'repaired', bytes, ms: Date.now() - started}
+      status: before.status === 'clean' && items.length === 0 ? 'clean' : unrepaired ? 'unrepaired' : 'repaired', bytes, ms: Date.now() - started, phases}
   } finally {
     closePeer()
     await stack.close()
