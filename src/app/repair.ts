@@ -20,6 +20,7 @@ import {Restorer} from '../repair/restore.js'
 import {Sources, type Peer, type SourceName} from '../repair/sources.js'
 import {RemoteVolume} from '../remote/remote-volume.js'
 import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
+import {normalize} from '../volume/paths.js'
 import type {FsRecord, RepairNote} from '../volume/types.js'
 import {openVolumeLedger} from './ledger.js'
 import {connectRemote} from './remote-mount.js'
@@ -80,8 +81,12 @@ function checkRequest(req: RepairRequest): void {
     throw new PacioError('EINPUT', `--from must be HOST:PORT, got '${req.from}'`)
   }
 
-  if (req.path !== undefined && !req.path.startsWith('/')) {
-    throw new PacioError('EINPUT', `--path must be a volume path starting with /, got '${req.path}'`)
+  if (req.path !== undefined) {
+    try {
+      req.path = normalize(req.path)
+    } catch (error) {
+      throw new PacioError('EINPUT', `--path must be a volume path starting with /, got '${req.path}': ${(error as Error).message}`)
+    }
   }
 }
 
@@ -108,8 +113,9 @@ function noteOf(plan: PathPlan, item: RepairItem, peer?: string): RepairNote {
 
 const leftItem = (u: Unrepairable): RepairItem => ({path: u.path, found: u.found, action: 'none', done: false, reason: u.reason})
 
-export async function runRepair(req: RepairRequest): Promise<RepairReport> {
+export async function runRepair(request: RepairRequest): Promise<RepairReport> {
   const started = Date.now()
+  const req = {...request}
   checkRequest(req)
   const layout = layoutOf(req.volume)
   const meta = readMeta(layout)

@@ -141,7 +141,7 @@ export class Restorer {
     let got: Omit<Restored, 'aside'> = {bytes: 0}
     try {
       if (exp.type === 'file') {
-        const fd = fs.openSync(tmp, 'wx', 0o600)
+        const fd = fs.openSync(tmp, 'wx+', 0o600) // readable too: bytes from a peer are also kept in the history store
         try {
           got = await this.sources.content(p, exp.digest!, fd)
           fs.fsyncSync(fd)

@@ -75,7 +75,12 @@ export class Sources {
 
     if (this.peer) {
       const got = await this.fromPeer(this.peer, path, fd)
-      if (got.digest === digest) return {source: 'peer', bytes: got.bytes}
+      if (got.digest === digest) {
+        // keep the version the store lacked: the next repair needs no peer for it
+        if (this.history) await this.history.capture(fd, {digest, size: got.bytes}).catch(() => {})
+        return {source: 'peer', bytes: got.bytes}
+      }
+
       fs.ftruncateSync(fd, 0)
       tried.push(got.error ?? `peer ${this.peer.label} has other bytes there (sha256 ${short(got.digest)}…, ${got.bytes} bytes): not used`)
     } else {
