@@ -68,6 +68,26 @@ describe('repair sources', () => {
     expect(bytesOf(fd).equals(data)).to.equal(true)
   })
 
+  it('passes over a damaged or incomplete stored version, and says so', async () => {
+    const data = Buffer.alloc(600 * 1024, 'd')
+    await store.put(data)
+    const m = store.manifest(sha(data))
+    fs.writeFileSync(store.chunkPath(m.chunks[1]), Buffer.alloc(256 * 1024, 'X'))
+    const fd = out()
+    const got = await new Sources(store, {label: 'p:1', volume: fakePeer({'/f': data})}, caller).content('/f', sha(data), fd)
+    expect(got.source).to.equal('peer')
+    expect(bytesOf(fd).equals(data)).to.equal(true)
+
+    fs.rmSync(store.chunkPath(m.chunks[2]))
+    const none = await new Sources(store, undefined, caller).content('/f', sha(data), out()).catch(e => e)
+    expect(none.message).to.match(/the history store's copy is damaged \(chunk 2 \([0-9a-f]{16}…\) is missing from the history store\)/)
+    fs.rmSync(store.chunkPath(m.chunks[1]))
+    fs.writeFileSync(store.chunkPath(m.chunks[2]), Buffer.alloc(600 * 1024 - 512 * 1024, 'd'))
+    fs.writeFileSync(store.chunkPath(m.chunks[1]), Buffer.alloc(256 * 1024, 'Y'))
+    const altered = await new Sources(store, undefined, caller).content('/f', sha(data), out()).catch(e => e)
+    expect(altered.message).to.match(/does not reassemble to its digest/)
+  })
+
   it('falls back to the peer, accepts its bytes only if they hash to the record, and keeps them in the store', async () => {
     const data = Buffer.alloc(3 * 1024 * 1024 + 5, 'p') // more than one read from the peer
     const fd = out()
