@@ -61,7 +61,10 @@ export interface RepairReport {
   items: RepairItem[]
   /** what verify reports after the repair (not with --dry-run) */
   after?: {status: 'clean' | 'divergent'; divergences: Divergence[]}
-  /** clean: nothing to repair; repaired: all repaired and verify is clean now; unrepaired: something is left (see items and after) */
+  /**
+   * clean: nothing to repair; repaired: all repaired and verify is clean now; unrepaired: something is left (see items and after).
+   * With --dry-run: what would be (repaired: every finding has a repair and a likely source).
+   */
   status: 'clean' | 'repaired' | 'unrepaired'
   bytes: number
   ms: number
