@@ -299,9 +299,18 @@ export class LocalVolume implements Volume {
     const h = this.handle(fh)
     path ||= h.path
     await (datasync ? p.fdatasync(h.fd) : p.fsync(h.fd))
-    if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content))
-    await this.history?.flush() // the versions recorded so far are as durable as the file
-    await this.recorder.committed()
+    // a version stored in the background (captureLater) starts once this fsync has returned: it
+    // reads the file, which is durable now, and its promise is; run meanwhile, it would hold up
+    // the flush and the commit below on the event loop and the thread pool
+    let returned!: () => void
+    const after = new Promise<void>(resolve => (returned = resolve))
+    try {
+      if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content, after))
+      await this.history?.flush() // the versions recorded so far are as durable as the file
+      await this.recorder.committed()
+    } finally {
+      returned()
+    }
   }
 
   async release(path: string, fh: number): Promise<void> {
@@ -322,8 +331,8 @@ export class LocalVolume implements Volume {
     }
   }
 
-  /** Records the file's current digest (incremental when possible, else re-read). */
-  private async recordDigest(path: string, h: Handle, c: InodeContent): Promise<void> {
+  /** Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`. */
+  private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const gen = c.gen
       const st = fs.fstatSync(h.fd, {bigint: true})
@@ -341,7 +350,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) })
+        await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
         return
       }
 
@@ -356,7 +365,7 @@ export class LocalVolume implements Volume {
    * store first (a crash before it finishes is caught up on the next mount),
    * and the next change to the inode waits for it.
    */
-  private async captureLater(path: string, fd: number, key: string, digest: string, record: () => Promise<void>): Promise<void> {
+  private async captureLater(path: string, fd: number, key: string, digest: string, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
     const history = this.history!
     let release!: () => void
     const gate = new Promise<void>(resolve => (release = resolve))
@@ -370,7 +379,7 @@ export class LocalVolume implements Volume {
       await record()
       const held = rfd
       rfd = undefined
-      const work = history.capture(held)
+      const work = (after ?? Promise.resolve()).then(() => history.capture(held))
         .then(async got => {
           if (got.digest === digest) await history.done(token)
         })
