@@ -24,7 +24,7 @@ interface FuseClass {
   new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance
   UTIME_NOW: bigint
   UTIME_OMIT: bigint
-  passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number}}
+  passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number; fastMeta: number}}
 }
 
 function loadFuse(): FuseClass {
@@ -91,10 +91,13 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
       {suggestion: 'run paciofs mount as root (e.g. with sudo)'})
   }
 
-  // read/write on the binding's FUSE threads; for comparisons, PACIOFS_PASSTHROUGH=0 keeps every
-  // request in JS, PACIOFS_PASSTHROUGH=reads lets the binding serve reads only
+  // read/write and read-only metadata on the binding's FUSE threads; for comparisons,
+  // PACIOFS_PASSTHROUGH=0 keeps every request in JS, =reads lets the binding serve reads only,
+  // =io reads and writes but no metadata
   const mode = process.env.PACIOFS_PASSTHROUGH
-  if (Fuse.passthrough && volume.usePassthrough && mode !== '0') volume.usePassthrough(Fuse.passthrough, {writes: mode !== 'reads'})
+  if (Fuse.passthrough && volume.usePassthrough && mode !== '0') {
+    volume.usePassthrough(Fuse.passthrough, {writes: mode !== 'reads', meta: mode !== 'reads' && mode !== 'io'})
+  }
 
   let fuse: FuseInstance
   const context = {context: () => fuse.context()}

@@ -331,7 +331,7 @@ export class HistoryView implements Volume {
   }
 
   /** The present's handles may be served by the binding; the past's (fh >= FH_BASE) never are. */
-  usePassthrough(pt: Passthrough, opts?: {writes?: boolean}): void {
+  usePassthrough(pt: Passthrough, opts?: {writes?: boolean; meta?: boolean}): void {
     pt.xattrSkip(ROOT)
     this.inner.usePassthrough?.(pt, opts)
   }

@@ -113,10 +113,19 @@ export class Journal {
     return journal
   }
 
-  /** Inserts a batch in one transaction; returns each row's jseq. */
-  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>): number[] {
+  /**
+   * Inserts a batch in one transaction; returns each row's jseq. `settle`:
+   * intents (see intend) dropped in the same transaction, for the operations
+   * whose records these are — one write less per new entry.
+   */
+  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[] = []): number[] {
     const stmt = this.insertStmt!
-    return this.db.transaction(() => rows.map(r => Number(stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at).lastInsertRowid)))()
+    if (settle.length > 0) this.settleStmt ??= this.db.prepare('DELETE FROM intents WHERE id = ?')
+    return this.db.transaction(() => {
+      const keys = rows.map(r => Number(stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at).lastInsertRowid))
+      for (const id of settle) this.settleStmt!.run(id)
+      return keys
+    })()
   }
 
   /** Records where on the ledger each hash landed. Returns how many rows changed. */

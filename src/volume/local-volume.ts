@@ -11,7 +11,7 @@ import type {ContentCapture} from '../history/store.js'
 import {STATE_DIR} from './layout.js'
 import {PathResolver} from './paths.js'
 import type {Passthrough} from './passthrough.js'
-import type {Recorder, RecordBody} from './recorder.js'
+import type {Intent, Recorder, RecordBody} from './recorder.js'
 import {XATTR_CREATE, XATTR_REPLACE, sys} from './sys.js'
 import type {Caller, FileType, TimeSpec, Volume} from './types.js'
 
@@ -93,11 +93,13 @@ export class LocalVolume implements Volume {
    * Lets the FUSE binding serve read and write of handles opened from now on
    * on its own threads (writes only while they change nothing to record).
    */
-  usePassthrough(pt: Passthrough, opts: {writes?: boolean} = {}): void {
+  usePassthrough(pt: Passthrough, opts: {writes?: boolean; meta?: boolean} = {}): void {
     this.pt = pt
     this.ptWrites = opts.writes ?? true
     pt.xattrSkip(`/${STATE_DIR}`)
     pt.xattrRoot(this.root)
+    // getattr/fgetattr/access/readlink are the same syscalls as below, and flush() does nothing here
+    if (opts.meta ?? true) pt.meta(pt.META_ATTR | pt.META_FLUSH)
   }
 
   // ---- reads -------------------------------------------------------------
@@ -208,10 +210,10 @@ export class LocalVolume implements Volume {
   }
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
-    return this.withIntent('create', path, () => this.createNow(path, mode, flags, caller))
+    return this.withIntent('create', path, intent => this.createNow(path, mode, flags, caller, intent))
   }
 
-  private async createNow(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
+  private async createNow(path: string, mode: number, flags: number, caller: Caller, intent: Intent): Promise<number> {
     const backing = this.paths.resolveNew(path)
     const own = this.ownerSync(backing, caller)
     // local metadata syscalls, made synchronously: each takes microseconds
@@ -233,7 +235,7 @@ export class LocalVolume implements Volume {
 
       try {
         await this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: own.uid, gid: own.gid, size: 0, digest: EMPTY_DIGEST,
-          ...(writable ? {writing: true} : {})}, caller)
+          ...(writable ? {writing: true} : {})}, caller, intent)
       } catch (error) {
         this.detach(fd, h)
         throw error
@@ -297,9 +299,18 @@ export class LocalVolume implements Volume {
     const h = this.handle(fh)
     path ||= h.path
     await (datasync ? p.fdatasync(h.fd) : p.fsync(h.fd))
-    if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content))
-    await this.history?.flush() // the versions recorded so far are as durable as the file
-    await this.recorder.committed()
+    // a version stored in the background (captureLater) starts once this fsync has returned: it
+    // reads the file, which is durable now, and its promise is; run meanwhile, it would hold up
+    // the flush and the commit below on the event loop and the thread pool
+    let returned!: () => void
+    const after = new Promise<void>(resolve => (returned = resolve))
+    try {
+      if (h.content?.dirty) await this.track(this.recordDigest(path, h, h.content, after))
+      await this.history?.flush() // the versions recorded so far are as durable as the file
+      await this.recorder.committed()
+    } finally {
+      returned()
+    }
   }
 
   async release(path: string, fh: number): Promise<void> {
@@ -320,8 +331,8 @@ export class LocalVolume implements Volume {
     }
   }
 
-  /** Records the file's current digest (incremental when possible, else re-read). */
-  private async recordDigest(path: string, h: Handle, c: InodeContent): Promise<void> {
+  /** Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`. */
+  private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const gen = c.gen
       const st = fs.fstatSync(h.fd, {bigint: true})
@@ -339,7 +350,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) })
+        await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
         return
       }
 
@@ -354,7 +365,7 @@ export class LocalVolume implements Volume {
    * store first (a crash before it finishes is caught up on the next mount),
    * and the next change to the inode waits for it.
    */
-  private async captureLater(path: string, fd: number, key: string, digest: string, record: () => Promise<void>): Promise<void> {
+  private async captureLater(path: string, fd: number, key: string, digest: string, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
     const history = this.history!
     let release!: () => void
     const gate = new Promise<void>(resolve => (release = resolve))
@@ -368,7 +379,7 @@ export class LocalVolume implements Volume {
       await record()
       const held = rfd
       rfd = undefined
-      const work = history.capture(held)
+      const work = (after ?? Promise.resolve()).then(() => history.capture(held))
         .then(async got => {
           if (got.digest === digest) await history.done(token)
         })
@@ -418,9 +429,9 @@ export class LocalVolume implements Volume {
 
   // ---- namespace and attribute changes -----------------------------------
 
-  private async recordEntry(op: RecordBody['op'], path: string, backing: string, caller: Caller, extra: Partial<RecordBody> = {}): Promise<void> {
+  private async recordEntry(op: RecordBody['op'], path: string, backing: string, caller: Caller, extra: Partial<RecordBody> = {}, intent?: Intent): Promise<void> {
     const st = fs.lstatSync(backing)
-    await this.recorder.record({op, path, type: typeOf(st.mode), mode: st.mode, uid: st.uid, gid: st.gid, ...extra}, caller)
+    await this.recorder.record({op, path, type: typeOf(st.mode), mode: st.mode, uid: st.uid, gid: st.gid, ...extra}, caller, intent)
   }
 
   private chownNew(backing: string, caller: Caller): void {
@@ -465,10 +476,10 @@ export class LocalVolume implements Volume {
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    return this.withIntent('mknod', path, () => this.mknodNow(path, mode, rdev, caller))
+    return this.withIntent('mknod', path, intent => this.mknodNow(path, mode, rdev, caller, intent))
   }
 
-  private async mknodNow(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
+  private async mknodNow(path: string, mode: number, rdev: number, caller: Caller, intent: Intent): Promise<void> {
     const backing = this.paths.resolveNew(path)
     if ((mode & C.S_IFMT) === C.S_IFREG || (mode & C.S_IFMT) === 0) {
       fs.closeSync(fs.openSync(backing, C.O_CREAT | C.O_EXCL | C.O_WRONLY, mode & 0o7777))
@@ -480,49 +491,51 @@ export class LocalVolume implements Volume {
       this.chownNew(backing, caller)
       const type = typeOf(mode)
       await this.recordEntry(type === 'file' ? 'create' : 'mknod', path, backing, caller,
-        type === 'file' ? {size: 0, digest: EMPTY_DIGEST} : (type === 'chr' || type === 'blk' ? {rdev} : {}))
+        type === 'file' ? {size: 0, digest: EMPTY_DIGEST} : (type === 'chr' || type === 'blk' ? {rdev} : {}), intent)
     }, () => fs.unlinkSync(backing))
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
-    return this.withIntent('mkdir', path, () => this.mkdirNow(path, mode, caller))
+    return this.withIntent('mkdir', path, intent => this.mkdirNow(path, mode, caller, intent))
   }
 
-  private async mkdirNow(path: string, mode: number, caller: Caller): Promise<void> {
+  private async mkdirNow(path: string, mode: number, caller: Caller, intent: Intent): Promise<void> {
     const backing = this.paths.resolveNew(path)
     const parent = fs.statSync(backing.slice(0, backing.lastIndexOf('/')) || '/')
     fs.mkdirSync(backing, mode & 0o7777)
     await this.undoOnFailure(async () => {
       if (parent.mode & S_ISGID) fs.chmodSync(backing, (mode & 0o7777) | S_ISGID)
       this.chownNew(backing, caller)
-      await this.recordEntry('mkdir', path, backing, caller)
+      await this.recordEntry('mkdir', path, backing, caller, {}, intent)
     }, () => fs.rmdirSync(backing))
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    return this.withIntent('symlink', path, () => this.symlinkNow(target, path, caller))
+    return this.withIntent('symlink', path, intent => this.symlinkNow(target, path, caller, intent))
   }
 
-  private async symlinkNow(target: string, path: string, caller: Caller): Promise<void> {
+  private async symlinkNow(target: string, path: string, caller: Caller, intent: Intent): Promise<void> {
     const backing = this.paths.resolveNew(path)
     fs.symlinkSync(target, backing)
     await this.undoOnFailure(async () => {
       this.chownNew(backing, caller)
-      await this.recordEntry('symlink', path, backing, caller, {target})
+      await this.recordEntry('symlink', path, backing, caller, {target}, intent)
     }, () => fs.unlinkSync(backing))
   }
 
   /**
    * Runs an operation that makes a new entry with an intent noted in the journal
    * until its record is journaled (or it failed), so that the next mount undoes
-   * an entry a crash left on disk without its record (intents.ts).
+   * an entry a crash left on disk without its record (intents.ts). `work` hands
+   * the intent to its record, which drops it in the same journal transaction;
+   * if it never got that far, it is dropped here.
    */
-  private async withIntent<T>(op: string, path: string, work: () => Promise<T>): Promise<T> {
-    const id = this.recorder.intend(op, path)
+  private async withIntent<T>(op: string, path: string, work: (intent: Intent) => Promise<T>): Promise<T> {
+    const intent = this.recorder.intend(op, path)
     try {
-      return await work()
+      return await work(intent)
     } finally {
-      this.recorder.settleIntent(id)
+      this.recorder.settleIntent(intent)
     }
   }
 

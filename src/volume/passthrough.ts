@@ -39,4 +39,15 @@ export interface Passthrough {
   xattrRoot(root: string | null): void
   /** A volume path (and everything below it) whose xattrs the binding leaves to the volume. */
   xattrSkip(prefix: string): void
+  /** meta flag: getattr, access and readlink (lstat/access/readlink of the backing path), fgetattr (fstat of an attached fd). */
+  readonly META_ATTR: number
+  /** meta flag: flush answers 0 (for a volume whose flush does nothing). */
+  readonly META_FLUSH: number
+  /**
+   * Read-only metadata ops the binding answers on its own threads, from the
+   * xattrRoot backing directory and never below the xattrSkip prefixes or for
+   * paths with '.'/'..' components (those still come to the volume); 0: none.
+   * These ops change nothing, so there is nothing to record for them.
+   */
+  meta(flags: number): void
 }

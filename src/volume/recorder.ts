@@ -36,8 +36,15 @@ export type RecordBody = Omit<FsRecord, 'v' | 'who' | 'at'>
 
 interface Queued {
   row: {hash: Buffer; salt: Buffer; record: Buffer; op: string; path: string; at: number}
+  intent?: Intent
   resolve: (hash: Buffer) => void
   reject: (e: unknown) => void
+}
+
+/** An intent noted by intend(); `settled` once it is dropped (by settleIntent, or with its record). */
+export interface Intent {
+  readonly id: number
+  settled: boolean
 }
 
 const SALT_POOL = 32 * 1024
@@ -77,23 +84,29 @@ export class Recorder implements DeliverySink {
   }
 
   /** See Journal.intend: a new entry is about to appear at path. */
-  intend(op: string, path: string): number {
-    return this.journal.intend(op, path)
+  intend(op: string, path: string): Intent {
+    return {id: this.journal.intend(op, path), settled: false}
   }
 
-  settleIntent(id: number): void {
-    this.journal.settleIntent(id)
+  /** Drops an intent not yet dropped with its record. */
+  settleIntent(intent: Intent): void {
+    if (intent.settled) return
+    this.journal.settleIntent(intent.id)
+    intent.settled = true
   }
 
-  /** Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger. */
-  record(body: RecordBody, caller: Caller): Promise<Buffer> {
+  /**
+   * Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger.
+   * `intent`: the operation's intent, dropped in the record's own journal transaction.
+   */
+  record(body: RecordBody, caller: Caller, intent?: Intent): Promise<Buffer> {
     if (this.failedWith) return Promise.reject(this.failedWith)
     const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: actingMember() ?? this.member}, at: Date.now()}
     for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
     const salt = this.salt()
     const {bytes, hash} = Recorder.obfuscate(rec, salt)
     return new Promise((resolve, reject) => {
-      this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, resolve, reject})
+      this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, intent, resolve, reject})
       if (!this.scheduled) {
         this.scheduled = true
         queueMicrotask(() => this.flushJournal())
@@ -107,7 +120,10 @@ export class Recorder implements DeliverySink {
     this.queue = []
     let keys: number[]
     try {
-      keys = this.journal.append(batch.map(q => q.row))
+      const settle: number[] = []
+      for (const q of batch) if (q.intent && !q.intent.settled) settle.push(q.intent.id)
+      keys = this.journal.append(batch.map(q => q.row), settle)
+      for (const q of batch) if (q.intent) q.intent.settled = true
     } catch (error) {
       this.failedWith = error
       for (const q of batch) q.reject(error)

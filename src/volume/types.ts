@@ -56,7 +56,7 @@ export interface Volume {
   close(): Promise<void>
 
   /** Optional: let the FUSE binding serve read/write of open files on its own threads (see passthrough.ts). */
-  usePassthrough?(pt: Passthrough, opts?: {writes?: boolean}): void
+  usePassthrough?(pt: Passthrough, opts?: {writes?: boolean; meta?: boolean}): void
 }
 
 export type FileType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chr' | 'blk' | 'sock'

@@ -8,7 +8,7 @@ import {join} from 'node:path'
 import {runOk} from '../../helpers/exec.js'
 import {mountPacio, paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
 
-describe('PacioFS mount: read/write passthrough', function () {
+describe('PacioFS mount: read/write and metadata passthrough', function () {
   this.timeout(180_000)
   let area: Awaited<ReturnType<typeof scratch>>
   let mount: PacioMount | undefined
@@ -49,5 +49,57 @@ describe('PacioFS mount: read/write passthrough', function () {
     const report = JSON.parse(res.stdout)
     expect(report.divergences).to.deep.equal([])
     expect(report.status).to.equal('clean')
+  })
+
+  it('read-only metadata is answered by the binding, with what the backing directory says; the state dir stays hidden', async () => {
+    const stats = join(area.dir, 'meta.json')
+    mount = await mountPacio(area.volume, area.mnt, {env: {PACIOFS_PASSTHROUGH_STATS: stats}})
+    const m = (p: string) => join(area.mnt, p)
+    const b = (p: string) => join(area.volume, p)
+    fs.mkdirSync(m('meta'))
+    fs.writeFileSync(m('meta/a'), 'hello')
+    fs.writeFileSync(m('meta/.dot'), 'dot')
+    fs.symlinkSync('a', m('meta/link'))
+    fs.chmodSync(m('meta/a'), 0o640)
+    for (const name of ['meta', 'meta/a', 'meta/.dot', 'meta/link']) {
+      const got = fs.lstatSync(m(name), {bigint: true})
+      const want = fs.lstatSync(b(name), {bigint: true})
+      for (const k of ['ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'mtimeNs', 'ctimeNs'] as const) expect(got[k], `${name} ${k}`).to.equal(want[k])
+    }
+
+    expect(fs.readlinkSync(m('meta/link'))).to.equal('a')
+    expect(fs.readFileSync(m('meta/link'), 'utf8')).to.equal('hello')
+    expect(() => fs.lstatSync(m('meta/missing'))).to.throw().with.property('code', 'ENOENT')
+    expect(() => fs.lstatSync(m('.paciofs'))).to.throw().with.property('code', 'ENOENT')
+    expect(() => fs.lstatSync(m('.paciofs/journal.db'))).to.throw().with.property('code', 'ENOENT')
+    expect(() => fs.accessSync(m('meta/a'), fs.constants.R_OK)).not.to.throw()
+    // an open file unlinked: its attributes come from the handle (fgetattr)
+    const fd = fs.openSync(m('meta/gone'), 'w+')
+    fs.writeSync(fd, Buffer.alloc(1000, 1))
+    fs.unlinkSync(m('meta/gone'))
+    const st = fs.fstatSync(fd)
+    expect(st.size).to.equal(1000)
+    expect(st.nlink).to.equal(0)
+    fs.closeSync(fd)
+    const code = await mount.stop()
+    mount = undefined
+    expect(code).to.equal(0)
+    const served = JSON.parse(fs.readFileSync(stats, 'utf8')) as {fastMeta: number}
+    // the kernel caches attributes for a second: each lstat, lookup and flush above asked about once
+    expect(served.fastMeta, JSON.stringify(served)).to.be.at.least(15)
+
+    // the records are exact: verify finds the volume as the mount left it
+    const res = await paciofs(['verify', '--volume', area.volume, '--json'], {timeoutMs: 120_000})
+    expect(JSON.parse(res.stdout).status, res.stdout).to.equal('clean')
+  })
+
+  it('PACIOFS_PASSTHROUGH=io leaves metadata to JS', async () => {
+    const stats = join(area.dir, 'io.json')
+    mount = await mountPacio(area.volume, area.mnt, {env: {PACIOFS_PASSTHROUGH_STATS: stats, PACIOFS_PASSTHROUGH: 'io'}})
+    for (let i = 0; i < 50; i++) fs.statSync(join(area.mnt, 'meta/a'))
+    const code = await mount.stop()
+    mount = undefined
+    expect(code).to.equal(0)
+    expect((JSON.parse(fs.readFileSync(stats, 'utf8')) as {fastMeta: number}).fastMeta).to.equal(0)
   })
 })

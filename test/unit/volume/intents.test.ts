@@ -78,4 +78,18 @@ describe('intents: undoing entries a crash left without their record', () => {
     journal.settleIntent(id)
     expect(journal.intents()).to.deep.equal([])
   })
+
+  it('an intent dropped with its record goes in the same transaction: both or neither', () => {
+    const kept = journal.intend('create', '/other')
+    const id = journal.intend('create', '/with-record')
+    const row = {hash: randomBytes(32), salt: randomBytes(32), record: Buffer.from('{}'), op: 'create', path: '/with-record', at: Date.now()}
+    journal.append([row], [id])
+    expect(journal.intents().map(i => i.id)).to.deep.equal([kept])
+    expect(journal.latestOpAt('/with-record')).to.equal('create')
+
+    // a failing insert (a value SQLite cannot bind) rolls the intent's removal back too
+    const id2 = journal.intend('create', '/fails')
+    expect(() => journal.append([{...row, hash: randomBytes(32), at: {} as unknown as number}], [id2])).to.throw()
+    expect(journal.intents().map(i => i.id)).to.deep.equal([kept, id2])
+  })
 })
