@@ -86,6 +86,39 @@ export interface PendingCapture {
   digest: string
 }
 
+/**
+ * Manifests known to describe their digests, kept in memory, most recent
+ * last, up to `maxChunks` chunk hashes in all (the default: 16 GiB of
+ * versions, about 6 MB).
+ */
+export class ManifestMemo {
+  private readonly map = new Map<string, Manifest>()
+  private chunks = 0
+
+  constructor(private readonly maxChunks = 65_536) {}
+
+  get(digest: string): Manifest | undefined {
+    return this.map.get(digest)
+  }
+
+  set(m: Manifest): void {
+    const old = this.map.get(m.digest)
+    if (old) {
+      this.map.delete(m.digest)
+      this.chunks -= old.chunks.length
+    }
+
+    if (m.chunks.length > this.maxChunks) return
+    this.map.set(m.digest, m)
+    this.chunks += m.chunks.length
+    for (const [digest, v] of this.map) {
+      if (this.chunks <= this.maxChunks) break
+      this.map.delete(digest)
+      this.chunks -= v.chunks.length
+    }
+  }
+}
+
 export class HistoryStore implements ContentCapture {
   readonly chunkDir: string
   readonly manifestDir: string
@@ -177,7 +210,9 @@ export class HistoryStore implements ContentCapture {
     return {hash, stored: data.length}
   }
 
-  async putManifest(m: Manifest): Promise<void> {
+  /** Stores the manifest of a version this store has just hashed (its chunk list and digest come from the same bytes). */
+  private async putManifest(m: Manifest): Promise<void> {
+    this.vouch(m)
     const file = this.manifestPath(m.digest)
     try {
       await fsp.access(file)
@@ -187,6 +222,22 @@ export class HistoryStore implements ContentCapture {
 
     await this.writeOnce(file, JSON.stringify(m))
     this.rememberVersion(m.digest)
+  }
+
+  /**
+   * Manifests this store computed from the bytes themselves (capture, put):
+   * their chunk lists are known to describe their digests without reading the
+   * bytes again (the file on disk may have been altered since; this copy was not).
+   */
+  private readonly vouched = new ManifestMemo()
+
+  private vouch(m: Manifest): void {
+    this.vouched.set(m)
+  }
+
+  /** The manifest of `digest` as this process computed it from the version's bytes, if it still remembers it. */
+  vouchedManifest(digest: string): Manifest | undefined {
+    return this.vouched.get(digest)
   }
 
   private rememberVersion(digest: string): void {
@@ -240,8 +291,10 @@ export class HistoryStore implements ContentCapture {
       chunks.push(digest)
     }
 
+    const m: Manifest = {v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}
+    this.vouch(m)
     const manifest = this.manifestPath(digest)
-    if (!this.versions.has(digest) && !fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}))
+    if (!this.versions.has(digest) && !fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify(m))
     this.rememberVersion(digest)
     return {digest, size: data.length, stored}
   }
@@ -380,45 +433,11 @@ export class HistoryStore implements ContentCapture {
     return Math.min(m.chunkSize, m.size - i * m.chunkSize)
   }
 
-  /** One chunk's bytes, checked against its hash and expected length. */
-  async readChunk(m: Manifest, i: number): Promise<Buffer> {
-    const hash = m.chunks[i]
-    let data: Buffer
-    try {
-      data = await fsp.readFile(this.chunkPath(hash))
-    } catch {
-      throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
-    }
-
-    return HistoryStore.checked(m, i, data)
-  }
-
   /**
-   * The bytes of a version, chunk by chunk, each checked; the whole is checked
-   * against the digest at the end (throws HistoryError before the last chunk is
-   * handed out if it does not match).
-   */
-  async * chunks(digest: string): AsyncGenerator<Buffer> {
-    const m = this.manifest(digest)
-    const whole = createHash('sha256')
-    let next = m.chunks.length > 0 ? this.readChunk(m, 0) : undefined
-    for (let i = 0; i < m.chunks.length; i++) {
-      const data = await next!
-      next = i + 1 < m.chunks.length ? this.readChunk(m, i + 1) : undefined
-      next?.catch(() => {}) // surfaced when awaited
-      whole.update(data)
-      if (i === m.chunks.length - 1 && whole.digest('hex') !== digest) {
-        throw new HistoryError('history-tampered', `version ${digest} does not reassemble to its digest: the history store was altered`)
-      }
-
-      yield data
-    }
-  }
-
-  /**
-   * readChunk's synchronous twin (verify's worker threads check many small
-   * versions: no thread-pool round trips). The bytes are only valid until the
-   * next call: they are not copied.
+   * One chunk's bytes, checked, synchronously (verify's worker threads check
+   * many small versions: no thread-pool round trips; reader.ts has the
+   * asynchronous reads). The bytes are only valid until the next call: they
+   * are not copied.
    */
   private readChunkSync(m: Manifest, i: number): Buffer {
     const hash = m.chunks[i]

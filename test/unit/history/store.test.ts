@@ -3,14 +3,16 @@ import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import {join} from 'node:path'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore} from '../../../src/history/store.js'
+import {pipeVersion} from '../../../src/history/reader.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
 async function readAll(store: HistoryStore, digest: string): Promise<Buffer> {
-  const parts: Buffer[] = []
-  for await (const c of store.chunks(digest)) parts.push(c)
-  return Buffer.concat(parts)
+  const m = store.manifest(digest)
+  const out = Buffer.alloc(m.size)
+  await pipeVersion(store, m, {whole: true, chunks: true, sink: async (data, pos) => void data.copy(out, pos)})
+  return out
 }
 
 describe('history store', () => {
