@@ -37,9 +37,9 @@ async function readInto(store: HistoryStore, m: Manifest, i: number, buf: Buffer
   }
 
   try {
-    // one byte more than expected: a longer file is caught without a stat
-    let got = 0
-    for (let n; got <= want && (n = (await read(fd, buf, got, want + 1 - got, got)).bytesRead) > 0;) got += n
+    // one byte more than expected: a longer file is caught without a stat, and a short read of a regular
+    // file is its end (as readSmall in store.ts)
+    const got = (await read(fd, buf, 0, want + 1, 0)).bytesRead
     if (got !== want) throw tampered(m, i)
     return buf.subarray(0, want)
   } finally {
