@@ -219,7 +219,16 @@ export class ChunkCache {
       if (slot) this.byKey.delete(slot.key!)
     }
 
-    slot ??= {buf: Buffer.allocUnsafeSlow(m.chunkSize + 1), pins: 0} // every buffer in use: one more, not kept
+    if (!slot) {
+      // every buffer is in use: one more for this read only, not kept in the cache
+      const extra: Slot = {buf: Buffer.allocUnsafeSlow(m.chunkSize + 1), pins: 1}
+      extra.ready = readInto(this.store, m, i, extra.buf).then(data => {
+        checkChunk(m, i, data)
+        return data
+      })
+      return extra
+    }
+
     const s = slot
     s.key = k
     s.pins++ // a slot whose load failed may still have readers about to let go
