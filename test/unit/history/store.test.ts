@@ -72,6 +72,20 @@ describe('history store', () => {
     expect((await readAll(store, sha(data))).equals(data)).to.equal(true)
   })
 
+  it('chunks() (the simple reader for small versions) gives the bytes back and refuses an altered chunk', async () => {
+    const data = randomBytes(2 * CHUNK_SIZE + 10)
+    const {digest} = await store.put(data)
+    const parts: Buffer[] = []
+    for await (const c of store.chunks(digest)) parts.push(Buffer.from(c))
+    expect(Buffer.concat(parts).equals(data)).to.equal(true)
+    const file = store.chunkPath(store.manifest(digest).chunks[2])
+    fs.writeFileSync(file, Buffer.from('0123456789'))
+    const err = await (async () => {
+      for await (const _ of store.chunks(digest)) { /* read on */ }
+    })().catch((error: unknown) => error)
+    expect((err as HistoryError).kind).to.equal('history-tampered')
+  })
+
   it('the empty file is always representable', async () => {
     expect(store.has(EMPTY_DIGEST)).to.equal(true)
     expect(await readAll(store, EMPTY_DIGEST)).to.have.length(0)
