@@ -6,8 +6,10 @@
  */
 import fs from 'node:fs'
 import type {Writable} from 'node:stream'
+import {promisify} from 'node:util'
 import {PacioError} from '../errors.js'
 import {HistoryError, HistoryStore, type HistoryStats} from '../history/store.js'
+import {pipeVersion, proveManifest} from '../history/reader.js'
 import {readTimeline, treeAt, type Timeline, type TimelineEntry} from '../history/timeline.js'
 import {openVolumeLedger} from './ledger.js'
 import {layoutOf, readMeta} from '../volume/layout.js'
@@ -214,13 +216,18 @@ export interface CatResult {
   record: {epoch: number; txid: string; op?: string}
 }
 
+const fsOpen = promisify(fs.open)
+const fsClose = promisify(fs.close)
+const fsWrite = promisify(fs.write)
+
+async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
+  for (let done = 0; done < data.length;) done += (await fsWrite(fd, data, done, data.length - done, pos + done)).bytesWritten
+}
+
+/** Writes to a stream; resolves once the stream is done with `chunk` (the caller reuses it). */
 function write(out: Writable, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (out.write(chunk)) resolve()
-    else {
-      out.once('drain', resolve)
-      out.once('error', reject)
-    }
+    out.write(chunk, error => (error ? reject(error) : resolve()))
   })
 }
 
@@ -262,30 +269,36 @@ export async function catAt(req: CatRequest): Promise<CatResult> {
   }
 
   if (req.to) {
+    // written as it is read (at each chunk's offset, several writes at once), checked against the record's
+    // digest; the file appears only if it matches
     const tmp = `${req.to}.paciofs-${process.pid}.tmp`
-    const fh = await fs.promises.open(tmp, 'w', 0o644)
+    const fd = await fsOpen(tmp, 'w', 0o644)
+    let closed = false
     try {
       try {
-        for await (const c of store.chunks(digest)) await fh.write(c)
+        const m = store.manifest(digest)
+        await pipeVersion(store, m, {whole: true, chunks: false, sink: (data, pos) => writeAll(fd, data, pos)})
       } catch (error) {
         refuse(error)
       }
 
-      await fh.close()
+      closed = true
+      await fsClose(fd)
       await fs.promises.rename(tmp, req.to)
     } finally {
-      await fh.close().catch(() => {})
+      if (!closed) await fsClose(fd).catch(() => {})
       await fs.promises.rm(tmp, {force: true})
     }
 
     return result
   }
 
-  // to a stream: the whole version is checked first, then each chunk again as it goes out
+  // to a stream, which cannot take bytes back: the whole version is checked first (which proves its chunk
+  // list), then each chunk is checked against that list as it goes out
   try {
-    for await (const _ of store.chunks(digest)) { /* check only */ }
-    const m = store.manifest(digest)
-    for (let i = 0; i < m.chunks.length; i++) await write(req.out ?? process.stdout, await store.readChunk(m, i))
+    const m = await proveManifest(store, digest)
+    const out = req.out ?? process.stdout
+    await pipeVersion(store, m, {whole: false, chunks: true, sink: data => write(out, data)})
   } catch (error) {
     refuse(error)
   }

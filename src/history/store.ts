@@ -88,6 +88,39 @@ export interface PendingCapture {
   digest: string
 }
 
+/**
+ * Manifests known to describe their digests, kept in memory, most recent
+ * last, up to `maxChunks` chunk hashes in all (the default: 16 GiB of
+ * versions, about 6 MB).
+ */
+export class ManifestMemo {
+  private readonly map = new Map<string, Manifest>()
+  private chunks = 0
+
+  constructor(private readonly maxChunks = 65_536) {}
+
+  get(digest: string): Manifest | undefined {
+    return this.map.get(digest)
+  }
+
+  set(m: Manifest): void {
+    const old = this.map.get(m.digest)
+    if (old) {
+      this.map.delete(m.digest)
+      this.chunks -= old.chunks.length
+    }
+
+    if (m.chunks.length > this.maxChunks) return
+    this.map.set(m.digest, m)
+    this.chunks += m.chunks.length
+    for (const [digest, v] of this.map) {
+      if (this.chunks <= this.maxChunks) break
+      this.map.delete(digest)
+      this.chunks -= v.chunks.length
+    }
+  }
+}
+
 export class HistoryStore implements ContentCapture {
   readonly chunkDir: string
   readonly manifestDir: string
@@ -179,7 +212,9 @@ export class HistoryStore implements ContentCapture {
     return {hash, stored: data.length}
   }
 
-  async putManifest(m: Manifest): Promise<void> {
+  /** Stores the manifest of a version this store has just hashed (its chunk list and digest come from the same bytes). */
+  private async putManifest(m: Manifest): Promise<void> {
+    this.vouch(m)
     const file = this.manifestPath(m.digest)
     try {
       await fsp.access(file)
@@ -189,6 +224,22 @@ export class HistoryStore implements ContentCapture {
 
     await this.writeOnce(file, JSON.stringify(m))
     this.rememberVersion(m.digest)
+  }
+
+  /**
+   * Manifests this store computed from the bytes themselves (capture, put):
+   * their chunk lists are known to describe their digests without reading the
+   * bytes again (the file on disk may have been altered since; this copy was not).
+   */
+  private readonly vouched = new ManifestMemo()
+
+  private vouch(m: Manifest): void {
+    this.vouched.set(m)
+  }
+
+  /** The manifest of `digest` as this process computed it from the version's bytes, if it still remembers it. */
+  vouchedManifest(digest: string): Manifest | undefined {
+    return this.vouched.get(digest)
   }
 
   private rememberVersion(digest: string): void {
@@ -242,8 +293,10 @@ export class HistoryStore implements ContentCapture {
       chunks.push(digest)
     }
 
+    const m: Manifest = {v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}
+    this.vouch(m)
     const manifest = this.manifestPath(digest)
-    if (!this.versions.has(digest) && !fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}))
+    if (!this.versions.has(digest) && !fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify(m))
     this.rememberVersion(digest)
     return {digest, size: data.length, stored}
   }
@@ -398,7 +451,8 @@ export class HistoryStore implements ContentCapture {
   /**
    * The bytes of a version, chunk by chunk, each checked; the whole is checked
    * against the digest at the end (throws HistoryError before the last chunk is
-   * handed out if it does not match).
+   * handed out if it does not match). A simple reader for small versions
+   * (repair's xattr values); reader.ts reads large ones several times faster.
    */
   async * chunks(digest: string): AsyncGenerator<Buffer> {
     const m = this.manifest(digest)
@@ -418,9 +472,10 @@ export class HistoryStore implements ContentCapture {
   }
 
   /**
-   * readChunk's synchronous twin (verify's worker threads check many small
-   * versions: no thread-pool round trips). The bytes are only valid until the
-   * next call: they are not copied.
+   * One chunk's bytes, checked, synchronously (verify's worker threads check
+   * many small versions: no thread-pool round trips; reader.ts has the
+   * asynchronous reads). The bytes are only valid until the next call: they
+   * are not copied.
    */
   private readChunkSync(m: Manifest, i: number): Buffer {
     const hash = m.chunks[i]

@@ -8,16 +8,20 @@
  * /.paciofs-history itself is not listed in the volume's root (so `cp -a`,
  * rsync and find do not descend into the past), but can be entered by name; it
  * lists the most recent epochs that hold records, and any epoch up to the
- * ledger's head can be opened by number. A version's bytes are checked against
- * its digest when it is first opened, and each chunk against its hash as it is
- * read; a record that does not match the ledger hides nothing silently: its
- * path answers EIO.
+ * ledger's head can be opened by number. Each chunk is checked against its
+ * hash as it is read, against a chunk list proven to describe the record's
+ * digest: computed by this mount when it stored the version, or else checked
+ * by reading the whole version once when it is first opened. A record that
+ * does not match the ledger hides nothing silently: its path answers EIO.
+ * Sequential reads are served from a small cache of checked chunks, loaded
+ * (and hashed) ahead on the thread pool.
  */
 import {createHash} from 'node:crypto'
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import type {ExpectedTree, Inode} from '../audit/expected.js'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
-import {HistoryStore, type Manifest} from './store.js'
+import {ManifestMemo, type HistoryStore, type Manifest} from './store.js'
+import {ChunkCache, proveManifest, READ_AHEAD} from './reader.js'
 import {treeAt, type Timeline} from './timeline.js'
 import type {Passthrough} from '../volume/passthrough.js'
 
@@ -44,7 +48,8 @@ interface Snapshot {
 
 interface OpenVersion {
   m: Manifest
-  cached?: {i: number; data: Buffer}
+  /** the chunk after the last one read: a read there (or in the same chunk) is sequential */
+  next: number
 }
 
 type Where = {kind: 'root'} | {kind: 'snap'; epoch: number; sub: string} | {kind: 'none'}
@@ -55,11 +60,16 @@ export class HistoryView implements Volume {
   private timeline?: {at: number; value: Promise<Timeline>}
   private readonly snapshots = new Map<number, Snapshot>()
   private readonly handles = new Map<number, OpenVersion>()
-  private readonly verified = new Set<string>()
+  /** manifests proven by reading their versions whole (the proof is this copy: the file could change) */
+  private readonly proven = new ManifestMemo()
+  private readonly proving = new Map<string, Promise<Manifest>>()
+  private readonly cache: ChunkCache
   private nextFh = FH_BASE
 
   constructor(private readonly inner: Volume, private readonly store: HistoryStore, private readonly load: () => Promise<Timeline>,
-    private readonly refreshMs = 1000) {}
+    private readonly refreshMs = 1000) {
+    this.cache = new ChunkCache(store)
+  }
 
   /** Where a path points: null for the live volume. */
   private where(path: string): Where | null {
@@ -206,19 +216,28 @@ export class HistoryView implements Volume {
     if (node.digest === undefined) throw errno('EIO', `${w.sub} at epoch ${w.epoch}: being written, content not recorded`)
     let m: Manifest
     try {
-      m = this.store.manifest(node.digest)
-      if (!this.verified.has(node.digest)) {
-        for await (const _ of this.store.chunks(node.digest)) { /* checks every chunk and the whole */ }
-        if (this.verified.size > 10_000) this.verified.clear()
-        this.verified.add(node.digest)
-      }
+      m = await this.provenManifest(node.digest)
     } catch (error) {
       throw errno('EIO', (error as Error).message)
     }
 
     const fh = this.nextFh++
-    this.handles.set(fh, {m})
+    this.handles.set(fh, {m, next: 0})
     return fh
+  }
+
+  /** A chunk list that describes `digest`: computed by this mount, or proven by reading the version once. */
+  private provenManifest(digest: string): Promise<Manifest> {
+    const known = this.store.vouchedManifest(digest) ?? this.proven.get(digest)
+    if (known) return Promise.resolve(known)
+    let p = this.proving.get(digest)
+    if (!p) {
+      const proving = proveManifest(this.store, digest)
+      this.proving.set(digest, p = proving)
+      proving.then(m => this.proven.set(m), () => {}).finally(() => this.proving.delete(digest))
+    }
+
+    return p
   }
 
   create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
@@ -233,16 +252,15 @@ export class HistoryView implements Volume {
     while (done < len && pos + done < m.size) {
       const at = pos + done
       const i = Math.floor(at / m.chunkSize)
-      if (h.cached?.i !== i) {
-        try {
-          h.cached = {i, data: await this.store.readChunk(m, i)}
-        } catch (error) {
-          throw errno('EIO', (error as Error).message)
-        }
+      if (i === h.next || i === h.next - 1) this.cache.prefetch(m, i + 1, i + 1 + READ_AHEAD)
+      const off = at - i * m.chunkSize
+      try {
+        done += await this.cache.with(m, i, data => data.copy(buf, done, off, Math.min(data.length, off + len - done)))
+      } catch (error) {
+        throw errno('EIO', (error as Error).message)
       }
 
-      const off = at - i * m.chunkSize
-      done += h.cached.data.copy(buf, done, off, Math.min(h.cached.data.length, off + len - done))
+      h.next = i + 1
     }
 
     return done

@@ -1,0 +1,136 @@
+import {expect} from 'chai'
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import {join} from 'node:path'
+import {CHUNK_SIZE, HistoryError, HistoryStore, type Manifest} from '../../../src/history/store.js'
+import {ChunkCache, pipeVersion, proveManifest} from '../../../src/history/reader.js'
+import {makeTempDir, removeTree} from '../../helpers/tmp.js'
+
+/** Reads m through pipeVersion; returns what the sink got (offsets and bytes) and the error, if any. */
+async function pipe(store: HistoryStore, m: Manifest, opts: {whole: boolean; chunks: boolean; slots?: number; slowSink?: boolean}) {
+  const got: Array<{pos: number; data: Buffer}> = []
+  let error: unknown
+  try {
+    await pipeVersion(store, m, {...opts, sink: async (data, pos) => {
+      got.push({pos, data: Buffer.from(data)}) // in call order; data is a reused buffer: copy it
+      if (opts.slowSink) {
+        await new Promise(r => setTimeout(r, Math.random() * 3))
+        expect(data.equals(got.find(g => g.pos === pos)!.data), 'the buffer is not reused before the sink is done').to.equal(true)
+      }
+    }})
+  } catch (error_) {
+    error = error_
+  }
+
+  return {got, error}
+}
+
+function alter(store: HistoryStore, m: Manifest, i: number): void {
+  const file = store.chunkPath(m.chunks[i])
+  const bytes = fs.readFileSync(file)
+  bytes[bytes.length >> 1] ^= 0x40
+  fs.writeFileSync(file, bytes)
+}
+
+describe('history reader', () => {
+  let dir: string
+  let store: HistoryStore
+  beforeEach(async () => {
+    dir = await makeTempDir('history-reader')
+    store = new HistoryStore(join(dir, 'history'), {create: true})
+  })
+  afterEach(() => removeTree(dir))
+
+  it('pipes a version in order, through fewer buffers than chunks and a slow sink, with every check mode', async () => {
+    const data = randomBytes(9 * CHUNK_SIZE + 4321)
+    const {digest} = await store.put(data)
+    const m = store.manifest(digest)
+    for (const mode of [{whole: true, chunks: false}, {whole: true, chunks: true}, {whole: false, chunks: true}]) {
+      const {got, error} = await pipe(store, m, {...mode, slots: 3, slowSink: true})
+      expect(error, JSON.stringify(mode)).to.equal(undefined)
+      expect(got.map(g => g.pos)).to.deep.equal(Array.from({length: 10}, (_, i) => i * CHUNK_SIZE))
+      expect(Buffer.concat(got.map(g => g.data)).equals(data), JSON.stringify(mode)).to.equal(true)
+    }
+  })
+
+  it('the whole-content check alone refuses an altered chunk, names it, and never hands out the last chunk', async () => {
+    const {digest} = await store.put(randomBytes(6 * CHUNK_SIZE))
+    const m = store.manifest(digest)
+    alter(store, m, 2)
+    const {got, error} = await pipe(store, m, {whole: true, chunks: false, slots: 2})
+    expect(error).to.be.instanceOf(HistoryError)
+    expect((error as HistoryError).kind).to.equal('history-tampered')
+    expect((error as Error).message).to.match(new RegExp(`chunk 2 \\(${m.chunks[2]}\\).*does not match its hash`))
+    expect(got.length, 'the last chunk is withheld').to.be.lessThan(6)
+  })
+
+  it('checking chunks stops at the altered chunk; a missing or longer chunk is refused too', async () => {
+    const {digest} = await store.put(randomBytes(5 * CHUNK_SIZE))
+    const m = store.manifest(digest)
+    alter(store, m, 3)
+    const altered = await pipe(store, m, {whole: false, chunks: true, slots: 2})
+    expect((altered.error as HistoryError).kind).to.equal('history-tampered')
+    expect(altered.got.map(g => g.pos), 'nothing from the altered chunk on').to.deep.equal([0, 1, 2].map(i => i * CHUNK_SIZE))
+
+    const b = store.manifest((await store.put(randomBytes(3 * CHUNK_SIZE))).digest)
+    fs.appendFileSync(store.chunkPath(b.chunks[1]), 'x')
+    expect(((await pipe(store, b, {whole: true, chunks: false})).error as HistoryError).kind).to.equal('history-tampered')
+    fs.rmSync(store.chunkPath(b.chunks[1]))
+    expect(((await pipe(store, b, {whole: true, chunks: false})).error as HistoryError).kind).to.equal('history-missing')
+  })
+
+  it('a sink that fails stops the pipe with its error', async () => {
+    const m = store.manifest((await store.put(randomBytes(8 * CHUNK_SIZE))).digest)
+    let calls = 0
+    const err = await pipeVersion(store, m, {whole: true, chunks: false, slots: 2, sink: async () => {
+      if (++calls === 3) throw new Error('disk full')
+    }}).catch((error: unknown) => error)
+    expect((err as Error).message).to.equal('disk full')
+  })
+
+  it('proveManifest refuses a manifest whose chunks are intact but belong to another version', async () => {
+    const a = await store.put(randomBytes(2 * CHUNK_SIZE))
+    const b = await store.put(randomBytes(2 * CHUNK_SIZE))
+    const mb = store.manifest(b.digest)
+    mb.chunks[1] = store.manifest(a.digest).chunks[1]
+    fs.writeFileSync(store.manifestPath(b.digest), JSON.stringify(mb))
+    const err = await proveManifest(store, b.digest).catch((error: unknown) => error)
+    expect((err as HistoryError).kind).to.equal('history-tampered')
+    expect((err as Error).message).to.match(/does not reassemble/)
+    expect((await proveManifest(store, a.digest)).chunks).to.have.length(2)
+  })
+
+  it('remembers the manifests it computed: an altered manifest file does not change them', async () => {
+    const data = randomBytes(3 * CHUNK_SIZE)
+    const {digest} = await store.put(data)
+    const computed = structuredClone(store.vouchedManifest(digest))
+    const forged = store.manifest(digest)
+    forged.chunks[0] = forged.chunks[1]
+    fs.writeFileSync(store.manifestPath(digest), JSON.stringify(forged))
+    expect(store.vouchedManifest(digest)).to.deep.equal(computed)
+    expect(new HistoryStore(store.dir).vouchedManifest(digest), 'another process knows nothing').to.equal(undefined)
+  })
+
+  it('the chunk cache serves random reads from few buffers, checks each chunk, and retries a failed one', async () => {
+    const data = randomBytes(12 * CHUNK_SIZE + 99)
+    const {digest} = await store.put(data)
+    const m = store.manifest(digest)
+    const cache = new ChunkCache(store, 3)
+    const order = Array.from({length: 60}, () => Math.floor(Math.random() * m.chunks.length))
+    // many reads at once, more than the cache holds: each sees its own chunk's bytes
+    const results = await Promise.all(order.map(async i => {
+      cache.prefetch(m, i + 1, i + 4)
+      return {i, bytes: await cache.with(m, i, d => Buffer.from(d))}
+    }))
+    for (const {i, bytes} of results) expect(bytes.equals(data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)), `chunk ${i}`).to.equal(true)
+
+    const fresh = new ChunkCache(store, 3)
+    const file = store.chunkPath(m.chunks[4])
+    const good = fs.readFileSync(file)
+    alter(store, m, 4)
+    const err = await fresh.with(m, 4, d => d.length).catch((error: unknown) => error)
+    expect((err as HistoryError).kind).to.equal('history-tampered')
+    fs.writeFileSync(file, good)
+    expect(await fresh.with(m, 4, d => Buffer.from(d).equals(good)), 'a repaired chunk is read again').to.equal(true)
+  })
+})
