@@ -262,9 +262,8 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
     while (got < want) {
       ssize_t n = read(fd, data + used + got, want - got);
       if (n < 0) { if (errno == EINTR) continue; err = errno; break; }
-      if (n == 0) break;
       got += (size_t) n;
-      if ((flags & 1) || expect != NULL) break; /* a short read of a regular file is its end, as the callers read */
+      if (n == 0 || got < want) break; /* a short read of a regular file is its end (as readSmall and the scan read) */
     }
     close(fd);
     if (err != 0) { if (flags & 1) o[8] = err; else o[0] = err; continue; }
