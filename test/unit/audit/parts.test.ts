@@ -12,6 +12,7 @@ import {join} from 'node:path'
 import {Anchors} from '../../../src/audit/anchors.js'
 import {loadIndex, saveIndex} from '../../../src/audit/cache.js'
 import {ExpectedTree} from '../../../src/audit/expected.js'
+import {HistoryJobs} from '../../../src/audit/history.js'
 import {WorkerPool} from '../../../src/audit/pool.js'
 import {Replay} from '../../../src/audit/replay.js'
 import {scanTree, type ActualEntry} from '../../../src/audit/scan.js'
@@ -193,6 +194,45 @@ describe('verify internals', () => {
       expect(at(2).slice(6, 8)).to.deep.equal([5, 3])
       expect(at(3).slice(7, 8)).to.deep.equal([5]) // followed to 'a' (the store's own files are read as open(2) does)
       expect(at(4)[0]).to.equal(os.constants.errno.ENOENT)
+    })
+
+    it('history jobs: versions streamed to the workers while records come in (more than one set) and the large ones at the end are all checked; one finding per path and version, in ledger order', async function () {
+      this.timeout(120_000)
+      const hdir = join(dir, 'hist-stream')
+      const store = new HistoryStore(hdir, {create: true})
+      const small: string[] = []
+      for (let i = 0; i < 4500; i++) small.push((await store.put(Buffer.from(`version ${i}`))).digest)
+      const large = await store.put(randomBytes(CHUNK_SIZE * 5))
+      // damage: a chunk in the first set, one in the second, a manifest gone, and the last chunk of the large version
+      fs.writeFileSync(store.chunkPath(small[10]), 'version 1X')
+      fs.writeFileSync(store.chunkPath(small[4400]), 'garbage')
+      fs.rmSync(store.manifestPath(small[2000]))
+      const lastChunk = store.chunkPath(store.manifest(large.digest).chunks[4])
+      fs.writeFileSync(lastChunk, randomBytes(CHUNK_SIZE))
+
+      const pool = new WorkerPool(2, hdir)
+      try {
+        const jobs = new HistoryJobs(pool)
+        const recs: Array<{path: string; digest: string; size: number}> = []
+        const add = (path: string, digest: string, size: number) => {
+          jobs.add(digest, size, recs.length, recs.length)
+          recs.push({path, digest, size})
+        }
+
+        add('/big', large.digest, large.size)
+        small.forEach((d, i) => add(`/f${i}`, d, 10))
+        add('/copy', small[10], 10) // the same damaged version at another path: a finding there too
+        add('/f10', small[10], 10) // ... and again at the same path: not twice
+        const found = await jobs.finish((jseq, order) => {
+          const r = recs[jseq]
+          return {record: rec({op: 'write', path: r.path, digest: r.digest, size: r.size}), ref: {...ref(order), op: 'write'}}
+        })
+        expect(found.map(d => [d.path, d.kind, d.record?.epoch])).to.deep.equal([
+          ['/big', 'history-tampered', 0], ['/f10', 'history-tampered', 11], ['/f2000', 'history-missing', 2001],
+          ['/f4400', 'history-tampered', 4401], ['/copy', 'history-tampered', 4501]])
+      } finally {
+        await pool.close()
+      }
     })
 
     it('the worker pool hashes files of every size around its buffer and checks stored versions as HistoryStore.check does', async function () {
