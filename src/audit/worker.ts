@@ -96,7 +96,7 @@ const checkedChunks = new Map<string, HistoryProblem | null>()
  * the small files land in one buffer to be hashed from there.
  */
 const GROUP = 32
-const data = Buffer.allocUnsafe(4 << 20) // > CHUNK_SIZE + 1: any chunk fits
+const data = Buffer.allocUnsafe(1 << 20) // > CHUNK_SIZE + 1: any chunk fits (larger files stream through buf)
 const meta = new Float64Array(GROUP * READ_META)
 const ERRNO = new Map(Object.entries(os.constants.errno).map(([code, n]) => [n, code]))
 const codeOf = (errno: number) => ERRNO.get(errno) ?? `errno ${errno}`

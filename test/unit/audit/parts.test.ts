@@ -240,7 +240,7 @@ describe('verify internals', () => {
       const root = join(dir, 'vol')
       fs.mkdirSync(join(root, STATE_DIR, 'history'), {recursive: true})
       fs.mkdirSync(join(root, 'sub'))
-      // around the worker's 1 MiB stream buffer and its 4 MiB batch buffer (a group stops where the next file no longer fits)
+      // around the worker's 1 MiB stream and batch buffers (a group stops where the next file no longer fits)
       const sizes = [0, 1, 4095, 4096, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 17, (4 << 20) - 1, 4 << 20, (4 << 20) + 1]
       const want = new Map<string, string>()
       for (const s of sizes) {
