@@ -2,7 +2,8 @@
  * System calls Node's fs module does not offer, as PacioFS needs them on the
  * backing directory: utimensat with nanoseconds and UTIME_NOW/UTIME_OMIT,
  * mknod, and the l*xattr family (never following symlinks, with
- * XATTR_CREATE/XATTR_REPLACE). All are short local-disk syscalls and run
+ * XATTR_CREATE/XATTR_REPLACE); and readFiles, verify's batch of small reads
+ * (on its worker threads). All are short local-disk syscalls and run
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  */
