@@ -2,7 +2,8 @@
  * System calls Node's fs module does not offer, as PacioFS needs them on the
  * backing directory: utimensat with nanoseconds and UTIME_NOW/UTIME_OMIT,
  * mknod, and the l*xattr family (never following symlinks, with
- * XATTR_CREATE/XATTR_REPLACE). All are short local-disk syscalls and run
+ * XATTR_CREATE/XATTR_REPLACE); and readFiles, verify's batch of small reads
+ * (on its worker threads). All are short local-disk syscalls and run
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  */
@@ -186,6 +187,95 @@ static napi_value do_lremovexattr(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * readFiles(paths, start, end, flags, expect, data, out) -> index reached
+ *
+ * verify's batch of small reads: for paths[start..end) it makes the system
+ * calls that Node would make one JS call each (lstat, llistxattr, open, read,
+ * close), copies each file's bytes into `data` one after another, and writes
+ * 9 numbers per path into `out` (at (i - start) * 9):
+ *   [0] 0, or the errno of lstat (flags & 1) / open (otherwise): nothing else is set
+ *   [1..4] st_mode, st_uid, st_gid, st_size (flags & 1)
+ *   [5] the length llistxattr reports for its name list, 0 for none (flags & 1)
+ *   [6] offset of the bytes in `data`; [7] their length, or -1 when not read
+ *       (not a regular file, too large for what is left of `data`, or longer
+ *       than expected: the caller reads it itself)
+ *   [8] the errno of open/read (flags & 1), 0 otherwise
+ * How much is read: with flags & 1, st_size + 1 (a short read is the end);
+ * otherwise expect[i] + 1 when expect is given and expect[i] >= 0, else up to
+ * 64 KiB. It stops before a path whose bytes no longer fit, unless that is
+ * the first (then [7] is -1), and returns the index it stopped at.
+ */
+#define SMALL_CAP 65536
+static napi_value read_files(napi_env env, napi_callback_info info) {
+  size_t argc = 7; napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 7) return type_error(env, "readFiles(paths, start, end, flags, expect, data, out)");
+  uint32_t count = 0, start = 0, end = 0, flags = 0;
+  if (napi_get_array_length(env, argv[0], &count) != napi_ok) return type_error(env, "paths must be an array");
+  napi_get_value_uint32(env, argv[1], &start);
+  napi_get_value_uint32(env, argv[2], &end);
+  napi_get_value_uint32(env, argv[3], &flags);
+  if (end > count) end = count;
+  double *expect = NULL; size_t expect_len = 0;
+  napi_valuetype et; napi_typeof(env, argv[4], &et);
+  if (et != napi_null && et != napi_undefined) {
+    napi_typedarray_type t; void *d; size_t len;
+    if (napi_get_typedarray_info(env, argv[4], &t, &len, &d, NULL, NULL) != napi_ok || t != napi_float64_array) return type_error(env, "expect must be a Float64Array or null");
+    expect = d; expect_len = len;
+  }
+  char *data; size_t cap;
+  if (napi_get_buffer_info(env, argv[5], (void **) &data, &cap) != napi_ok) return type_error(env, "data must be a Buffer");
+  napi_typedarray_type ot; double *out; size_t out_len;
+  if (napi_get_typedarray_info(env, argv[6], &ot, &out_len, (void **) &out, NULL, NULL) != napi_ok || ot != napi_float64_array) return type_error(env, "out must be a Float64Array");
+  if (start < end && (size_t) (end - start) * 9 > out_len) end = start + (uint32_t) (out_len / 9);
+  size_t used = 0;
+  char path[PATH_BUF];
+  uint32_t i = start;
+  for (; i < end; i++) {
+    double *o = out + (size_t) (i - start) * 9;
+    memset(o, 0, 9 * sizeof *o);
+    o[7] = -1;
+    napi_value v;
+    if (napi_get_element(env, argv[0], i, &v) != napi_ok || get_string(env, v, path, sizeof path) != 0) { o[0] = ENAMETOOLONG; continue; }
+    size_t want;
+    if (flags & 1) {
+      struct stat st;
+      if (lstat(path, &st) != 0) { o[0] = errno; continue; }
+      o[1] = st.st_mode; o[2] = st.st_uid; o[3] = st.st_gid; o[4] = (double) st.st_size;
+      ssize_t x = llistxattr(path, NULL, 0);
+      o[5] = x > 0 ? (double) x : 0;
+      if (!S_ISREG(st.st_mode)) continue;
+      want = (size_t) st.st_size + 1;
+    } else if (expect != NULL && i < expect_len && expect[i] >= 0) {
+      want = (size_t) expect[i] + 1;
+    } else {
+      want = SMALL_CAP;
+    }
+    if (want > cap - used) {
+      if (i > start) break; /* the caller hashes what it has and comes back for this one */
+      continue; /* [7] = -1: too large, the caller streams it */
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & 1) ? O_NOFOLLOW : 0)); /* the scan never follows a link */
+    if (fd < 0) { if (flags & 1) o[8] = errno; else o[0] = errno; continue; }
+    size_t got = 0;
+    int err = 0;
+    while (got < want) {
+      ssize_t n = read(fd, data + used + got, want - got);
+      if (n < 0) { if (errno == EINTR) continue; err = errno; break; }
+      got += (size_t) n;
+      if (n == 0 || got < want) break; /* a short read of a regular file is its end (as readSmall and the scan read) */
+    }
+    close(fd);
+    if (err != 0) { if (flags & 1) o[8] = err; else o[0] = err; continue; }
+    if (got >= want) continue; /* longer than expected: [7] = -1 */
+    o[6] = (double) used; o[7] = (double) got;
+    used += got;
+  }
+  napi_value r; napi_create_uint32(env, i, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -194,6 +284,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lgetxattr", NULL, do_lgetxattr, NULL, NULL, NULL, napi_default, NULL},
     {"llistxattr", NULL, do_llistxattr, NULL, NULL, NULL, napi_default, NULL},
     {"lremovexattr", NULL, do_lremovexattr, NULL, NULL, NULL, napi_default, NULL},
+    {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

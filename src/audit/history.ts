@@ -3,8 +3,9 @@
  * names (create, write, truncate with a digest) must be in the store, intact:
  * its manifest present and well-formed, each chunk present and hashing to its
  * name. Each distinct version is checked once per verify, on the worker
- * threads (largest first, so that the two cores finish together), after the
- * scan of the disk; the cost follows the records being verified (all with
+ * threads (after the scan of the disk: small versions as the journal pass
+ * finds them, the large ones at its end, largest first, so that the cores
+ * finish together); the cost follows the records being verified (all with
  * --full, only the new ones otherwise), not the number of records naming a
  * version.
  */
@@ -15,54 +16,87 @@ import type {Divergence, RecordRef} from './types.js'
 
 /** Versions per job set (each worker holds a set's list while it works on it). */
 const SET_SIZE = 4096
-
-/** The versions to check: per digest [size, then jseq and ledger order of each record naming it]. */
-export class HistoryJobs {
-  readonly byDigest = new Map<string, number[]>()
-
-  add(digest: string, size: number, jseq: number, order: number): void {
-    const v = this.byDigest.get(digest)
-    if (v) v.push(jseq, order)
-    else this.byDigest.set(digest, [size, jseq, order])
-  }
-}
+/** Versions up to this size are handed to the workers as the journal pass finds them; larger ones at its end, largest first. */
+const STREAM_MAX = 1 << 20
 
 /** Looks a record up again by its journal row, for the (rare) report of a problem. */
 export type RecordLookup = (jseq: number, order: number) => {record: FsRecord; ref: RecordRef} | undefined
 
-export async function checkHistory(pool: WorkerPool, jobs: HistoryJobs, lookup: RecordLookup): Promise<Divergence[]> {
-  const bySize = [...jobs.byDigest].map(([digest, v]) => ({digest, size: v[0]}))
-  bySize.sort((a, b) => b.size - a.size)
-  const digests = bySize.map(v => v.digest)
-  const problems = new Map<string, HistoryProblem>()
-  const runs: Array<Promise<void>> = []
-  for (let i = 0; i < digests.length; i += SET_SIZE) {
-    const set = digests.slice(i, i + SET_SIZE)
-    runs.push(pool.run('history', set, (idx, out) => {
-      for (let k = 0; k < idx.length; k++) if (out[k]) problems.set(set[idx[k]], out[k] as HistoryProblem)
-    }))
-  }
+/**
+ * The versions to check: per digest [size, then jseq and ledger order of each
+ * record naming it]. With a pool, each new small version goes to the workers
+ * in sets while the journal pass goes on (the workers are done with the scan
+ * by then and would otherwise wait for the main thread); finish() sends the
+ * rest, largest first (so that the workers end together), and waits.
+ */
+export class HistoryJobs {
+  readonly byDigest = new Map<string, number[]>()
+  private readonly problems = new Map<string, HistoryProblem>()
+  private readonly runs: Array<Promise<void>> = []
+  private pending: string[] = []
 
-  await Promise.all(runs)
+  /** `pool`: undefined when there is no history store to check (only the records are collected). */
+  constructor(private readonly pool?: WorkerPool) {}
 
-  // one finding per path and version, at the first record (in ledger order) that names it
-  const found: Array<{order: number; d: Divergence}> = []
-  for (const [digest, problem] of problems) {
-    const recs = jobs.byDigest.get(digest)!
-    const first = new Map<string, number>() // path -> index in found
-    for (let i = 1; i < recs.length; i += 2) {
-      const hit = lookup(recs[i], recs[i + 1])
-      if (!hit) continue
-      const {record: r, ref} = hit
-      const d: Divergence = {path: r.path, kind: problem.kind, expected: digest, found: problem.kind === 'history-missing' ? 'absent' : 'altered', record: ref,
-        detail: `the version recorded at epoch ${ref.epoch} (${r.op}, ${r.size ?? '?'} bytes): ${problem.detail}`}
-      const k = first.get(r.path)
-      if (k === undefined) {
-        first.set(r.path, found.length)
-        found.push({order: recs[i + 1], d})
-      } else if (recs[i + 1] < found[k].order) found[k] = {order: recs[i + 1], d}
+  add(digest: string, size: number, jseq: number, order: number): void {
+    const v = this.byDigest.get(digest)
+    if (v) {
+      v.push(jseq, order)
+      return
+    }
+
+    this.byDigest.set(digest, [size, jseq, order])
+    if (this.pool && size <= STREAM_MAX) {
+      this.pending.push(digest)
+      if (this.pending.length >= SET_SIZE) this.send()
     }
   }
 
-  return found.sort((a, b) => a.order - b.order).map(f => f.d)
+  private send(): void {
+    const set = this.pending
+    this.pending = []
+    if (set.length === 0 || !this.pool) return
+    const run = this.pool.run('history', set, (idx, out) => {
+      for (let k = 0; k < idx.length; k++) if (out[k]) this.problems.set(set[idx[k]], out[k] as HistoryProblem)
+    })
+    run.catch(() => {}) // awaited in finish()
+    this.runs.push(run)
+  }
+
+  /** Checks what is left, waits for every set, and returns one finding per path and version, in ledger order. */
+  async finish(lookup: RecordLookup): Promise<Divergence[]> {
+    if (!this.pool) return []
+    this.send()
+    const large = [...this.byDigest].filter(([, v]) => v[0] > STREAM_MAX).sort((a, b) => b[1][0] - a[1][0]).map(([d]) => d)
+    for (let i = 0; i < large.length; i += SET_SIZE) {
+      this.pending = large.slice(i, i + SET_SIZE)
+      this.send()
+    }
+
+    await Promise.all(this.runs)
+    return this.findings(lookup)
+  }
+
+  private findings(lookup: RecordLookup): Divergence[] {
+    // one finding per path and version, at the first record (in ledger order) that names it
+    const found: Array<{order: number; d: Divergence}> = []
+    for (const [digest, problem] of this.problems) {
+      const recs = this.byDigest.get(digest)!
+      const first = new Map<string, number>() // path -> index in found
+      for (let i = 1; i < recs.length; i += 2) {
+        const hit = lookup(recs[i], recs[i + 1])
+        if (!hit) continue
+        const {record: r, ref} = hit
+        const d: Divergence = {path: r.path, kind: problem.kind, expected: digest, found: problem.kind === 'history-missing' ? 'absent' : 'altered', record: ref,
+          detail: `the version recorded at epoch ${ref.epoch} (${r.op}, ${r.size ?? '?'} bytes): ${problem.detail}`}
+        const k = first.get(r.path)
+        if (k === undefined) {
+          first.set(r.path, found.length)
+          found.push({order: recs[i + 1], d})
+        } else if (recs[i + 1] < found[k].order) found[k] = {order: recs[i + 1], d}
+      }
+    }
+
+    return found.sort((a, b) => a.order - b.order).map(f => f.d)
+  }
 }

@@ -28,7 +28,7 @@ import {Replay} from './replay.js'
 import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {TreeComparer} from './compare.js'
 import {ExpectedTree} from './expected.js'
-import {checkHistory, HistoryJobs} from './history.js'
+import {HistoryJobs} from './history.js'
 import {WorkerPool} from './pool.js'
 import {scanTree, type ActualEntry, type ScanProgress} from './scan.js'
 import type {Divergence, RecordRef, VerifyReport} from './types.js'
@@ -216,7 +216,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     opts.onPhase?.('journal')
     const tree = index?.tree ?? new ExpectedTree()
     const replay = new Replay(tree)
-    const versions = new HistoryJobs()
+    const versions = new HistoryJobs(fs.existsSync(layout.history) ? pool : undefined) // checked on the workers as they come
     let records = 0
     let beyondHead = 0
     let beyondMax = 0
@@ -303,15 +303,16 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     for (const [p, e] of early) comparer.actual(p, e)
     early.length = 0
 
-    // 4b. every version those records name is in the history store, intact (on the workers, after the scan)
+    // 4b. every version those records name is in the history store, intact (on the workers, after the scan; most already are)
     opts.onPhase?.('history')
-    const historyFindings = fs.existsSync(layout.history) ? checkHistory(pool, versions, (jseq, order) => {
+    const historyFindings = versions.finish((jseq, order) => {
       const row = journal!.row(jseq)
       const record = row ? parseCommitted(row.record) as unknown as FsRecord : undefined
       if (!record) return undefined
       const at = anchors.ref(order)
       return {record, ref: {epoch: at.epoch, txid: at.txid, author: record.who.member, uid: record.who.uid, op: record.op}}
-    }) : Promise.resolve([])
+    })
+    historyFindings.catch(() => {}) // awaited below
 
     // 5. the disk
     opts.onPhase?.('scan')

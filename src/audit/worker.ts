@@ -1,21 +1,24 @@
 /**
  * A verify worker thread (started by pool.ts). It receives job sets: a list
  * of items, the same list sent to every worker, with a shared counter. Each
- * worker claims the next item with an atomic add, so the work balances itself
- * across the pool without the main thread (which is busy checking the
- * journal meanwhile), and answers in batches: one message per BATCH items, or
- * sooner after BATCH_BYTES bytes were hashed.
+ * worker claims the next GROUP items with an atomic add, so the work
+ * balances itself across the pool without the main thread (which is busy
+ * checking the journal meanwhile), and answers in batches: one message per
+ * BATCH items, or sooner after BATCH_BYTES bytes were hashed. A group's
+ * system calls are made by one native call (sys.readFiles), which reads the
+ * small files into one buffer; JS then only hashes.
  *
  *  scan     item = an absolute path: lstat, xattrs (name -> sha256 of the
  *           value), then a regular file's sha256 or a symlink's target.
  *  history  item = a content digest: the stored version's manifest and each
- *           chunk, checked (HistoryStore.check).
+ *           chunk, checked (as HistoryStore.check does it).
  */
 import {hash as oneShot, createHash} from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import {parentPort, workerData} from 'node:worker_threads'
-import {HistoryStore, type HistoryProblem} from '../history/store.js'
-import {sys} from '../volume/sys.js'
+import {EMPTY_DIGEST, HistoryError, HistoryStore, type HistoryProblem, type Manifest} from '../history/store.js'
+import {READ_LSTAT, READ_META, sys} from '../volume/sys.js'
 
 /** [type, mode, uid, gid, size, digest or link target, xattrs, error] */
 export type ScanResult = [string, number, number, number, number, string | undefined, Array<[string, string]> | undefined, string | undefined]
@@ -39,16 +42,7 @@ const BATCH = 256
 const BATCH_BYTES = 32 << 20
 const buf = Buffer.allocUnsafe(1 << 20)
 const {O_RDONLY, O_NOFOLLOW} = fs.constants
-
-function typeOf(st: fs.Stats): string {
-  if (st.isFile()) return 'file'
-  if (st.isDirectory()) return 'dir'
-  if (st.isSymbolicLink()) return 'symlink'
-  if (st.isFIFO()) return 'fifo'
-  if (st.isCharacterDevice()) return 'chr'
-  if (st.isBlockDevice()) return 'blk'
-  return 'sock'
-}
+const HEX64 = /^[0-9a-f]{64}$/
 
 function xattrsOf(p: string): Array<[string, string]> | undefined {
   let names: string[]
@@ -93,46 +87,148 @@ function hashFile(p: string, hint: number): {digest: string; size: number} {
   }
 }
 
-function scanOne(p: string): {r: ScanResult; bytes: number} {
-  let st: fs.Stats
-  try {
-    st = fs.lstatSync(p)
-  } catch (error) {
-    return {r: ['unknown', 0, -1, -1, 0, undefined, undefined, (error as NodeJS.ErrnoException).code ?? String(error)], bytes: 0}
-  }
-
-  const type = typeOf(st)
-  const xattrs = xattrsOf(p)
-  let extra: string | undefined
-  let err: string | undefined
-  let bytes = 0
-  try {
-    if (type === 'symlink') extra = fs.readlinkSync(p)
-    else if (type === 'file') {
-      const h = hashFile(p, st.size)
-      extra = h.digest
-      bytes = h.size
-    }
-  } catch (error) {
-    err = (error as NodeJS.ErrnoException).code ?? String(error)
-  }
-
-  return {r: [type, st.mode, st.uid, st.gid, st.size, extra, xattrs, err], bytes}
-}
-
 const store = new HistoryStore((workerData as {historyDir: string}).historyDir)
 const checkedChunks = new Map<string, HistoryProblem | null>()
 
-function historyOne(digest: string): {r: HistoryResult; bytes: number} {
-  // versions come deduplicated: this only saves re-reading chunks shared by large versions, so a bounded memory will do
-  if (checkedChunks.size > 8192) checkedChunks.clear()
-  const problem = store.check(digest, checkedChunks)
-  return {r: problem ?? 0, bytes: 0}
+/**
+ * Items a worker claims at once: one native readFiles call makes their
+ * system calls (no JS call per lstat, open, read, close), and the bytes of
+ * the small files land in one buffer to be hashed from there.
+ */
+const GROUP = 32
+const data = Buffer.allocUnsafe(1 << 20) // > CHUNK_SIZE + 1: any chunk fits (larger files stream through buf)
+const meta = new Float64Array(GROUP * READ_META)
+const ERRNO = new Map(Object.entries(os.constants.errno).map(([code, n]) => [n, code]))
+const codeOf = (errno: number) => ERRNO.get(errno) ?? `errno ${errno}`
+type Emit = (i: number, r: ScanResult | HistoryResult, bytes: number) => void
+
+const S_IFMT = 0o170000
+const TYPES = new Map([[0o100000, 'file'], [0o040000, 'dir'], [0o120000, 'symlink'], [0o010000, 'fifo'], [0o020000, 'chr'], [0o060000, 'blk'], [0o140000, 'sock']])
+
+/** scanOne for items[start..end), the system calls made in native code; what it leaves (large files, xattrs, links) as scanOne does it. */
+function scanGroup(items: string[], start: number, end: number, emit: Emit): void {
+  for (let k = start; k < end;) {
+    const reached = sys.readFiles(items, k, end, READ_LSTAT, null, data, meta)
+    for (let j = k; j < reached; j++) {
+      const o = (j - k) * READ_META
+      if (meta[o] !== 0) {
+        emit(j, ['unknown', 0, -1, -1, 0, undefined, undefined, codeOf(meta[o])], 0)
+        continue
+      }
+
+      const p = items[j]
+      const mode = meta[o + 1]
+      const size = meta[o + 4]
+      const type = TYPES.get(mode & S_IFMT) ?? 'sock'
+      const xattrs = meta[o + 5] > 0 ? xattrsOf(p) : undefined
+      let extra: string | undefined
+      let err: string | undefined
+      let bytes = 0
+      try {
+        if (type === 'symlink') extra = fs.readlinkSync(p)
+        else if (type === 'file') {
+          if (meta[o + 8] !== 0) err = codeOf(meta[o + 8])
+          else if (meta[o + 7] >= 0) {
+            bytes = meta[o + 7]
+            extra = oneShot('sha256', data.subarray(meta[o + 6], meta[o + 6] + bytes), 'hex')
+          } else {
+            const h = hashFile(p, size) // large, or grew since lstat: streamed
+            extra = h.digest
+            bytes = h.size
+          }
+        }
+      } catch (error) {
+        err = (error as NodeJS.ErrnoException).code ?? String(error)
+      }
+
+      emit(j, [type, mode, meta[o + 2], meta[o + 3], size, extra, xattrs, err], bytes)
+    }
+
+    k = reached
+  }
+}
+
+/**
+ * store.check for items[start..end) (content digests), with the manifests
+ * read in one readFiles call, then every chunk not checked yet in as few as
+ * fit: the same findings, in the same order per version, as store.check.
+ */
+function historyGroup(items: string[], start: number, end: number, emit: Emit): void {
+  if (checkedChunks.size > 8192) checkedChunks.clear() // versions come deduplicated: this only saves re-reading chunks shared by large versions
+  const todo: number[] = []
+  const paths: string[] = []
+  for (let i = start; i < end; i++) {
+    const d = items[i]
+    if (d === EMPTY_DIGEST || !HEX64.test(d)) emit(i, store.check(d, checkedChunks) ?? 0, 0)
+    else {
+      todo.push(i)
+      paths.push(store.manifestPath(d))
+    }
+  }
+
+  const manifests = new Map<number, Manifest>()
+  for (let k = 0; k < paths.length;) {
+    const reached = sys.readFiles(paths, k, paths.length, 0, null, data, meta)
+    for (let j = k; j < reached; j++) {
+      const o = (j - k) * READ_META
+      const i = todo[j]
+      if (meta[o] === 0 && meta[o + 7] < 0) {
+        emit(i, store.check(items[i], checkedChunks) ?? 0, 0) // a manifest too large to read here
+        continue
+      }
+
+      try {
+        manifests.set(i, HistoryStore.parseManifest(items[i], meta[o] === 0 ? data.toString('utf8', meta[o + 6], meta[o + 6] + meta[o + 7]) : undefined))
+      } catch (error) {
+        if (!(error instanceof HistoryError)) throw error
+        emit(i, {kind: error.kind, detail: error.message}, 0)
+      }
+    }
+
+    k = reached
+  }
+
+  // each chunk not judged yet, once
+  const chunkPaths: string[] = []
+  const lengths: number[] = []
+  const at: Array<[Manifest, number, string]> = []
+  const wanted = new Set<string>()
+  for (const m of manifests.values()) {
+    for (let c = 0; c < m.chunks.length; c++) {
+      const len = HistoryStore.chunkLength(m, c)
+      const key = `${m.chunks[c]}:${len}`
+      if (checkedChunks.has(key) || wanted.has(key)) continue
+      wanted.add(key)
+      chunkPaths.push(store.chunkPath(m.chunks[c]))
+      lengths.push(len)
+      at.push([m, c, key])
+    }
+  }
+
+  const expect = Float64Array.from(lengths)
+  for (let k = 0; k < chunkPaths.length;) {
+    const reached = sys.readFiles(chunkPaths, k, chunkPaths.length, 0, expect, data, meta)
+    for (let j = k; j < reached; j++) {
+      const o = (j - k) * READ_META
+      const [m, c, key] = at[j]
+      // longer than its length: one byte more was read, which chunkProblem reports as altered
+      const bytes = meta[o] !== 0 ? undefined : meta[o + 7] >= 0 ? data.subarray(meta[o + 6], meta[o + 6] + meta[o + 7]) : data.subarray(0, 0)
+      checkedChunks.set(key, HistoryStore.chunkProblem(m, c, bytes) ?? null)
+    }
+
+    k = reached
+  }
+
+  for (const [i, m] of manifests) {
+    let problem: HistoryProblem | undefined
+    for (let c = 0; c < m.chunks.length && !problem; c++) problem = checkedChunks.get(`${m.chunks[c]}:${HistoryStore.chunkLength(m, c)}`) ?? undefined
+    emit(i, problem ?? 0, 0)
+  }
 }
 
 parentPort!.on('message', (set: JobSet) => {
   const claim = new Int32Array(set.claim)
-  const one = set.kind === 'scan' ? scanOne : historyOne
+  const group = set.kind === 'scan' ? scanGroup : historyGroup
   let idx: number[] = []
   let out: Answer['out'] = []
   let bytes = 0
@@ -143,11 +239,15 @@ parentPort!.on('message', (set: JobSet) => {
     bytes = 0
   }
 
-  for (let i = Atomics.add(claim, 0, 1); i < set.items.length; i = Atomics.add(claim, 0, 1)) {
-    const {r, bytes: b} = one(set.items[i])
+  const emit: Emit = (i, r, b) => {
     idx.push(i)
     out.push(r)
     bytes += b
+  }
+
+  const n = set.items.length
+  for (let i = Atomics.add(claim, 0, GROUP); i < n; i = Atomics.add(claim, 0, GROUP)) {
+    group(set.items, i, Math.min(n, i + GROUP), emit)
     if (idx.length >= BATCH || bytes >= BATCH_BYTES) send()
   }
 

@@ -18,10 +18,11 @@
  * "Seen" is remembered for the last `recentWindow` seqs per sender (default
  * 1024); an older seq showing up again is reported as 'reordered'.
  */
-import {ZERO_HASH} from '../crypto/hash.js'
+import {sha256Hex, ZERO_HASH} from '../crypto/hash.js'
 import {PacioError} from '../errors.js'
 import type {Block} from '../ledger/types.js'
-import {decodeEnvelope, envelopeId, verifyEnvelope} from './envelope.js'
+import {verify} from '../crypto/sign.js'
+import {decodeEnvelope, envelopeBody} from './envelope.js'
 import type {Delivery, Envelope, Violation} from './types.js'
 
 export interface SenderState {
@@ -71,8 +72,9 @@ export class FifoChecker {
     if (!decoded.ok) return {ok: false, violation: {kind: 'malformed', epoch, txid, detail: decoded.reason}}
     const e = decoded.envelope
     const v = (kind: Violation['kind'], detail: string): Verdict => ({ok: false, violation: {kind, pid: e.pid, seq: e.seq, epoch, txid, detail}})
-    if (!verifyEnvelope(e)) return v('signature-invalid', `signature does not verify under pid ${e.pid}`)
-    const id = envelopeId(e)
+    const body = envelopeBody(e) // encoded once: the signature covers it and the id is its hash
+    if (!verify(e.pid, body, e.sig)) return v('signature-invalid', `signature does not verify under pid ${e.pid}`)
+    const id = sha256Hex(body)
     let s = this.senders.get(e.pid)
     if (!s) {
       s = {seq: 0, id: ZERO_HASH, recent: new Map()}

@@ -115,10 +115,83 @@ function encodeValue(v: unknown, at: string, depth: number, out: string[]): void
   out.push('}')
 }
 
+/** Thrown by the fast paths below at the first thing they do not accept: the slow path then says what and where. */
+const RETRY = new Error('retry with paths')
+
+/**
+ * encodeValue without the `at` path (an auditor encodes 100,000s of values:
+ * a path string per array element and key is most of the garbage). Accepts
+ * exactly what encodeValue accepts and writes the same text; anything else
+ * throws RETRY and canonicalString runs encodeValue for the error message.
+ */
+function encodeFast(v: unknown, depth: number, out: string[]): void {
+  if (depth > MAX_DEPTH) throw RETRY
+  switch (typeof v) {
+    case 'boolean':
+      out.push(v ? 'true' : 'false')
+      return
+    case 'number':
+      if (!Number.isSafeInteger(v) || Object.is(v, -0)) throw RETRY
+      out.push(String(v))
+      return
+    case 'bigint':
+      out.push(`{"$big":"${v.toString(10)}"}`)
+      return
+    case 'string':
+      if (!isWellFormed(v)) throw RETRY
+      out.push(JSON.stringify(v))
+      return
+    case 'object':
+      break
+    default:
+      throw RETRY
+  }
+  if (v === null) {
+    out.push('null')
+    return
+  }
+  if (v instanceof Uint8Array) {
+    out.push(`{"$b64":"${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}"}`)
+    return
+  }
+  if (Array.isArray(v)) {
+    out.push('[')
+    for (let i = 0; i < v.length; i++) {
+      if (!(i in v) || v[i] === undefined) throw RETRY
+      if (i > 0) out.push(',')
+      encodeFast(v[i], depth + 1, out)
+    }
+    out.push(']')
+    return
+  }
+  if (!isPlainObject(v)) throw RETRY
+  const obj = v as Record<string, unknown>
+  const keys = Object.keys(obj).sort()
+  out.push('{')
+  let first = true
+  for (const k of keys) {
+    if (k.charCodeAt(0) === 36 /* $ */ || k === '__proto__' || !isWellFormed(k)) throw RETRY
+    const x = obj[k]
+    if (x === undefined) continue
+    if (!first) out.push(',')
+    first = false
+    out.push(JSON.stringify(k), ':')
+    encodeFast(x, depth + 1, out)
+  }
+  if (Object.getOwnPropertySymbols(obj).length > 0) throw RETRY
+  out.push('}')
+}
+
 /** The canonical text of a value (what `canonical` returns as UTF-8 bytes). */
 export function canonicalString(v: Canonical): string {
-  const out: string[] = []
-  encodeValue(v, '$', 0, out)
+  let out: string[] = []
+  try {
+    encodeFast(v, 0, out)
+  } catch (error) {
+    if (error !== RETRY) throw error
+    out = []
+    encodeValue(v, '$', 0, out) // throws, with the path of what is not allowed
+  }
   return out.join('')
 }
 
@@ -153,20 +226,63 @@ function revive(v: unknown, at: string, depth: number): Canonical {
   return res
 }
 
-/**
- * Parse canonical bytes. Throws CryptoError('ENONCANONICAL') unless `bytes`
- * is exactly `canonical(result)`.
- */
-export function decodeCanonical(bytes: Uint8Array): Canonical {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const text = buf.toString('utf8')
+/** revive without the `at` path; throws RETRY where revive throws (the caller re-runs revive for the message). */
+function reviveFast(v: unknown, depth: number): Canonical {
+  if (depth > MAX_DEPTH) throw RETRY
+  if (v === null || typeof v !== 'object') return v as Canonical
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i]
+      if (x !== null && typeof x === 'object') v[i] = reviveFast(x, depth + 1)
+      else if (depth + 1 > MAX_DEPTH) throw RETRY
+    }
+    return v as Canonical[]
+  }
+  const obj = v as Record<string, unknown>
+  const keys = Object.keys(obj)
+  if (keys.length === 1 && keys[0] === '$b64') {
+    const s = obj.$b64
+    if (typeof s !== 'string' || !B64.test(s)) throw RETRY
+    return Buffer.from(s, 'base64')
+  }
+  if (keys.length === 1 && keys[0] === '$big') {
+    const s = obj.$big
+    if (typeof s !== 'string' || !BIGINT.test(s)) throw RETRY
+    return BigInt(s)
+  }
+  // JSON.parse's objects are plain and own their keys: revised in place (no copy per object)
+  for (const k of keys) {
+    if (k.charCodeAt(0) === 36 /* $ */ || k === '__proto__') throw RETRY
+    const x = obj[k]
+    if (x !== null && typeof x === 'object') obj[k] = reviveFast(x, depth + 1)
+    else if (depth + 1 > MAX_DEPTH) throw RETRY
+  }
+  return obj as Canonical
+}
+
+/** JSON text to a canonical value: the fast path, or revive's error with its path. */
+function reviveParsed(text: string): Canonical {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch (error) {
     throw new CryptoError('ENONCANONICAL', `not JSON: ${(error as Error).message}`)
   }
-  const value = revive(parsed, '$', 0)
+  try {
+    return reviveFast(parsed, 0)
+  } catch (error) {
+    if (error !== RETRY) throw error
+    return revive(JSON.parse(text), '$', 0) // a fresh copy: the fast path may have revised part of `parsed`
+  }
+}
+
+/**
+ * Parse canonical bytes. Throws CryptoError('ENONCANONICAL') unless `bytes`
+ * is exactly `canonical(result)`.
+ */
+export function decodeCanonical(bytes: Uint8Array): Canonical {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const value = reviveParsed(buf.toString('utf8'))
   // Re-encoding catches everything JSON.parse forgives: whitespace, key order,
   // duplicate keys, 1.0, 1e3, escapes written differently, invalid UTF-8.
   const again = canonical(value)
@@ -184,12 +300,5 @@ export function decodeCanonical(bytes: Uint8Array): Canonical {
  * committed, and the recorder only ever commits canonical bytes.
  */
 export function parseCommitted(bytes: Uint8Array): Canonical {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(buf.toString('utf8'))
-  } catch (error) {
-    throw new CryptoError('ENONCANONICAL', `not JSON: ${(error as Error).message}`)
-  }
-  return revive(parsed, '$', 0)
+  return reviveParsed(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
 }

@@ -410,13 +410,22 @@ export class HistoryStore implements ContentCapture {
   manifest(digest: string): Manifest {
     if (!HEX64.test(digest)) throw new HistoryError('history-tampered', `not a content digest: ${JSON.stringify(digest)}`)
     if (digest === EMPTY_DIGEST) return {v: 1, digest, size: 0, chunkSize: CHUNK_SIZE, chunks: []}
-    let raw: string
+    let raw: string | undefined
     try {
       raw = readSmall(this.manifestPath(digest)).toString('utf8')
-    } catch {
-      throw new HistoryError('history-missing', `the history store has no version with digest ${digest}`)
-    }
+    } catch { /* missing */ }
 
+    return HistoryStore.parseManifest(digest, raw)
+  }
+
+  /**
+   * A manifest from the text of its file (undefined: the file could not be
+   * read); HistoryError if it is absent or malformed. For a caller that reads
+   * the files itself (verify reads many at once); `digest` must be a content
+   * digest other than the empty one (manifest() checks that).
+   */
+  static parseManifest(digest: string, raw: string | undefined): Manifest {
+    if (raw === undefined) throw new HistoryError('history-missing', `the history store has no version with digest ${digest}`)
     let m: Manifest
     try {
       m = JSON.parse(raw) as Manifest
@@ -442,7 +451,7 @@ export class HistoryStore implements ContentCapture {
     try {
       data = await fsp.readFile(this.chunkPath(hash))
     } catch {
-      throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
+      throw HistoryStore.missingChunk(m, i)
     }
 
     return HistoryStore.checked(m, i, data)
@@ -483,10 +492,26 @@ export class HistoryStore implements ContentCapture {
     try {
       data = readSmall(this.chunkPath(hash), HistoryStore.chunkLength(m, i))
     } catch {
-      throw new HistoryError('history-missing', `chunk ${i} (${hash}) of version ${m.digest} is missing from the history store`)
+      throw HistoryStore.missingChunk(m, i)
     }
 
     return HistoryStore.checked(m, i, data)
+  }
+
+  /** What is wrong with chunk i of a version whose bytes a caller read itself (undefined: could not be read), if anything. */
+  static chunkProblem(m: Manifest, i: number, data: Buffer | undefined): HistoryProblem | undefined {
+    try {
+      if (data === undefined) throw HistoryStore.missingChunk(m, i)
+      HistoryStore.checked(m, i, data)
+      return undefined
+    } catch (error) {
+      if (!(error instanceof HistoryError)) throw error
+      return {kind: error.kind, detail: error.message}
+    }
+  }
+
+  private static missingChunk(m: Manifest, i: number): HistoryError {
+    return new HistoryError('history-missing', `chunk ${i} (${m.chunks[i]}) of version ${m.digest} is missing from the history store`)
   }
 
   /** A chunk's bytes if they have its length and hash; HistoryError otherwise. */

@@ -93,7 +93,7 @@ export class Journal {
         db.exec(SCHEMA)
       }
 
-      db.prepare('SELECT count(*) FROM records').get()
+      db.prepare('SELECT jseq FROM records LIMIT 1').get() // a probe: the file is a journal (count(*) would read a whole index)
     } catch (error) {
       if (error instanceof PacioError) throw error
       throw new CorruptStateError(file, `cannot open journal: ${(error as Error).message}`)

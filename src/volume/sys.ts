@@ -11,7 +11,14 @@ interface Sys {
   lgetxattr(path: string, name: string): Buffer
   llistxattr(path: string): string[]
   lremovexattr(path: string, name: string): void
+  /** verify's batch of small reads (see native/sys.c): returns the index it reached */
+  readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
 }
+
+/** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */
+export const READ_LSTAT = 1
+/** numbers per path in readFiles' `out` */
+export const READ_META = 9
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)

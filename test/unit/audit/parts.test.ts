@@ -5,17 +5,21 @@
 // hashes and history checks against node:crypto and HistoryStore.check.
 import {expect} from 'chai'
 import {createHash, randomBytes} from 'node:crypto'
+import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import {join} from 'node:path'
 import {Anchors} from '../../../src/audit/anchors.js'
 import {loadIndex, saveIndex} from '../../../src/audit/cache.js'
 import {ExpectedTree} from '../../../src/audit/expected.js'
+import {HistoryJobs} from '../../../src/audit/history.js'
 import {WorkerPool} from '../../../src/audit/pool.js'
 import {Replay} from '../../../src/audit/replay.js'
 import {scanTree, type ActualEntry} from '../../../src/audit/scan.js'
-import {CHUNK_SIZE, HistoryStore} from '../../../src/history/store.js'
+import {CHUNK_SIZE, EMPTY_DIGEST, HistoryStore} from '../../../src/history/store.js'
 import {Journal} from '../../../src/volume/journal.js'
 import {STATE_DIR} from '../../../src/volume/layout.js'
+import {READ_LSTAT, READ_META, sys} from '../../../src/volume/sys.js'
 import type {FsRecord} from '../../../src/volume/types.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
@@ -150,12 +154,94 @@ describe('verify internals', () => {
       j.close()
     })
 
+    it('sys.readFiles: lstat, xattr list length and bytes per path; stops where the buffer is full; never follows a link when scanning', () => {
+      const d = join(dir, 'rf')
+      fs.mkdirSync(d)
+      fs.writeFileSync(join(d, 'a'), 'hello')
+      fs.writeFileSync(join(d, 'b'), Buffer.alloc(40, 1))
+      fs.writeFileSync(join(d, 'c'), 'xyz')
+      fs.symlinkSync('a', join(d, 'l'))
+      sys.lsetxattr(join(d, 'c'), 'user.k', Buffer.from('value'), 0)
+      const paths = ['a', 'b', 'c', 'l', 'nope', ''].map(n => join(d, n))
+      const out = new Float64Array(paths.length * READ_META)
+      const data = Buffer.alloc(64)
+      expect(sys.readFiles(paths, 0, paths.length, READ_LSTAT, null, data, out)).to.equal(paths.length)
+      const at = (i: number) => Array.from(out.subarray(i * READ_META, (i + 1) * READ_META))
+      const a = fs.lstatSync(paths[0])
+      expect(at(0)).to.deep.equal([0, a.mode, a.uid, a.gid, 5, 0, 0, 5, 0])
+      expect(data.toString('utf8', 0, 5)).to.equal('hello')
+      expect(at(1).slice(6, 8)).to.deep.equal([5, 40])
+      expect(at(2)[5]).to.be.above(0) // has xattrs: the caller reads them
+      expect(at(2).slice(6, 8)).to.deep.equal([45, 3])
+      expect(at(3)[1] & 0o170000).to.equal(0o120000) // the link itself, not read
+      expect(at(3)[7]).to.equal(-1)
+      expect(at(4)[0]).to.equal(os.constants.errno.ENOENT)
+      expect(at(5)[1] & 0o170000).to.equal(0o040000) // the directory d/
+
+      // a 16-byte buffer: 'a' (6 bytes asked) fits, 'b' (41) does not and is not the first: stop there
+      expect(sys.readFiles(paths, 0, paths.length, READ_LSTAT, null, Buffer.alloc(16), out)).to.equal(1)
+      // first of a call and too large: not read (-1), the call goes on
+      expect(sys.readFiles(paths, 1, 3, READ_LSTAT, null, Buffer.alloc(16), out)).to.equal(3)
+      expect(at(0)[7]).to.equal(-1)
+      expect(at(1).slice(6, 8)).to.deep.equal([0, 3])
+
+      // without lstat: expected lengths; longer than expected is -1, shorter is what is there; none expected: up to 64 KiB
+      const exp = Float64Array.from([5, 39, 10, -1])
+      expect(sys.readFiles(paths, 0, 5, 0, exp, data, out)).to.equal(3) // 'l' would need 64 KiB of the 64 bytes
+      expect(sys.readFiles(paths, 0, 5, 0, exp, Buffer.alloc(1 << 17), out)).to.equal(5)
+      expect(at(0).slice(6, 8)).to.deep.equal([0, 5])
+      expect(at(1)[7]).to.equal(-1)
+      expect(at(2).slice(6, 8)).to.deep.equal([5, 3])
+      expect(at(3).slice(7, 8)).to.deep.equal([5]) // followed to 'a' (the store's own files are read as open(2) does)
+      expect(at(4)[0]).to.equal(os.constants.errno.ENOENT)
+    })
+
+    it('history jobs: versions streamed to the workers while records come in (more than one set) and the large ones at the end are all checked; one finding per path and version, in ledger order', async function () {
+      this.timeout(120_000)
+      const hdir = join(dir, 'hist-stream')
+      const store = new HistoryStore(hdir, {create: true})
+      const small: string[] = []
+      for (let i = 0; i < 4500; i++) small.push((await store.put(Buffer.from(`version ${i}`))).digest)
+      const large = await store.put(randomBytes(CHUNK_SIZE * 5))
+      // damage: a chunk in the first set, one in the second, a manifest gone, and the last chunk of the large version
+      fs.writeFileSync(store.chunkPath(small[10]), 'version 1X')
+      fs.writeFileSync(store.chunkPath(small[4400]), 'garbage')
+      fs.rmSync(store.manifestPath(small[2000]))
+      const lastChunk = store.chunkPath(store.manifest(large.digest).chunks[4])
+      fs.writeFileSync(lastChunk, randomBytes(CHUNK_SIZE))
+
+      const pool = new WorkerPool(2, hdir)
+      try {
+        const jobs = new HistoryJobs(pool)
+        const recs: Array<{path: string; digest: string; size: number}> = []
+        const add = (path: string, digest: string, size: number) => {
+          jobs.add(digest, size, recs.length, recs.length)
+          recs.push({path, digest, size})
+        }
+
+        add('/big', large.digest, large.size)
+        small.forEach((d, i) => add(`/f${i}`, d, 10))
+        add('/copy', small[10], 10) // the same damaged version at another path: a finding there too
+        add('/f10', small[10], 10) // ... and again at the same path: not twice
+        const found = await jobs.finish((jseq, order) => {
+          const r = recs[jseq]
+          return {record: rec({op: 'write', path: r.path, digest: r.digest, size: r.size}), ref: {...ref(order), op: 'write'}}
+        })
+        expect(found.map(d => [d.path, d.kind, d.record?.epoch])).to.deep.equal([
+          ['/big', 'history-tampered', 0], ['/f10', 'history-tampered', 11], ['/f2000', 'history-missing', 2001],
+          ['/f4400', 'history-tampered', 4401], ['/copy', 'history-tampered', 4501]])
+      } finally {
+        await pool.close()
+      }
+    })
+
     it('the worker pool hashes files of every size around its buffer and checks stored versions as HistoryStore.check does', async function () {
       this.timeout(60_000)
       const root = join(dir, 'vol')
       fs.mkdirSync(join(root, STATE_DIR, 'history'), {recursive: true})
       fs.mkdirSync(join(root, 'sub'))
-      const sizes = [0, 1, 4095, 4096, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 17]
+      // around the worker's 1 MiB stream and batch buffers (a group stops where the next file no longer fits)
+      const sizes = [0, 1, 4095, 4096, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 17, (4 << 20) - 1, 4 << 20, (4 << 20) + 1]
       const want = new Map<string, string>()
       for (const s of sizes) {
         const b = randomBytes(s)
@@ -163,7 +249,15 @@ describe('verify internals', () => {
         want.set(`/sub/f${s}`, sha(b))
       }
 
+      for (let i = 0; i < 100; i++) { // more than a group of 32, mixed with the large ones above
+        const b = randomBytes(i * 37)
+        fs.writeFileSync(join(root, 'sub', `s${i}`), b)
+        want.set(`/sub/s${i}`, sha(b))
+      }
+
       fs.symlinkSync('f1', join(root, 'sub', 'link'))
+      spawnSync('mkfifo', [join(root, 'sub', 'fifo')])
+      sys.lsetxattr(join(root, 'sub', 's7'), 'user.note', Buffer.from('v'), 0)
       fs.writeFileSync(join(root, STATE_DIR, 'not-scanned'), 'x')
       const store = new HistoryStore(join(root, STATE_DIR, 'history'), {create: true})
       const good = await store.put(randomBytes(2 * CHUNK_SIZE + 5))
@@ -172,22 +266,51 @@ describe('verify internals', () => {
       fs.writeFileSync(chunk, Buffer.concat([fs.readFileSync(chunk), Buffer.from('!')]))
       const gone = await store.put(randomBytes(100))
       fs.rmSync(store.manifestPath(gone.digest))
+      // the same length, other bytes; shorter; its chunk gone; a manifest that is not JSON
+      const flipped = await store.put(randomBytes(3000))
+      fs.writeFileSync(store.chunkPath(flipped.digest), randomBytes(3000))
+      const short = await store.put(randomBytes(3000))
+      fs.writeFileSync(store.chunkPath(short.digest), randomBytes(10))
+      const noChunk = await store.put(randomBytes(5000))
+      fs.rmSync(store.chunkPath(noChunk.digest))
+      const garbled = await store.put(randomBytes(200))
+      fs.writeFileSync(store.manifestPath(garbled.digest), '{"v":1,')
+      // a manifest larger than the worker reads at once (1,000 chunks: ~67 KB), all the same good chunk
+      const one = await store.put(randomBytes(CHUNK_SIZE))
+      const huge = 'ab'.repeat(32)
+      fs.mkdirSync(join(store.manifestDir, 'ab'), {recursive: true})
+      fs.writeFileSync(store.manifestPath(huge), JSON.stringify({v: 1, digest: huge, size: 1000 * CHUNK_SIZE, chunkSize: CHUNK_SIZE, chunks: Array(1000).fill(one.digest)}))
+      expect(fs.statSync(store.manifestPath(huge)).size).to.be.above(65_536)
 
       const pool = new WorkerPool(2, join(root, STATE_DIR, 'history'))
       try {
         const seen = new Map<string, ActualEntry>()
         await scanTree(pool, root, (p, e) => seen.set(p, e))
-        expect([...seen.keys()].sort()).to.deep.equal(['/', '/sub', '/sub/link', ...[...want.keys()]].sort())
-        for (const [p, digest] of want) expect(seen.get(p)!.digest, p).to.equal(digest)
-        expect(seen.get('/sub/link')).to.include({type: 'symlink', target: 'f1'})
+        expect([...seen.keys()].sort()).to.deep.equal(['/', '/sub', '/sub/fifo', '/sub/link', ...[...want.keys()]].sort())
+        for (const [p, digest] of want) {
+          expect(seen.get(p)!.digest, p).to.equal(digest)
+          expect(seen.get(p)!.size, p).to.equal(fs.statSync(join(root, p)).size)
+        }
 
-        const digests = [good.digest, bad.digest, gone.digest]
+        expect(seen.get('/sub/link')).to.include({type: 'symlink', target: 'f1'})
+        expect(seen.get('/sub/fifo')).to.include({type: 'fifo'})
+        expect(seen.get('/sub/fifo')!.digest).to.equal(undefined)
+        expect([...seen.get('/sub/s7')!.xattrs!]).to.deep.equal([['user.note', sha(Buffer.from('v'))]])
+        expect(seen.get('/sub/s8')!.xattrs).to.equal(undefined)
+        const st = fs.lstatSync(join(root, 'sub', 's9'))
+        expect(seen.get('/sub/s9')).to.include({type: 'file', mode: st.mode, uid: st.uid, gid: st.gid})
+
+        const digests = [good.digest, bad.digest, gone.digest, flipped.digest, short.digest, noChunk.digest, garbled.digest, one.digest, huge,
+          EMPTY_DIGEST, 'not-a-digest', ...Array.from({length: 40}, () => 'cd'.repeat(32))]
         const got: unknown[] = []
         await pool.run('history', digests, (idx, out) => idx.forEach((i, k) => (got[i] = out[k] || undefined)))
         for (const [i, d] of digests.entries()) expect(got[i], d).to.deep.equal(await store.check(d))
         expect(got[0]).to.equal(undefined)
         expect(got[1]).to.include({kind: 'history-tampered'})
         expect(got[2]).to.include({kind: 'history-missing'})
+        expect(got.slice(3, 11).map(g => (g as {kind?: string} | undefined)?.kind)).to.deep.equal(
+          ['history-tampered', 'history-tampered', 'history-missing', 'history-tampered', undefined, undefined, undefined, 'history-tampered'])
+        expect(got[11]).to.include({kind: 'history-missing'})
       } finally {
         await pool.close()
       }

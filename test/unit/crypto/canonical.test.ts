@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import fc from 'fast-check'
-import {canonical, canonicalString, decodeCanonical, type Canonical} from '../../../src/crypto/canonical.js'
+import {canonical, canonicalString, decodeCanonical, parseCommitted, type Canonical} from '../../../src/crypto/canonical.js'
 import {CryptoError} from '../../../src/crypto/errors.js'
 
 // Golden vectors: fixed input -> exact canonical text (its UTF-8 bytes are the encoding).
@@ -142,5 +142,25 @@ describe('crypto/canonical', () => {
       }),
       {numRuns: 300},
     )
+  })
+})
+
+describe('canonical: the fast paths (no path strings) say where, as the slow ones do', () => {
+  it('an encoding error names the path of the value', () => {
+    expect(() => canonical({a: [1, {b: 1.5}]})).to.throw(CryptoError, '$.a[1].b: 1.5 is not a safe integer')
+    expect(() => canonical({a: [{$x: 1}]})).to.throw(CryptoError, '$.a[0]: key "$x" starts with the reserved $')
+    // a key that is not well-formed but whose value is undefined is left out, as before
+    expect(canonicalString({'\uD800': undefined, a: 1} as unknown as Canonical)).to.equal('{"a":1}')
+  })
+
+  it('a decoding error names the path; a value decoded twice is the same (decoding revises the parsed value in place)', () => {
+    expect(() => decodeCanonical(Buffer.from('{"a":[{"$b64":"A"}]}'))).to.throw(CryptoError, '$.a[0]: bad $b64 value')
+    expect(() => parseCommitted(Buffer.from('{"a":{"$big":"x"}}'))).to.throw(CryptoError, '$.a: bad $big value')
+    const deep = '['.repeat(64) + '1' + ']'.repeat(64)
+    expect(canonicalString(decodeCanonical(Buffer.from(deep)))).to.equal(deep)
+    expect(() => decodeCanonical(Buffer.from('[' + deep + ']'))).to.throw(CryptoError, 'nested deeper than 64')
+    const text = '{"a":[{"$b64":"AAE="},{"$big":"-7"},{"c":null}],"b":"x"}'
+    expect(parseCommitted(Buffer.from(text))).to.deep.equal({a: [Buffer.from([0, 1]), -7n, {c: null}], b: 'x'})
+    expect(canonicalString(decodeCanonical(Buffer.from(text)))).to.equal(text)
   })
 })
