@@ -12,6 +12,7 @@ import {sign, type Identity} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {certFingerprint, transcript} from './auth.js'
 import {fetchServerCert, pinServer} from './known-servers.js'
+import {rpcStats} from './rpc-stats.js'
 import {errnoError, MAX_MESSAGE, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
 
 export interface ConnectionOptions {
@@ -64,6 +65,7 @@ export class Connection {
   volumeId = ''
   maxChunk = 1024 * 1024
   private closed = false
+  private readonly stats = rpcStats('client')
 
   constructor(private readonly opts: ConnectionOptions) {}
 
@@ -188,8 +190,10 @@ export class Connection {
       const meta = new grpc.Metadata()
       meta.set(SESSION_METADATA, token)
       let reply: Reply
+      const done = this.stats.start(method)
       try {
         reply = await this.unary(method, req, meta, deadline)
+        done()
       } catch (error) {
         const e = error as grpc.ServiceError
         if (e.code === grpc.status.UNAUTHENTICATED && attempt === 0) {
@@ -218,6 +222,7 @@ export class Connection {
   }
 
   close(): void {
+    this.stats.write()
     this.closed = true
     this.dropSession()
     this.client?.close()

@@ -15,7 +15,9 @@
  * at most READAHEAD_TTL_MS and dropped on any write by this client.
  */
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
+import {posix} from 'node:path'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
+import {AttrCache} from './attr-cache.js'
 import type {Connection} from './connection.js'
 import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
@@ -57,6 +59,12 @@ interface Ahead {
 const MAX_INFLIGHT = 4
 const READAHEAD_TTL_MS = 1000
 
+/** Keeps the attributes a change reply carries: the directory's after it and, if made, the new entry's. */
+const keepMade = (path: string) => (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => {
+  c.stat(posix.dirname(path), r.parent ? statFromWire(r.parent) : undefined)
+  c.stat(path, r.stat ? statFromWire(r.stat) : undefined)
+}
+
 const wireTime = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() : t)
 
 export class RemoteVolume implements Volume {
@@ -65,6 +73,7 @@ export class RemoteVolume implements Volume {
   /** buffers for gathered writes: HEADROOM for the message header, then up to maxChunk bytes */
   private readonly pool: Buffer[] = []
   private nextFh = 1
+  private readonly cache = new AttrCache()
 
   constructor(private readonly conn: Connection) {}
 
@@ -135,6 +144,23 @@ export class RemoteVolume implements Volume {
     return this.conn.call(method, req)
   }
 
+  /**
+   * A call that changes something: the attribute cache forgets what it may
+   * make stale, and keeps what the reply says (if nothing else changed meanwhile).
+   */
+  private async change(method: string, req: Record<string, unknown>, keep?: (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => void) {
+    const ticket = this.cache.begin()
+    let r
+    try {
+      r = await this.call(method, req)
+    } finally {
+      this.cache.end()
+    }
+
+    if (keep) this.cache.fill(ticket, c => keep(r, c))
+    return r
+  }
+
   private forgetReadahead(): void {
     for (const h of this.handles.values()) {
       h.ahead = undefined
@@ -162,12 +188,14 @@ export class RemoteVolume implements Volume {
   // ---- reads -------------------------------------------------------------
 
   async getattr(path: string): Promise<BigIntStats> {
-    return statFromWire((await this.call('Getattr', {path})).stat)
+    return this.cache.stat(path) ?? statFromWire((await this.call('Getattr', {path})).stat)
   }
 
   async fgetattr(path: string, fh: number): Promise<BigIntStats> {
     const h = this.handles.get(fh)
     if (!h) return this.getattr(path)
+    const cached = this.cache.stat(h.path)
+    if (cached) return cached
     await this.settle()
     const r = await this.remote(h)
     return statFromWire((await this.call('Fgetattr', {path, fh: r.remote})).stat)
@@ -190,7 +218,22 @@ export class RemoteVolume implements Volume {
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
-    return (await this.call('Getxattr', {path, name})).data
+    const cached = this.cache.xattr(path, name)
+    if (cached) {
+      if ('value' in cached) return cached.value
+      throw errnoError(cached.errno, cached.message)
+    }
+
+    const ticket = this.cache.ticket()
+    try {
+      const data: Buffer = (await this.call('Getxattr', {path, name})).data
+      this.cache.fill(ticket, c => c.xattr(path, name, {value: data}))
+      return data
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException
+      if (e.code === 'ENODATA') this.cache.fill(ticket, c => c.xattr(path, name, {errno: e.code!, message: e.message}))
+      throw error
+    }
   }
 
   async listxattr(path: string): Promise<string[]> {
@@ -200,12 +243,17 @@ export class RemoteVolume implements Volume {
   // ---- file handles ------------------------------------------------------
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
-    const r = await this.call('Open', {path, flags, caller: this.caller(caller)})
+    const req = {path, flags, caller: this.caller(caller)}
+    const r = (flags & C.O_TRUNC) !== 0 ? await this.change('Open', req) : await this.call('Open', req)
     return this.add(path, flags, Number(r.fh))
   }
 
+  /** The reply's attributes of the new file and its directory answer the kernel's next questions. */
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
-    const r = await this.call('Create', {path, flags, mode, caller: this.caller(caller)})
+    const r = await this.change('Create', {path, flags, mode, caller: this.caller(caller)}, (r, c) => {
+      c.stat(path, r.stat ? statFromWire(r.stat) : undefined)
+      c.stat(posix.dirname(path), r.parent ? statFromWire(r.parent) : undefined)
+    })
     return this.add(path, flags, Number(r.fh))
   }
 
@@ -264,6 +312,8 @@ export class RemoteVolume implements Volume {
   // The FUSE buffer stays valid until the write is answered: it is copied once, into a pooled buffer.
   write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
+    this.cache.begin('data') // size and times change; xattrs do not
+    this.cache.end()
     return serially(h, 'writing', () => this.writeNow(path, h, buf, len, pos, caller))
   }
 
@@ -326,7 +376,7 @@ export class RemoteVolume implements Volume {
 
   async truncate(path: string, size: number, caller: Caller): Promise<void> {
     this.forgetReadahead()
-    await this.call('Truncate', {path, size, caller: this.caller(caller)})
+    await this.change('Truncate', {path, size, caller: this.caller(caller)})
   }
 
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
@@ -334,35 +384,35 @@ export class RemoteVolume implements Volume {
     await this.settle()
     this.forgetReadahead()
     const r = await this.remote(h)
-    await this.call('Ftruncate', {path, fh: r.remote, size, caller: this.caller(caller)})
+    await this.change('Ftruncate', {path, fh: r.remote, size, caller: this.caller(caller)})
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    await this.call('Mknod', {path, mode, rdev, caller: this.caller(caller)})
+    await this.change('Mknod', {path, mode, rdev, caller: this.caller(caller)}, keepMade(path))
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.call('Mkdir', {path, mode, caller: this.caller(caller)})
+    await this.change('Mkdir', {path, mode, caller: this.caller(caller)}, keepMade(path))
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    await this.call('Symlink', {from: target, to: path, caller: this.caller(caller)})
+    await this.change('Symlink', {from: target, to: path, caller: this.caller(caller)}, keepMade(path))
   }
 
   async link(existing: string, path: string, caller: Caller): Promise<void> {
-    await this.call('Link', {from: existing, to: path, caller: this.caller(caller)})
+    await this.change('Link', {from: existing, to: path, caller: this.caller(caller)})
   }
 
   async unlink(path: string, caller: Caller): Promise<void> {
-    await this.call('Unlink', {path, caller: this.caller(caller)})
+    await this.change('Unlink', {path, caller: this.caller(caller)}, keepMade(path))
   }
 
   async rmdir(path: string, caller: Caller): Promise<void> {
-    await this.call('Rmdir', {path, caller: this.caller(caller)})
+    await this.change('Rmdir', {path, caller: this.caller(caller)}, keepMade(path))
   }
 
   async rename(from: string, to: string, caller: Caller): Promise<void> {
-    await this.call('Rename', {from, to, caller: this.caller(caller)})
+    await this.change('Rename', {from, to, caller: this.caller(caller)})
     for (const h of this.handles.values()) {
       if (h.path === from) h.path = to
       else if (h.path.startsWith(from + '/')) h.path = to + h.path.slice(from.length)
@@ -370,24 +420,24 @@ export class RemoteVolume implements Volume {
   }
 
   async chmod(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.call('Chmod', {path, mode, caller: this.caller(caller)})
+    await this.change('Chmod', {path, mode, caller: this.caller(caller)})
   }
 
   async chown(path: string, uid: number, gid: number, caller: Caller): Promise<void> {
     const id = (v: number) => (v === 0xFFFF_FFFF ? -1 : v)
-    await this.call('Chown', {path, uid: id(uid), gid: id(gid), caller: this.caller(caller)})
+    await this.change('Chown', {path, uid: id(uid), gid: id(gid), caller: this.caller(caller)})
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: Caller): Promise<void> {
-    await this.call('Utimens', {path, atime: wireTime(atime), mtime: wireTime(mtime), caller: this.caller(caller)})
+    await this.change('Utimens', {path, atime: wireTime(atime), mtime: wireTime(mtime), caller: this.caller(caller)})
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
-    await this.call('Setxattr', {path, name, value, flags, caller: this.caller(caller)})
+    await this.change('Setxattr', {path, name, value, flags, caller: this.caller(caller)})
   }
 
   async removexattr(path: string, name: string, caller: Caller): Promise<void> {
-    await this.call('Removexattr', {path, name, caller: this.caller(caller)})
+    await this.change('Removexattr', {path, name, caller: this.caller(caller)})
   }
 
   // ---- lifecycle ---------------------------------------------------------

@@ -82,6 +82,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         service.draining = true
         await service.quiesce(10_000)
         await service.endAll('server shutting down')
+        service.stats.write()
         await new Promise<void>(resolve => {
           const t = setTimeout(() => {
             server.forceShutdown()

@@ -6,6 +6,7 @@
  * status codes.
  */
 import {constants as C} from 'node:fs'
+import {posix} from 'node:path'
 import {constants as osConstants} from 'node:os'
 import * as grpc from '@grpc/grpc-js'
 import {verify} from '../crypto/sign.js'
@@ -16,6 +17,7 @@ import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {Served} from './served.js'
 import {Sessions, type Session} from './sessions.js'
+import {rpcStats} from '../remote/rpc-stats.js'
 
 export interface ServiceOptions {
   volumes: Map<string, Served>
@@ -62,6 +64,7 @@ export class VolumeService {
   private inflight = 0
   private idle?: () => void
   draining = false
+  readonly stats = rpcStats('server')
 
   constructor(private readonly opts: ServiceOptions) {
     for (const served of opts.volumes.values()) {
@@ -127,6 +130,7 @@ export class VolumeService {
       }
 
       this.inflight++
+      const done = this.stats.start(name)
       const running = new Promise<Record<string, unknown>>(resolve => resolve(actingAs(s.member, () => fn(call.request, s))))
       let set = this.work.get(s)
       if (!set) this.work.set(s, set = new Set())
@@ -141,6 +145,7 @@ export class VolumeService {
         if (w.errno === 'EIO') this.event(`${name}: ${w.message}`)
         callback(null, {error: w})
       }).finally(() => {
+        done()
         set!.delete(running)
         if (--this.inflight === 0) this.idle?.()
       })
@@ -200,6 +205,21 @@ export class VolumeService {
       return {}
     }
 
+    /** Attributes for a reply, or none if they cannot be had (the client then asks). */
+    const statOf = async (get: () => Promise<import('node:fs').BigIntStats>) => {
+      try {
+        return statToWire(await get())
+      } catch {
+        return undefined
+      }
+    }
+
+    /** A change to the entry at p: the reply carries its directory's attributes after it (and, if made, the entry's). */
+    const changed = async (s: Session, p: string, made: boolean, change: Promise<unknown>) => {
+      await change
+      return {parent: await statOf(() => v(s).getattr(posix.dirname(p))), stat: made ? await statOf(() => v(s).getattr(p)) : undefined}
+    }
+
     type R = Record<string, any>
     return {
       Hello: (call: grpc.ServerUnaryCall<R, unknown>, callback: grpc.sendUnaryData<unknown>) => {
@@ -257,9 +277,13 @@ export class VolumeService {
         const p = path(s, r.path)
         return this.opened(s, p, () => v(s).open(p, r.flags & OPEN_FLAGS, callerOf(r.caller)))
       })),
+      // the reply carries the new file's and its directory's attributes: the client need not ask for them
       Create: this.op<R>('create', (r, s) => shared(s, async () => {
         const p = path(s, r.path)
-        return this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+        const reply: R = await this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+        reply.stat = await statOf(() => v(s).fgetattr(p, Number(reply.fh)))
+        reply.parent = await statOf(() => v(s).getattr(posix.dirname(p)))
+        return reply
       })),
       Read: this.op<R>('read', async (r, s) => {
         const h = this.fh(s, r.fh)
@@ -299,17 +323,28 @@ export class VolumeService {
       Mknod: this.op<R>('mknod', (r, s) => shared(s, () => {
         const type = r.mode & C.S_IFMT
         if (type === C.S_IFCHR || type === C.S_IFBLK) throw errnoError('EPERM', 'device nodes cannot be made through the network')
-        return empty(v(s).mknod(path(s, r.path), r.mode, 0, callerOf(r.caller)))
+        const p = path(s, r.path)
+        return changed(s, p, true, v(s).mknod(p, r.mode, 0, callerOf(r.caller)))
       })),
-      Mkdir: this.op<R>('mkdir', (r, s) => shared(s, () => empty(v(s).mkdir(path(s, r.path), r.mode, callerOf(r.caller))))),
+      Mkdir: this.op<R>('mkdir', (r, s) => shared(s, () => {
+        const p = path(s, r.path)
+        return changed(s, p, true, v(s).mkdir(p, r.mode, callerOf(r.caller)))
+      })),
       Symlink: this.op<R>('symlink', (r, s) => exclusive(s, () => {
         const target = String(r.from)
         if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4095) throw errnoError('EINVAL', 'bad symlink target')
-        return empty(v(s).symlink(target, path(s, r.to), callerOf(r.caller)))
+        const p = path(s, r.to)
+        return changed(s, p, true, v(s).symlink(target, p, callerOf(r.caller)))
       })),
       Link: this.op<R>('link', (r, s) => exclusive(s, () => empty(v(s).link(path(s, r.from), path(s, r.to), callerOf(r.caller))))),
-      Unlink: this.op<R>('unlink', (r, s) => shared(s, () => empty(v(s).unlink(path(s, r.path), callerOf(r.caller))))),
-      Rmdir: this.op<R>('rmdir', (r, s) => shared(s, () => empty(v(s).rmdir(path(s, r.path), callerOf(r.caller))))),
+      Unlink: this.op<R>('unlink', (r, s) => shared(s, () => {
+        const p = path(s, r.path)
+        return changed(s, p, false, v(s).unlink(p, callerOf(r.caller)))
+      })),
+      Rmdir: this.op<R>('rmdir', (r, s) => shared(s, () => {
+        const p = path(s, r.path)
+        return changed(s, p, false, v(s).rmdir(p, callerOf(r.caller)))
+      })),
       Rename: this.op<R>('rename', (r, s) => exclusive(s, async () => {
         const from = path(s, r.from)
         const to = path(s, r.to)
