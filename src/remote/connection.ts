@@ -209,6 +209,30 @@ export class Connection {
     }
   }
 
+  /**
+   * Opens a server stream (no deadline: its reader watches for silence). Resolves once
+   * sent; an UNAUTHENTICATED refusal arrives as an 'error' event like any other.
+   */
+  async openStream(method: string, req: unknown): Promise<grpc.ClientReadableStream<Reply>> {
+    let token: string
+    try {
+      token = await this.session()
+    } catch (error) {
+      throw this.failure(error)
+    }
+
+    const meta = new grpc.Metadata()
+    meta.set(SESSION_METADATA, token)
+    const def = serviceDefinition()[method]
+    return this.client!.makeServerStreamRequest(def.path, def.requestSerialize as (v: unknown) => Buffer,
+      def.responseDeserialize as (b: Buffer) => Reply, req, meta, {}) as grpc.ClientReadableStream<Reply>
+  }
+
+  /** A gRPC failure as an errno-style error (anything else unchanged). */
+  errno(error: unknown): unknown {
+    return this.failure(error)
+  }
+
   private failure(error: unknown): unknown {
     const e = error as grpc.ServiceError
     if (typeof e?.code === 'number' && typeof e.details === 'string') return errnoOf(e)

@@ -11,14 +11,18 @@
  * MAX_INFLIGHT per handle; an error is reported by the next write, flush
  * (close), fsync or release of the handle. Every other operation first waits
  * until all written data has reached the server, so nothing reads around it.
- * Reads fetch a whole chunk when they run sequentially (read-ahead), kept for
- * at most READAHEAD_TTL_MS and dropped on any write by this client.
+ * A sequential reader is served from a streamed read-ahead (read-ahead.ts:
+ * ReadStream calls of 4 MiB windows, at most two ahead), dropped on any write
+ * or truncate by this client; other reads are one Read call each.
+ * Attributes the server sends back with a change answer the kernel's next
+ * questions for a short while (attr-cache.ts).
  */
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import {posix} from 'node:path'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
 import {AttrCache} from './attr-cache.js'
 import type {Connection} from './connection.js'
+import {ReadAhead} from './read-ahead.js'
 import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
 interface Handle {
@@ -34,9 +38,10 @@ interface Handle {
   sentEnd: number
   /** a write-behind failure not yet reported */
   error?: unknown
-  ahead?: Ahead
-  /** the chunk after `ahead`, being fetched while `ahead` is read */
-  next?: {offset: number; chunk: Promise<Ahead | undefined>}
+  /** streamed read-ahead of a sequential reader */
+  ahead?: ReadAhead
+  /** read-aheads in a row that served nothing (after 3, the handle reads without) */
+  aheadMisses: number
   readEnd: number
   /** writes, and sends, of one handle run one after the other (the kernel may issue them concurrently) */
   writing: Promise<unknown>
@@ -49,15 +54,7 @@ function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<
   return next
 }
 
-interface Ahead {
-  offset: number
-  data: Buffer
-  eof: boolean
-  at: number
-}
-
 const MAX_INFLIGHT = 4
-const READAHEAD_TTL_MS = 1000
 
 /** Keeps the attributes a change reply carries: the directory's after it and, if made, the new entry's. */
 const keepMade = (path: string) => (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => {
@@ -84,7 +81,7 @@ export class RemoteVolume implements Volume {
   private add(path: string, flags: number, remote: number): number {
     const fh = this.nextFh++
     if (this.nextFh > 0x7FFF_FFFF) this.nextFh = 1
-    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, writing: Promise.resolve(), sending: Promise.resolve()})
+    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, aheadMisses: 0, writing: Promise.resolve(), sending: Promise.resolve()})
     return fh
   }
 
@@ -162,10 +159,12 @@ export class RemoteVolume implements Volume {
   }
 
   private forgetReadahead(): void {
-    for (const h of this.handles.values()) {
-      h.ahead = undefined
-      h.next = undefined
-    }
+    for (const h of this.handles.values()) this.stopAhead(h)
+  }
+
+  private stopAhead(h: Handle): void {
+    h.ahead?.close()
+    h.ahead = undefined
   }
 
   /** The server's handle for fh, reopened if the session changed since it was opened. */
@@ -257,56 +256,41 @@ export class RemoteVolume implements Volume {
     return this.add(path, flags, Number(r.fh))
   }
 
+  /**
+   * A sequential reader (from the start, or where its last read ended) is
+   * served from a streamed read-ahead; any other read, or one the read-ahead
+   * cannot serve, is one Read call.
+   */
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh)
     await this.settle()
-    const fresh = (a?: Ahead) => a !== undefined && Date.now() - a.at < READAHEAD_TTL_MS && pos >= a.offset && (pos + len <= a.offset + a.data.length || a.eof)
-    if (!fresh(h.ahead) && h.next && h.next.offset === pos) {
-      const next = h.next
-      h.next = undefined
-      h.ahead = await next.chunk.catch(() => undefined)
+    const sequential = pos === h.readEnd || pos === 0
+    let fresh = false
+    if (!h.ahead && sequential && h.aheadMisses < 3) {
+      fresh = true
+      const r = await this.remote(h)
+      const generation = h.generation
+      h.ahead = new ReadAhead(async (offset, length) => {
+        if (h.generation !== generation) throw errnoError('ENOTCONN', 'session changed')
+        return this.conn.openStream('ReadStream', {path: h.path, fh: r.remote, offset, length})
+      }, pos)
     }
 
-    const a = h.ahead
-    if (a && fresh(a)) {
-      const n = a.data.copy(buf, 0, pos - a.offset, Math.min(a.data.length, pos - a.offset + len))
+    const n = h.ahead ? await h.ahead.read(buf, len, pos) : undefined
+    if (n !== undefined) {
+      h.aheadMisses = 0
       h.readEnd = pos + n
-      if (!a.eof && !h.next) this.prefetch(h, path, a.offset + a.data.length)
       return n
     }
 
-    const sequential = pos === h.readEnd || pos === 0
-    const got = await this.fetch(h, path, pos, sequential ? Math.max(len, this.conn.maxChunk) : len)
-    if (sequential) {
-      h.ahead = got
-      if (!got.eof) this.prefetch(h, path, pos + got.data.length)
-    }
-
-    const n = got.data.copy(buf, 0, 0, Math.min(len, got.data.length))
-    h.readEnd = pos + n
-    return n
-  }
-
-  /** Reads up to `want` bytes at `pos` in chunks. */
-  private async fetch(h: Handle, path: string, pos: number, want: number): Promise<Ahead> {
-    let got = 0
-    const parts: Buffer[] = []
-    while (got < want) {
-      const r = await this.remote(h)
-      const ask = Math.min(want - got, this.conn.maxChunk)
-      const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: ask, offset: pos + got})).data
-      parts.push(data)
-      got += data.length
-      if (data.length < ask) break
-    }
-
-    return {offset: pos, data: parts.length === 1 ? parts[0] : Buffer.concat(parts), eof: got < want, at: Date.now()}
-  }
-
-  /** Fetches the next chunk of a sequential reader while it reads this one. */
-  private prefetch(h: Handle, path: string, pos: number): void {
-    const chunk = this.fetch(h, path, pos, this.conn.maxChunk).catch(() => undefined)
-    h.next = {offset: pos, chunk}
+    if (fresh) h.aheadMisses++
+    // a read behind the read-ahead (the kernel's reads come concurrently) leaves it be
+    if (h.ahead && (h.ahead.broken || h.ahead.beyond(pos))) this.stopAhead(h)
+    const r = await this.remote(h)
+    const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: Math.min(len, this.conn.maxChunk), offset: pos})).data
+    const got = data.copy(buf, 0, 0, Math.min(len, data.length))
+    h.readEnd = pos + got
+    return got
   }
 
   // The FUSE buffer stays valid until the write is answered: it is copied once, into a pooled buffer.
@@ -366,6 +350,7 @@ export class RemoteVolume implements Volume {
     const h = this.handle(fh)
     let failed: unknown
     await this.drain(h).catch(error => (failed = error))
+    this.stopAhead(h)
     this.handles.delete(fh)
     this.dirty.delete(h)
     if (h.generation === this.conn.generation) await this.call('Release', {path, fh: h.remote}) // else: the server released it when its session ended

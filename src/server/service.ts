@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js'
 import {verify} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {transcript} from '../remote/auth.js'
-import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
+import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, MAX_STREAM, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
 import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {Served} from './served.js'
@@ -145,6 +145,56 @@ export class VolumeService {
         if (w.errno === 'EIO') this.event(`${name}: ${w.message}`)
         callback(null, {error: w})
       }).finally(() => {
+        done()
+        set!.delete(running)
+        if (--this.inflight === 0) this.idle?.()
+      })
+    }
+  }
+
+  /**
+   * A server-streaming handler, checked and counted like a unary one: `fn`
+   * writes with `send` (which waits while the client is not reading); a
+   * file-system error is sent as a last message carrying it.
+   */
+  private streamed<Req>(name: string, fn: (req: Req, s: Session, send: (msg: Buffer | Record<string, unknown>) => Promise<boolean>) => Promise<void>): grpc.handleServerStreamingCall<Req, unknown> {
+    return call => {
+      let s: Session
+      try {
+        s = this.session(call as unknown as grpc.ServerUnaryCall<unknown, unknown>)
+      } catch (error) {
+        call.emit('error', error)
+        return
+      }
+
+      let gone = false
+      call.on('cancelled', () => (gone = true))
+      const send = (msg: Buffer | Record<string, unknown>) => new Promise<boolean>(resolve => {
+        if (gone || s.ended) return resolve(false)
+        if (call.write(msg)) return resolve(true)
+        const done = (ok: boolean) => {
+          call.off('drain', drained)
+          call.off('cancelled', cancelled)
+          resolve(ok)
+        }
+
+        const drained = () => done(!s.ended)
+        const cancelled = () => done(false)
+        call.on('drain', drained)
+        call.on('cancelled', cancelled)
+      })
+      this.inflight++
+      const done = this.stats.start(name)
+      const running = new Promise<void>(resolve => resolve(fn(call.request, s, send)))
+      let set = this.work.get(s)
+      if (!set) this.work.set(s, set = new Set())
+      set.add(running)
+      running.catch(async error => {
+        if (isStatus(error)) return call.emit('error', error)
+        const w = wireError(error)
+        if (w.errno === 'EIO') this.event(`${name}: ${w.message}`)
+        await send({error: w})
+      }).then(() => call.end(), () => call.end()).finally(() => {
         done()
         set!.delete(running)
         if (--this.inflight === 0) this.idle?.()
@@ -291,6 +341,19 @@ export class VolumeService {
         const buf = Buffer.allocUnsafe(HEADROOM + len)
         const n = await v(s).read(h.path, h.fh, buf.subarray(HEADROOM), len, num(r.offset, 'offset'))
         return encodeDataInPlace(buf, n) as unknown as R // a DataReply, encoded around the bytes read
+      }),
+      ReadStream: this.streamed<R>('read-stream', async (r, s, send) => {
+        const h = this.fh(s, r.fh)
+        let offset = num(r.offset, 'offset')
+        let left = Math.min(num(r.length, 'length'), MAX_STREAM)
+        while (left > 0) {
+          const len = Math.min(left, MAX_CHUNK)
+          const buf = Buffer.allocUnsafe(HEADROOM + len)
+          const n = await v(s).read(h.path, h.fh, buf.subarray(HEADROOM), len, offset)
+          if (!(await send(encodeDataInPlace(buf, n))) || n < len) return
+          offset += n
+          left -= n
+        }
       }),
       Write: this.op<R>('write', async (r, s) => {
         const h = this.fh(s, r.fh)
