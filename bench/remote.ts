@@ -11,6 +11,8 @@
  *   meta      create + close + unlink of N empty files             (>= 0.3x local)
  *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
  *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB)
+ *   tls       context, no target: MB/s from one Node process to another over TLS on loopback
+ *             (SIZE MiB, before and after the rest): the remote mount's data crosses such a connection
  * Prints a Markdown table with the load average; --smoke runs everything
  * once with tiny sizes (the test suite does, so this file cannot rot).
  */
@@ -23,6 +25,7 @@ import {mountRemote, startServe, type Served} from '../test/helpers/remote.js'
 import {removeTree} from '../test/helpers/tmp.js'
 import {fio} from './fs/fio.js'
 import {smallFiles} from './fs/files.js'
+import {tlsCeiling} from './fs/tls-ceiling.js'
 import {watchRss} from './fs/proc.js'
 
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`)
@@ -69,6 +72,7 @@ async function main(): Promise<number> {
     const remote = await mountRemote(server, 'remote', join(root, 'mnt-remote'), {configDir: config})
     mounts.push(remote)
     const both = {local: local.mountpoint, remote: remote.mountpoint}
+    const tlsBefore = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
 
     // sequential write and read
     const seq: Record<string, {w: number; r: number}> = {}
@@ -120,6 +124,9 @@ async function main(): Promise<number> {
     const single = one.writeBytesPerSec / 1e6
     rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
       note: '"local" column: one remote client alone'})
+    const tlsAfter = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
+    rows.push({bench: 'tls', metric: `TLS on loopback, one Node process to another, ${sizeMiB} MiB (MB/s; before / after)`, local: tlsBefore, remote: tlsAfter, target: '', met: true,
+      note: 'the ceiling of any data path through one Node TLS connection here'})
     rows.push({bench: 'server-rss', metric: `server peak RSS with ${clients} clients writing (MB, ${peak.method})`, remote: peak.peakMB, target: '< 300', met: peak.peakMB < 300})
   } finally {
     for (const m of mounts.splice(0).reverse()) await m.stop().catch(() => m.kill())
@@ -131,7 +138,7 @@ async function main(): Promise<number> {
   const f = (n?: number) => (n === undefined ? '' : n >= 100 ? Math.round(n).toLocaleString('en') : n.toFixed(1))
   process.stdout.write(`load average before: ${loadBefore}, after: ${loadAfter}${smoke ? ' (smoke: numbers not judged)' : ''}\n\n`)
   process.stdout.write('| benchmark | local | remote | remote / local | target | met |\n| --- | --: | --: | --: | --- | --- |\n')
-  for (const r of rows) process.stdout.write(`| ${r.metric}${r.note ? ` (${r.note})` : ''} | ${f(r.local)} | ${f(r.remote)} | ${r.ratio === undefined ? '' : `${r.ratio}x`} | ${r.target} | ${smoke ? '–' : r.met ? 'yes' : 'no'} |\n`)
+  for (const r of rows) process.stdout.write(`| ${r.metric}${r.note ? ` (${r.note})` : ''} | ${f(r.local)} | ${f(r.remote)} | ${r.ratio === undefined ? '' : `${r.ratio}x`} | ${r.target} | ${smoke || r.target === '' ? '–' : r.met ? 'yes' : 'no'} |\n`)
   if (values.json) await writeFile(values.json, JSON.stringify({date: new Date().toISOString(), smoke, sizeMiB, files, clients, clientMiB, loadBefore, loadAfter, rows}, null, 2))
   return 0
 }
