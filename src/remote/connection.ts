@@ -176,9 +176,14 @@ export class Connection {
     return token
   }
 
-  /** Calls an RPC; a file-system error in the reply is thrown as an errno-style error. */
-  async call(method: string, req: unknown): Promise<Reply> {
-    const deadline = SLOW.has(method) ? this.opts.slowDeadlineMs ?? 15_000 : this.opts.deadlineMs ?? 5_000
+  /**
+   * Calls an RPC; a file-system error in the reply is thrown as an errno-style error.
+   * `extraMs` lengthens the deadline of a call whose work grows with data (an fsync or
+   * release hashes, stores and flushes what was written); a server that is gone is still
+   * noticed within seconds by the keepalive pings, whatever the deadline.
+   */
+  async call(method: string, req: unknown, extraMs = 0): Promise<Reply> {
+    const deadline = (SLOW.has(method) ? this.opts.slowDeadlineMs ?? 15_000 : this.opts.deadlineMs ?? 5_000) + extraMs
     for (let attempt = 0; ; attempt++) {
       let token: string
       try {

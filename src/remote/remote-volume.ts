@@ -34,6 +34,8 @@ interface Handle {
   pending?: {offset: number; buf: Buffer; size: number; caller: Caller}
   /** sent, not yet acknowledged */
   inflight: Set<Promise<void>>
+  /** bytes written since the handle was opened or last fsynced (the server's fsync and release work grows with them) */
+  unsynced: number
   /** where the last sent write ended (pipelining only continues a sequential run) */
   sentEnd: number
   /** a write-behind failure not yet reported */
@@ -55,6 +57,8 @@ function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<
 }
 
 const MAX_INFLIGHT = 4
+/** Extra deadline of an fsync or release per byte written before it: 1 s per 2 MiB (a 1 GiB file: 15 s + 512 s at most). */
+const MS_PER_UNSYNCED_BYTE = 1000 / (2 * 1024 * 1024)
 
 /** Keeps the attributes a change reply carries: the directory's after it and, if made, the new entry's. */
 const keepMade = (path: string) => (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => {
@@ -81,7 +85,7 @@ export class RemoteVolume implements Volume {
   private add(path: string, flags: number, remote: number): number {
     const fh = this.nextFh++
     if (this.nextFh > 0x7FFF_FFFF) this.nextFh = 1
-    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, aheadMisses: 0, writing: Promise.resolve(), sending: Promise.resolve()})
+    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, aheadMisses: 0, unsynced: 0, writing: Promise.resolve(), sending: Promise.resolve()})
     return fh
   }
 
@@ -303,6 +307,7 @@ export class RemoteVolume implements Volume {
 
   private async writeNow(path: string, h: Handle, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     if (h.error !== undefined) await this.drain(h)
+    h.unsynced += len
     this.forgetReadahead()
     if (len > this.conn.maxChunk) {
       await this.drain(h)
@@ -343,7 +348,10 @@ export class RemoteVolume implements Volume {
     const h = this.handle(fh)
     await this.drain(h)
     const r = await this.remote(h)
-    await this.call('Fsync', {path, fh: r.remote, datasync})
+    const covered = h.unsynced
+    await this.settle()
+    await this.conn.call('Fsync', {path, fh: r.remote, datasync}, covered * MS_PER_UNSYNCED_BYTE)
+    h.unsynced = Math.max(0, h.unsynced - covered)
   }
 
   async release(path: string, fh: number): Promise<void> {
@@ -353,7 +361,11 @@ export class RemoteVolume implements Volume {
     this.stopAhead(h)
     this.handles.delete(fh)
     this.dirty.delete(h)
-    if (h.generation === this.conn.generation) await this.call('Release', {path, fh: h.remote}) // else: the server released it when its session ended
+    if (h.generation === this.conn.generation) { // else: the server released it when its session ended
+      await this.settle()
+      await this.conn.call('Release', {path, fh: h.remote}, h.unsynced * MS_PER_UNSYNCED_BYTE)
+    }
+
     if (failed !== undefined) throw failed
   }
 

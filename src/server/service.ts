@@ -32,6 +32,9 @@ type Status = {code: grpc.status; details: string}
 const status = (code: grpc.status, details: string): Status => Object.assign(new Error(details), {code, details})
 const isStatus = (e: unknown): e is Status => typeof (e as Status)?.code === 'number' && typeof (e as Status)?.details === 'string'
 
+/** Messages of one server stream waiting to be sent at most (of MAX_CHUNK each). */
+const STREAM_AHEAD = 4
+
 const ERRNO = osConstants.errno as Record<string, number>
 const OPEN_FLAGS = 3 /* O_ACCMODE */ | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | C.O_SYNC | C.O_DSYNC | (C as Record<string, number>).O_LARGEFILE
 
@@ -167,22 +170,27 @@ export class VolumeService {
         return
       }
 
+      // at most STREAM_AHEAD messages wait to be sent (a client that stops reading holds that
+      // much of the server's memory, no more); each waits for the one STREAM_AHEAD - 1 before it
       let gone = false
-      call.on('cancelled', () => (gone = true))
-      const send = (msg: Buffer | Record<string, unknown>) => new Promise<boolean>(resolve => {
-        if (gone || s.ended) return resolve(false)
-        if (call.write(msg)) return resolve(true)
-        const done = (ok: boolean) => {
-          call.off('drain', drained)
-          call.off('cancelled', cancelled)
-          resolve(ok)
-        }
+      let stop!: () => void
+      const stopped = new Promise<void>(resolve => (stop = resolve))
+      const end = () => {
+        gone = true
+        stop()
+      }
 
-        const drained = () => done(!s.ended)
-        const cancelled = () => done(false)
-        call.on('drain', drained)
-        call.on('cancelled', cancelled)
-      })
+      call.on('cancelled', end)
+      call.on('close', end)
+      call.on('error', end)
+      const queued: Array<Promise<void>> = []
+      const send = async (msg: Buffer | Record<string, unknown>) => {
+        if (gone || s.ended) return false
+        queued.push(new Promise<void>(resolve => call.write(msg, () => resolve())))
+        if (queued.length >= STREAM_AHEAD) await Promise.race([queued.shift()!, stopped])
+        return !gone && !s.ended
+      }
+
       this.inflight++
       const done = this.stats.start(name)
       const running = new Promise<void>(resolve => resolve(fn(call.request, s, send)))
