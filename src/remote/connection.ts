@@ -38,7 +38,14 @@ export function parseServer(server: string): {host: string; port: number} {
 
 type Reply = Record<string, any> & {error?: {errno: string; message: string} | null}
 
-const SLOW = new Set(['Fsync', 'Release', 'Flush', 'Sync', 'MemberAdd', 'MemberRemove', 'Read', 'Write'])
+const SLOW = new Set(['Fsync', 'Release', 'Flush', 'Sync', 'MemberAdd', 'MemberRemove'])
+/**
+ * Reads and writes wait behind other clients' data at a busy server (8 clients with 4 MiB
+ * in flight each, say): their deadline is longer. A server that is gone is noticed by the
+ * keepalive pings within seconds, whatever the deadline.
+ */
+const DATA = new Set(['Read', 'Write'])
+const DATA_DEADLINE_MS = 60_000
 
 /** gRPC failures -> errno-style errors the FUSE adapter maps. */
 function errnoOf(e: grpc.ServiceError): NodeJS.ErrnoException {
@@ -183,7 +190,7 @@ export class Connection {
    * noticed within seconds by the keepalive pings, whatever the deadline.
    */
   async call(method: string, req: unknown, extraMs = 0): Promise<Reply> {
-    const deadline = (SLOW.has(method) ? this.opts.slowDeadlineMs ?? 15_000 : this.opts.deadlineMs ?? 5_000) + extraMs
+    const deadline = (DATA.has(method) ? Math.max(DATA_DEADLINE_MS, this.opts.slowDeadlineMs ?? 0) : SLOW.has(method) ? this.opts.slowDeadlineMs ?? 15_000 : this.opts.deadlineMs ?? 5_000) + extraMs
     for (let attempt = 0; ; attempt++) {
       let token: string
       try {
