@@ -11,12 +11,18 @@
  * MAX_INFLIGHT per handle; an error is reported by the next write, flush
  * (close), fsync or release of the handle. Every other operation first waits
  * until all written data has reached the server, so nothing reads around it.
- * Reads fetch a whole chunk when they run sequentially (read-ahead), kept for
- * at most READAHEAD_TTL_MS and dropped on any write by this client.
+ * A sequential reader is served from a streamed read-ahead (read-ahead.ts:
+ * ReadStream calls of 4 MiB windows, at most two ahead), dropped on any write
+ * or truncate by this client; other reads are one Read call each.
+ * Attributes the server sends back with a change answer the kernel's next
+ * questions for a short while (attr-cache.ts).
  */
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
+import {posix} from 'node:path'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
+import {AttrCache} from './attr-cache.js'
 import type {Connection} from './connection.js'
+import {ReadAhead} from './read-ahead.js'
 import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
 interface Handle {
@@ -28,13 +34,16 @@ interface Handle {
   pending?: {offset: number; buf: Buffer; size: number; caller: Caller}
   /** sent, not yet acknowledged */
   inflight: Set<Promise<void>>
+  /** bytes written since the handle was opened or last fsynced (the server's fsync and release work grows with them) */
+  unsynced: number
   /** where the last sent write ended (pipelining only continues a sequential run) */
   sentEnd: number
   /** a write-behind failure not yet reported */
   error?: unknown
-  ahead?: Ahead
-  /** the chunk after `ahead`, being fetched while `ahead` is read */
-  next?: {offset: number; chunk: Promise<Ahead | undefined>}
+  /** streamed read-ahead of a sequential reader */
+  ahead?: ReadAhead
+  /** read-aheads in a row that served nothing (after 3, the handle reads without) */
+  aheadMisses: number
   readEnd: number
   /** writes, and sends, of one handle run one after the other (the kernel may issue them concurrently) */
   writing: Promise<unknown>
@@ -47,15 +56,15 @@ function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<
   return next
 }
 
-interface Ahead {
-  offset: number
-  data: Buffer
-  eof: boolean
-  at: number
-}
-
 const MAX_INFLIGHT = 4
-const READAHEAD_TTL_MS = 1000
+/** Extra deadline of an fsync or release per byte written before it: 1 s per 2 MiB (a 1 GiB file: 15 s + 512 s at most). */
+const MS_PER_UNSYNCED_BYTE = 1000 / (2 * 1024 * 1024)
+
+/** Keeps the attributes a change reply carries: the directory's after it and, if made, the new entry's. */
+const keepMade = (path: string) => (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => {
+  c.stat(posix.dirname(path), r.parent ? statFromWire(r.parent) : undefined)
+  c.stat(path, r.stat ? statFromWire(r.stat) : undefined)
+}
 
 const wireTime = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() : t)
 
@@ -65,6 +74,7 @@ export class RemoteVolume implements Volume {
   /** buffers for gathered writes: HEADROOM for the message header, then up to maxChunk bytes */
   private readonly pool: Buffer[] = []
   private nextFh = 1
+  private readonly cache = new AttrCache()
 
   constructor(private readonly conn: Connection) {}
 
@@ -75,7 +85,7 @@ export class RemoteVolume implements Volume {
   private add(path: string, flags: number, remote: number): number {
     const fh = this.nextFh++
     if (this.nextFh > 0x7FFF_FFFF) this.nextFh = 1
-    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, writing: Promise.resolve(), sending: Promise.resolve()})
+    this.handles.set(fh, {path, flags, remote, generation: this.conn.generation, inflight: new Set(), sentEnd: -1, readEnd: -1, aheadMisses: 0, unsynced: 0, writing: Promise.resolve(), sending: Promise.resolve()})
     return fh
   }
 
@@ -135,11 +145,30 @@ export class RemoteVolume implements Volume {
     return this.conn.call(method, req)
   }
 
-  private forgetReadahead(): void {
-    for (const h of this.handles.values()) {
-      h.ahead = undefined
-      h.next = undefined
+  /**
+   * A call that changes something: the attribute cache forgets what it may
+   * make stale, and keeps what the reply says (if nothing else changed meanwhile).
+   */
+  private async change(method: string, req: Record<string, unknown>, keep?: (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => void) {
+    const ticket = this.cache.begin()
+    let r
+    try {
+      r = await this.call(method, req)
+    } finally {
+      this.cache.end()
     }
+
+    if (keep) this.cache.fill(ticket, c => keep(r, c))
+    return r
+  }
+
+  private forgetReadahead(): void {
+    for (const h of this.handles.values()) this.stopAhead(h)
+  }
+
+  private stopAhead(h: Handle): void {
+    h.ahead?.close()
+    h.ahead = undefined
   }
 
   /** The server's handle for fh, reopened if the session changed since it was opened. */
@@ -162,12 +191,14 @@ export class RemoteVolume implements Volume {
   // ---- reads -------------------------------------------------------------
 
   async getattr(path: string): Promise<BigIntStats> {
-    return statFromWire((await this.call('Getattr', {path})).stat)
+    return this.cache.stat(path) ?? statFromWire((await this.call('Getattr', {path})).stat)
   }
 
   async fgetattr(path: string, fh: number): Promise<BigIntStats> {
     const h = this.handles.get(fh)
     if (!h) return this.getattr(path)
+    const cached = this.cache.stat(h.path)
+    if (cached) return cached
     await this.settle()
     const r = await this.remote(h)
     return statFromWire((await this.call('Fgetattr', {path, fh: r.remote})).stat)
@@ -190,7 +221,22 @@ export class RemoteVolume implements Volume {
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
-    return (await this.call('Getxattr', {path, name})).data
+    const cached = this.cache.xattr(path, name)
+    if (cached) {
+      if ('value' in cached) return cached.value
+      throw errnoError(cached.errno, cached.message)
+    }
+
+    const ticket = this.cache.ticket()
+    try {
+      const data: Buffer = (await this.call('Getxattr', {path, name})).data
+      this.cache.fill(ticket, c => c.xattr(path, name, {value: data}))
+      return data
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException
+      if (e.code === 'ENODATA') this.cache.fill(ticket, c => c.xattr(path, name, {errno: e.code!, message: e.message}))
+      throw error
+    }
   }
 
   async listxattr(path: string): Promise<string[]> {
@@ -200,75 +246,68 @@ export class RemoteVolume implements Volume {
   // ---- file handles ------------------------------------------------------
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
-    const r = await this.call('Open', {path, flags, caller: this.caller(caller)})
+    const req = {path, flags, caller: this.caller(caller)}
+    const r = (flags & C.O_TRUNC) !== 0 ? await this.change('Open', req) : await this.call('Open', req)
     return this.add(path, flags, Number(r.fh))
   }
 
+  /** The reply's attributes of the new file and its directory answer the kernel's next questions. */
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
-    const r = await this.call('Create', {path, flags, mode, caller: this.caller(caller)})
+    const r = await this.change('Create', {path, flags, mode, caller: this.caller(caller)}, (r, c) => {
+      c.stat(path, r.stat ? statFromWire(r.stat) : undefined)
+      c.stat(posix.dirname(path), r.parent ? statFromWire(r.parent) : undefined)
+    })
     return this.add(path, flags, Number(r.fh))
   }
 
+  /**
+   * A sequential reader (from the start, or where its last read ended) is
+   * served from a streamed read-ahead; any other read, or one the read-ahead
+   * cannot serve, is one Read call.
+   */
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh)
     await this.settle()
-    const fresh = (a?: Ahead) => a !== undefined && Date.now() - a.at < READAHEAD_TTL_MS && pos >= a.offset && (pos + len <= a.offset + a.data.length || a.eof)
-    if (!fresh(h.ahead) && h.next && h.next.offset === pos) {
-      const next = h.next
-      h.next = undefined
-      h.ahead = await next.chunk.catch(() => undefined)
+    const sequential = pos === h.readEnd || pos === 0
+    let fresh = false
+    if (!h.ahead && sequential && h.aheadMisses < 3) {
+      fresh = true
+      const r = await this.remote(h)
+      const generation = h.generation
+      h.ahead = new ReadAhead(async (offset, length) => {
+        if (h.generation !== generation) throw errnoError('ENOTCONN', 'session changed')
+        return this.conn.openStream('ReadStream', {path: h.path, fh: r.remote, offset, length})
+      }, pos)
     }
 
-    const a = h.ahead
-    if (a && fresh(a)) {
-      const n = a.data.copy(buf, 0, pos - a.offset, Math.min(a.data.length, pos - a.offset + len))
+    const n = h.ahead ? await h.ahead.read(buf, len, pos) : undefined
+    if (n !== undefined) {
+      h.aheadMisses = 0
       h.readEnd = pos + n
-      if (!a.eof && !h.next) this.prefetch(h, path, a.offset + a.data.length)
       return n
     }
 
-    const sequential = pos === h.readEnd || pos === 0
-    const got = await this.fetch(h, path, pos, sequential ? Math.max(len, this.conn.maxChunk) : len)
-    if (sequential) {
-      h.ahead = got
-      if (!got.eof) this.prefetch(h, path, pos + got.data.length)
-    }
-
-    const n = got.data.copy(buf, 0, 0, Math.min(len, got.data.length))
-    h.readEnd = pos + n
-    return n
-  }
-
-  /** Reads up to `want` bytes at `pos` in chunks. */
-  private async fetch(h: Handle, path: string, pos: number, want: number): Promise<Ahead> {
-    let got = 0
-    const parts: Buffer[] = []
-    while (got < want) {
-      const r = await this.remote(h)
-      const ask = Math.min(want - got, this.conn.maxChunk)
-      const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: ask, offset: pos + got})).data
-      parts.push(data)
-      got += data.length
-      if (data.length < ask) break
-    }
-
-    return {offset: pos, data: parts.length === 1 ? parts[0] : Buffer.concat(parts), eof: got < want, at: Date.now()}
-  }
-
-  /** Fetches the next chunk of a sequential reader while it reads this one. */
-  private prefetch(h: Handle, path: string, pos: number): void {
-    const chunk = this.fetch(h, path, pos, this.conn.maxChunk).catch(() => undefined)
-    h.next = {offset: pos, chunk}
+    if (fresh) h.aheadMisses++
+    // a read behind the read-ahead (the kernel's reads come concurrently) leaves it be
+    if (h.ahead && (h.ahead.broken || h.ahead.beyond(pos))) this.stopAhead(h)
+    const r = await this.remote(h)
+    const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: Math.min(len, this.conn.maxChunk), offset: pos})).data
+    const got = data.copy(buf, 0, 0, Math.min(len, data.length))
+    h.readEnd = pos + got
+    return got
   }
 
   // The FUSE buffer stays valid until the write is answered: it is copied once, into a pooled buffer.
   write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
+    this.cache.begin('data') // size and times change; xattrs do not
+    this.cache.end()
     return serially(h, 'writing', () => this.writeNow(path, h, buf, len, pos, caller))
   }
 
   private async writeNow(path: string, h: Handle, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     if (h.error !== undefined) await this.drain(h)
+    h.unsynced += len
     this.forgetReadahead()
     if (len > this.conn.maxChunk) {
       await this.drain(h)
@@ -309,16 +348,24 @@ export class RemoteVolume implements Volume {
     const h = this.handle(fh)
     await this.drain(h)
     const r = await this.remote(h)
-    await this.call('Fsync', {path, fh: r.remote, datasync})
+    const covered = h.unsynced
+    await this.settle()
+    await this.conn.call('Fsync', {path, fh: r.remote, datasync}, covered * MS_PER_UNSYNCED_BYTE)
+    h.unsynced = Math.max(0, h.unsynced - covered)
   }
 
   async release(path: string, fh: number): Promise<void> {
     const h = this.handle(fh)
     let failed: unknown
     await this.drain(h).catch(error => (failed = error))
+    this.stopAhead(h)
     this.handles.delete(fh)
     this.dirty.delete(h)
-    if (h.generation === this.conn.generation) await this.call('Release', {path, fh: h.remote}) // else: the server released it when its session ended
+    if (h.generation === this.conn.generation) { // else: the server released it when its session ended
+      await this.settle()
+      await this.conn.call('Release', {path, fh: h.remote}, h.unsynced * MS_PER_UNSYNCED_BYTE)
+    }
+
     if (failed !== undefined) throw failed
   }
 
@@ -326,7 +373,7 @@ export class RemoteVolume implements Volume {
 
   async truncate(path: string, size: number, caller: Caller): Promise<void> {
     this.forgetReadahead()
-    await this.call('Truncate', {path, size, caller: this.caller(caller)})
+    await this.change('Truncate', {path, size, caller: this.caller(caller)})
   }
 
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
@@ -334,35 +381,35 @@ export class RemoteVolume implements Volume {
     await this.settle()
     this.forgetReadahead()
     const r = await this.remote(h)
-    await this.call('Ftruncate', {path, fh: r.remote, size, caller: this.caller(caller)})
+    await this.change('Ftruncate', {path, fh: r.remote, size, caller: this.caller(caller)})
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    await this.call('Mknod', {path, mode, rdev, caller: this.caller(caller)})
+    await this.change('Mknod', {path, mode, rdev, caller: this.caller(caller)}, keepMade(path))
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.call('Mkdir', {path, mode, caller: this.caller(caller)})
+    await this.change('Mkdir', {path, mode, caller: this.caller(caller)}, keepMade(path))
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    await this.call('Symlink', {from: target, to: path, caller: this.caller(caller)})
+    await this.change('Symlink', {from: target, to: path, caller: this.caller(caller)}, keepMade(path))
   }
 
   async link(existing: string, path: string, caller: Caller): Promise<void> {
-    await this.call('Link', {from: existing, to: path, caller: this.caller(caller)})
+    await this.change('Link', {from: existing, to: path, caller: this.caller(caller)})
   }
 
   async unlink(path: string, caller: Caller): Promise<void> {
-    await this.call('Unlink', {path, caller: this.caller(caller)})
+    await this.change('Unlink', {path, caller: this.caller(caller)}, keepMade(path))
   }
 
   async rmdir(path: string, caller: Caller): Promise<void> {
-    await this.call('Rmdir', {path, caller: this.caller(caller)})
+    await this.change('Rmdir', {path, caller: this.caller(caller)}, keepMade(path))
   }
 
   async rename(from: string, to: string, caller: Caller): Promise<void> {
-    await this.call('Rename', {from, to, caller: this.caller(caller)})
+    await this.change('Rename', {from, to, caller: this.caller(caller)})
     for (const h of this.handles.values()) {
       if (h.path === from) h.path = to
       else if (h.path.startsWith(from + '/')) h.path = to + h.path.slice(from.length)
@@ -370,24 +417,24 @@ export class RemoteVolume implements Volume {
   }
 
   async chmod(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.call('Chmod', {path, mode, caller: this.caller(caller)})
+    await this.change('Chmod', {path, mode, caller: this.caller(caller)})
   }
 
   async chown(path: string, uid: number, gid: number, caller: Caller): Promise<void> {
     const id = (v: number) => (v === 0xFFFF_FFFF ? -1 : v)
-    await this.call('Chown', {path, uid: id(uid), gid: id(gid), caller: this.caller(caller)})
+    await this.change('Chown', {path, uid: id(uid), gid: id(gid), caller: this.caller(caller)})
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: Caller): Promise<void> {
-    await this.call('Utimens', {path, atime: wireTime(atime), mtime: wireTime(mtime), caller: this.caller(caller)})
+    await this.change('Utimens', {path, atime: wireTime(atime), mtime: wireTime(mtime), caller: this.caller(caller)})
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number, caller: Caller): Promise<void> {
-    await this.call('Setxattr', {path, name, value, flags, caller: this.caller(caller)})
+    await this.change('Setxattr', {path, name, value, flags, caller: this.caller(caller)})
   }
 
   async removexattr(path: string, name: string, caller: Caller): Promise<void> {
-    await this.call('Removexattr', {path, name, caller: this.caller(caller)})
+    await this.change('Removexattr', {path, name, caller: this.caller(caller)})
   }
 
   // ---- lifecycle ---------------------------------------------------------

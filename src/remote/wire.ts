@@ -15,6 +15,8 @@ export const SERVICE = 'paciofs.v1.Volume'
 export const MAX_CHUNK = 1024 * 1024
 /** The largest message either side accepts (a chunk plus headroom for the other fields). */
 export const MAX_MESSAGE = MAX_CHUNK + 64 * 1024
+/** The most one ReadStream call returns. */
+export const MAX_STREAM = 16 * MAX_CHUNK
 export const SESSION_METADATA = 'paciofs-session'
 
 const PROTO = fileURLToPath(new URL('../../proto/paciofs/v1/volume.proto', import.meta.url))
@@ -31,6 +33,7 @@ export function serviceDefinition(): grpc.ServiceDefinition {
     const passBuffers = (f: (v: any) => Buffer) => (v: any) => (Buffer.isBuffer(v) ? v : f(v))
     svc.Write = {...svc.Write, requestSerialize: passBuffers(svc.Write.requestSerialize)}
     svc.Read = {...svc.Read, responseSerialize: passBuffers(svc.Read.responseSerialize)}
+    svc.ReadStream = {...svc.ReadStream, responseSerialize: passBuffers(svc.ReadStream.responseSerialize)}
     cached = svc
   }
 

@@ -41,18 +41,38 @@ export const SERVER_CHANNEL_OPTIONS = {
 export const FLOW_WINDOW = 8 * 1024 * 1024
 
 /**
- * grpc-js (1.14) has no option for the server's HTTP/2 initial window (its
- * client has 'grpc-node.flow_control_window'); with the default 64 KiB every
- * 1 MiB write waits for 16 window updates. Nor does it disable Nagle's
- * algorithm on accepted sockets (its client does). Its server passes
- * `commonServerOptions` to http2.createSecureServer: set both there. If a
- * later grpc-js moves that field, this does nothing and only speed suffers.
+ * grpc-js (1.14) has no option for the server's HTTP/2 windows (its client
+ * has 'grpc-node.flow_control_window'); with the default 64 KiB every 1 MiB
+ * write waits for 16 window updates. Nor does it disable Nagle's algorithm on
+ * accepted sockets (its client does). Its server passes `commonServerOptions`
+ * to http2.createSecureServer: set the streams' initial window and noDelay
+ * there. If a later grpc-js moves that field, this does nothing and only
+ * speed suffers.
  */
 function widenFlowControlWindow(server: grpc.Server): void {
   const common = (server as unknown as {commonServerOptions?: {settings?: Record<string, unknown>; noDelay?: boolean}}).commonServerOptions
   if (!common) return
   common.settings = {...common.settings, initialWindowSize: FLOW_WINDOW}
   common.noDelay = true // small answers leave at once (Nagle + delayed ACK cost 40 ms per call)
+}
+
+/**
+ * The connection's own window (HTTP/2 keeps one per stream and one per
+ * connection; SETTINGS only set the first) stays at 64 KiB unless the
+ * receiver raises it: then a client can send only 64 KiB per round trip,
+ * whatever the streams' windows. Raised on every session of the server's
+ * HTTP/2 listeners (grpc-js keeps them in `http2Servers`; if it stops, this
+ * does nothing and only upload speed suffers).
+ */
+function widenConnectionWindow(server: grpc.Server): void {
+  const listeners = (server as unknown as {http2Servers?: Map<{on(ev: 'session', fn: (s: {setLocalWindowSize?(n: number): void}) => void): void}, unknown>}).http2Servers
+  for (const l of listeners?.keys() ?? []) {
+    l.on('session', session => {
+      try {
+        session.setLocalWindowSize?.(FLOW_WINDOW)
+      } catch { /* an old Node: the default window stays */ }
+    })
+  }
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
@@ -73,6 +93,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     })
   })
 
+  widenConnectionWindow(server)
   let stopping: Promise<void> | undefined
   return {
     port,
@@ -82,6 +103,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         service.draining = true
         await service.quiesce(10_000)
         await service.endAll('server shutting down')
+        service.stats.write()
         await new Promise<void>(resolve => {
           const t = setTimeout(() => {
             server.forceShutdown()

@@ -6,16 +6,18 @@
  * status codes.
  */
 import {constants as C} from 'node:fs'
+import {posix} from 'node:path'
 import {constants as osConstants} from 'node:os'
 import * as grpc from '@grpc/grpc-js'
 import {verify} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {transcript} from '../remote/auth.js'
-import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
+import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, MAX_STREAM, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
 import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {Served} from './served.js'
 import {Sessions, type Session} from './sessions.js'
+import {rpcStats} from '../remote/rpc-stats.js'
 
 export interface ServiceOptions {
   volumes: Map<string, Served>
@@ -29,6 +31,9 @@ export interface ServiceOptions {
 type Status = {code: grpc.status; details: string}
 const status = (code: grpc.status, details: string): Status => Object.assign(new Error(details), {code, details})
 const isStatus = (e: unknown): e is Status => typeof (e as Status)?.code === 'number' && typeof (e as Status)?.details === 'string'
+
+/** Messages of one server stream waiting to be sent at most (of MAX_CHUNK each). */
+const STREAM_AHEAD = 4
 
 const ERRNO = osConstants.errno as Record<string, number>
 const OPEN_FLAGS = 3 /* O_ACCMODE */ | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | C.O_SYNC | C.O_DSYNC | (C as Record<string, number>).O_LARGEFILE
@@ -62,6 +67,7 @@ export class VolumeService {
   private inflight = 0
   private idle?: () => void
   draining = false
+  readonly stats = rpcStats('server')
 
   constructor(private readonly opts: ServiceOptions) {
     for (const served of opts.volumes.values()) {
@@ -127,6 +133,7 @@ export class VolumeService {
       }
 
       this.inflight++
+      const done = this.stats.start(name)
       const running = new Promise<Record<string, unknown>>(resolve => resolve(actingAs(s.member, () => fn(call.request, s))))
       let set = this.work.get(s)
       if (!set) this.work.set(s, set = new Set())
@@ -141,6 +148,62 @@ export class VolumeService {
         if (w.errno === 'EIO') this.event(`${name}: ${w.message}`)
         callback(null, {error: w})
       }).finally(() => {
+        done()
+        set!.delete(running)
+        if (--this.inflight === 0) this.idle?.()
+      })
+    }
+  }
+
+  /**
+   * A server-streaming handler, checked and counted like a unary one: `fn`
+   * writes with `send` (which waits while the client is not reading); a
+   * file-system error is sent as a last message carrying it.
+   */
+  private streamed<Req>(name: string, fn: (req: Req, s: Session, send: (msg: Buffer | Record<string, unknown>) => Promise<boolean>) => Promise<void>): grpc.handleServerStreamingCall<Req, unknown> {
+    return call => {
+      let s: Session
+      try {
+        s = this.session(call as unknown as grpc.ServerUnaryCall<unknown, unknown>)
+      } catch (error) {
+        call.emit('error', error)
+        return
+      }
+
+      // at most STREAM_AHEAD messages wait to be sent (a client that stops reading holds that
+      // much of the server's memory, no more); each waits for the one STREAM_AHEAD - 1 before it
+      let gone = false
+      let stop!: () => void
+      const stopped = new Promise<void>(resolve => (stop = resolve))
+      const end = () => {
+        gone = true
+        stop()
+      }
+
+      call.on('cancelled', end)
+      call.on('close', end)
+      call.on('error', end)
+      const queued: Array<Promise<void>> = []
+      const send = async (msg: Buffer | Record<string, unknown>) => {
+        if (gone || s.ended) return false
+        queued.push(new Promise<void>(resolve => call.write(msg, () => resolve())))
+        if (queued.length >= STREAM_AHEAD) await Promise.race([queued.shift()!, stopped])
+        return !gone && !s.ended
+      }
+
+      this.inflight++
+      const done = this.stats.start(name)
+      const running = new Promise<void>(resolve => resolve(fn(call.request, s, send)))
+      let set = this.work.get(s)
+      if (!set) this.work.set(s, set = new Set())
+      set.add(running)
+      running.catch(async error => {
+        if (isStatus(error)) return call.emit('error', error)
+        const w = wireError(error)
+        if (w.errno === 'EIO') this.event(`${name}: ${w.message}`)
+        await send({error: w})
+      }).then(() => call.end(), () => call.end()).finally(() => {
+        done()
         set!.delete(running)
         if (--this.inflight === 0) this.idle?.()
       })
@@ -200,6 +263,21 @@ export class VolumeService {
       return {}
     }
 
+    /** Attributes for a reply, or none if they cannot be had (the client then asks). */
+    const statOf = async (get: () => Promise<import('node:fs').BigIntStats>) => {
+      try {
+        return statToWire(await get())
+      } catch {
+        return undefined
+      }
+    }
+
+    /** A change to the entry at p: the reply carries its directory's attributes after it (and, if made, the entry's). */
+    const changed = async (s: Session, p: string, made: boolean, change: Promise<unknown>) => {
+      await change
+      return {parent: await statOf(() => v(s).getattr(posix.dirname(p))), stat: made ? await statOf(() => v(s).getattr(p)) : undefined}
+    }
+
     type R = Record<string, any>
     return {
       Hello: (call: grpc.ServerUnaryCall<R, unknown>, callback: grpc.sendUnaryData<unknown>) => {
@@ -257,9 +335,13 @@ export class VolumeService {
         const p = path(s, r.path)
         return this.opened(s, p, () => v(s).open(p, r.flags & OPEN_FLAGS, callerOf(r.caller)))
       })),
+      // the reply carries the new file's and its directory's attributes: the client need not ask for them
       Create: this.op<R>('create', (r, s) => shared(s, async () => {
         const p = path(s, r.path)
-        return this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+        const reply: R = await this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+        reply.stat = await statOf(() => v(s).fgetattr(p, Number(reply.fh)))
+        reply.parent = await statOf(() => v(s).getattr(posix.dirname(p)))
+        return reply
       })),
       Read: this.op<R>('read', async (r, s) => {
         const h = this.fh(s, r.fh)
@@ -267,6 +349,19 @@ export class VolumeService {
         const buf = Buffer.allocUnsafe(HEADROOM + len)
         const n = await v(s).read(h.path, h.fh, buf.subarray(HEADROOM), len, num(r.offset, 'offset'))
         return encodeDataInPlace(buf, n) as unknown as R // a DataReply, encoded around the bytes read
+      }),
+      ReadStream: this.streamed<R>('read-stream', async (r, s, send) => {
+        const h = this.fh(s, r.fh)
+        let offset = num(r.offset, 'offset')
+        let left = Math.min(num(r.length, 'length'), MAX_STREAM)
+        while (left > 0) {
+          const len = Math.min(left, MAX_CHUNK)
+          const buf = Buffer.allocUnsafe(HEADROOM + len)
+          const n = await v(s).read(h.path, h.fh, buf.subarray(HEADROOM), len, offset)
+          if (!(await send(encodeDataInPlace(buf, n))) || n < len) return
+          offset += n
+          left -= n
+        }
       }),
       Write: this.op<R>('write', async (r, s) => {
         const h = this.fh(s, r.fh)
@@ -299,17 +394,28 @@ export class VolumeService {
       Mknod: this.op<R>('mknod', (r, s) => shared(s, () => {
         const type = r.mode & C.S_IFMT
         if (type === C.S_IFCHR || type === C.S_IFBLK) throw errnoError('EPERM', 'device nodes cannot be made through the network')
-        return empty(v(s).mknod(path(s, r.path), r.mode, 0, callerOf(r.caller)))
+        const p = path(s, r.path)
+        return changed(s, p, true, v(s).mknod(p, r.mode, 0, callerOf(r.caller)))
       })),
-      Mkdir: this.op<R>('mkdir', (r, s) => shared(s, () => empty(v(s).mkdir(path(s, r.path), r.mode, callerOf(r.caller))))),
+      Mkdir: this.op<R>('mkdir', (r, s) => shared(s, () => {
+        const p = path(s, r.path)
+        return changed(s, p, true, v(s).mkdir(p, r.mode, callerOf(r.caller)))
+      })),
       Symlink: this.op<R>('symlink', (r, s) => exclusive(s, () => {
         const target = String(r.from)
         if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4095) throw errnoError('EINVAL', 'bad symlink target')
-        return empty(v(s).symlink(target, path(s, r.to), callerOf(r.caller)))
+        const p = path(s, r.to)
+        return changed(s, p, true, v(s).symlink(target, p, callerOf(r.caller)))
       })),
       Link: this.op<R>('link', (r, s) => exclusive(s, () => empty(v(s).link(path(s, r.from), path(s, r.to), callerOf(r.caller))))),
-      Unlink: this.op<R>('unlink', (r, s) => shared(s, () => empty(v(s).unlink(path(s, r.path), callerOf(r.caller))))),
-      Rmdir: this.op<R>('rmdir', (r, s) => shared(s, () => empty(v(s).rmdir(path(s, r.path), callerOf(r.caller))))),
+      Unlink: this.op<R>('unlink', (r, s) => shared(s, () => {
+        const p = path(s, r.path)
+        return changed(s, p, false, v(s).unlink(p, callerOf(r.caller)))
+      })),
+      Rmdir: this.op<R>('rmdir', (r, s) => shared(s, () => {
+        const p = path(s, r.path)
+        return changed(s, p, false, v(s).rmdir(p, callerOf(r.caller)))
+      })),
       Rename: this.op<R>('rename', (r, s) => exclusive(s, async () => {
         const from = path(s, r.from)
         const to = path(s, r.to)

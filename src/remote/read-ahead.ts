@@ -1,0 +1,201 @@
+/**
+ * Read-ahead of one file handle over ReadStream calls: while a reader goes
+ * through a file in order, up to two windows of WINDOW bytes are streamed
+ * ahead of it (the next one is asked for when less than a window is left
+ * ahead), so the data flows without a round trip per chunk. Memory per handle
+ * is bounded by two windows. Data older than `ttlMs` is not served (another
+ * client may have written since). Anything unexpected (a jump, a stream
+ * error, a stream that stays silent) makes `read` answer `undefined`: the
+ * caller drops this read-ahead and reads with an ordinary call, which reports
+ * errors as usual.
+ */
+import type {EventEmitter} from 'node:events'
+
+/** What a ReadStream call looks like to this class: chunk replies, then end or error. */
+export interface ChunkStream extends EventEmitter {
+  cancel(): void
+}
+
+export type OpenStream = (offset: number, length: number) => Promise<ChunkStream>
+
+interface Chunk {
+  offset: number
+  data: Buffer
+  at: number
+}
+
+interface Window {
+  stream?: ChunkStream
+  /** where the next chunk of this window starts */
+  next: number
+  end: number
+  done: boolean
+  /** the file ended inside this window (at `next`) */
+  eof: boolean
+  failed: boolean
+}
+
+export const WINDOW = 4 * 1024 * 1024
+/** Data kept behind the furthest read: the kernel's reads of a handle come concurrently, not always in order. */
+export const TRAIL = 2 * 1024 * 1024
+
+export class ReadAhead {
+  private readonly chunks: Chunk[] = []
+  private readonly windows: Window[] = []
+  /** where the next window starts */
+  private ahead: number
+  /** readers waiting for data (the kernel may have several reads of a handle under way) */
+  private readonly wakers = new Set<() => void>()
+  private closed = false
+  /** the furthest any read got to */
+  private furthest = 0
+  /** something went wrong (a stream failed or fell silent, or its data grew old): read without it from now on */
+  broken = false
+
+  constructor(private readonly open: OpenStream, start: number, private readonly opts: {window?: number; ttlMs?: number; silenceMs?: number; now?: () => number} = {}) {
+    this.ahead = start
+    this.furthest = start
+    this.request()
+  }
+
+  private get window(): number {
+    return this.opts.window ?? WINDOW
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)()
+  }
+
+  /** Asks for the next window. */
+  private request(): void {
+    const w: Window = {next: this.ahead, end: this.ahead + this.window, done: false, eof: false, failed: false}
+    this.ahead = w.end
+    this.windows.push(w)
+    const fail = () => {
+      w.failed = true
+      w.done = true
+      this.poke()
+    }
+
+    this.open(w.next, this.window).then(stream => {
+      if (this.closed) return stream.cancel()
+      w.stream = stream
+      stream.on('data', (reply: {data?: Buffer; error?: {errno: string} | null}) => {
+        if (reply.error?.errno || !reply.data) return fail()
+        if (reply.data.length > 0) this.keep({offset: w.next, data: reply.data, at: this.now()})
+        w.next += reply.data.length
+        if (reply.data.length === 0) w.eof = true
+        this.poke()
+      })
+      stream.on('error', fail)
+      stream.on('end', () => {
+        w.done = true
+        if (w.next < w.end && !w.failed) w.eof = true // the server stops early only at the end of the file
+        this.poke()
+      })
+    }, fail)
+  }
+
+  /** Windows stream side by side: chunks are kept in file order. */
+  private keep(c: Chunk): void {
+    let i = this.chunks.length
+    while (i > 0 && this.chunks[i - 1].offset > c.offset) i--
+    this.chunks.splice(i, 0, c)
+  }
+
+  private poke(): void {
+    const all = [...this.wakers]
+    this.wakers.clear()
+    for (const w of all) w()
+  }
+
+  /**
+   * Copies up to len bytes at pos into buf: the count (0 at the end of the
+   * file), or undefined if this read-ahead cannot serve pos.
+   */
+  async read(buf: Buffer, len: number, pos: number): Promise<number | undefined> {
+    const first = this.windows[0]
+    if (this.closed || !first) return undefined
+    const start = this.chunks[0]?.offset ?? first.next
+    if (pos < start || pos >= this.ahead) return undefined
+    for (;;) {
+      const n = this.copy(buf, len, pos)
+      if (n === undefined) {
+        this.broken = true
+        return undefined
+      }
+      if (n > 0) {
+        this.consumed(pos + n)
+        return n
+      }
+
+      // nothing at pos yet: the window that will hold it
+      const w = this.windows.find(x => pos < x.end)
+      if (!w || w.failed) {
+        this.broken = true
+        return undefined
+      }
+      if (w.eof && pos >= w.next) return 0
+      if (w.done && pos >= w.next) {
+        this.broken = true
+        return undefined
+      }
+      const silent = await new Promise<boolean>(resolve => {
+        const wake = () => {
+          clearTimeout(t)
+          resolve(false)
+        }
+
+        const t = setTimeout(() => {
+          this.wakers.delete(wake)
+          resolve(true)
+        }, this.opts.silenceMs ?? 15_000)
+        this.wakers.add(wake)
+      })
+      if (silent || this.closed) {
+        this.broken = true
+        return undefined
+      }
+    }
+  }
+
+  /** Copies from the chunks at pos (contiguous ones, up to len); undefined if the data there is too old. */
+  private copy(buf: Buffer, len: number, pos: number): number | undefined {
+    let n = 0
+    for (const c of this.chunks) {
+      if (n >= len) break
+      const at = pos + n
+      if (c.offset + c.data.length <= at) continue
+      if (c.offset > at) break
+      if (this.now() - c.at >= (this.opts.ttlMs ?? 1000)) return undefined
+      n += c.data.copy(buf, n, at - c.offset, Math.min(c.data.length, at - c.offset + len - n))
+    }
+
+    return n
+  }
+
+  /** Whether a read at pos is ahead of everything asked for (the reader jumped: start again there). */
+  beyond(pos: number): boolean {
+    return pos >= this.ahead
+  }
+
+  /** A read got to `upTo`: drop what lies TRAIL behind the furthest read, and ask for more when less than a window is left. */
+  private consumed(upTo: number): void {
+    this.furthest = Math.max(this.furthest, upTo)
+    const keep = this.furthest - TRAIL
+    while (this.chunks.length > 0 && this.chunks[0].offset + this.chunks[0].data.length <= keep) this.chunks.shift()
+    while (this.windows.length > 1 && this.windows[0].end <= keep) this.windows.shift()
+    const last = this.windows.at(-1)!
+    if (!last.eof && !last.failed && this.ahead - this.furthest < this.window) this.request()
+  }
+
+  /** Stops every stream; the data is dropped. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const w of this.windows) w.stream?.cancel()
+    this.windows.length = 0
+    this.chunks.length = 0
+    this.poke()
+  }
+}

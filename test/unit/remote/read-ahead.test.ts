@@ -1,0 +1,126 @@
+import {expect} from 'chai'
+import {EventEmitter} from 'node:events'
+import {ReadAhead, type ChunkStream} from '../../../src/remote/read-ahead.js'
+
+/** A fake server: a file of `size` bytes (byte i = i % 251), streamed in chunks of `chunk`, on demand. */
+function fakeFile(size: number, chunk: number, opts: {failAt?: number; silent?: boolean} = {}) {
+  const opened: Array<{offset: number; length: number; cancelled: boolean}> = []
+  const open = async (offset: number, length: number): Promise<ChunkStream> => {
+    const rec = {offset, length, cancelled: false}
+    opened.push(rec)
+    const s = Object.assign(new EventEmitter(), {cancel: () => (rec.cancelled = true)})
+    setImmediate(() => {
+      if (opts.silent) return
+      let pos = offset
+      const end = Math.min(offset + length, size)
+      while (pos < end && !rec.cancelled) {
+        if (opts.failAt !== undefined && pos >= opts.failAt) {
+          s.emit('data', {error: {errno: 'EIO', message: 'disk'}, data: Buffer.alloc(0)})
+          s.emit('end')
+          return
+        }
+
+        const n = Math.min(chunk, end - pos)
+        const data = Buffer.alloc(n)
+        for (let i = 0; i < n; i++) data[i] = (pos + i) % 251
+        s.emit('data', {error: null, data})
+        pos += n
+      }
+
+      s.emit('end')
+    })
+    return s
+  }
+
+  return {open, opened}
+}
+
+const expectBytes = (buf: Buffer, n: number, pos: number) => {
+  for (let i = 0; i < n; i++) if (buf[i] !== (pos + i) % 251) throw new Error(`byte ${pos + i} is ${buf[i]}`)
+}
+
+describe('remote: streamed read-ahead', () => {
+  it('serves a sequential reader the exact bytes, to the end of the file, with bounded windows', async () => {
+    const size = 10 * 65536 + 123
+    const f = fakeFile(size, 65536)
+    const ra = new ReadAhead(f.open, 0, {window: 4 * 65536})
+    const buf = Buffer.alloc(50_000)
+    let pos = 0
+    for (;;) {
+      const n = await ra.read(buf, buf.length, pos)
+      expect(n).to.not.equal(undefined)
+      if (n === 0) break
+      expectBytes(buf, n!, pos)
+      pos += n!
+    }
+
+    expect(pos).to.equal(size)
+    // windows asked for in order, each a window long, never more than two ahead of the reader
+    expect(f.opened.map(o => o.offset)).to.deep.equal([0, 4 * 65536, 8 * 65536])
+    ra.close()
+  })
+
+  it('concurrent reads of one handle are all answered', async () => {
+    const f = fakeFile(8 * 65536, 65536)
+    const ra = new ReadAhead(f.open, 0, {window: 4 * 65536})
+    const bufs = [0, 1, 2, 3].map(() => Buffer.alloc(65536))
+    const ns = await Promise.all(bufs.map((b, i) => ra.read(b, 65536, i * 65536)))
+    expect(ns).to.deep.equal([65536, 65536, 65536, 65536])
+    bufs.forEach((b, i) => expectBytes(b, 65536, i * 65536))
+    ra.close()
+  })
+
+  it('cannot serve a jump backwards or beyond what it asked for', async () => {
+    const f = fakeFile(16 * 65536, 65536)
+    const ra = new ReadAhead(f.open, 65536, {window: 2 * 65536})
+    expect(await ra.read(Buffer.alloc(10), 10, 0)).to.equal(undefined)
+    expect(await ra.read(Buffer.alloc(10), 10, 10 * 65536)).to.equal(undefined)
+    ra.close()
+    expect(f.opened.every(o => o.cancelled)).to.equal(true)
+    expect(await ra.read(Buffer.alloc(10), 10, 65536)).to.equal(undefined)
+  })
+
+  it('an error from the server, silence, or stale data: the caller reads by itself', async () => {
+    const failing = new ReadAhead(fakeFile(4 * 65536, 65536, {failAt: 65536}).open, 0, {window: 4 * 65536})
+    const buf = Buffer.alloc(65536)
+    expect(await failing.read(buf, 65536, 0)).to.equal(65536)
+    expect(await failing.read(buf, 65536, 65536)).to.equal(undefined)
+    const silent = new ReadAhead(fakeFile(65536, 65536, {silent: true}).open, 0, {silenceMs: 50})
+    expect(await silent.read(buf, 10, 0)).to.equal(undefined)
+    let now = 0
+    const stale = new ReadAhead(fakeFile(4 * 65536, 65536).open, 0, {window: 4 * 65536, ttlMs: 1000, now: () => now})
+    expect(await stale.read(buf, 10, 0)).to.equal(10)
+    now = 1000
+    expect(await stale.read(buf, 10, 10)).to.equal(undefined)
+  })
+})
+
+describe('remote: streamed read-ahead, windows arriving interleaved', () => {
+  it('keeps chunks in file order when two windows stream at once', async () => {
+    const streams: Array<{s: EventEmitter & {cancel(): void}; offset: number}> = []
+    const ra = new ReadAhead(async offset => {
+      const s = Object.assign(new EventEmitter(), {cancel: () => {}})
+      streams.push({s, offset})
+      return s
+    }, 0, {window: 2 * 65536})
+    const chunk = (offset: number) => {
+      const data = Buffer.alloc(65536)
+      for (let i = 0; i < data.length; i++) data[i] = (offset + i) % 251
+      return {error: null, data}
+    }
+
+    await new Promise(r => setImmediate(r))
+    streams[0].s.emit('data', chunk(0))
+    const buf = Buffer.alloc(65536)
+    expect(await ra.read(buf, 65536, 0)).to.equal(65536) // asks for the second window
+    await new Promise(r => setImmediate(r))
+    expect(streams.map(x => x.offset)).to.deep.equal([0, 2 * 65536])
+    streams[1].s.emit('data', chunk(2 * 65536)) // the second window's first chunk comes first
+    streams[0].s.emit('data', chunk(65536))
+    expect(await ra.read(buf, 65536, 65536)).to.equal(65536)
+    expectBytes(buf, 65536, 65536)
+    expect(await ra.read(buf, 65536, 2 * 65536)).to.equal(65536)
+    expectBytes(buf, 65536, 2 * 65536)
+    ra.close()
+  })
+})
