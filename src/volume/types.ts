@@ -68,6 +68,7 @@ export type RecordOp =
   | 'truncate' | 'write-begin' | 'write'
   | 'setxattr' | 'removexattr'
   | 'member-add' | 'member-remove' // membership of the volume (path '/'; `member` names who joins or leaves)
+  | 'server-join' | 'server-accept' | 'server-kick' | 'server-leave' // replica servers (path '/'; `member` names the server)
 
 /**
  * What happened, in enough detail for the auditor to rebuild the expected
@@ -93,7 +94,12 @@ export interface FsRecord {
   writing?: boolean // create: opened for writing, its content digest follows (a crash before it: interrupted)
   atime?: string // utimens: ns since epoch as decimal string, or 'now'
   mtime?: string
-  member?: string // member-add/member-remove: hex of the member's Ed25519 public key
+  member?: string // member-add/member-remove: hex of the member's Ed25519 public key; server-*: the server's key
+  address?: string // server-join: where the server serves (host:port)
+  fingerprint?: string // server-join: sha256 hex of the server's TLS certificate
+  proof?: string // server-join: the server's own signature over its join statement (src/replica/statements.ts)
+  signedAt?: number // server-join: the statement's time (ms)
+  reason?: string // server-kick: the evidence, as text
   who: {uid: number; gid: number; pid: number; member: string}
   at: number // ms since the epoch
 }
