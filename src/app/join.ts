@@ -27,7 +27,7 @@ import {ReadOnlyVolume} from '../replica/readonly-volume.js'
 import {openReplicaDir} from '../replica/replica-volume.js'
 import {ServerSet} from '../replica/servers.js'
 import {signJoin} from '../replica/statements.js'
-import {blockFromMsg, type BlockMsg} from '../replica/wire.js'
+import {blockFromMsg, unary, type BlockMsg} from '../replica/wire.js'
 import {PathGuard} from '../server/guard.js'
 import type {MemberSet, ServedVolume} from '../server/served.js'
 import {startServer} from '../server/server.js'
@@ -71,8 +71,6 @@ export interface JoinSummary {
   applied: number
   records: number
 }
-
-const me = () => ({uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid})
 
 /** Members as the replica's ledger says; changes go to the primary. */
 class ReplicaMembers implements MemberSet {
@@ -132,22 +130,16 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
     undo.push(() => primaryPeer.close())
     let standing: {state: string; volume_id: string; primary: string; detail: string}
     let told = false
+    // the join statement names the volume's id: learn it first (Status is open to anyone), then sign for it
+    const status = await primaryPeer.channel().then(c => unary(c, 'Status', {volume: req.volume})).catch(error => {
+      throw new PacioError('EINPUT', `${req.primary}: ${grpcMessage(error)}`, {cause: error})
+    })
+    if (status.role !== 'primary') throw new PacioError('EINPUT', `${req.primary} holds a replica of ${req.volume}; join through the primary`)
     for (;;) {
-      const {proof, statement} = signJoin(identity, {volumeId: '', address, fingerprint, at: Date.now()})
-      void proof
-      // the statement names the volume's id: learn it first (Status is open), then sign for it
-      const status = await primaryPeer.channel().then(c => new Promise<Record<string, any>>((resolve, reject) => {
-        c.Status.call(c, {volume: req.volume}, new grpc.Metadata(), {deadline: Date.now() + 10_000}, (err: grpc.ServiceError | null, r: Record<string, any>) => (err ? reject(err) : resolve(r)))
-      })).catch(error => {
-        throw new PacioError('EINPUT', `${req.primary}: ${grpcMessage(error)}`, {cause: error})
-      })
-      if (status.role !== 'primary') throw new PacioError('EINPUT', `${req.primary} holds a replica of ${req.volume}; join through the primary`)
-      const signed = signJoin(identity, {volumeId: status.volume_id, address, fingerprint, at: statement.at})
+      const signed = signJoin(identity, {volumeId: status.volume_id, address, fingerprint, at: Date.now()})
       try {
-        standing = await primaryPeer.channel().then(c => new Promise<any>((resolve, reject) => {
-          c.Join.call(c, {volume: req.volume, server: identity.pid, address, fingerprint, at: signed.statement.at, signature: Buffer.from(signed.proof, 'hex')},
-            new grpc.Metadata(), {deadline: Date.now() + 15_000}, (err: grpc.ServiceError | null, r: unknown) => (err ? reject(err) : resolve(r)))
-        }))
+        standing = await primaryPeer.channel().then(c => unary(c, 'Join', {volume: req.volume, server: identity.pid, address, fingerprint, at: signed.statement.at,
+          signature: Buffer.from(signed.proof, 'hex')}, undefined, 15_000)) as typeof standing
       } catch (error) {
         throw new PacioError('EINPUT', `joining ${req.volume} at ${req.primary}: ${grpcMessage(error)}`, {cause: error})
       }
@@ -218,7 +210,11 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
       if (reporting || reported === mirror.head.epoch) return
       reporting = true
       const epoch = mirror.head.epoch
-      pool.primary.call('Applied', {epoch}, 5_000).then(() => (reported = epoch), () => {}).finally(() => (reporting = false))
+      pool.primary.call('Applied', {epoch}, 5_000).then(() => {
+        reported = epoch
+        reporting = false
+        if (mirror.head.epoch !== epoch) report() // more was applied meanwhile
+      }, () => (reporting = false))
     }
 
     const timer = setInterval(report, 1_000)
@@ -262,4 +258,3 @@ export function serverKey(identity?: string): string {
   return identity ? loadIdentity(identity).pid : loadOrCreateIdentity().pid
 }
 
-void me

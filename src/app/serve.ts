@@ -12,7 +12,7 @@ import {showFingerprint} from '../remote/auth.js'
 import {configDir} from './identity.js'
 import {PacioError} from '../errors.js'
 import type {AcceptPolicy, ReplicaHost} from '../replica/host.js'
-import {primaryHost, type PrimaryHost} from '../replica/primary.js'
+import {primaryHost, synchronousVolume, type PrimaryHost} from '../replica/primary.js'
 
 export interface ServeRequest {
   volumes: string[]
@@ -24,6 +24,8 @@ export interface ServeRequest {
   maxHandles?: number
   /** how this server votes on servers that ask to join its volumes (default manual) */
   accept?: AcceptPolicy
+  /** fsync/sync return only once this many replica servers have applied the records (default 0) */
+  syncReplicas?: number
   onReady?(info: ServeInfo): void
   onEvent?(message: string): void
 }
@@ -55,6 +57,7 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
         const h = await primaryHost(v, req.accept ?? 'manual')
         primaries.push(h)
         hosts.set(v.name, h)
+        if ((req.syncReplicas ?? 0) > 0) v.volume = synchronousVolume(v.volume, h, req.syncReplicas!)
       }
 
       const server = await startServer({host: req.host, port: req.port, tls, volumes, replicaHosts: hosts, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})

@@ -200,7 +200,15 @@ export class RemoteVolume implements Volume {
   // ---- file handles ------------------------------------------------------
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
-    const r = await this.call('Open', {path, flags, caller: this.caller(caller)})
+    const generation = this.conn.generation
+    const r = await this.call('Open', {path, flags, caller: this.caller(caller)}).catch(error => {
+      // failed over to another server meanwhile: open there (a read-only open changes nothing)
+      if ((error as NodeJS.ErrnoException).code === 'ENOTCONN' && this.conn.generation !== generation && (flags & 3) === C.O_RDONLY) {
+        return this.call('Open', {path, flags, caller: this.caller(caller)})
+      }
+
+      throw error
+    })
     return this.add(path, flags, Number(r.fh))
   }
 
@@ -246,7 +254,15 @@ export class RemoteVolume implements Volume {
     while (got < want) {
       const r = await this.remote(h)
       const ask = Math.min(want - got, this.conn.maxChunk)
-      const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: ask, offset: pos + got})).data
+      const generation = this.conn.generation
+      let data: Buffer
+      try {
+        data = (await this.conn.call('Read', {path, fh: r.remote, length: ask, offset: pos + got})).data
+      } catch (error) {
+        // the connection failed over to another server meanwhile: reopen there and read again
+        if ((error as NodeJS.ErrnoException).code === 'ENOTCONN' && this.conn.generation !== generation) continue
+        throw error
+      }
       parts.push(data)
       got += data.length
       if (data.length < ask) break

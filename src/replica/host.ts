@@ -38,6 +38,8 @@ export interface ReplicaHost {
   record?(body: RecordBody, by: string): Promise<void>
   /** primary: how far each replica says it has applied the ledger */
   applied: Map<string, AppliedReport>
+  /** called after a replica's report changed `applied` */
+  appliedChanged?(): void
   /** replica: the primary's head as last seen, and where the primary is */
   primaryHead?(): number
   primaryAddress?: string

@@ -242,6 +242,7 @@ export class ReplicaService {
       Applied: this.unary(async call => {
         const a = this.auth(call, 'server')
         a.host.applied.set(a.key, {epoch: Number(call.request.epoch), seen: Date.now()})
+        a.host.appliedChanged?.()
         return {}
       }),
 
@@ -249,7 +250,7 @@ export class ReplicaService {
         const h = this.host(call.request.volume)
         const head = h.headEpoch()
         const primaryHead = h.primaryHead?.() ?? head
-        const servers = [{key: h.serverKey === h.servers.primary || h.role === 'primary' ? h.servers.primary : h.servers.primary, address: h.role === 'primary' ? '' : h.primaryAddress ?? '',
+        const servers = [{key: h.servers.primary, address: h.role === 'primary' ? '' : h.primaryAddress ?? '',
           state: 'primary', applied: h.role === 'primary' ? head : primaryHead, seen_ms: h.role === 'primary' ? Date.now() : 0}]
         for (const e of h.servers.list()) {
           const rep = h.applied.get(e.key)
