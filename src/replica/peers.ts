@@ -84,7 +84,12 @@ export class Peer {
   /** A server stream as an attached server. */
   async stream(method: string, req: unknown): Promise<grpc.ClientReadableStream<any>> {
     const client = await this.channel()
-    return client[method].call(client, req, await this.meta()) as grpc.ClientReadableStream<any>
+    const stream = client[method].call(client, req, await this.meta()) as grpc.ClientReadableStream<any>
+    // the connection was re-established since the token was issued: the next call attaches again
+    stream.on('error', (e: grpc.ServiceError) => {
+      if (e.code === grpc.status.UNAUTHENTICATED) this.token = undefined
+    })
+    return stream
   }
 
   dropToken(): void {

@@ -57,7 +57,7 @@ export class ReplicaService {
     const token = call.metadata.get(REPLICA_METADATA)[0]
     const a = typeof token === 'string' ? this.attached.get(token) : undefined
     if (!a) throw status(grpc.status.UNAUTHENTICATED, 'not attached: call Attach first')
-    if (a.peer !== call.getPeer()) throw status(grpc.status.UNAUTHENTICATED, 'this token belongs to another connection')
+    if (a.peer !== call.getPeer()) throw status(grpc.status.UNAUTHENTICATED, `this token belongs to another connection (${a.peer}, not ${call.getPeer()})`)
     const server = a.host.servers.isAccepted(a.key)
     if (!server && !(who === 'any' && a.host.isMember(a.key))) throw status(grpc.status.PERMISSION_DENIED, `${a.key.slice(0, 16)}… is not an accepted server of volume ${a.host.name}`)
     return a
