@@ -240,6 +240,7 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
     undo.push(async () => {
       follower!.stop()
       await running
+      await follower!.flush()
     })
     if (stop.reason === undefined) {
       req.onReady?.({address, fingerprint: showFingerprint(tls.fingerprint), server: identity.pid, dir: layout.root, volumeId: meta.id, created, applied: mirror.head.epoch})

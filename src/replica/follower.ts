@@ -51,6 +51,31 @@ export interface FollowerOptions {
 }
 
 const CONTENT_PARALLEL = 4
+/** blocks prepared ahead of the one being applied */
+const AHEAD = 16
+
+interface Prepared {
+  deliveries: Delivery[]
+  pre: Map<string, {salt: Buffer; record: Buffer}>
+  records: Map<string, FsRecord | undefined>
+}
+
+/** At most n tasks at once. */
+class Slots {
+  private running = 0
+  private readonly waiting: Array<() => void> = []
+  constructor(private readonly n: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.n) await new Promise<void>(resolve => this.waiting.push(resolve))
+    this.running++
+    try {
+      return await task()
+    } finally {
+      this.running--
+      this.waiting.shift()?.()
+    }
+  }
+}
 
 export class Follower {
   private readonly checker = new FifoChecker()
@@ -132,53 +157,114 @@ export class Follower {
     return primary ? [primary, ...all.filter(p => p !== primary)] : all
   }
 
-  /** One Follow stream; returns whether any block was applied. */
+  /**
+   * One Follow stream; returns whether any block was applied. Blocks are
+   * checked as they arrive and prepared ahead (preimages fetched, versions
+   * fetched into the history store, up to AHEAD blocks in advance), while an
+   * applier works through them strictly in ledger order.
+   */
   private async followFrom(peer: Peer): Promise<boolean> {
     const stream = await peer.stream('Follow', {from: this.applied + 1})
     this.current = {cancel: () => stream.cancel()}
+    const queue: Array<{block: Block; cpSignature: string; prepared: Promise<Prepared>}> = []
     let applied = false
-    try {
-      for await (const msg of stream as AsyncIterable<BlockMsg>) {
-        if (this.stopped) break
-        const {block, cpSignature} = blockFromMsg(msg)
-        if (block.epoch <= this.applied) continue
-        checkBlock(this.opts.volumeId, block, this.opts.mirror.producer, this.opts.mirror.head, cpSignature)
-        await this.applyBlock(block)
-        this.opts.mirror.append(block, cpSignature)
-        this.primaryHead = Math.max(this.primaryHead, block.epoch)
+    let ended = false
+    let failure: unknown
+    let wakeApplier: (() => void) | undefined
+    let wakeReader: (() => void) | undefined
+    const applier = (async () => {
+      for (;;) {
+        if (queue.length === 0) {
+          if (ended || failure !== undefined) return
+          await new Promise<void>(resolve => (wakeApplier = resolve))
+          continue
+        }
+
+        const item = queue[0]
+        await this.applyPrepared(item.block, await item.prepared)
+        this.opts.mirror.append(item.block, item.cpSignature)
+        queue.shift()
+        wakeReader?.()
+        this.primaryHead = Math.max(this.primaryHead, item.block.epoch)
         applied = true
-        this.opts.onApplied?.(block.epoch)
+        this.opts.onApplied?.(item.block.epoch)
+      }
+    })().catch(error => {
+      failure = error
+      stream.cancel()
+      wakeReader?.()
+    })
+
+    try {
+      let tail = this.opts.mirror.head
+      for await (const msg of stream as AsyncIterable<BlockMsg>) {
+        if (this.stopped || failure !== undefined) break
+        const {block, cpSignature} = blockFromMsg(msg)
+        if (block.epoch <= tail.epoch) continue
+        checkBlock(this.opts.volumeId, block, this.opts.mirror.producer, tail, cpSignature)
+        tail = {epoch: block.epoch, hash: block.hash, time: block.time}
+        const prepared = this.prepare(block)
+        prepared.catch(() => {}) // surfaced by the applier
+        queue.push({block, cpSignature, prepared})
+        wakeApplier?.()
+        while (queue.length >= AHEAD && failure === undefined && !this.stopped) await new Promise<void>(resolve => (wakeReader = resolve))
       }
     } catch (error) {
-      if (this.stopped) return applied
-      throw error
+      if (!this.stopped && failure === undefined) failure = error
     } finally {
+      ended = true
+      wakeApplier?.()
+      await applier
       this.current = undefined
       stream.cancel()
     }
 
+    if (failure !== undefined && !this.stopped) throw failure
     return applied
   }
 
-  private async applyBlock(block: Block): Promise<void> {
+  /** In ledger order (the FIFO checker keeps per-sender state): deliveries, their preimages, and the versions they name. */
+  private prepare(block: Block): Promise<Prepared> {
     const deliveries: Delivery[] = []
     this.checker.checkBlock(block, d => deliveries.push(d), v => this.opts.onEvent?.(`block ${v.epoch}: envelope ${v.kind} (${v.detail}); kept on the ledger, verify reports it`))
-    const {journal} = this.opts
-    const todo = deliveries.filter(d => {
-      if (!journal.byHash(d.payload)) return true
-      journal.place([{hash: d.payload, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq}]) // applied before a crash
-      return false
-    })
-    if (todo.length === 0) return
-    const pre = await this.opts.pool.preimages(todo.map(d => d.payload))
-    const records = todo.map(d => {
-      const p = pre.get(d.payload.toString('hex'))!
-      return {d, p, r: decodeRecord(p.record)}
-    })
+    return (async () => {
+      const fresh = deliveries.filter(d => !this.opts.journal.byHash(d.payload))
+      const pre = fresh.length > 0 ? await this.opts.pool.preimages(fresh.map(d => d.payload)) : new Map<string, {salt: Buffer; record: Buffer}>()
+      const records = new Map<string, FsRecord | undefined>()
+      for (const [k, p] of pre) records.set(k, decodeRecord(p.record))
+      await Promise.all([...records.values()].map(r => (r?.digest && r.size !== undefined ? this.fetch(r.digest, r.size) : undefined)))
+      return {deliveries, pre, records}
+    })()
+  }
 
-    await this.prefetch(records.map(x => x.r))
+  /** Fetches a version into the history store once, at most CONTENT_PARALLEL at a time. */
+  private fetch(digest: string, size: number): Promise<void> {
+    if (this.opts.history.has(digest)) return Promise.resolve()
+    let p = this.fetching.get(digest)
+    if (!p) {
+      p = this.slots.run(() => this.opts.pool.fetchContent(this.opts.history, digest, size)).finally(() => this.fetching.delete(digest))
+      this.fetching.set(digest, p)
+    }
+
+    return p
+  }
+
+  private readonly fetching = new Map<string, Promise<void>>()
+  private readonly slots = new Slots(CONTENT_PARALLEL)
+
+  private async applyPrepared(block: Block, prep: Prepared): Promise<void> {
+    const {journal} = this.opts
     let installed = false
-    for (const {d, p, r} of records) {
+    for (const d of prep.deliveries) {
+      if (journal.byHash(d.payload)) {
+        journal.place([{hash: d.payload, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq}]) // applied before a crash
+        continue
+      }
+
+      const key = d.payload.toString('hex')
+      const p = prep.pre.get(key)
+      if (!p) throw new PacioError('ELEDGER', `block ${block.epoch}: no preimage for salted hash ${key.slice(0, 16)}…`)
+      const r = prep.records.get(key)
       if (r) {
         try {
           const out = await this.applier.apply(r)
@@ -201,24 +287,25 @@ export class Follower {
       }
     }
 
-    if (installed) await this.opts.history.flush()
+    // like a primary's versions (durable at the next fsync, sync or unmount), the fetched ones are made durable
+    // about once a second rather than per block: a crash of the process loses nothing, a power loss at most that second
+    if (installed) this.unflushed = true
+    if (this.unflushed && Date.now() - this.flushedAt > 1_000) await this.flush()
   }
 
-  /** Fetches the versions this block's records name, a few at a time, before they are applied in order. */
-  private async prefetch(records: Array<FsRecord | undefined>): Promise<void> {
-    const want = new Map<string, number>()
-    for (const r of records) if (r?.digest && r.size !== undefined && !this.opts.history.has(r.digest)) want.set(r.digest, r.size)
-    const queue = [...want]
-    const worker = async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await this.opts.pool.fetchContent(this.opts.history, next[0], next[1])
-    }
+  private unflushed = false
+  private flushedAt = 0
 
-    await Promise.all(Array.from({length: Math.min(CONTENT_PARALLEL, queue.length)}, worker))
+  /** Makes the versions fetched so far durable (fdatasync). */
+  async flush(): Promise<void> {
+    this.unflushed = false
+    this.flushedAt = Date.now()
+    await this.opts.history.flush()
   }
 
   /** Writes a version into a file in place (its inode, owner, mode and links stay), from the checked history store. */
   private async install(file: string, digest: string, size: number): Promise<void> {
-    await this.opts.pool.fetchContent(this.opts.history, digest, size)
+    await this.fetch(digest, size)
     const fh = await fs.promises.open(file, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600)
     try {
       let pos = 0

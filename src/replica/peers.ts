@@ -244,7 +244,7 @@ export class PeerPool {
 
     try {
       for await (const piece of stream as AsyncIterable<{data: Buffer}>) {
-        const data = Buffer.from(piece.data ?? [])
+        const data = Buffer.isBuffer(piece.data) ? piece.data : Buffer.from(piece.data ?? [])
         total += data.length
         if (total > size) throw new PeerLied(peer.key, `it sent more than the ${size} bytes version ${digest.slice(0, 16)}… has`)
         whole.update(data)
