@@ -89,6 +89,8 @@ export class Follower {
   failures = 0
   lastError = ''
   caughtUp = false
+  /** where the time went (ms): blocks waited for, preimages, versions fetched, records applied, ledger mirror */
+  readonly timing = {waitBlocks: 0, preimages: 0, fetch: 0, apply: 0, mirror: 0}
 
   constructor(private readonly opts: FollowerOptions) {
     const source: ContentSource = {
@@ -181,8 +183,15 @@ export class Follower {
         }
 
         const item = queue[0]
-        await this.applyPrepared(item.block, await item.prepared)
+        let t = performance.now()
+        const prep = await item.prepared
+        this.timing.waitBlocks += performance.now() - t
+        t = performance.now()
+        await this.applyPrepared(item.block, prep)
+        this.timing.apply += performance.now() - t
+        t = performance.now()
         this.opts.mirror.append(item.block, item.cpSignature)
+        this.timing.mirror += performance.now() - t
         queue.shift()
         wakeReader?.()
         this.primaryHead = Math.max(this.primaryHead, item.block.epoch)
@@ -229,10 +238,14 @@ export class Follower {
     this.checker.checkBlock(block, d => deliveries.push(d), v => this.opts.onEvent?.(`block ${v.epoch}: envelope ${v.kind} (${v.detail}); kept on the ledger, verify reports it`))
     return (async () => {
       const fresh = deliveries.filter(d => !this.opts.journal.byHash(d.payload))
+      let t = performance.now()
       const pre = fresh.length > 0 ? await this.opts.pool.preimages(fresh.map(d => d.payload)) : new Map<string, {salt: Buffer; record: Buffer}>()
+      this.timing.preimages += performance.now() - t
+      t = performance.now()
       const records = new Map<string, FsRecord | undefined>()
       for (const [k, p] of pre) records.set(k, decodeRecord(p.record))
       await Promise.all([...records.values()].map(r => (r?.digest && r.size !== undefined ? this.fetch(r.digest, r.size) : undefined)))
+      this.timing.fetch += performance.now() - t
       return {deliveries, pre, records}
     })()
   }
