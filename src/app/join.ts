@@ -9,7 +9,6 @@
 import {EventEmitter} from 'node:events'
 import path from 'node:path'
 import * as grpc from '@grpc/grpc-js'
-import {loadIdentity} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {HistoryStore} from '../history/store.js'
 import {readTimeline} from '../history/timeline.js'
@@ -254,9 +253,3 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
     stop.dispose()
   }
 }
-
-/** This server's key, as a joining server signs with it. */
-export function serverKey(identity?: string): string {
-  return identity ? loadIdentity(identity).pid : loadOrCreateIdentity().pid
-}
-
