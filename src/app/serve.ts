@@ -11,6 +11,8 @@ import {loadOrCreateServerTls} from '../server/tls.js'
 import {showFingerprint} from '../remote/auth.js'
 import {configDir} from './identity.js'
 import {PacioError} from '../errors.js'
+import type {AcceptPolicy, ReplicaHost} from '../replica/host.js'
+import {primaryHost, synchronousVolume, type PrimaryHost} from '../replica/primary.js'
 
 export interface ServeRequest {
   volumes: string[]
@@ -20,6 +22,10 @@ export interface ServeRequest {
   /** where the server keeps its TLS key and certificate (default: CONFIG/server) */
   stateDir?: string
   maxHandles?: number
+  /** how this server votes on servers that ask to join its volumes (default manual) */
+  accept?: AcceptPolicy
+  /** fsync/sync return only once this many replica servers have applied the records (default 0) */
+  syncReplicas?: number
   onReady?(info: ServeInfo): void
   onEvent?(message: string): void
 }
@@ -43,8 +49,18 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
     const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))
     const volumes = await openAll(req.volumes, {identity: req.identity})
     let records = 0
+    const hosts = new Map<string, ReplicaHost>()
+    const primaries: PrimaryHost[] = []
     try {
-      const server = await startServer({host: req.host, port: req.port, tls, volumes, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})
+      for (const v of volumes.values()) {
+        if (v.stack.ledger.driver !== 'embedded') continue // MultiChain volumes are replicated by MultiChain nodes
+        const h = await primaryHost(v, req.accept ?? 'manual')
+        primaries.push(h)
+        hosts.set(v.name, h)
+        if ((req.syncReplicas ?? 0) > 0) v.volume = synchronousVolume(v.volume, h, req.syncReplicas!)
+      }
+
+      const server = await startServer({host: req.host, port: req.port, tls, volumes, replicaHosts: hosts, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})
       try {
         if (stop.reason === undefined) {
           req.onReady?.({
@@ -59,6 +75,7 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
         await server.stop()
       }
     } finally {
+      for (const h of primaries) await h.close()
       for (const v of volumes.values()) {
         records += v.stack.recordCount()
         await v.stack.close()

@@ -20,6 +20,7 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
     {description: 'Join an existing chain with a local node', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --chain multichain:archive-chain@10.0.0.5:6745'},
     {description: 'Sign records with a given identity key', command: '<%= config.bin %> <%= command.id %> /mnt/archive --volume /srv/archive --identity ~/.config/paciofs/auditor.key'},
     {description: 'Mount the volume "archive" served by `paciofs serve` on another machine', command: '<%= config.bin %> <%= command.id %> /mnt/archive --server files.example:8765 --volume archive'},
+    {description: 'The same, falling back to a replica for reads if the primary goes away', command: '<%= config.bin %> <%= command.id %> /mnt/archive --server files.example:8765,replica.example:8766 --volume archive'},
   ]
 
   static override args = {
@@ -28,7 +29,7 @@ The volume directory holds the files as you see them plus a hidden .paciofs/ sta
 
   static override flags = {
     volume: Flags.string({char: 'v', description: 'volume directory (created on first use); with --server: the served volume\'s name', required: true}),
-    server: Flags.string({description: 'mount a volume served by `paciofs serve` at HOST:PORT (your identity key must be a member)'}),
+    server: Flags.string({description: 'mount a volume served by `paciofs serve` at HOST:PORT (your identity key must be a member); several, comma-separated (the primary, then replicas from `paciofs join`): when one stops answering the mount moves to the next (reads carry on; replicas refuse writes with EROFS)'}),
     'trust-new-server-key': Flags.boolean({description: 'with --server: accept (and pin) a server key that differs from the one pinned before', default: false}),
     identity: Flags.string({description: 'Ed25519 identity key that signs your records (default: created in ~/.config/paciofs)'}),
     debug: Flags.boolean({description: 'print every FUSE operation (libfuse debug output)', default: false}),

@@ -14,6 +14,7 @@ On first start the server makes a TLS key and certificate in ~/.config/paciofs/s
 
   static override examples = [
     {description: 'Serve one volume on the default port, loopback only', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive'},
+    {description: 'Let other servers join as replicas without a manual vote', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --accept any'},
     {description: 'Serve two volumes to the network', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --volume /srv/invoices --host 0.0.0.0 --port 8765'},
   ]
 
@@ -24,6 +25,8 @@ On first start the server makes a TLS key and certificate in ~/.config/paciofs/s
     identity: Flags.string({description: 'Ed25519 key of the server\'s operator: signs the ledger envelopes, first member of volumes it creates (default: created in ~/.config/paciofs)'}),
     state: Flags.string({description: 'directory for the server\'s TLS key and certificate (default: ~/.config/paciofs/server)'}),
     'max-handles': Flags.integer({description: 'open files one session may hold (more: EMFILE)', default: 1024, min: 1}),
+    accept: Flags.string({description: 'how this server votes on servers that ask to join (`paciofs join`): any = accept at once, manual = a member runs `paciofs member accept KEY`', options: ['any', 'manual'], default: 'manual'}),
+    'sync-replicas': Flags.integer({description: 'fsync and sync return only once this many replica servers (`paciofs join`) have applied the records: an acknowledged write survives the loss of this server (EIO if they do not confirm within 15 s)', default: 0, min: 0}),
     quiet: Flags.boolean({char: 'q', description: 'print nothing but errors', default: false}),
   }
 
@@ -31,7 +34,7 @@ On first start the server makes a TLS key and certificate in ~/.config/paciofs/s
     const {flags} = await this.parse(Serve)
     try {
       const summary = await runServe({
-        volumes: flags.volume, host: flags.host, port: flags.port, identity: flags.identity, stateDir: flags.state, maxHandles: flags['max-handles'],
+        volumes: flags.volume, host: flags.host, port: flags.port, identity: flags.identity, stateDir: flags.state, maxHandles: flags['max-handles'], accept: flags.accept as 'any' | 'manual', syncReplicas: flags['sync-replicas'],
         onReady: info => {
           if (flags.quiet) return
           this.log(`${chalk.green('serving')} on ${chalk.bold(info.address)} (protocol paciofs.v1)`)

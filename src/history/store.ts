@@ -213,7 +213,7 @@ export class HistoryStore implements ContentCapture {
   }
 
   /** Stores the manifest of a version this store has just hashed (its chunk list and digest come from the same bytes). */
-  private async putManifest(m: Manifest): Promise<void> {
+  async putManifest(m: Manifest): Promise<void> {
     this.vouch(m)
     const file = this.manifestPath(m.digest)
     try {

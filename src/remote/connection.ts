@@ -16,7 +16,7 @@ import {rpcStats} from './rpc-stats.js'
 import {errnoError, MAX_MESSAGE, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
 
 export interface ConnectionOptions {
-  /** host:port */
+  /** host:port, or several separated by commas (failover in that order) */
   server: string
   volume: string
   identity: Identity
@@ -47,6 +47,9 @@ const SLOW = new Set(['Fsync', 'Release', 'Flush', 'Sync', 'MemberAdd', 'MemberR
 const DATA = new Set(['Read', 'Write'])
 const DATA_DEADLINE_MS = 60_000
 
+/** Calls that change nothing on the server: sent again to the next server after a failover. */
+const RETRY_ELSEWHERE = new Set(['Getattr', 'Access', 'Statfs', 'Readdir', 'Readlink', 'Getxattr', 'Listxattr', 'MemberList'])
+
 /** gRPC failures -> errno-style errors the FUSE adapter maps. */
 function errnoOf(e: grpc.ServiceError): NodeJS.ErrnoException {
   switch (e.code) {
@@ -74,16 +77,47 @@ export class Connection {
   private closed = false
   private readonly stats = rpcStats('client')
 
-  constructor(private readonly opts: ConnectionOptions) {}
+  constructor(private readonly opts: ConnectionOptions) {
+    this.servers = opts.server.split(',').map(a => a.trim()).filter(a => a.length > 0)
+    if (this.servers.length === 0) throw new PacioError('EINPUT', '--server must name at least one HOST:PORT')
+    for (const a of this.servers) parseServer(a)
+  }
 
-  /** First contact: fetch and pin the server's certificate, open the channel, open a session. */
+  /** host:port of each server given (`--server a:1,b:2`: the first that answers, then the others on failure). */
+  readonly servers: string[]
+  private current = 0
+
+  /** The server this connection talks to now. */
+  get server(): string {
+    return this.servers[this.current]
+  }
+
+  /** First contact: fetch and pin the server's certificate, open the channel, open a session (the first server that answers). */
   async connect(): Promise<{pinnedNow: boolean; fingerprint: string}> {
-    const {host, port} = parseServer(this.opts.server)
+    let lastError: unknown
+    for (let i = 0; i < this.servers.length; i++) {
+      try {
+        this.current = i
+        return await this.open(this.servers[i])
+      } catch (error) {
+        lastError = error
+        this.client?.close()
+        this.client = undefined
+        if (!(error instanceof PacioError && error.code === 'EINPUT' && /cannot reach/.test(error.message)) || i === this.servers.length - 1) throw error
+        this.opts.onEvent?.(`${this.servers[i]}: ${(error as Error).message}; trying ${this.servers[i + 1]}`)
+      }
+    }
+
+    throw lastError
+  }
+
+  private async open(server: string): Promise<{pinnedNow: boolean; fingerprint: string}> {
+    const {host, port} = parseServer(server)
     let got
     try {
       got = await fetchServerCert(host, port)
     } catch (error) {
-      throw new PacioError('EINPUT', `cannot reach a PacioFS server at ${this.opts.server}: ${(error as Error).message}`, {cause: error,
+      throw new PacioError('EINPUT', `cannot reach a PacioFS server at ${server}: ${(error as Error).message}`, {cause: error,
         suggestion: 'is `paciofs serve` running there, and is the port right?'})
     }
 
@@ -116,12 +150,44 @@ export class Connection {
       const e = error as grpc.ServiceError
       if (typeof e?.code !== 'number' || typeof e.details !== 'string') throw error
       const suggestion = e.code === grpc.status.PERMISSION_DENIED
-        ? `ask a member to run \`paciofs member add ${this.opts.identity.pid} --server ${this.opts.server} --volume ${this.opts.volume}\``
+        ? `ask a member to run \`paciofs member add ${this.opts.identity.pid} --server ${server} --volume ${this.opts.volume}\``
         : undefined
       throw new PacioError(e.code === grpc.status.PERMISSION_DENIED || e.code === grpc.status.UNAUTHENTICATED ? 'EPERM' : 'EINPUT', e.details, {suggestion, cause: error})
     }
 
     return {pinnedNow: pinned.pinnedNow, fingerprint: pinned.fingerprint}
+  }
+
+  private failingOver?: Promise<boolean>
+
+  /**
+   * The server stopped answering: move to the next one that does (a new
+   * session, so open handles are reopened by path). False if none answers.
+   */
+  failover(): Promise<boolean> {
+    if (this.servers.length < 2 || this.closed) return Promise.resolve(false)
+    this.failingOver ??= (async () => {
+      const from = this.current
+      for (let step = 1; step < this.servers.length; step++) {
+        const i = (from + step) % this.servers.length
+        this.dropSession()
+        this.client?.close()
+        this.client = undefined
+        try {
+          this.current = i
+          await this.open(this.servers[i])
+          this.opts.onEvent?.(`${this.servers[from]} does not answer; now using ${this.servers[i]}`)
+          return true
+        } catch (error) {
+          this.opts.onEvent?.(`failover to ${this.servers[i]}: ${(error as Error).message}`)
+        }
+      }
+
+      this.current = from
+      await this.open(this.servers[from]).catch(() => {})
+      return false
+    })().finally(() => (this.failingOver = undefined))
+    return this.failingOver
   }
 
   private unary(method: string, req: unknown, meta: grpc.Metadata, deadlineMs: number): Promise<Reply> {
@@ -196,6 +262,8 @@ export class Connection {
       try {
         token = await this.session()
       } catch (error) {
+        // nothing was sent: any call may go to the next server
+        if ((error as grpc.ServiceError).code === grpc.status.UNAVAILABLE && attempt < this.servers.length && await this.failover()) continue
         throw this.failure(error)
       }
 
@@ -213,6 +281,7 @@ export class Connection {
           continue
         }
 
+        if (e.code === grpc.status.UNAVAILABLE && attempt < this.servers.length && await this.failover() && RETRY_ELSEWHERE.has(method)) continue
         throw this.failure(error)
       }
 

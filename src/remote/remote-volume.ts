@@ -246,8 +246,16 @@ export class RemoteVolume implements Volume {
   // ---- file handles ------------------------------------------------------
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
+    const generation = this.conn.generation
     const req = {path, flags, caller: this.caller(caller)}
-    const r = (flags & C.O_TRUNC) !== 0 ? await this.change('Open', req) : await this.call('Open', req)
+    const r = await ((flags & C.O_TRUNC) !== 0 ? this.change('Open', req) : this.call('Open', req)).catch(error => {
+      // failed over to another server meanwhile: open there (a read-only open changes nothing)
+      if ((error as NodeJS.ErrnoException).code === 'ENOTCONN' && this.conn.generation !== generation && (flags & 3) === C.O_RDONLY) {
+        return this.call('Open', req)
+      }
+
+      throw error
+    })
     return this.add(path, flags, Number(r.fh))
   }
 
@@ -290,8 +298,20 @@ export class RemoteVolume implements Volume {
     if (fresh) h.aheadMisses++
     // a read behind the read-ahead (the kernel's reads come concurrently) leaves it be
     if (h.ahead && (h.ahead.broken || h.ahead.beyond(pos))) this.stopAhead(h)
-    const r = await this.remote(h)
-    const data: Buffer = (await this.conn.call('Read', {path, fh: r.remote, length: Math.min(len, this.conn.maxChunk), offset: pos})).data
+    let data: Buffer
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.remote(h)
+      const generation = this.conn.generation
+      try {
+        data = (await this.conn.call('Read', {path, fh: r.remote, length: Math.min(len, this.conn.maxChunk), offset: pos})).data
+        break
+      } catch (error) {
+        // the connection failed over to another server meanwhile: reopen there and read again
+        if (attempt === 0 && (error as NodeJS.ErrnoException).code === 'ENOTCONN' && this.conn.generation !== generation) continue
+        throw error
+      }
+    }
+
     const got = data.copy(buf, 0, 0, Math.min(len, data.length))
     h.readEnd = pos + got
     return got

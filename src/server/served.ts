@@ -8,16 +8,31 @@ import {openVolumeStack, type VolumeStack} from '../app/stack.js'
 import {PacioError} from '../errors.js'
 import {readTimeline} from '../history/timeline.js'
 import {HistoryView} from '../history/view.js'
-import type {Volume} from '../volume/types.js'
+import type {Caller, Volume} from '../volume/types.js'
 import {PathGuard} from './guard.js'
 import {Members} from './members.js'
 
-export interface Served {
+/** What a server's volume needs of its members: Members on a writable volume, the ledger's view on a replica. */
+export interface MemberSet {
+  has(pid: string): boolean
+  list(): string[]
+  onChange(fn: () => void): void
+  add(pid: string, by: string, caller: Caller): Promise<string[]>
+  remove(pid: string, by: string, caller: Caller): Promise<string[]>
+}
+
+/** A volume as the Volume service serves it (a writable volume, or a replica's read-only copy). */
+export interface ServedVolume {
   name: string
-  stack: VolumeStack
+  id: string
   volume: Volume
-  members: Members
+  members: MemberSet
   guard: PathGuard
+}
+
+export interface Served extends ServedVolume {
+  stack: VolumeStack
+  members: Members
 }
 
 export async function openServed(dir: string, opts: {identity?: string}): Promise<Served> {
@@ -25,7 +40,7 @@ export async function openServed(dir: string, opts: {identity?: string}): Promis
   try {
     const members = await Members.open(stack.layout.journal, stack.meta.id, stack.recorder, stack.member)
     const volume = stack.history ? new HistoryView(stack.volume, stack.history, () => readTimeline(stack.layout.root)) : stack.volume
-    return {name: stack.meta.name, stack, volume, members, guard: new PathGuard(stack.layout.root)}
+    return {name: stack.meta.name, id: stack.meta.id, stack, volume, members, guard: new PathGuard(stack.layout.root)}
   } catch (error) {
     await stack.close()
     throw error

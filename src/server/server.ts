@@ -7,7 +7,10 @@
 import * as grpc from '@grpc/grpc-js'
 import {PacioError} from '../errors.js'
 import {MAX_MESSAGE, serviceDefinition} from '../remote/wire.js'
-import type {Served} from './served.js'
+import type {ServedVolume} from './served.js'
+import type {ReplicaHost} from '../replica/host.js'
+import {ReplicaService} from '../replica/service.js'
+import {replicaDefinition} from '../replica/wire.js'
 import {VolumeService} from './service.js'
 import type {ServerTls} from './tls.js'
 
@@ -15,7 +18,9 @@ export interface ServerOptions {
   host: string
   port: number
   tls: ServerTls
-  volumes: Map<string, Served>
+  volumes: Map<string, ServedVolume>
+  /** volumes this server holds for replica servers (paciofs.v1.Replica), by name */
+  replicaHosts?: Map<string, ReplicaHost>
   maxHandles: number
   onEvent?(message: string): void
 }
@@ -23,6 +28,7 @@ export interface ServerOptions {
 export interface RunningServer {
   port: number
   service: VolumeService
+  replicas?: ReplicaService
   /** Drains and stops; resolves when every session has ended. */
   stop(): Promise<void>
 }
@@ -80,6 +86,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const server = new grpc.Server(SERVER_CHANNEL_OPTIONS)
   widenFlowControlWindow(server)
   server.addService(serviceDefinition(), service.handlers())
+  const replicas = opts.replicaHosts ? new ReplicaService(opts.replicaHosts, opts.tls.fingerprint, opts.onEvent) : undefined
+  if (replicas) server.addService(replicaDefinition(), replicas.handlers())
   const creds = grpc.ServerCredentials.createSsl(null, [{private_key: opts.tls.key, cert_chain: opts.tls.cert}], false)
   const host = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host
   const port = await new Promise<number>((resolve, reject) => {
@@ -98,9 +106,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     port,
     service,
+    replicas,
     stop() {
       stopping ??= (async () => {
         service.draining = true
+        replicas?.stop()
         await service.quiesce(10_000)
         await service.endAll('server shutting down')
         service.stats.write()

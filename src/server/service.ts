@@ -15,12 +15,12 @@ import {transcript} from '../remote/auth.js'
 import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, MAX_STREAM, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
 import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
-import type {Served} from './served.js'
+import type {ServedVolume} from './served.js'
 import {Sessions, type Session} from './sessions.js'
 import {rpcStats} from '../remote/rpc-stats.js'
 
 export interface ServiceOptions {
-  volumes: Map<string, Served>
+  volumes: Map<string, ServedVolume>
   /** sha256 of the server certificate's DER, as clients sign it */
   fingerprint: Buffer
   maxHandles: number
@@ -318,7 +318,7 @@ export class VolumeService {
         this.event(`session of ${member.slice(0, 16)}… on ${served.name} from ${s.peer}`)
         call.on('cancelled', () => s.end('client went away'))
         call.on('close', () => s.end('connection closed'))
-        call.write({token: s.token, volume_id: served.stack.meta.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK})
+        call.write({token: s.token, volume_id: served.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK})
       },
 
       Getattr: this.op<R>('getattr', (r, s) => shared(s, async () => ({stat: statToWire(await v(s).getattr(path(s, r.path)))}))),

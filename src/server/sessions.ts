@@ -6,7 +6,7 @@
  * and expire.
  */
 import {randomBytes} from 'node:crypto'
-import type {Served} from './served.js'
+import type {ServedVolume as Served} from './served.js'
 
 export interface Session {
   readonly token: string

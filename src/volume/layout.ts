@@ -20,6 +20,8 @@ export interface VolumeMeta {
   name: string
   created: number
   ledger: LedgerMeta
+  /** replica servers: accept votes a joining server needs (default 1) */
+  replication?: {votes?: number}
 }
 
 /** Which ledger a volume uses; for MultiChain also where and how (see src/app/ledger.ts). */

@@ -69,6 +69,7 @@ export type RecordOp =
   | 'setxattr' | 'removexattr'
   | 'member-add' | 'member-remove' // membership of the volume (path '/'; `member` names who joins or leaves)
   | 'repair' // `paciofs repair` restored the entry to the state the records before it expect (see RepairNote)
+  | 'server-join' | 'server-accept' | 'server-kick' | 'server-leave' // replica servers (path '/'; `member` names the server)
 
 /**
  * What a repair record says besides the restored state. Replay ignores
@@ -107,8 +108,13 @@ export interface FsRecord {
   writing?: boolean // create: opened for writing, its content digest follows (a crash before it: interrupted)
   atime?: string // utimens: ns since epoch as decimal string, or 'now'
   mtime?: string
-  member?: string // member-add/member-remove: hex of the member's Ed25519 public key
+  member?: string // member-add/member-remove: hex of the member's Ed25519 public key; server-*: the server's key
   repair?: RepairNote // repair: what was found and done; type/mode/uid/gid/size/digest/target/xattrs: the state restored
+  address?: string // server-join: where the server serves (host:port)
+  fingerprint?: string // server-join: sha256 hex of the server's TLS certificate
+  proof?: string // server-join: the server's own signature over its join statement (src/replica/statements.ts)
+  signedAt?: number // server-join: the statement's time (ms)
+  reason?: string // server-kick: the evidence, as text
   who: {uid: number; gid: number; pid: number; member: string}
   at: number // ms since the epoch
 }

@@ -65,7 +65,7 @@ export interface CommitOutcome {
   checkpoint: Checkpoint | null
 }
 
-const SCHEMA = `
+export const SCHEMA = `
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE blocks(
   epoch INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, time INTEGER NOT NULL,
@@ -74,7 +74,7 @@ CREATE TABLE blocks(
   txids BLOB NOT NULL, payloads BLOB NOT NULL);
 CREATE TABLE txindex(txid BLOB PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
 `
-const INSERT_BLOCK =
+export const INSERT_BLOCK =
   'INSERT INTO blocks(epoch, prev_hash, time, merkle_root, producer, signature, hash, ntx, cp_signature, txids, payloads) VALUES (?,?,?,?,?,?,?,?,?,?,?)'
 
 function sqliteCode(error: unknown): string {
