@@ -222,6 +222,7 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit): 
   for (const [i, m] of manifests) {
     let problem: HistoryProblem | undefined
     for (let c = 0; c < m.chunks.length && !problem; c++) problem = checkedChunks.get(`${m.chunks[c]}:${HistoryStore.chunkLength(m, c)}`) ?? undefined
+    problem ??= store.wholeProblem(m)
     emit(i, problem ?? 0, 0)
   }
 }

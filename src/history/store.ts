@@ -436,7 +436,39 @@ export class HistoryStore implements ContentCapture {
     const ok = m && m.v === 1 && m.digest === digest && Number.isSafeInteger(m.size) && m.size >= 0 && m.chunkSize === CHUNK_SIZE &&
       Array.isArray(m.chunks) && m.chunks.length === Math.ceil(m.size / CHUNK_SIZE) && m.chunks.every(c => typeof c === 'string' && HEX64.test(c))
     if (!ok) throw new HistoryError('history-tampered', `manifest of ${digest} is malformed or does not describe ${digest}`)
+    // a version of one chunk is that chunk: its chunk hash is the version's digest
+    if (m.chunks.length === 1 && m.chunks[0] !== digest) throw HistoryStore.notReassembled(digest)
     return m
+  }
+
+  private static notReassembled(digest: string): HistoryError {
+    return new HistoryError('history-tampered', `version ${digest} does not reassemble to its digest: the history store was altered`)
+  }
+
+  /**
+   * Whether the chunks of a version of several chunks, each already checked
+   * against its own hash, add up to the version's digest (a manifest listing
+   * other intact chunks would pass every chunk check). Synchronous, for
+   * check() and verify's workers: reads every chunk again and hashes the whole.
+   */
+  wholeProblem(m: Manifest): HistoryProblem | undefined {
+    if (m.chunks.length < 2) return undefined // none, or one whose hash is the digest (parseManifest)
+    const whole = createHash('sha256')
+    for (let i = 0; i < m.chunks.length; i++) {
+      let data: Buffer
+      try {
+        data = readSmall(this.chunkPath(m.chunks[i]), HistoryStore.chunkLength(m, i))
+      } catch {
+        const e = HistoryStore.missingChunk(m, i)
+        return {kind: e.kind, detail: e.message}
+      }
+
+      whole.update(data)
+    }
+
+    if (whole.digest('hex') === m.digest) return undefined
+    const e = HistoryStore.notReassembled(m.digest)
+    return {kind: e.kind, detail: e.message}
   }
 
   /** Length of chunk i of a manifest (only the last may be short). */
@@ -473,7 +505,7 @@ export class HistoryStore implements ContentCapture {
       next?.catch(() => {}) // surfaced when awaited
       whole.update(data)
       if (i === m.chunks.length - 1 && whole.digest('hex') !== digest) {
-        throw new HistoryError('history-tampered', `version ${digest} does not reassemble to its digest: the history store was altered`)
+        throw HistoryStore.notReassembled(digest)
       }
 
       yield data
@@ -554,7 +586,7 @@ export class HistoryStore implements ContentCapture {
       if (problem) return problem
     }
 
-    return undefined
+    return this.wholeProblem(m)
   }
 
   // ---- accounting --------------------------------------------------------

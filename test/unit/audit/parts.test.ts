@@ -281,6 +281,12 @@ describe('verify internals', () => {
       fs.mkdirSync(join(store.manifestDir, 'ab'), {recursive: true})
       fs.writeFileSync(store.manifestPath(huge), JSON.stringify({v: 1, digest: huge, size: 1000 * CHUNK_SIZE, chunkSize: CHUNK_SIZE, chunks: Array(1000).fill(one.digest)}))
       expect(fs.statSync(store.manifestPath(huge)).size).to.be.above(65_536)
+      // intact chunks that do not add up to the version: two chunks swapped; one chunk of another version
+      const swapped = await store.put(randomBytes(2 * CHUNK_SIZE))
+      const ms = store.manifest(swapped.digest)
+      fs.writeFileSync(store.manifestPath(swapped.digest), JSON.stringify({...ms, chunks: [ms.chunks[1], ms.chunks[0]]}))
+      const borrowed = await store.put(randomBytes(CHUNK_SIZE))
+      fs.writeFileSync(store.manifestPath(borrowed.digest), JSON.stringify({...store.manifest(one.digest), digest: borrowed.digest}))
 
       const pool = new WorkerPool(2, join(root, STATE_DIR, 'history'))
       try {
@@ -301,7 +307,7 @@ describe('verify internals', () => {
         expect(seen.get('/sub/s9')).to.include({type: 'file', mode: st.mode, uid: st.uid, gid: st.gid})
 
         const digests = [good.digest, bad.digest, gone.digest, flipped.digest, short.digest, noChunk.digest, garbled.digest, one.digest, huge,
-          EMPTY_DIGEST, 'not-a-digest', ...Array.from({length: 40}, () => 'cd'.repeat(32))]
+          EMPTY_DIGEST, 'not-a-digest', ...Array.from({length: 40}, () => 'cd'.repeat(32)), swapped.digest, borrowed.digest]
         const got: unknown[] = []
         await pool.run('history', digests, (idx, out) => idx.forEach((i, k) => (got[i] = out[k] || undefined)))
         for (const [i, d] of digests.entries()) expect(got[i], d).to.deep.equal(await store.check(d))
@@ -309,8 +315,10 @@ describe('verify internals', () => {
         expect(got[1]).to.include({kind: 'history-tampered'})
         expect(got[2]).to.include({kind: 'history-missing'})
         expect(got.slice(3, 11).map(g => (g as {kind?: string} | undefined)?.kind)).to.deep.equal(
-          ['history-tampered', 'history-tampered', 'history-missing', 'history-tampered', undefined, undefined, undefined, 'history-tampered'])
+          ['history-tampered', 'history-tampered', 'history-missing', 'history-tampered', undefined, 'history-tampered', undefined, 'history-tampered'])
         expect(got[11]).to.include({kind: 'history-missing'})
+        for (const g of got.slice(-2)) expect(g).to.include({kind: 'history-tampered'}) // swapped, borrowed (and huge above): every chunk intact, the whole not
+        expect((got.at(-1) as {detail: string}).detail).to.match(/does not reassemble/)
       } finally {
         await pool.close()
       }

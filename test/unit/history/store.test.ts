@@ -122,6 +122,7 @@ describe('history store', () => {
     const mb = store.manifest(b.digest)
     mb.chunks[1] = store.manifest(a.digest).chunks[1]
     fs.writeFileSync(store.manifestPath(b.digest), JSON.stringify(mb))
+    expect(store.check(b.digest)).to.include({kind: 'history-tampered'}) // verify's check, not only the readers
     let err: unknown
     try {
       await readAll(store, b.digest)
