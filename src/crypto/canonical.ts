@@ -44,10 +44,24 @@ function fail(message: string): never {
   throw new CryptoError('ENONCANONICAL', message)
 }
 
+/**
+ * Where a value sits, as a stack of keys and indices (one array per call,
+ * pushed and popped): the text `$.a[2].b` is only built for an error. An
+ * auditor encodes and parses 100,000s of records, and a path string per
+ * value was most of the garbage.
+ */
+type Path = Array<string | number>
+
+function failAt(path: Path, message: string): never {
+  let at = '$'
+  for (const seg of path) at += typeof seg === 'number' ? `[${seg}]` : `.${seg}`
+  fail(`${at}: ${message}`)
+}
+
 const isWellFormed = (s: string): boolean => (s as unknown as {isWellFormed(): boolean}).isWellFormed()
 
-function encodeString(s: string, at: string): string {
-  if (!isWellFormed(s)) fail(`${at}: string holds a lone surrogate`)
+function encodeString(s: string, path: Path): string {
+  if (!isWellFormed(s)) failAt(path, 'string holds a lone surrogate')
   return JSON.stringify(s)
 }
 
@@ -56,27 +70,28 @@ function isPlainObject(v: object): boolean {
   return proto === Object.prototype || proto === null
 }
 
-function encodeValue(v: unknown, at: string, depth: number, out: string[]): void {
-  if (depth > MAX_DEPTH) fail(`${at}: nested deeper than ${MAX_DEPTH}`)
+/** Appends the canonical text of v, at `path` (its length is the depth), to out. */
+function encodeValue(v: unknown, path: Path, out: string[]): void {
+  if (path.length > MAX_DEPTH) failAt(path, `nested deeper than ${MAX_DEPTH}`)
   switch (typeof v) {
     case 'boolean':
       out.push(v ? 'true' : 'false')
       return
     case 'number':
-      if (!Number.isSafeInteger(v)) fail(`${at}: ${v} is not a safe integer`)
-      if (Object.is(v, -0)) fail(`${at}: -0 is not allowed`)
+      if (!Number.isSafeInteger(v)) failAt(path, `${v} is not a safe integer`)
+      if (Object.is(v, -0)) failAt(path, '-0 is not allowed')
       out.push(String(v))
       return
     case 'bigint':
       out.push(`{"$big":"${v.toString(10)}"}`)
       return
     case 'string':
-      out.push(encodeString(v, at))
+      out.push(encodeString(v, path))
       return
     case 'object':
       break
     default:
-      fail(`${at}: cannot encode a ${typeof v}`)
+      failAt(path, `cannot encode a ${typeof v}`)
   }
   if (v === null) {
     out.push('null')
@@ -89,109 +104,40 @@ function encodeValue(v: unknown, at: string, depth: number, out: string[]): void
   if (Array.isArray(v)) {
     out.push('[')
     for (let i = 0; i < v.length; i++) {
-      if (!(i in v) || v[i] === undefined) fail(`${at}[${i}]: undefined array element`)
+      path.push(i)
+      if (!(i in v) || v[i] === undefined) failAt(path, 'undefined array element')
       if (i > 0) out.push(',')
-      encodeValue(v[i], `${at}[${i}]`, depth + 1, out)
+      encodeValue(v[i], path, out)
+      path.pop()
     }
     out.push(']')
     return
   }
-  if (!isPlainObject(v)) fail(`${at}: cannot encode an instance of ${v.constructor?.name ?? 'unknown'}`)
+  if (!isPlainObject(v)) failAt(path, `cannot encode an instance of ${v.constructor?.name ?? 'unknown'}`)
   const obj = v as Record<string, unknown>
   const keys = Object.keys(obj).sort()
   out.push('{')
   let first = true
   for (const k of keys) {
-    if (k.startsWith('$')) fail(`${at}: key ${JSON.stringify(k)} starts with the reserved $`)
-    if (k === '__proto__') fail(`${at}: key "__proto__" is not allowed`)
+    if (k.charCodeAt(0) === 36 /* $ */) failAt(path, `key ${JSON.stringify(k)} starts with the reserved $`)
+    if (k === '__proto__') failAt(path, 'key "__proto__" is not allowed')
     const x = obj[k]
     if (x === undefined) continue
     if (!first) out.push(',')
     first = false
-    out.push(encodeString(k, at), ':')
-    encodeValue(x, `${at}.${k}`, depth + 1, out)
+    out.push(encodeString(k, path), ':')
+    path.push(k)
+    encodeValue(x, path, out)
+    path.pop()
   }
-  if (Object.getOwnPropertySymbols(obj).length > 0) fail(`${at}: symbol keys are not allowed`)
-  out.push('}')
-}
-
-/** Thrown by the fast paths below at the first thing they do not accept: the slow path then says what and where. */
-const RETRY = new Error('retry with paths')
-
-/**
- * encodeValue without the `at` path (an auditor encodes 100,000s of values:
- * a path string per array element and key is most of the garbage). Accepts
- * exactly what encodeValue accepts and writes the same text; anything else
- * throws RETRY and canonicalString runs encodeValue for the error message.
- */
-function encodeFast(v: unknown, depth: number, out: string[]): void {
-  if (depth > MAX_DEPTH) throw RETRY
-  switch (typeof v) {
-    case 'boolean':
-      out.push(v ? 'true' : 'false')
-      return
-    case 'number':
-      if (!Number.isSafeInteger(v) || Object.is(v, -0)) throw RETRY
-      out.push(String(v))
-      return
-    case 'bigint':
-      out.push(`{"$big":"${v.toString(10)}"}`)
-      return
-    case 'string':
-      if (!isWellFormed(v)) throw RETRY
-      out.push(JSON.stringify(v))
-      return
-    case 'object':
-      break
-    default:
-      throw RETRY
-  }
-  if (v === null) {
-    out.push('null')
-    return
-  }
-  if (v instanceof Uint8Array) {
-    out.push(`{"$b64":"${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}"}`)
-    return
-  }
-  if (Array.isArray(v)) {
-    out.push('[')
-    for (let i = 0; i < v.length; i++) {
-      if (!(i in v) || v[i] === undefined) throw RETRY
-      if (i > 0) out.push(',')
-      encodeFast(v[i], depth + 1, out)
-    }
-    out.push(']')
-    return
-  }
-  if (!isPlainObject(v)) throw RETRY
-  const obj = v as Record<string, unknown>
-  const keys = Object.keys(obj).sort()
-  out.push('{')
-  let first = true
-  for (const k of keys) {
-    if (k.charCodeAt(0) === 36 /* $ */ || k === '__proto__' || !isWellFormed(k)) throw RETRY
-    const x = obj[k]
-    if (x === undefined) continue
-    if (!first) out.push(',')
-    first = false
-    out.push(JSON.stringify(k), ':')
-    encodeFast(x, depth + 1, out)
-  }
-  if (Object.getOwnPropertySymbols(obj).length > 0) throw RETRY
+  if (Object.getOwnPropertySymbols(obj).length > 0) failAt(path, 'symbol keys are not allowed')
   out.push('}')
 }
 
 /** The canonical text of a value (what `canonical` returns as UTF-8 bytes). */
 export function canonicalString(v: Canonical): string {
-  let out: string[] = []
-  try {
-    encodeFast(v, 0, out)
-  } catch (error) {
-    if (error !== RETRY) throw error
-    out = []
-    encodeValue(v, '$', 0, out) // throws, with the path of what is not allowed
-  }
+  const out: string[] = []
+  encodeValue(v, [], out)
   return out.join('')
 }
 
@@ -200,41 +146,22 @@ export function canonical(v: Canonical): Buffer {
   return Buffer.from(canonicalString(v), 'utf8')
 }
 
-function revive(v: unknown, at: string, depth: number): Canonical {
-  if (depth > MAX_DEPTH) fail(`${at}: nested deeper than ${MAX_DEPTH}`)
-  if (v === null || typeof v !== 'object') return v as Canonical
-  if (Array.isArray(v)) return v.map((x, i) => revive(x, `${at}[${i}]`, depth + 1))
-  const obj = v as Record<string, unknown>
-  const keys = Object.keys(obj)
-  if (keys.length === 1 && keys[0] === '$b64') {
-    const s = obj.$b64
-    if (typeof s !== 'string' || !B64.test(s)) fail(`${at}: bad $b64 value`)
-    return Buffer.from(s, 'base64')
-  }
-  if (keys.length === 1 && keys[0] === '$big') {
-    const s = obj.$big
-    if (typeof s !== 'string' || !BIGINT.test(s)) fail(`${at}: bad $big value`)
-    return BigInt(s)
-  }
-  const res: Record<string, Canonical> = {}
-  for (const k of keys) {
-    // encode() rejects $-keys and __proto__; checking here keeps revive from
-    // ever assigning to a prototype.
-    if (k.startsWith('$') || k === '__proto__') fail(`${at}: key ${JSON.stringify(k)} is not allowed`)
-    res[k] = revive(obj[k], `${at}.${k}`, depth + 1)
-  }
-  return res
-}
-
-/** revive without the `at` path; throws RETRY where revive throws (the caller re-runs revive for the message). */
-function reviveFast(v: unknown, depth: number): Canonical {
-  if (depth > MAX_DEPTH) throw RETRY
+/**
+ * JSON.parse's result as a canonical value: the tagged forms become Buffers
+ * and bigints, in place (JSON.parse's objects are plain and own their keys:
+ * no copy per object).
+ */
+function revive(v: unknown, path: Path): Canonical {
+  if (path.length > MAX_DEPTH) failAt(path, `nested deeper than ${MAX_DEPTH}`)
   if (v === null || typeof v !== 'object') return v as Canonical
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
       const x = v[i]
-      if (x !== null && typeof x === 'object') v[i] = reviveFast(x, depth + 1)
-      else if (depth + 1 > MAX_DEPTH) throw RETRY
+      if (x !== null && typeof x === 'object') {
+        path.push(i)
+        v[i] = revive(x, path)
+        path.pop()
+      } else if (path.length >= MAX_DEPTH) deeperThanMax(path, i) // a primitive needs no call, only its depth checked
     }
     return v as Canonical[]
   }
@@ -242,25 +169,34 @@ function reviveFast(v: unknown, depth: number): Canonical {
   const keys = Object.keys(obj)
   if (keys.length === 1 && keys[0] === '$b64') {
     const s = obj.$b64
-    if (typeof s !== 'string' || !B64.test(s)) throw RETRY
+    if (typeof s !== 'string' || !B64.test(s)) failAt(path, 'bad $b64 value')
     return Buffer.from(s, 'base64')
   }
   if (keys.length === 1 && keys[0] === '$big') {
     const s = obj.$big
-    if (typeof s !== 'string' || !BIGINT.test(s)) throw RETRY
+    if (typeof s !== 'string' || !BIGINT.test(s)) failAt(path, 'bad $big value')
     return BigInt(s)
   }
-  // JSON.parse's objects are plain and own their keys: revised in place (no copy per object)
   for (const k of keys) {
-    if (k.charCodeAt(0) === 36 /* $ */ || k === '__proto__') throw RETRY
+    // encode() rejects $-keys and __proto__; checking here keeps revive from
+    // ever assigning to a prototype.
+    if (k.charCodeAt(0) === 36 /* $ */ || k === '__proto__') failAt(path, `key ${JSON.stringify(k)} is not allowed`)
     const x = obj[k]
-    if (x !== null && typeof x === 'object') obj[k] = reviveFast(x, depth + 1)
-    else if (depth + 1 > MAX_DEPTH) throw RETRY
+    if (x !== null && typeof x === 'object') {
+      path.push(k)
+      obj[k] = revive(x, path)
+      path.pop()
+    } else if (path.length >= MAX_DEPTH) deeperThanMax(path, k)
   }
   return obj as Canonical
 }
 
-/** JSON text to a canonical value: the fast path, or revive's error with its path. */
+function deeperThanMax(path: Path, child: string | number): never {
+  path.push(child)
+  failAt(path, `nested deeper than ${MAX_DEPTH}`)
+}
+
+/** JSON text to a canonical value. */
 function reviveParsed(text: string): Canonical {
   let parsed: unknown
   try {
@@ -268,12 +204,7 @@ function reviveParsed(text: string): Canonical {
   } catch (error) {
     throw new CryptoError('ENONCANONICAL', `not JSON: ${(error as Error).message}`)
   }
-  try {
-    return reviveFast(parsed, 0)
-  } catch (error) {
-    if (error !== RETRY) throw error
-    return revive(JSON.parse(text), '$', 0) // a fresh copy: the fast path may have revised part of `parsed`
-  }
+  return revive(parsed, [])
 }
 
 /**
