@@ -10,10 +10,11 @@
 import * as grpc from '@grpc/grpc-js'
 import {sign, type Identity} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
-import {certFingerprint, transcript} from './auth.js'
+import {transcript} from './auth.js'
+import {pinnedClient} from './channel.js'
 import {fetchServerCert, pinServer} from './known-servers.js'
 import {rpcStats} from './rpc-stats.js'
-import {errnoError, MAX_MESSAGE, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
+import {errnoError, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
 
 export interface ConnectionOptions {
   /** host:port, or several separated by commas (failover in that order) */
@@ -123,27 +124,7 @@ export class Connection {
 
     const pinned = pinServer(this.opts.knownServersFile, `${host}:${port}`, got, {trustNew: this.opts.trustNewServerKey})
     this.fingerprint = Buffer.from(pinned.fingerprint, 'hex')
-    const expect = pinned.fingerprint
-    const creds = grpc.credentials.createSsl(Buffer.from(pinned.cert), null, null, {
-      checkServerIdentity: (_host, cert) => {
-        const fp = cert.raw ? certFingerprint(cert.raw).toString('hex') : ''
-        return fp === expect ? undefined : new Error(`the server's certificate ${fp.slice(0, 16)}… is not the pinned one ${expect.slice(0, 16)}…`)
-      },
-    })
-    const Client = grpc.makeGenericClientConstructor(serviceDefinition(), SERVICE)
-    this.client = new Client(`${host.includes(':') ? `[${host}]` : host}:${port}`, creds, {
-      'grpc.ssl_target_name_override': 'paciofs-server',
-      'grpc.max_receive_message_length': MAX_MESSAGE,
-      'grpc.max_send_message_length': MAX_MESSAGE,
-      'grpc.keepalive_time_ms': 5_000,
-      'grpc.keepalive_timeout_ms': 3_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.initial_reconnect_backoff_ms': 200,
-      'grpc.max_reconnect_backoff_ms': 2_000,
-      'grpc.enable_retries': 0,
-      'grpc-node.flow_control_window': 8 * 1024 * 1024, // reads of 1 MiB without waiting for window updates
-      'grpc.use_local_subchannel_pool': 1, // a connection of its own: a session is bound to it
-    })
+    this.client = pinnedClient(serviceDefinition(), SERVICE, host, port, pinned.cert, pinned.fingerprint)
     try {
       await this.session()
     } catch (error) {

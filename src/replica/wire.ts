@@ -8,9 +8,9 @@ import {fileURLToPath} from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import {certFingerprint} from '../remote/auth.js'
+import {pinnedClient} from '../remote/channel.js'
 import {parseServer} from '../remote/connection.js'
 import {fetchServerCert} from '../remote/known-servers.js'
-import {MAX_MESSAGE} from '../remote/wire.js'
 import {PacioError} from '../errors.js'
 import type {Block} from '../ledger/types.js'
 
@@ -77,26 +77,7 @@ export async function openReplicaClient(address: string, fingerprint: string, ce
     pem = got.pem
   }
 
-  const creds = grpc.credentials.createSsl(Buffer.from(pem), null, null, {
-    checkServerIdentity: (_host, cert) => {
-      const fp = cert.raw ? certFingerprint(cert.raw).toString('hex') : ''
-      return fp === fingerprint ? undefined : new Error(`certificate ${fp.slice(0, 16)}… is not the expected ${fingerprint.slice(0, 16)}…`)
-    },
-  })
-  const Client = grpc.makeGenericClientConstructor(replicaDefinition(), REPLICA_SERVICE)
-  return new Client(`${host.includes(':') ? `[${host}]` : host}:${port}`, creds, {
-    'grpc.ssl_target_name_override': 'paciofs-server',
-    'grpc.max_receive_message_length': MAX_MESSAGE,
-    'grpc.max_send_message_length': MAX_MESSAGE,
-    'grpc.keepalive_time_ms': 5_000,
-    'grpc.keepalive_timeout_ms': 3_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.initial_reconnect_backoff_ms': 200,
-    'grpc.max_reconnect_backoff_ms': 2_000,
-    'grpc.enable_retries': 0,
-    'grpc-node.flow_control_window': 8 * 1024 * 1024,
-    'grpc.use_local_subchannel_pool': 1,
-  }) as ReplicaClient
+  return pinnedClient(replicaDefinition(), REPLICA_SERVICE, host, port, pem, fingerprint) as ReplicaClient
 }
 
 export function unary<T = Record<string, any>>(client: ReplicaClient, method: string, req: unknown, meta = new grpc.Metadata(), deadlineMs = 10_000): Promise<T> {
