@@ -15,7 +15,7 @@ import type {ExpectedTree} from '../audit/expected.js'
 import type {Divergence, DivergenceKind} from '../audit/types.js'
 import {PacioError} from '../errors.js'
 import {HistoryStore} from '../history/store.js'
-import {describe, planRepair, type PathPlan, type Unrepairable} from '../repair/plan.js'
+import {describe, planRepair, type HistoryPlan, type PathPlan, type Unrepairable} from '../repair/plan.js'
 import {Restorer} from '../repair/restore.js'
 import {Sources, type Peer, type SourceName} from '../repair/sources.js'
 import {RemoteVolume} from '../remote/remote-volume.js'
@@ -35,6 +35,8 @@ export interface RepairRequest {
   trustNewServerKey?: boolean
   path?: string
   dryRun?: boolean
+  /** verify everything, not only what changed since the last verify (old versions in the history store are checked by a full verify) */
+  full?: boolean
   cacheDir?: string
   onPhase?: (phase: string) => void
 }
@@ -114,6 +116,23 @@ function noteOf(plan: PathPlan, item: RepairItem, peer?: string): RepairNote {
   return note
 }
 
+function historyRecord(plan: HistoryPlan, item: RepairItem, peer?: string): Omit<FsRecord, 'v' | 'who' | 'at'> {
+  const repair: RepairNote = {found: plan.found, of: {epoch: plan.epoch, txid: plan.txid}}
+  if (item.source) repair.source = item.source
+  if (item.source === 'peer' && peer) repair.peer = peer
+  if (item.aside) repair.aside = item.aside
+  return {op: 'repair', path: plan.path, digest: plan.digest, repair}
+}
+
+const healAction = (plan: HistoryPlan) => `store version sha256 ${plan.digest.slice(0, 16)} (recorded at epoch ${plan.epoch}) in the history store again`
+
+/** For each version to heal, the other paths whose expected content it is (their files on disk may have its bytes). */
+function namesOf(history: HistoryPlan[], tree: ExpectedTree): Map<string, string[]> {
+  const names = new Map<string, string[]>(history.map(h => [h.digest, []]))
+  for (const [p, n] of tree.entries) if (n.type === 'file' && n.digest !== undefined) names.get(n.digest)?.push(p)
+  return names
+}
+
 const leftItem = (u: Unrepairable): RepairItem => ({path: u.path, found: u.found, action: 'none', done: false, reason: u.reason})
 
 export async function runRepair(request: RepairRequest): Promise<RepairReport> {
@@ -137,9 +156,9 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
   if (req.dryRun) {
     // read-only, like verify: nothing is opened for writing
     req.onPhase?.('verify')
-    const report = await verifyVolume({volume: req.volume, path: req.path, cacheDir: req.cacheDir, onExpected,
+    const report = await verifyVolume({volume: req.volume, path: req.path, full: req.full, cacheDir: req.cacheDir, onExpected,
       openLedger: (l, m) => openVolumeLedger(l, m, {write: false, tailBlocks: 0})})
-    const {plans, left} = planRepair(report.divergences, tree!, req.path)
+    const {plans, history, left} = planRepair(report.divergences, tree!, req.path)
     const sources = new Sources(hasHistory ? new HistoryStore(layout.history) : undefined, undefined, me())
     const items: RepairItem[] = plans.map(plan => {
       const item: RepairItem = {path: plan.path, found: plan.found, action: describe(plan), done: false}
@@ -152,6 +171,17 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
 
       return item
     })
+    const names = namesOf(history, tree!)
+    for (const h of history) {
+      // a file on disk is a source only if its bytes hash right: only a real run reads them; else a peer, if given
+      const item: RepairItem = {path: h.path, found: h.found, action: healAction(h), done: false}
+      const onDisk = names.get(h.digest)!.length > 0
+      if (onDisk) item.source = 'disk'
+      else if (req.from) item.source = 'peer'
+      else item.reason = 'no source: no current file has this version and no peer given (--from)'
+      items.push(item)
+    }
+
     items.push(...left.map(leftItem))
     const blocked = items.some(i => i.reason !== undefined)
     return {volume: layout.root, volumeId: meta.id, dryRun: true, findings: report.divergences.length, items, bytes: 0,
@@ -172,7 +202,7 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
   let peer: Peer | undefined
   let closePeer = () => {}
   try {
-    const verify = () => verifyVolume({volume: req.volume, path: req.path, cacheDir: req.cacheDir, ownLock: true, onExpected,
+    const verify = () => verifyVolume({volume: req.volume, path: req.path, full: req.full, cacheDir: req.cacheDir, ownLock: true, onExpected,
       openLedger: async () => ({ledger: stack.ledger, close: async () => {}})})
     const phases: Record<string, number> = {}
     let mark = Date.now()
@@ -183,8 +213,8 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
 
     req.onPhase?.('verify')
     const before = await verify()
-    const {plans, left} = planRepair(before.divergences, tree!, req.path)
-    if (plans.length > 0 && req.from) {
+    const {plans, history, left} = planRepair(before.divergences, tree!, req.path)
+    if ((plans.length > 0 || history.length > 0) && req.from) {
       req.onPhase?.('peer')
       const {conn} = await connectRemote({server: req.from, volume: req.peerVolume!, identity: req.identity, trustNewServerKey: req.trustNewServerKey})
       const volume = new RemoteVolume(conn)
@@ -218,6 +248,7 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
       }
     }
 
+    const healed = await healHistory(restorer, stack.history, history, namesOf(history, tree!), items)
     await restorer.finish((p, error) => {
       const item = items.find(i => i.path === p)
       if (item) Object.assign(item, {done: false, reason: (error as Error).message})
@@ -227,6 +258,7 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
     // one record per path repaired, through the journal, the broadcast and the ledger
     const recorded: Array<Promise<unknown>> = []
     for (const [item, plan] of done) if (item.done) recorded.push(stack.recorder.record(record(plan, noteOf(plan, item, peer?.label)), me()))
+    for (const [item, plan] of healed) recorded.push(stack.recorder.record(historyRecord(plan, item, peer?.label), me()))
     await Promise.all(recorded)
     await stack.history?.flush()
     await stack.recorder.committed()
@@ -245,4 +277,36 @@ export async function runRepair(request: RepairRequest): Promise<RepairReport> {
     closePeer()
     await stack.close()
   }
+}
+
+/** Heals each version once (several paths may record it); one item per path and version. */
+async function healHistory(restorer: Restorer, store: HistoryStore | undefined, history: HistoryPlan[], names: Map<string, string[]>,
+  items: RepairItem[]): Promise<Map<RepairItem, HistoryPlan>> {
+  const healed = new Map<RepairItem, HistoryPlan>()
+  const byDigest = new Map<string, Promise<{source?: SourceName; aside?: string; bytes: number}>>()
+  for (const plan of history) {
+    const item: RepairItem = {path: plan.path, found: plan.found, action: healAction(plan), done: false}
+    items.push(item)
+    if (!store) {
+      item.reason = 'the volume keeps no history store'
+      continue
+    }
+
+    let once = byDigest.get(plan.digest)
+    const first = once === undefined
+    if (!once) {
+      once = restorer.heal(store, plan, names.get(plan.digest) ?? [])
+      byDigest.set(plan.digest, once)
+    }
+
+    try {
+      const r = await once
+      Object.assign(item, {done: true, source: r.source, aside: r.aside, bytes: first ? r.bytes : 0})
+      healed.set(item, plan)
+    } catch (error) {
+      item.reason = (error as Error).message
+    }
+  }
+
+  return healed
 }

@@ -67,6 +67,11 @@ export function loadIndex(dir: string, volumeId: string): VerifiedIndex | undefi
   }
 }
 
+/** Forgets the index of a volume: the next verify checks everything. */
+export function dropIndex(dir: string, volumeId: string): void {
+  fs.rmSync(fileFor(dir, volumeId), {force: true})
+}
+
 const opt = <T>(v: T | null): T | undefined => (v === null ? undefined : v)
 
 function parse(text: string, volumeId: string): VerifiedIndex | undefined {

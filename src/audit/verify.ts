@@ -25,7 +25,7 @@ import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
 import {Anchors} from './anchors.js'
 import {Replay} from './replay.js'
-import {defaultCacheDir, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
+import {defaultCacheDir, dropIndex, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {TreeComparer} from './compare.js'
 import {ExpectedTree} from './expected.js'
 import {HistoryJobs} from './history.js'
@@ -88,6 +88,12 @@ function violationKind(v: Violation): Divergence['kind'] {
 
 /** Findings that mean the records themselves cannot be trusted: no verified index is kept after them. */
 const TRUST_KINDS = new Set<Divergence['kind']>(['ledger-broken', 'signature-invalid', 'sequence-gap', 'record-tampered', 'record-missing', 'checkpoint-inconsistent'])
+/**
+ * A damaged history store: the verified index is dropped. An incremental run
+ * checks only versions recorded since the index, so it would not see an old
+ * version that is still missing or altered; the next run checks them all.
+ */
+const HISTORY_KINDS = new Set<Divergence['kind']>(['history-missing', 'history-tampered'])
 
 /** The journal rows an incremental verify must look at: those the new blocks anchor, and every row added after maxJseq. */
 function * newRows(journal: Journal, anchors: Anchors, maxJseq: number): Generator<AuditRow> {
@@ -323,7 +329,11 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     const trustworthy = !divergences.some(d => TRUST_KINDS.has(d.kind))
     const unchanged = index !== undefined && index.checkpoint.epoch === head.epoch && index.maxJseq === maxJseq
-    if (trustworthy && head.epoch > 0 && !unchanged) {
+    if (divergences.some(d => HISTORY_KINDS.has(d.kind))) {
+      try {
+        dropIndex(cacheDir, meta.id)
+      } catch { /* then a later incremental run may miss what this one found: it is reported now */ }
+    } else if (trustworthy && head.epoch > 0 && !unchanged) {
       try {
         saveIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
           anchoredRows: (index?.anchoredRows ?? 0) + replay.applied, tree})

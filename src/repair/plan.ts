@@ -37,8 +37,20 @@ export interface Unrepairable {
   reason: string
 }
 
+/** A version missing from or altered in the history store: stored again from bytes with its recorded sha256. */
+export interface HistoryPlan {
+  path: string
+  found: DivergenceKind[]
+  digest: string
+  /** the record that names the version */
+  epoch: number
+  txid: string
+}
+
 export interface Plan {
   plans: PathPlan[]
+  /** history store findings, one per path and version (in ledger order) */
+  history: HistoryPlan[]
   left: Unrepairable[]
 }
 
@@ -69,7 +81,7 @@ export function planRepair(divergences: Divergence[], tree: ExpectedTree, subtre
   const ledger = divergences.filter(d => LEDGER_KINDS.has(d.kind))
   if (ledger.length > 0) {
     const kinds = [...new Set(ledger.map(d => d.kind))].join(', ')
-    return {plans: [], left: paths.map(path => ({path, found: by.get(path)!,
+    return {plans: [], history: [], left: paths.map(path => ({path, found: by.get(path)!,
       reason: `the ledger cannot be trusted (${kinds}): there is no sound record of what should be there`}))}
   }
 
@@ -79,11 +91,6 @@ export function planRepair(divergences: Divergence[], tree: ExpectedTree, subtre
   const aside: PathPlan[] = []
   for (const path of paths) {
     const found = by.get(path)!
-    const history = found.filter(k => HISTORY_KINDS.has(k))
-    if (history.length > 0) {
-      left.push({path, found: history, reason: 'a recorded version is absent from or altered in the history store: repair restores the disk, not the store'})
-    }
-
     const kinds = found.filter(k => !HISTORY_KINDS.has(k))
     if (kinds.length === 0) continue
     const t = tampered.find(q => q !== '' && under(path, q))
@@ -131,7 +138,22 @@ export function planRepair(divergences: Divergence[], tree: ExpectedTree, subtre
   }
 
   linkSiblings(plans, tree, p => under(p, subtree) && !by.has(p) && !untrusted(tree, p))
-  return {plans, left}
+  return {plans, history: planHistory(divergences, tampered, left), left}
+}
+
+const HEX64 = /^[0-9a-f]{64}$/
+
+function planHistory(divergences: Divergence[], tampered: string[], left: Unrepairable[]): HistoryPlan[] {
+  const out: HistoryPlan[] = []
+  for (const d of divergences) {
+    if (!HISTORY_KINDS.has(d.kind)) continue
+    const t = tampered.find(q => q !== '' && under(d.path, q))
+    if (t !== undefined) left.push({path: d.path, found: [d.kind], reason: `the record of ${t} was tampered with: the ledger no longer says which version belongs there`})
+    else if (!HEX64.test(d.expected ?? '') || !d.record) left.push({path: d.path, found: [d.kind], reason: 'the finding names no recorded version'})
+    else out.push({path: d.path, found: [d.kind], digest: d.expected!, epoch: d.record.epoch, txid: d.record.txid})
+  }
+
+  return out
 }
 
 /** Hard links: a file to restore whose recorded inode has another name that is fine (or restored first) is linked to it again. */

@@ -12,7 +12,9 @@ import path from 'node:path'
 import type {Inode} from '../audit/expected.js'
 import {sha256Hex} from '../crypto/hash.js'
 import {sys} from '../volume/sys.js'
-import type {PathPlan} from './plan.js'
+import {Healer, type HealResult} from '../history/heal.js'
+import type {HistoryStore} from '../history/store.js'
+import type {HistoryPlan, PathPlan} from './plan.js'
 import type {SourceName, Sources} from './sources.js'
 
 export interface Restored {
@@ -193,6 +195,27 @@ export class Restorer {
     }
 
     return source
+  }
+
+  /**
+   * Stores a version the history store lacks or has altered again, from bytes
+   * with its recorded sha256 (see Sources.version); damaged files of the store
+   * go to the quarantine. `also`: other volume paths whose records name it.
+   */
+  async heal(store: HistoryStore, plan: HistoryPlan, also: string[]): Promise<Restored & {healed: HealResult}> {
+    const tmp = this.tmp()
+    const local = [plan.path, ...also].map(p => this.backing(p))
+    const fd = fs.openSync(tmp, 'wx+', 0o600)
+    try {
+      const got = await this.sources.version(plan.path, plan.epoch, plan.digest, fd, local)
+      const healer = new Healer(store, path.join(this.quarantine, 'history'))
+      const healed = healer.heal(fd, plan.digest)
+      const aside = healed.aside.length > 0 ? path.relative(this.state, path.join(this.quarantine, 'history')) : undefined
+      return {source: got.source, bytes: got.bytes, aside, healed}
+    } finally {
+      fs.closeSync(fd)
+      fs.rmSync(tmp, {force: true})
+    }
   }
 
   /** Attributes of the directories made, deepest first (what was created in them changed their times). */

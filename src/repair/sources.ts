@@ -8,6 +8,7 @@
 import {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import {EMPTY_DIGEST, type HistoryStore} from '../history/store.js'
+import {HISTORY_DIR} from '../history/view.js'
 import {sha256Hex} from '../crypto/hash.js'
 import {sys} from '../volume/sys.js'
 import type {Caller, Volume} from '../volume/types.js'
@@ -31,6 +32,33 @@ export class NoSourceError extends Error {
 const READ = 1024 * 1024
 const AHEAD = 8 // history chunks read ahead
 const short = (h: string) => h.slice(0, 16)
+
+/** Copies `file` into fd if its bytes hash to `digest`; the byte count, or undefined (then fd is left empty). */
+function copyIfDigest(file: string, digest: string, fd: number): number | undefined {
+  let src: number
+  try {
+    src = fs.openSync(file, C.O_RDONLY | C.O_NOFOLLOW)
+  } catch {
+    return undefined
+  }
+
+  try {
+    if (!fs.fstatSync(src).isFile()) return undefined
+    const hash = createHash('sha256')
+    const buf = Buffer.allocUnsafe(READ)
+    let pos = 0
+    for (let n; (n = fs.readSync(src, buf, 0, READ, pos)) > 0; pos += n) {
+      hash.update(buf.subarray(0, n))
+      writeAll(fd, buf.subarray(0, n), pos)
+    }
+
+    if (hash.digest('hex') === digest) return pos
+    fs.ftruncateSync(fd, 0)
+    return undefined
+  } finally {
+    fs.closeSync(src)
+  }
+}
 
 function writeAll(fd: number, buf: Buffer, pos: number): void {
   for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off, pos + off)
@@ -83,6 +111,36 @@ export class Sources {
     }
 
     throw new NoSourceError(`no source has the recorded content (sha256 ${short(digest)}…): ${tried.join('; ')}`)
+  }
+
+  /**
+   * Writes the bytes of version `digest` into `fd` (empty, open for writing),
+   * to heal the history store: from a file on disk that has exactly these
+   * bytes (`local`: the backing files of the paths that recorded it, restored
+   * first if repair restored them), else from the peer, through its history
+   * view as of `epoch` and then its current file at `path`. Throws
+   * NoSourceError when no source has them.
+   */
+  async version(path: string, epoch: number, digest: string, fd: number, local: string[]): Promise<{source: SourceName; bytes: number}> {
+    const tried: string[] = []
+    for (const file of local) {
+      const got = copyIfDigest(file, digest, fd)
+      if (got !== undefined) return {source: 'disk', bytes: got}
+    }
+
+    tried.push('no file on disk has these bytes')
+    if (this.peer) {
+      for (const at of [`/${HISTORY_DIR}/${epoch}${path}`, path]) {
+        const got = await this.fromPeer(this.peer, at, fd)
+        if (got.digest === digest) return {source: 'peer', bytes: got.bytes}
+        fs.ftruncateSync(fd, 0)
+        tried.push(got.error ?? `peer ${this.peer.label} has other bytes at ${at} (sha256 ${short(got.digest)}…)`)
+      }
+    } else {
+      tried.push('no peer given (--from)')
+    }
+
+    throw new NoSourceError(`no source has version sha256 ${short(digest)}…: ${tried.join('; ')}`)
   }
 
   /**

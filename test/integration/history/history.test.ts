@@ -167,6 +167,10 @@ describe('version history (real FUSE mount)', function () {
         {path: '/docs/a.bin', kind: 'history-tampered', epoch: versions[0].epoch},
         {path: '/docs/a.bin', kind: 'history-missing', epoch: versions[1].epoch},
       ])
+      // the next (incremental) verify still reports them: no verified index is kept over a damaged store
+      const again = await cli(['verify', '--json'])
+      expect(again.code, again.stdout).to.equal(1)
+      expect(JSON.parse(again.stdout).divergences.map((d: {kind: string}) => d.kind)).to.deep.equal(['history-tampered', 'history-missing'])
 
       const cat = await cli(['cat', '/docs/a.bin', '--at', String(versions[0].epoch)])
       expect(cat.code).to.not.equal(0)

@@ -228,6 +228,52 @@ describe('paciofs repair', function () {
     expect(doc.record.repair).to.deep.include({source: 'peer'})
   })
 
+  it('heals the history store: a version from the file on disk that has it, an old one from a peer\'s history', async () => {
+    const vol = await copy(withHistory)
+    const replica = await copy(withHistory)
+    const store = join(vol, '.paciofs', 'history')
+    const old = sha('first version\n') // doc.txt's first version: only in the history store now
+    const bigChunk = sha(Buffer.alloc(256 * 1024, 'b')) // a chunk of big.bin's (current) version
+    await fs.promises.rm(join(store, 'manifests', old.slice(0, 2), `${old}.json`))
+    await fs.promises.writeFile(join(store, 'chunks', bigChunk.slice(0, 2), bigChunk), 'tampered chunk')
+    const before = await verify(vol)
+    expect(pairs(before.findings)).to.deep.equal(['history-missing /doc.txt', 'history-tampered /big.bin'])
+
+    const dry = await repair(vol, ['--dry-run'])
+    expect(dry.code, JSON.stringify(dry.report, null, 1)).to.equal(1)
+    expect(dry.items.find(i => i.path === '/big.bin')!.source).to.equal('disk')
+    expect(dry.items.find(i => i.path === '/doc.txt')!.reason).to.match(/no source/)
+
+    // without a peer: the current version is healed from the file, the old one is left
+    const own = await repair(vol)
+    expect(own.code, JSON.stringify(own.report, null, 1)).to.equal(1)
+    const big = own.items.find(i => i.path === '/big.bin')!
+    expect(big).to.deep.include({done: true, source: 'disk'})
+    expect(await fs.promises.readFile(join(vol, '.paciofs', big.aside!, 'chunks', bigChunk.slice(0, 2), bigChunk), 'utf8')).to.equal('tampered chunk')
+    expect(own.items.find(i => i.path === '/doc.txt')!.reason).to.match(/no source has version sha256 [0-9a-f]{16}.*no peer given/)
+    expect(pairs(own.report.after.divergences)).to.deep.equal(['history-missing /doc.txt'])
+
+    const served = await startServe([replica], {configDir: config})
+    try {
+      const name = JSON.parse(fs.readFileSync(join(replica, '.paciofs', 'volume.json'), 'utf8')).name
+      const r = await repair(vol, ['--from', served.address, '--peer-volume', name, '--full'])
+      expect(r.code, JSON.stringify(r.report, null, 1)).to.equal(0)
+      expect(r.items.map(i => [i.path, i.source, i.done])).to.deep.equal([['/doc.txt', 'peer', true]])
+    } finally {
+      expect(await served.stop()).to.equal(0)
+    }
+
+    const full = await cli(['verify', '--volume', vol, '--full', '--cache-dir', `${vol}-other-cache`], vol)
+    expect(full.code, full.stdout).to.equal(0)
+    const cat = await cli(['cat', '/doc.txt', '--volume', vol, '--at', String(JSON.parse((await cli(['history', '/doc.txt', '--volume', vol, '--json'], vol)).stdout).versions[0].epoch)], vol)
+    expect(cat.stdout).to.equal('first version\n')
+    const log = await cli(['log', '--volume', vol, '--json'], vol)
+    const repairs = log.stdout.trim().split('\n').map(l => JSON.parse(l)).filter(e => e.record?.op === 'repair').map(e => e.record)
+    expect(repairs.map(r => [r.path, r.digest, r.repair.found[0], r.repair.source]).sort()).to.deep.equal([
+      ['/big.bin', sha(Buffer.alloc(3 * 1024 * 1024 + 17, 'b')), 'history-tampered', 'disk'],
+      ['/doc.txt', old, 'history-missing', 'peer']])
+  })
+
   it('refuses a peer whose bytes do not match the record, and says so', async () => {
     const vol = await copy(noHistory)
     const replica = await copy(noHistory)

@@ -64,12 +64,31 @@ describe('repair plan', () => {
     ])
   })
 
-  it('leaves content never recorded and history store findings, with the reason', () => {
-    const {plans, left} = planRepair([finding('/crashed', 'missing'), finding('/d/f', 'history-missing')], tree())
+  it('leaves content never recorded, with the reason', () => {
+    const {plans, history, left} = planRepair([finding('/crashed', 'missing')], tree())
     expect(plans).to.deep.equal([])
-    expect(left.map(l => l.path)).to.deep.equal(['/crashed', '/d/f'])
+    expect(history).to.deep.equal([])
+    expect(left.map(l => l.path)).to.deep.equal(['/crashed'])
     expect(left[0].reason).to.match(/never recorded/)
-    expect(left[1].reason).to.match(/history store/)
+  })
+
+  it('plans to store a version again for each history store finding that names it, unless its record is in doubt', () => {
+    const E = 'e'.repeat(64)
+    const {plans, history, left} = planRepair([
+      finding('/d/f', 'history-missing', {expected: D, found: 'absent', record: ref(3)}),
+      finding('/d/f', 'history-tampered', {expected: E, found: 'altered', record: ref(2)}),
+      finding('/d/f', 'modified'),
+      finding('/l', 'history-missing', {expected: 'not a digest', record: ref(4)}),
+      finding('/x', 'record-tampered'), finding('/x/y', 'history-tampered', {expected: D, record: ref(9)}),
+    ], tree())
+    expect(history).to.deep.equal([
+      {path: '/d/f', found: ['history-missing'], digest: D, epoch: 3, txid: 'tx3'},
+      {path: '/d/f', found: ['history-tampered'], digest: E, epoch: 2, txid: 'tx2'},
+    ])
+    expect(plans.map(p => [p.path, p.steps])).to.deep.equal([['/d/f', ['content']]]) // the disk too, separately
+    expect(left.map(l => [l.path, l.found])).to.deep.equal([['/x', ['record-tampered']], ['/l', ['history-missing']], ['/x/y', ['history-tampered']]])
+    expect(left[1].reason).to.match(/names no recorded version/)
+    expect(left[2].reason).to.match(/record of \/x was tampered with/)
   })
 
   it('a file to restore is linked again to an intact other name of its inode (within the subtree verified), else to one restored first', () => {
