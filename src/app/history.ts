@@ -277,7 +277,7 @@ export async function catAt(req: CatRequest): Promise<CatResult> {
     try {
       try {
         const m = store.manifest(digest)
-        await pipeVersion(store, m, {whole: true, chunks: false, sink: (data, pos) => writeAll(fd, data, pos)})
+        await pipeVersion(store, m, {whole: true, chunks: false, positional: true, sink: (data, pos) => writeAll(fd, data, pos)})
       } catch (error) {
         refuse(error)
       }

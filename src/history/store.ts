@@ -4,6 +4,9 @@
  *
  *   .paciofs/history/chunks/ab/<sha256>       the bytes of one chunk
  *   .paciofs/history/manifests/ab/<sha256>.json  per content digest: size and the chunk list
+ *   .paciofs/history/marks/ab/<sha256>         per digest of several chunks: the SHA-256 state after each
+ *                                              chunk but the last (32 bytes each), so the digest can be
+ *                                              checked on every core at once (sha256.ts); optional, unprotected
  *   .paciofs/history/pending/<id>.json        a capture that was promised but may not have finished
  *
  * Files are split into fixed-size chunks (CHUNK_SIZE), so a version that
@@ -18,6 +21,7 @@ import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import {hashChunk, step, type ChainState} from './sha256.js'
 
 export const CHUNK_SIZE = 256 * 1024
 const READ_SIZE = 4 * 1024 * 1024
@@ -125,6 +129,7 @@ export class HistoryStore implements ContentCapture {
   readonly chunkDir: string
   readonly manifestDir: string
   readonly pendingDir: string
+  readonly marksDir: string
   private readonly known = new Set<string>()
   /** digests whose manifest this store wrote or saw (a version stored: a capture of it has nothing to do) */
   private readonly versions = new Set<string>()
@@ -133,6 +138,7 @@ export class HistoryStore implements ContentCapture {
     this.chunkDir = path.join(dir, 'chunks')
     this.manifestDir = path.join(dir, 'manifests')
     this.pendingDir = path.join(dir, 'pending')
+    this.marksDir = path.join(dir, 'marks')
     if (opts.create) {
       for (const d of [dir, this.chunkDir, this.manifestDir, this.pendingDir]) fs.mkdirSync(d, {recursive: true, mode: 0o700})
     }
@@ -144,6 +150,10 @@ export class HistoryStore implements ContentCapture {
 
   manifestPath(digest: string): string {
     return path.join(this.manifestDir, digest.slice(0, 2), `${digest}.json`)
+  }
+
+  marksPath(digest: string): string {
+    return path.join(this.marksDir, digest.slice(0, 2), digest)
   }
 
   // ---- writing -----------------------------------------------------------
@@ -205,7 +215,11 @@ export class HistoryStore implements ContentCapture {
 
   /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. */
   async putChunk(data: Buffer): Promise<{hash: string; stored: number}> {
-    const hash = createHash('sha256').update(data).digest('hex')
+    return this.putHashedChunk(createHash('sha256').update(data).digest('hex'), data)
+  }
+
+  /** putChunk for bytes whose hash the caller computed from them. */
+  private async putHashedChunk(hash: string, data: Buffer): Promise<{hash: string; stored: number}> {
     if (await this.hasChunk(hash)) return {hash, stored: 0}
     await this.writeOnce(this.chunkPath(hash), data)
     this.remember(hash)
@@ -330,9 +344,17 @@ export class HistoryStore implements ContentCapture {
     return {digest, size: data.length, stored}
   }
 
+  /**
+   * Reads a file of more than one chunk and stores it. Every hash runs on the
+   * thread pool (sha256.ts), not on the event loop: the chunks' own hashes
+   * all at once, and the version's digest as a chain of steps, one per chunk,
+   * whose states between chunks are kept as the version's marks.
+   */
   private async captureReadable(fh: fs.promises.FileHandle): Promise<CaptureResult> {
-    const whole = createHash('sha256')
     const chunks: string[] = []
+    const marks: Buffer[] = []
+    let state: ChainState = null
+    let finished: Buffer | undefined
     let stored = 0
     let pos = 0
     let buf = Buffer.allocUnsafe(READ_SIZE)
@@ -344,9 +366,26 @@ export class HistoryStore implements ContentCapture {
       const data = buf.subarray(0, bytesRead)
       // read ahead into the other buffer while this one is hashed and stored
       pending = fh.read(spare, 0, READ_SIZE, pos + bytesRead)
-      whole.update(data)
-      for (let off = 0; off < data.length; off += CHUNK_SIZE) {
-        const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
+      const pieces: Buffer[] = []
+      for (let off = 0; off < data.length; off += CHUNK_SIZE) pieces.push(data.subarray(off, off + CHUNK_SIZE))
+      const hashes = pieces.map(piece => hashChunk(piece))
+      const chain = (async () => {
+        for (let k = 0, at = pos; k < pieces.length; at += pieces[k].length, k++) {
+          // only the last chunk may be short: a short one finishes the digest (EOF is checked below)
+          const short = pieces[k].length < CHUNK_SIZE
+          const s = await step(pieces[k], state, at, short)
+          if (short) finished = s.after
+          else {
+            state = Buffer.from(s.after)
+            marks.push(state)
+          }
+        }
+      })()
+      const settled = await Promise.allSettled([chain, ...hashes])
+      const failed = settled.find(r => r.status === 'rejected')
+      if (failed) throw (failed as PromiseRejectedResult).reason
+      for (let k = 0; k < pieces.length; k++) {
+        const r = await this.putHashedChunk(await hashes[k], pieces[k])
         chunks.push(r.hash)
         stored += r.stored
       }
@@ -361,9 +400,39 @@ export class HistoryStore implements ContentCapture {
       }
     }
 
-    const digest = whole.digest('hex')
+    // a version that ends with a whole chunk: its state after that chunk, finished
+    finished ??= (await step(Buffer.alloc(0), state, pos, true)).after
+    const digest = finished.toString('hex')
+    if (chunks.length > 1) await this.putMarks(digest, Buffer.concat(marks.slice(0, chunks.length - 1)))
     await this.putManifest({v: 1, digest, size: pos, chunkSize: CHUNK_SIZE, chunks})
     return {digest, size: pos, stored}
+  }
+
+  /** Stores a version's marks (the hash states between its chunks) unless there are some. */
+  private async putMarks(digest: string, marks: Buffer): Promise<void> {
+    const file = this.marksPath(digest)
+    try {
+      await fsp.access(file)
+      return
+    } catch { /* not there yet */ }
+
+    await this.writeOnce(file, marks)
+  }
+
+  /**
+   * A version's marks: the SHA-256 state after each of its chunks but the
+   * last, 32 bytes each; undefined if there are none (a version stored
+   * before marks were kept, or by a replica) or they have the wrong length.
+   * Nothing vouches for them: a reader checks each step (see sha256.ts).
+   */
+  async marks(m: Manifest): Promise<Buffer | undefined> {
+    if (m.chunks.length < 2) return undefined
+    try {
+      const data = await fsp.readFile(this.marksPath(m.digest))
+      return data.length === (m.chunks.length - 1) * 32 ? data : undefined
+    } catch {
+      return undefined
+    }
   }
 
   async promise(volPath: string, digest: string): Promise<string> {
@@ -612,6 +681,12 @@ export class HistoryStore implements ContentCapture {
         try {
           s.logicalBytes += (JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest).size
         } catch { /* a damaged manifest is verify's business */ }
+      }
+    }
+
+    for (const sub of safeReaddir(this.marksDir)) {
+      for (const name of safeReaddir(path.join(this.marksDir, sub))) {
+        if (!name.endsWith('.tmp')) s.storedBytes += fs.statSync(path.join(this.marksDir, sub, name)).size
       }
     }
 
