@@ -198,6 +198,40 @@ export async function proveManifest(store: HistoryStore, digest: string): Promis
   return m
 }
 
+/**
+ * A version whose chunks can be checked one at a time: against `m`'s chunk
+ * list, proven to describe its digest; or, with `marks`, each chunk by its
+ * step of the digest, from proven mark i-1 to proven mark i (then the chunk
+ * list is only where to find the bytes). A step check is as strong as a
+ * chunk hash: other bytes of the same length that took mark i-1 to mark i
+ * would give two versions with the same digest, a SHA-256 collision.
+ */
+export interface ProvenVersion {
+  m: Manifest
+  marks?: Buffer
+}
+
+/**
+ * Proves a version for reading chunk by chunk, reading it whole once: with
+ * its marks, each chunk's step is checked on the pool, every core at once
+ * (one hash per byte); without (or if they are wrong), proveManifest.
+ */
+export async function proveVersion(store: HistoryStore, digest: string): Promise<ProvenVersion> {
+  const m = store.manifest(digest)
+  const marks = await store.marks(m)
+  if (marks) {
+    try {
+      await pipe(store, m, {whole: true, chunks: false}, marks)
+      return {m, marks}
+    } catch (error) {
+      if (!(error instanceof MarksMismatch)) throw error
+    }
+  }
+
+  await pipe(store, m, {whole: true, chunks: true})
+  return {m}
+}
+
 interface Slot {
   buf: Buffer
   key?: string
@@ -219,9 +253,9 @@ export class ChunkCache {
 
   constructor(private readonly store: HistoryStore, private readonly max = 32) {}
 
-  /** Runs use() with chunk i of m, checked; the bytes are valid only during use(). */
-  async with<T>(m: Manifest, i: number, use: (data: Buffer) => T): Promise<T> {
-    const slot = this.acquire(m, i)
+  /** Runs use() with chunk i of v, checked; the bytes are valid only during use(). */
+  async with<T>(v: ProvenVersion, i: number, use: (data: Buffer) => T): Promise<T> {
+    const slot = this.acquire(v, i)
     try {
       return use(await slot.ready!)
     } finally {
@@ -229,12 +263,12 @@ export class ChunkCache {
     }
   }
 
-  /** Starts loading chunks from..to-1 of m while buffers are free; errors surface when they are read. */
-  prefetch(m: Manifest, from: number, to: number): void {
-    for (let i = from; i < Math.min(to, m.chunks.length); i++) {
-      if (this.byKey.has(key(m, i))) continue
+  /** Starts loading chunks from..to-1 of v while buffers are free; errors surface when they are read. */
+  prefetch(v: ProvenVersion, from: number, to: number): void {
+    for (let i = from; i < Math.min(to, v.m.chunks.length); i++) {
+      if (this.byKey.has(key(v, i))) continue
       if (this.spare.length === 0 && this.slots >= this.max && !this.reusable()) return
-      const slot = this.acquire(m, i)
+      const slot = this.acquire(v, i)
       slot.ready!.then(() => slot.pins--, () => slot.pins--)
     }
   }
@@ -244,8 +278,17 @@ export class ChunkCache {
     return undefined
   }
 
-  private acquire(m: Manifest, i: number): Slot {
-    const k = key(m, i)
+  /** Chunk i of v, read into buf and checked: against the chunk list, or by its step between proven marks. */
+  private load(v: ProvenVersion, i: number, buf: Buffer): Promise<Buffer> {
+    const {m, marks} = v
+    return readInto(this.store, m, i, buf).then(data => (marks ? checkStep(m, marks, i, data, false).catch((error: unknown) => {
+      throw error instanceof MarksMismatch ? tampered(m, i) : error
+    }) : checkChunk(m, i, data)))
+  }
+
+  private acquire(v: ProvenVersion, i: number): Slot {
+    const {m} = v
+    const k = key(v, i)
     let slot = this.byKey.get(k)
     if (slot) {
       this.byKey.delete(k)
@@ -268,14 +311,14 @@ export class ChunkCache {
     if (!slot) {
       // every buffer is in use: one more for this read only, not kept in the cache
       const extra: Slot = {buf: Buffer.allocUnsafeSlow(m.chunkSize + 1), pins: 1}
-      extra.ready = readInto(this.store, m, i, extra.buf).then(data => checkChunk(m, i, data))
+      extra.ready = this.load(v, i, extra.buf)
       return extra
     }
 
     const s = slot
     s.key = k
     s.pins++ // a slot whose load failed may still have readers about to let go
-    s.ready = readInto(this.store, m, i, s.buf).then(data => checkChunk(m, i, data))
+    s.ready = this.load(v, i, s.buf)
     s.ready.catch(() => {
       // a failure is not kept: the next read tries again
       if (this.byKey.get(k) === s) {
@@ -289,4 +332,9 @@ export class ChunkCache {
   }
 }
 
-const key = (m: Manifest, i: number) => `${m.chunks[i]}:${HistoryStore.chunkLength(m, i)}`
+/**
+ * A chunk checked against a proven chunk list is that chunk wherever it is
+ * listed; one checked by its step is only known to be chunk i of that
+ * version (the list that named its file was not proven).
+ */
+const key = ({m, marks}: ProvenVersion, i: number) => (marks ? `${m.digest}#${i}` : `${m.chunks[i]}:${HistoryStore.chunkLength(m, i)}`)

@@ -330,67 +330,26 @@ export class HistoryStore implements ContentCapture {
 
   /** Stores a version given its bytes (xattr values, tests, tools). */
   async put(data: Buffer): Promise<CaptureResult> {
-    const whole = createHash('sha256').update(data)
-    const chunks: string[] = []
-    let stored = 0
-    for (let off = 0; off < data.length; off += CHUNK_SIZE) {
-      const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
-      chunks.push(r.hash)
-      stored += r.stored
-    }
-
-    const digest = whole.digest('hex')
-    await this.putManifest({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks})
-    return {digest, size: data.length, stored}
+    const b = newBuilding()
+    for (let off = 0; off < data.length; off += READ_SIZE) await this.addBytes(b, data.subarray(off, off + READ_SIZE))
+    return this.finish(b)
   }
 
   /**
-   * Reads a file of more than one chunk and stores it. Every hash runs on the
-   * thread pool (sha256.ts), not on the event loop: the chunks' own hashes
-   * all at once, and the version's digest as a chain of steps, one per chunk,
-   * whose states between chunks are kept as the version's marks.
+   * Reads a file of more than one chunk and stores it, reading the next
+   * piece while one is hashed and stored.
    */
   private async captureReadable(fh: fs.promises.FileHandle): Promise<CaptureResult> {
-    const chunks: string[] = []
-    const marks: Buffer[] = []
-    let state: ChainState = null
-    let finished: Buffer | undefined
-    let stored = 0
-    let pos = 0
+    const b = newBuilding()
     let buf = Buffer.allocUnsafe(READ_SIZE)
     let spare = Buffer.allocUnsafe(READ_SIZE)
     let pending = fh.read(buf, 0, READ_SIZE, 0)
     for (;;) {
       const {bytesRead} = await pending
       if (bytesRead === 0) break
-      const data = buf.subarray(0, bytesRead)
       // read ahead into the other buffer while this one is hashed and stored
-      pending = fh.read(spare, 0, READ_SIZE, pos + bytesRead)
-      const pieces: Buffer[] = []
-      for (let off = 0; off < data.length; off += CHUNK_SIZE) pieces.push(data.subarray(off, off + CHUNK_SIZE))
-      const hashes = pieces.map(piece => hashChunk(piece))
-      const chain = (async () => {
-        for (let k = 0, at = pos; k < pieces.length; at += pieces[k].length, k++) {
-          // only the last chunk may be short: a short one finishes the digest (EOF is checked below)
-          const short = pieces[k].length < CHUNK_SIZE
-          const s = await step(pieces[k], state, at, short)
-          if (short) finished = s.after
-          else {
-            state = Buffer.from(s.after)
-            marks.push(state)
-          }
-        }
-      })()
-      const settled = await Promise.allSettled([chain, ...hashes])
-      const failed = settled.find(r => r.status === 'rejected')
-      if (failed) throw (failed as PromiseRejectedResult).reason
-      for (let k = 0; k < pieces.length; k++) {
-        const r = await this.putHashedChunk(await hashes[k], pieces[k])
-        chunks.push(r.hash)
-        stored += r.stored
-      }
-
-      pos += bytesRead
+      pending = fh.read(spare, 0, READ_SIZE, b.pos + bytesRead)
+      await this.addBytes(b, buf.subarray(0, bytesRead))
       ;[buf, spare] = [spare, buf]
       if (bytesRead % CHUNK_SIZE !== 0) {
         // a short read that is not at EOF would misalign the chunks: only EOF may end a chunk early
@@ -400,12 +359,48 @@ export class HistoryStore implements ContentCapture {
       }
     }
 
-    // a version that ends with a whole chunk: its state after that chunk, finished
-    finished ??= (await step(Buffer.alloc(0), state, pos, true)).after
-    const digest = finished.toString('hex')
-    if (chunks.length > 1) await this.putMarks(digest, Buffer.concat(marks.slice(0, chunks.length - 1)))
-    await this.putManifest({v: 1, digest, size: pos, chunkSize: CHUNK_SIZE, chunks})
-    return {digest, size: pos, stored}
+    return this.finish(b)
+  }
+
+  /**
+   * Hashes and stores the next bytes of a version: whole chunks, except that
+   * a short last one ends it. Every hash runs on the thread pool (sha256.ts),
+   * not on the event loop: the chunks' own hashes all at once, and the
+   * version's digest as a chain of steps, one per chunk, whose states
+   * between chunks are kept as the version's marks.
+   */
+  private async addBytes(b: Building, data: Buffer): Promise<void> {
+    if (b.finished) throw new PacioError('EINTERNAL', 'bytes after the short last chunk of a version')
+    const pieces: Buffer[] = []
+    for (let off = 0; off < data.length; off += CHUNK_SIZE) pieces.push(data.subarray(off, off + CHUNK_SIZE))
+    const hashes = pieces.map(piece => hashChunk(piece))
+    const chain = (async () => {
+      for (let k = 0, at = b.pos; k < pieces.length; at += pieces[k].length, k++) {
+        const short = pieces[k].length < CHUNK_SIZE
+        const s = await step(pieces[k], b.state, at, short)
+        if (short) b.finished = s.after
+        else b.marks.push(b.state = Buffer.from(s.after))
+      }
+    })()
+    const settled = await Promise.allSettled([chain, ...hashes])
+    const failed = settled.find(r => r.status === 'rejected')
+    if (failed) throw (failed as PromiseRejectedResult).reason
+    for (let k = 0; k < pieces.length; k++) {
+      const r = await this.putHashedChunk(await hashes[k], pieces[k])
+      b.chunks.push(r.hash)
+      b.stored += r.stored
+    }
+
+    b.pos += data.length
+  }
+
+  /** Finishes the digest (a version that ends with a whole chunk: from the state after it) and stores marks and manifest. */
+  private async finish(b: Building): Promise<CaptureResult> {
+    b.finished ??= (await step(Buffer.alloc(0), b.state, b.pos, true)).after
+    const digest = b.finished.toString('hex')
+    if (b.chunks.length > 1) await this.putMarks(digest, Buffer.concat(b.marks.slice(0, b.chunks.length - 1)))
+    await this.putManifest({v: 1, digest, size: b.pos, chunkSize: CHUNK_SIZE, chunks: b.chunks})
+    return {digest, size: b.pos, stored: b.stored}
   }
 
   /** Stores a version's marks (the hash states between its chunks) unless there are some. */
@@ -694,6 +689,20 @@ export class HistoryStore implements ContentCapture {
     return s
   }
 }
+
+/** A version being stored by addBytes and finish. */
+interface Building {
+  chunks: string[]
+  /** the hash state after each whole chunk so far */
+  marks: Buffer[]
+  state: ChainState
+  /** the digest, once a short chunk ended the version */
+  finished?: Buffer
+  pos: number
+  stored: number
+}
+
+const newBuilding = (): Building => ({chunks: [], marks: [], state: null, pos: 0, stored: 0})
 
 let scratch = Buffer.allocUnsafe(CHUNK_SIZE + 1)
 

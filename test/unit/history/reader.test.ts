@@ -119,8 +119,8 @@ describe('history reader', () => {
     const order = Array.from({length: 60}, () => Math.floor(Math.random() * m.chunks.length))
     // many reads at once, more than the cache holds: each sees its own chunk's bytes
     const results = await Promise.all(order.map(async i => {
-      cache.prefetch(m, i + 1, i + 4)
-      return {i, bytes: await cache.with(m, i, d => Buffer.from(d))}
+      cache.prefetch({m}, i + 1, i + 4)
+      return {i, bytes: await cache.with({m}, i, d => Buffer.from(d))}
     }))
     for (const {i, bytes} of results) expect(bytes.equals(data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)), `chunk ${i}`).to.equal(true)
 
@@ -128,9 +128,9 @@ describe('history reader', () => {
     const file = store.chunkPath(m.chunks[4])
     const good = fs.readFileSync(file)
     alter(store, m, 4)
-    const err = await fresh.with(m, 4, d => d.length).catch((error: unknown) => error)
+    const err = await fresh.with({m}, 4, d => d.length).catch((error: unknown) => error)
     expect((err as HistoryError).kind).to.equal('history-tampered')
     fs.writeFileSync(file, good)
-    expect(await fresh.with(m, 4, d => Buffer.from(d).equals(good)), 'a repaired chunk is read again').to.equal(true)
+    expect(await fresh.with({m}, 4, d => Buffer.from(d).equals(good)), 'a repaired chunk is read again').to.equal(true)
   })
 })
