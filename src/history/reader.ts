@@ -57,7 +57,11 @@ async function checkChunk(m: Manifest, i: number, data: Buffer): Promise<Buffer>
 }
 
 /** A version's marks did not describe its bytes (they are not protected): the digest is checked in one pass instead. */
-class MarksMismatch extends Error {}
+class MarksMismatch extends Error {
+  constructor(readonly chunk: number) {
+    super(`chunk ${chunk}'s step does not reach its mark`)
+  }
+}
 
 /**
  * Chunk i's bytes once its step of the version's hash, from mark i-1 (the
@@ -68,7 +72,7 @@ async function checkStep(m: Manifest, marks: Buffer, i: number, data: Buffer, ch
   const last = i === m.chunks.length - 1
   const s = await step(data, i === 0 ? null : marks.subarray((i - 1) * 32, i * 32), i * m.chunkSize, last, chunks)
   if (chunks && s.hash !== m.chunks[i]) throw tampered(m, i)
-  if (!s.after.equals(last ? Buffer.from(m.digest, 'hex') : marks.subarray(i * 32, (i + 1) * 32))) throw new MarksMismatch()
+  if (!s.after.equals(last ? Buffer.from(m.digest, 'hex') : marks.subarray(i * 32, (i + 1) * 32))) throw new MarksMismatch(i)
   return data
 }
 
@@ -232,6 +236,19 @@ export async function proveVersion(store: HistoryStore, digest: string): Promise
   return {m}
 }
 
+/**
+ * Reads a proven version from its start into `sink`, in order, each chunk
+ * checked before it is handed out: against the proven chunk list, or by its
+ * step between the proven marks (one hash per byte either way, on the pool).
+ */
+export async function pipeProven(store: HistoryStore, v: ProvenVersion, sink: (data: Buffer, pos: number) => Promise<void>): Promise<void> {
+  try {
+    await pipe(store, v.m, {whole: false, chunks: !v.marks, sink}, v.marks)
+  } catch (error) {
+    throw error instanceof MarksMismatch ? tampered(v.m, error.chunk) : error
+  }
+}
+
 interface Slot {
   buf: Buffer
   key?: string
@@ -282,7 +299,7 @@ export class ChunkCache {
   private load(v: ProvenVersion, i: number, buf: Buffer): Promise<Buffer> {
     const {m, marks} = v
     return readInto(this.store, m, i, buf).then(data => (marks ? checkStep(m, marks, i, data, false).catch((error: unknown) => {
-      throw error instanceof MarksMismatch ? tampered(m, i) : error
+      throw error instanceof MarksMismatch ? tampered(m, error.chunk) : error
     }) : checkChunk(m, i, data)))
   }
 

@@ -8,10 +8,12 @@
  * /.paciofs-history itself is not listed in the volume's root (so `cp -a`,
  * rsync and find do not descend into the past), but can be entered by name; it
  * lists the most recent epochs that hold records, and any epoch up to the
- * ledger's head can be opened by number. Each chunk is checked against its
- * hash as it is read, against a chunk list proven to describe the record's
- * digest: computed by this mount when it stored the version, or else checked
- * by reading the whole version once when it is first opened. A record that
+ * ledger's head can be opened by number. Each chunk is checked as it is
+ * read, against a proof for the record's digest: the chunk list this mount
+ * computed when it stored the version (each chunk against its hash), or else
+ * a proof made by reading the whole version once when it is first opened
+ * (see proveVersion: with the version's marks, each chunk by its step of the
+ * digest, on every core; without, against the chunk list). A record that
  * does not match the ledger hides nothing silently: its path answers EIO.
  * Sequential reads are served from a small cache of checked chunks, loaded
  * (and hashed) ahead on the thread pool.

@@ -3,7 +3,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import {join} from 'node:path'
 import {CHUNK_SIZE, HistoryError, HistoryStore, type Manifest} from '../../../src/history/store.js'
-import {ChunkCache, pipeVersion, proveManifest, proveVersion} from '../../../src/history/reader.js'
+import {ChunkCache, pipeProven, pipeVersion, proveManifest, proveVersion} from '../../../src/history/reader.js'
 import {step, type ChainState} from '../../../src/history/sha256.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
@@ -213,6 +213,27 @@ describe('history reader', () => {
       expect((err as HistoryError).kind).to.equal('history-tampered')
       const va = await proveVersion(store, a.digest)
       expect(va.marks!.length).to.equal(2 * 32)
+    })
+
+    it('pipeProven streams a proven version in order and refuses a chunk altered after the proof', async () => {
+      const data = randomBytes(6 * CHUNK_SIZE + 77)
+      const {digest} = await store.put(data)
+      for (const v of [await proveVersion(store, digest), {m: await proveManifest(store, digest)}]) {
+        const parts: Buffer[] = []
+        await pipeProven(store, v, async data_ => {
+          parts.push(Buffer.from(data_))
+        })
+        expect(Buffer.concat(parts).equals(data), v.marks ? 'by marks' : 'by chunk list').to.equal(true)
+      }
+
+      const v = await proveVersion(store, digest)
+      alter(store, v.m, 3)
+      const got: number[] = []
+      const err = await pipeProven(store, v, async (_d, pos) => {
+        got.push(pos)
+      }).catch((error: unknown) => error)
+      expect((err as Error).message).to.match(/chunk 3 /)
+      expect(got, 'only the chunks before it').to.deep.equal([0, CHUNK_SIZE, 2 * CHUNK_SIZE])
     })
 
     it('the chunk cache checks each chunk by its step between proven marks', async () => {
