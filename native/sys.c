@@ -6,9 +6,14 @@
  * (on its worker threads). All are short local-disk syscalls and run
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
+ *
+ * Also sha256Job, the history store's hashing on the libuv thread pool (see
+ * the comment above it).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -276,6 +281,116 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * sha256Job(data, flags, state, before, out) -> Promise<void>
+ *
+ * SHA-256 on a libuv pool thread (OpenSSL's, linked into node; it uses the
+ * CPU's SHA instructions), so several chunks hash at once and the event loop
+ * stays free. data must not change until the promise settles.
+ *   flags & 1: out[0..32) = SHA-256(data)                       (a chunk's hash)
+ *   flags & 2: out[32..64) = the SHA-256 state after hashing data, starting
+ *              from `state` (32 bytes, big-endian words; null: the initial
+ *              state) with `before` bytes hashed already     (a chain step)
+ *   flags & 4: with 2: finish instead: out[32..64) = the digest of the
+ *              `before` + data.length bytes                  (the last step)
+ * A chain step that does not finish needs before and data.length to be
+ * multiples of 64 (the state between blocks is then just the 8 words).
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref data_ref, out_ref;
+  const unsigned char *data;
+  size_t len;
+  unsigned char state[32];
+  int has_state;
+  uint64_t before;
+  uint32_t flags;
+  unsigned char *out;
+} hash_job;
+
+static void hash_execute(napi_env env, void *arg) {
+  (void) env;
+  hash_job *j = arg;
+  if (j->flags & 1) SHA256(j->data, j->len, j->out);
+  if (j->flags & 2) {
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    if (j->has_state) {
+      for (int k = 0; k < 8; k++) {
+        const unsigned char *w = j->state + 4 * k;
+        c.h[k] = ((SHA_LONG) w[0] << 24) | ((SHA_LONG) w[1] << 16) | ((SHA_LONG) w[2] << 8) | (SHA_LONG) w[3];
+      }
+      uint64_t bits = j->before * 8;
+      c.Nl = (SHA_LONG) (bits & 0xffffffffu);
+      c.Nh = (SHA_LONG) (bits >> 32);
+    }
+    SHA256_Update(&c, j->data, j->len);
+    if (j->flags & 4) {
+      SHA256_Final(j->out + 32, &c);
+    } else {
+      for (int k = 0; k < 8; k++) {
+        unsigned char *w = j->out + 32 + 4 * k;
+        w[0] = (unsigned char) (c.h[k] >> 24); w[1] = (unsigned char) (c.h[k] >> 16);
+        w[2] = (unsigned char) (c.h[k] >> 8); w[3] = (unsigned char) c.h[k];
+      }
+    }
+  }
+}
+
+static void hash_complete(napi_env env, napi_status status, void *arg) {
+  hash_job *j = arg;
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  if (status == napi_ok) {
+    napi_resolve_deferred(env, j->deferred, undef);
+  } else {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "sha256Job was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, j->deferred, err);
+  }
+  napi_delete_reference(env, j->data_ref);
+  napi_delete_reference(env, j->out_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value sha256_job(napi_env env, napi_callback_info info) {
+  size_t argc = 5; napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) return type_error(env, "sha256Job(data, flags, state, before, out)");
+  void *data; size_t len; void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
+  uint32_t flags = 0;
+  if (napi_get_value_uint32(env, argv[1], &flags) != napi_ok || (flags & ~7u) != 0 || (flags & 3) == 0 || ((flags & 4) && !(flags & 2))) return type_error(env, "bad flags");
+  if (napi_get_buffer_info(env, argv[4], &out, &out_len) != napi_ok || out_len < 64) return type_error(env, "out must be a Buffer of at least 64 bytes");
+  double before = 0;
+  if (napi_get_value_double(env, argv[3], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) return type_error(env, "before must be a whole number >= 0");
+  hash_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "sha256Job");
+  j->data = data; j->len = len; j->out = out; j->flags = flags; j->before = (uint64_t) before;
+  napi_valuetype st; napi_typeof(env, argv[2], &st);
+  if (st != napi_null && st != napi_undefined) {
+    void *s; size_t slen;
+    if (napi_get_buffer_info(env, argv[2], &s, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
+    memcpy(j->state, s, 32);
+    j->has_state = 1;
+  } else if (j->before != 0) {
+    free(j); return type_error(env, "a chain step from the initial state starts at 0");
+  }
+  if ((flags & 2) && !(flags & 4) && (j->before % 64 != 0 || len % 64 != 0)) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
+  if ((flags & 2) && j->has_state && j->before % 64 != 0) { free(j); return type_error(env, "a chain state lies between 64-byte blocks"); }
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_reference(env, argv[0], 1, &j->data_ref);
+  napi_create_reference(env, argv[4], 1, &j->out_ref);
+  napi_create_string_utf8(env, "paciofs:sha256", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, hash_execute, hash_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -285,6 +400,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"llistxattr", NULL, do_llistxattr, NULL, NULL, NULL, napi_default, NULL},
     {"lremovexattr", NULL, do_lremovexattr, NULL, NULL, NULL, napi_default, NULL},
     {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_default, NULL},
+    {"sha256Job", NULL, sha256_job, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

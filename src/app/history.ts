@@ -9,7 +9,7 @@ import type {Writable} from 'node:stream'
 import {promisify} from 'node:util'
 import {PacioError} from '../errors.js'
 import {HistoryError, HistoryStore, type HistoryStats} from '../history/store.js'
-import {pipeVersion, proveManifest} from '../history/reader.js'
+import {pipeProven, pipeVersion, proveVersion} from '../history/reader.js'
 import {readTimeline, treeAt, type Timeline, type TimelineEntry} from '../history/timeline.js'
 import {openVolumeLedger} from './ledger.js'
 import {layoutOf, readMeta} from '../volume/layout.js'
@@ -277,7 +277,7 @@ export async function catAt(req: CatRequest): Promise<CatResult> {
     try {
       try {
         const m = store.manifest(digest)
-        await pipeVersion(store, m, {whole: true, chunks: false, sink: (data, pos) => writeAll(fd, data, pos)})
+        await pipeVersion(store, m, {whole: true, chunks: false, positional: true, sink: (data, pos) => writeAll(fd, data, pos)})
       } catch (error) {
         refuse(error)
       }
@@ -294,11 +294,11 @@ export async function catAt(req: CatRequest): Promise<CatResult> {
   }
 
   // to a stream, which cannot take bytes back: the whole version is checked first (which proves its chunk
-  // list), then each chunk is checked against that list as it goes out
+  // list, or its marks), then each chunk is checked against that proof as it goes out
   try {
-    const m = await proveManifest(store, digest)
+    const v = await proveVersion(store, digest)
     const out = req.out ?? process.stdout
-    await pipeVersion(store, m, {whole: false, chunks: true, sink: data => write(out, data)})
+    await pipeProven(store, v, data => write(out, data))
   } catch (error) {
     refuse(error)
   }

@@ -5,13 +5,16 @@
  * per core here, and a fresh 256 KiB buffer per chunk cost about as much
  * again (the kernel hands out and zeroes new pages on every allocation). So
  * chunks are read into a few buffers that are reused, several at once on the
- * libuv thread pool, in order, while the caller's thread hashes; and a
- * version read whole is hashed once, against the record's digest (see
- * pipeVersion).
+ * libuv thread pool, in order; each chunk's hash runs on the pool too
+ * (sha256.ts), several at once; and a version read whole is hashed once,
+ * against the record's digest: on every core when the store has its marks
+ * (each chunk's step of the digest checked on its own), else in one
+ * sequential pass on the caller's thread (see pipeVersion).
  */
-import {createHash, hash as hashOnce} from 'node:crypto'
+import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
+import {hashChunk, step} from './sha256.js'
 import {HistoryError, HistoryStore, type Manifest} from './store.js'
 
 const open = promisify(fs.open)
@@ -47,8 +50,30 @@ async function readInto(store: HistoryStore, m: Manifest, i: number, buf: Buffer
   }
 }
 
-function checkChunk(m: Manifest, i: number, data: Buffer): void {
-  if (hashOnce('sha256', data, 'hex') !== m.chunks[i]) throw tampered(m, i)
+/** Chunk i's bytes once they match its hash (hashed on the thread pool). */
+async function checkChunk(m: Manifest, i: number, data: Buffer): Promise<Buffer> {
+  if ((await hashChunk(data)) !== m.chunks[i]) throw tampered(m, i)
+  return data
+}
+
+/** A version's marks did not describe its bytes (they are not protected): the digest is checked in one pass instead. */
+class MarksMismatch extends Error {
+  constructor(readonly chunk: number) {
+    super(`chunk ${chunk}'s step does not reach its mark`)
+  }
+}
+
+/**
+ * Chunk i's bytes once its step of the version's hash, from mark i-1 (the
+ * initial state for chunk 0), reaches mark i (the digest for the last chunk)
+ * — and, with `chunks`, its own hash matches; both from one job on the pool.
+ */
+async function checkStep(m: Manifest, marks: Buffer, i: number, data: Buffer, chunks: boolean): Promise<Buffer> {
+  const last = i === m.chunks.length - 1
+  const s = await step(data, i === 0 ? null : marks.subarray((i - 1) * 32, i * 32), i * m.chunkSize, last, chunks)
+  if (chunks && s.hash !== m.chunks[i]) throw tampered(m, i)
+  if (!s.after.equals(last ? Buffer.from(m.digest, 'hex') : marks.subarray(i * 32, (i + 1) * 32))) throw new MarksMismatch(i)
+  return data
 }
 
 export interface PipeOptions {
@@ -66,6 +91,13 @@ export interface PipeOptions {
    * outstanding at once.
    */
   sink?: (data: Buffer, pos: number) => Promise<void>
+  /**
+   * The sink writes each chunk at its offset, so receiving chunks again is
+   * harmless: the digest may then be checked on every core with the
+   * version's marks (a sink that appends, such as stdout, is only used when
+   * there are none or with `whole` off). Always true without a sink.
+   */
+  positional?: boolean
   slots?: number
 }
 
@@ -79,8 +111,26 @@ export interface PipeOptions {
  * byte that differs from the version changes the digest. Chunk hashes matter
  * where bytes are handed out before the whole was seen (a random-access or
  * second read against a proven chunk list, see proveManifest).
+ *
+ * With the version's marks (and a positional sink or none), the whole is
+ * checked step by step on the pool; a step that does not reach its mark
+ * means the marks are wrong or the bytes are, and the version is then read
+ * again with the sequential check, whose error names what is wrong.
  */
 export async function pipeVersion(store: HistoryStore, m: Manifest, opts: PipeOptions): Promise<void> {
+  const marks = opts.whole && (!opts.sink || opts.positional) ? await store.marks(m) : undefined
+  if (marks) {
+    try {
+      return await pipe(store, m, opts, marks)
+    } catch (error) {
+      if (!(error instanceof MarksMismatch)) throw error
+    }
+  }
+
+  return pipe(store, m, opts)
+}
+
+async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?: Buffer): Promise<void> {
   const n = m.chunks.length
   const free: Buffer[] = Array.from({length: Math.min(opts.slots ?? PIPE_SLOTS, n)}, () => Buffer.allocUnsafeSlow(m.chunkSize + 1))
   const reads = new Map<number, {slot: Buffer; data: Promise<Buffer>}>()
@@ -89,13 +139,14 @@ export async function pipeVersion(store: HistoryStore, m: Manifest, opts: PipeOp
     while (free.length > 0 && started < n) {
       const i = started++
       const slot = free.pop()!
-      const data = readInto(store, m, i, slot)
+      const read = readInto(store, m, i, slot)
+      const data = marks ? read.then(d => checkStep(m, marks, i, d, opts.chunks)) : opts.chunks ? read.then(d => checkChunk(m, i, d)) : read
       data.catch(() => {}) // surfaced in its turn
       reads.set(i, {slot, data})
     }
   }
 
-  const whole = opts.whole ? createHash('sha256') : undefined
+  const whole = opts.whole && !marks ? createHash('sha256') : undefined
   const sinks = new Set<Promise<void>>()
   let sinkError: unknown
   pump()
@@ -106,8 +157,7 @@ export async function pipeVersion(store: HistoryStore, m: Manifest, opts: PipeOp
       if (sinkError) throw sinkError
       const {slot, data: pending} = reads.get(i)!
       reads.delete(i)
-      const data = await pending
-      if (opts.chunks) checkChunk(m, i, data)
+      const data = await pending // read and checked (chunk hash, step): see pump
       whole?.update(data)
       if (whole && i === n - 1 && whole.digest('hex') !== m.digest) throw locate(store, m)
       if (opts.sink) {
@@ -152,6 +202,53 @@ export async function proveManifest(store: HistoryStore, digest: string): Promis
   return m
 }
 
+/**
+ * A version whose chunks can be checked one at a time: against `m`'s chunk
+ * list, proven to describe its digest; or, with `marks`, each chunk by its
+ * step of the digest, from proven mark i-1 to proven mark i (then the chunk
+ * list is only where to find the bytes). A step check is as strong as a
+ * chunk hash: other bytes of the same length that took mark i-1 to mark i
+ * would give two versions with the same digest, a SHA-256 collision.
+ */
+export interface ProvenVersion {
+  m: Manifest
+  marks?: Buffer
+}
+
+/**
+ * Proves a version for reading chunk by chunk, reading it whole once: with
+ * its marks, each chunk's step is checked on the pool, every core at once
+ * (one hash per byte); without (or if they are wrong), proveManifest.
+ */
+export async function proveVersion(store: HistoryStore, digest: string): Promise<ProvenVersion> {
+  const m = store.manifest(digest)
+  const marks = await store.marks(m)
+  if (marks) {
+    try {
+      await pipe(store, m, {whole: true, chunks: false}, marks)
+      return {m, marks}
+    } catch (error) {
+      if (!(error instanceof MarksMismatch)) throw error
+    }
+  }
+
+  await pipe(store, m, {whole: true, chunks: true})
+  return {m}
+}
+
+/**
+ * Reads a proven version from its start into `sink`, in order, each chunk
+ * checked before it is handed out: against the proven chunk list, or by its
+ * step between the proven marks (one hash per byte either way, on the pool).
+ */
+export async function pipeProven(store: HistoryStore, v: ProvenVersion, sink: (data: Buffer, pos: number) => Promise<void>): Promise<void> {
+  try {
+    await pipe(store, v.m, {whole: false, chunks: !v.marks, sink}, v.marks)
+  } catch (error) {
+    throw error instanceof MarksMismatch ? tampered(v.m, error.chunk) : error
+  }
+}
+
 interface Slot {
   buf: Buffer
   key?: string
@@ -164,7 +261,7 @@ interface Slot {
  * Recently read chunks, checked, for random-access readers (the mount's
  * history view): at most `max` buffers of one chunk, reused (least recently
  * used first, never while a read uses it), keyed by chunk hash and length.
- * Hashing runs on the caller's thread, a chunk at a time.
+ * Hashing runs on the thread pool, several chunks at once.
  */
 export class ChunkCache {
   private readonly byKey = new Map<string, Slot>() // least recently used first
@@ -173,9 +270,9 @@ export class ChunkCache {
 
   constructor(private readonly store: HistoryStore, private readonly max = 32) {}
 
-  /** Runs use() with chunk i of m, checked; the bytes are valid only during use(). */
-  async with<T>(m: Manifest, i: number, use: (data: Buffer) => T): Promise<T> {
-    const slot = this.acquire(m, i)
+  /** Runs use() with chunk i of v, checked; the bytes are valid only during use(). */
+  async with<T>(v: ProvenVersion, i: number, use: (data: Buffer) => T): Promise<T> {
+    const slot = this.acquire(v, i)
     try {
       return use(await slot.ready!)
     } finally {
@@ -183,12 +280,12 @@ export class ChunkCache {
     }
   }
 
-  /** Starts loading chunks from..to-1 of m while buffers are free; errors surface when they are read. */
-  prefetch(m: Manifest, from: number, to: number): void {
-    for (let i = from; i < Math.min(to, m.chunks.length); i++) {
-      if (this.byKey.has(key(m, i))) continue
+  /** Starts loading chunks from..to-1 of v while buffers are free; errors surface when they are read. */
+  prefetch(v: ProvenVersion, from: number, to: number): void {
+    for (let i = from; i < Math.min(to, v.m.chunks.length); i++) {
+      if (this.byKey.has(key(v, i))) continue
       if (this.spare.length === 0 && this.slots >= this.max && !this.reusable()) return
-      const slot = this.acquire(m, i)
+      const slot = this.acquire(v, i)
       slot.ready!.then(() => slot.pins--, () => slot.pins--)
     }
   }
@@ -198,8 +295,17 @@ export class ChunkCache {
     return undefined
   }
 
-  private acquire(m: Manifest, i: number): Slot {
-    const k = key(m, i)
+  /** Chunk i of v, read into buf and checked: against the chunk list, or by its step between proven marks. */
+  private load(v: ProvenVersion, i: number, buf: Buffer): Promise<Buffer> {
+    const {m, marks} = v
+    return readInto(this.store, m, i, buf).then(data => (marks ? checkStep(m, marks, i, data, false).catch((error: unknown) => {
+      throw error instanceof MarksMismatch ? tampered(m, error.chunk) : error
+    }) : checkChunk(m, i, data)))
+  }
+
+  private acquire(v: ProvenVersion, i: number): Slot {
+    const {m} = v
+    const k = key(v, i)
     let slot = this.byKey.get(k)
     if (slot) {
       this.byKey.delete(k)
@@ -222,20 +328,14 @@ export class ChunkCache {
     if (!slot) {
       // every buffer is in use: one more for this read only, not kept in the cache
       const extra: Slot = {buf: Buffer.allocUnsafeSlow(m.chunkSize + 1), pins: 1}
-      extra.ready = readInto(this.store, m, i, extra.buf).then(data => {
-        checkChunk(m, i, data)
-        return data
-      })
+      extra.ready = this.load(v, i, extra.buf)
       return extra
     }
 
     const s = slot
     s.key = k
     s.pins++ // a slot whose load failed may still have readers about to let go
-    s.ready = readInto(this.store, m, i, s.buf).then(data => {
-      checkChunk(m, i, data)
-      return data
-    })
+    s.ready = this.load(v, i, s.buf)
     s.ready.catch(() => {
       // a failure is not kept: the next read tries again
       if (this.byKey.get(k) === s) {
@@ -249,4 +349,9 @@ export class ChunkCache {
   }
 }
 
-const key = (m: Manifest, i: number) => `${m.chunks[i]}:${HistoryStore.chunkLength(m, i)}`
+/**
+ * A chunk checked against a proven chunk list is that chunk wherever it is
+ * listed; one checked by its step is only known to be chunk i of that
+ * version (the list that named its file was not proven).
+ */
+const key = ({m, marks}: ProvenVersion, i: number) => (marks ? `${m.digest}#${i}` : `${m.chunks[i]}:${HistoryStore.chunkLength(m, i)}`)

@@ -4,6 +4,9 @@
  *
  *   .paciofs/history/chunks/ab/<sha256>       the bytes of one chunk
  *   .paciofs/history/manifests/ab/<sha256>.json  per content digest: size and the chunk list
+ *   .paciofs/history/marks/ab/<sha256>         per digest of several chunks: the SHA-256 state after each
+ *                                              chunk but the last (32 bytes each), so the digest can be
+ *                                              checked on every core at once (sha256.ts); optional, unprotected
  *   .paciofs/history/pending/<id>.json        a capture that was promised but may not have finished
  *
  * Files are split into fixed-size chunks (CHUNK_SIZE), so a version that
@@ -18,6 +21,7 @@ import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import {hashChunk, step, type ChainState} from './sha256.js'
 
 export const CHUNK_SIZE = 256 * 1024
 const READ_SIZE = 4 * 1024 * 1024
@@ -125,6 +129,7 @@ export class HistoryStore implements ContentCapture {
   readonly chunkDir: string
   readonly manifestDir: string
   readonly pendingDir: string
+  readonly marksDir: string
   private readonly known = new Set<string>()
   /** digests whose manifest this store wrote or saw (a version stored: a capture of it has nothing to do) */
   private readonly versions = new Set<string>()
@@ -133,6 +138,7 @@ export class HistoryStore implements ContentCapture {
     this.chunkDir = path.join(dir, 'chunks')
     this.manifestDir = path.join(dir, 'manifests')
     this.pendingDir = path.join(dir, 'pending')
+    this.marksDir = path.join(dir, 'marks')
     if (opts.create) {
       for (const d of [dir, this.chunkDir, this.manifestDir, this.pendingDir]) fs.mkdirSync(d, {recursive: true, mode: 0o700})
     }
@@ -144,6 +150,10 @@ export class HistoryStore implements ContentCapture {
 
   manifestPath(digest: string): string {
     return path.join(this.manifestDir, digest.slice(0, 2), `${digest}.json`)
+  }
+
+  marksPath(digest: string): string {
+    return path.join(this.marksDir, digest.slice(0, 2), digest)
   }
 
   // ---- writing -----------------------------------------------------------
@@ -205,7 +215,11 @@ export class HistoryStore implements ContentCapture {
 
   /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. */
   async putChunk(data: Buffer): Promise<{hash: string; stored: number}> {
-    const hash = createHash('sha256').update(data).digest('hex')
+    return this.putHashedChunk(createHash('sha256').update(data).digest('hex'), data)
+  }
+
+  /** putChunk for bytes whose hash the caller computed from them. */
+  private async putHashedChunk(hash: string, data: Buffer): Promise<{hash: string; stored: number}> {
     if (await this.hasChunk(hash)) return {hash, stored: 0}
     await this.writeOnce(this.chunkPath(hash), data)
     this.remember(hash)
@@ -316,42 +330,26 @@ export class HistoryStore implements ContentCapture {
 
   /** Stores a version given its bytes (xattr values, tests, tools). */
   async put(data: Buffer): Promise<CaptureResult> {
-    const whole = createHash('sha256').update(data)
-    const chunks: string[] = []
-    let stored = 0
-    for (let off = 0; off < data.length; off += CHUNK_SIZE) {
-      const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
-      chunks.push(r.hash)
-      stored += r.stored
-    }
-
-    const digest = whole.digest('hex')
-    await this.putManifest({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks})
-    return {digest, size: data.length, stored}
+    const b = newBuilding()
+    for (let off = 0; off < data.length; off += READ_SIZE) await this.addBytes(b, data.subarray(off, off + READ_SIZE))
+    return this.finish(b)
   }
 
+  /**
+   * Reads a file of more than one chunk and stores it, reading the next
+   * piece while one is hashed and stored.
+   */
   private async captureReadable(fh: fs.promises.FileHandle): Promise<CaptureResult> {
-    const whole = createHash('sha256')
-    const chunks: string[] = []
-    let stored = 0
-    let pos = 0
+    const b = newBuilding()
     let buf = Buffer.allocUnsafe(READ_SIZE)
     let spare = Buffer.allocUnsafe(READ_SIZE)
     let pending = fh.read(buf, 0, READ_SIZE, 0)
     for (;;) {
       const {bytesRead} = await pending
       if (bytesRead === 0) break
-      const data = buf.subarray(0, bytesRead)
       // read ahead into the other buffer while this one is hashed and stored
-      pending = fh.read(spare, 0, READ_SIZE, pos + bytesRead)
-      whole.update(data)
-      for (let off = 0; off < data.length; off += CHUNK_SIZE) {
-        const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
-        chunks.push(r.hash)
-        stored += r.stored
-      }
-
-      pos += bytesRead
+      pending = fh.read(spare, 0, READ_SIZE, b.pos + bytesRead)
+      await this.addBytes(b, buf.subarray(0, bytesRead))
       ;[buf, spare] = [spare, buf]
       if (bytesRead % CHUNK_SIZE !== 0) {
         // a short read that is not at EOF would misalign the chunks: only EOF may end a chunk early
@@ -361,9 +359,75 @@ export class HistoryStore implements ContentCapture {
       }
     }
 
-    const digest = whole.digest('hex')
-    await this.putManifest({v: 1, digest, size: pos, chunkSize: CHUNK_SIZE, chunks})
-    return {digest, size: pos, stored}
+    return this.finish(b)
+  }
+
+  /**
+   * Hashes and stores the next bytes of a version: whole chunks, except that
+   * a short last one ends it. Every hash runs on the thread pool (sha256.ts),
+   * not on the event loop: the chunks' own hashes all at once, and the
+   * version's digest as a chain of steps, one per chunk, whose states
+   * between chunks are kept as the version's marks.
+   */
+  private async addBytes(b: Building, data: Buffer): Promise<void> {
+    if (b.finished) throw new PacioError('EINTERNAL', 'bytes after the short last chunk of a version')
+    const pieces: Buffer[] = []
+    for (let off = 0; off < data.length; off += CHUNK_SIZE) pieces.push(data.subarray(off, off + CHUNK_SIZE))
+    const hashes = pieces.map(piece => hashChunk(piece))
+    const chain = (async () => {
+      for (let k = 0, at = b.pos; k < pieces.length; at += pieces[k].length, k++) {
+        const short = pieces[k].length < CHUNK_SIZE
+        const s = await step(pieces[k], b.state, at, short)
+        if (short) b.finished = s.after
+        else b.marks.push(b.state = Buffer.from(s.after))
+      }
+    })()
+    const settled = await Promise.allSettled([chain, ...hashes])
+    const failed = settled.find(r => r.status === 'rejected')
+    if (failed) throw (failed as PromiseRejectedResult).reason
+    for (let k = 0; k < pieces.length; k++) {
+      const r = await this.putHashedChunk(await hashes[k], pieces[k])
+      b.chunks.push(r.hash)
+      b.stored += r.stored
+    }
+
+    b.pos += data.length
+  }
+
+  /** Finishes the digest (a version that ends with a whole chunk: from the state after it) and stores marks and manifest. */
+  private async finish(b: Building): Promise<CaptureResult> {
+    b.finished ??= (await step(Buffer.alloc(0), b.state, b.pos, true)).after
+    const digest = b.finished.toString('hex')
+    if (b.chunks.length > 1) await this.putMarks(digest, Buffer.concat(b.marks.slice(0, b.chunks.length - 1)))
+    await this.putManifest({v: 1, digest, size: b.pos, chunkSize: CHUNK_SIZE, chunks: b.chunks})
+    return {digest, size: b.pos, stored: b.stored}
+  }
+
+  /** Stores a version's marks (the hash states between its chunks) unless there are some. */
+  private async putMarks(digest: string, marks: Buffer): Promise<void> {
+    const file = this.marksPath(digest)
+    try {
+      await fsp.access(file)
+      return
+    } catch { /* not there yet */ }
+
+    await this.writeOnce(file, marks)
+  }
+
+  /**
+   * A version's marks: the SHA-256 state after each of its chunks but the
+   * last, 32 bytes each; undefined if there are none (a version stored
+   * before marks were kept, or by a replica) or they have the wrong length.
+   * Nothing vouches for them: a reader checks each step (see sha256.ts).
+   */
+  async marks(m: Manifest): Promise<Buffer | undefined> {
+    if (m.chunks.length < 2) return undefined
+    try {
+      const data = await fsp.readFile(this.marksPath(m.digest))
+      return data.length === (m.chunks.length - 1) * 32 ? data : undefined
+    } catch {
+      return undefined
+    }
   }
 
   async promise(volPath: string, digest: string): Promise<string> {
@@ -615,10 +679,30 @@ export class HistoryStore implements ContentCapture {
       }
     }
 
+    for (const sub of safeReaddir(this.marksDir)) {
+      for (const name of safeReaddir(path.join(this.marksDir, sub))) {
+        if (!name.endsWith('.tmp')) s.storedBytes += fs.statSync(path.join(this.marksDir, sub, name)).size
+      }
+    }
+
     s.savedBytes = Math.max(0, s.logicalBytes - chunkBytes)
     return s
   }
 }
+
+/** A version being stored by addBytes and finish. */
+interface Building {
+  chunks: string[]
+  /** the hash state after each whole chunk so far */
+  marks: Buffer[]
+  state: ChainState
+  /** the digest, once a short chunk ended the version */
+  finished?: Buffer
+  pos: number
+  stored: number
+}
+
+const newBuilding = (): Building => ({chunks: [], marks: [], state: null, pos: 0, stored: 0})
 
 let scratch = Buffer.allocUnsafe(CHUNK_SIZE + 1)
 

@@ -8,10 +8,12 @@
  * /.paciofs-history itself is not listed in the volume's root (so `cp -a`,
  * rsync and find do not descend into the past), but can be entered by name; it
  * lists the most recent epochs that hold records, and any epoch up to the
- * ledger's head can be opened by number. Each chunk is checked against its
- * hash as it is read, against a chunk list proven to describe the record's
- * digest: computed by this mount when it stored the version, or else checked
- * by reading the whole version once when it is first opened. A record that
+ * ledger's head can be opened by number. Each chunk is checked as it is
+ * read, against a proof for the record's digest: the chunk list this mount
+ * computed when it stored the version (each chunk against its hash), or else
+ * a proof made by reading the whole version once when it is first opened
+ * (see proveVersion: with the version's marks, each chunk by its step of the
+ * digest, on every core; without, against the chunk list). A record that
  * does not match the ledger hides nothing silently: its path answers EIO.
  * Sequential reads are served from a small cache of checked chunks, loaded
  * (and hashed) ahead on the thread pool.
@@ -21,7 +23,7 @@ import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import type {ExpectedTree, Inode} from '../audit/expected.js'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
 import {ManifestMemo, type HistoryStore, type Manifest} from './store.js'
-import {ChunkCache, proveManifest, READ_AHEAD} from './reader.js'
+import {ChunkCache, proveVersion, READ_AHEAD, type ProvenVersion} from './reader.js'
 import {treeAt, type Timeline} from './timeline.js'
 import type {Passthrough} from '../volume/passthrough.js'
 
@@ -47,7 +49,7 @@ interface Snapshot {
 }
 
 interface OpenVersion {
-  m: Manifest
+  v: ProvenVersion
   /** the chunk after the last one read: a read there (or in the same chunk) is sequential */
   next: number
 }
@@ -62,7 +64,9 @@ export class HistoryView implements Volume {
   private readonly handles = new Map<number, OpenVersion>()
   /** manifests proven by reading their versions whole (the proof is this copy: the file could change) */
   private readonly proven = new ManifestMemo()
-  private readonly proving = new Map<string, Promise<Manifest>>()
+  /** the marks proven with a manifest in `proven` (kept as long as it is) */
+  private readonly provenMarks = new WeakMap<Manifest, Buffer>()
+  private readonly proving = new Map<string, Promise<ProvenVersion>>()
   private readonly cache: ChunkCache
   private nextFh = FH_BASE
 
@@ -214,27 +218,32 @@ export class HistoryView implements Volume {
     if (!node || node.type === 'dir') throw errno('EISDIR')
     if (node.type !== 'file') throw errno('EACCES', 'special files of the past cannot be opened')
     if (node.digest === undefined) throw errno('EIO', `${w.sub} at epoch ${w.epoch}: being written, content not recorded`)
-    let m: Manifest
+    let v: ProvenVersion
     try {
-      m = await this.provenManifest(node.digest)
+      v = await this.provenVersion(node.digest)
     } catch (error) {
       throw errno('EIO', (error as Error).message)
     }
 
     const fh = this.nextFh++
-    this.handles.set(fh, {m, next: 0})
+    this.handles.set(fh, {v, next: 0})
     return fh
   }
 
-  /** A chunk list that describes `digest`: computed by this mount, or proven by reading the version once. */
-  private provenManifest(digest: string): Promise<Manifest> {
-    const known = this.store.vouchedManifest(digest) ?? this.proven.get(digest)
-    if (known) return Promise.resolve(known)
+  /** A version whose chunks can be checked one by one: its chunk list computed by this mount, or proven by reading it once. */
+  private provenVersion(digest: string): Promise<ProvenVersion> {
+    const vouched = this.store.vouchedManifest(digest)
+    if (vouched) return Promise.resolve({m: vouched})
+    const m = this.proven.get(digest)
+    if (m) return Promise.resolve({m, marks: this.provenMarks.get(m)})
     let p = this.proving.get(digest)
     if (!p) {
-      const proving = proveManifest(this.store, digest)
+      const proving = proveVersion(this.store, digest)
       this.proving.set(digest, p = proving)
-      proving.then(m => this.proven.set(m), () => {}).finally(() => this.proving.delete(digest))
+      proving.then(v => {
+        this.proven.set(v.m)
+        if (v.marks) this.provenMarks.set(v.m, v.marks)
+      }, () => {}).finally(() => this.proving.delete(digest))
     }
 
     return p
@@ -247,15 +256,16 @@ export class HistoryView implements Volume {
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handles.get(fh)
     if (!h) return this.inner.read(path, fh, buf, len, pos)
-    const {m} = h
+    const {v} = h
+    const {m} = v
     let done = 0
     while (done < len && pos + done < m.size) {
       const at = pos + done
       const i = Math.floor(at / m.chunkSize)
-      if (i === h.next || i === h.next - 1) this.cache.prefetch(m, i + 1, i + 1 + READ_AHEAD)
+      if (i === h.next || i === h.next - 1) this.cache.prefetch(v, i + 1, i + 1 + READ_AHEAD)
       const off = at - i * m.chunkSize
       try {
-        done += await this.cache.with(m, i, data => data.copy(buf, done, off, Math.min(data.length, off + len - done)))
+        done += await this.cache.with(v, i, data => data.copy(buf, done, off, Math.min(data.length, off + len - done)))
       } catch (error) {
         throw errno('EIO', (error as Error).message)
       }

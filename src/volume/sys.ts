@@ -13,6 +13,8 @@ interface Sys {
   lremovexattr(path: string, name: string): void
   /** verify's batch of small reads (see native/sys.c): returns the index it reached */
   readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
+  /** SHA-256 on the thread pool (see native/sys.c and src/history/sha256.ts) */
+  sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
 }
 
 /** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */

@@ -11,7 +11,9 @@ import {PacioError} from '../../errors.js'
 const require = createRequire(import.meta.url)
 type Callback = (err: unknown, res?: unknown) => void
 type RawClient = {call(method: string, params: unknown[], cb: Callback): void}
-const makeClient = require('multichain-node/lib/client.js') as (c: {host: string; port: number; user?: string; pass?: string}) => RawClient
+/** Loaded on first use: commands on an embedded-ledger volume (cat, log, history) never pay for it. */
+const makeClient = (c: {host: string; port: number; user?: string; pass?: string}): RawClient =>
+  (require('multichain-node/lib/client.js') as (c: {host: string; port: number; user?: string; pass?: string}) => RawClient)(c)
 
 export interface RpcConfig {
   host: string

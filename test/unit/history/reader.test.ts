@@ -1,9 +1,10 @@
 import {expect} from 'chai'
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import {join} from 'node:path'
 import {CHUNK_SIZE, HistoryError, HistoryStore, type Manifest} from '../../../src/history/store.js'
-import {ChunkCache, pipeVersion, proveManifest} from '../../../src/history/reader.js'
+import {ChunkCache, pipeProven, pipeVersion, proveManifest, proveVersion} from '../../../src/history/reader.js'
+import {step, type ChainState} from '../../../src/history/sha256.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
 /** Reads m through pipeVersion; returns what the sink got (offsets and bytes) and the error, if any. */
@@ -119,8 +120,8 @@ describe('history reader', () => {
     const order = Array.from({length: 60}, () => Math.floor(Math.random() * m.chunks.length))
     // many reads at once, more than the cache holds: each sees its own chunk's bytes
     const results = await Promise.all(order.map(async i => {
-      cache.prefetch(m, i + 1, i + 4)
-      return {i, bytes: await cache.with(m, i, d => Buffer.from(d))}
+      cache.prefetch({m}, i + 1, i + 4)
+      return {i, bytes: await cache.with({m}, i, d => Buffer.from(d))}
     }))
     for (const {i, bytes} of results) expect(bytes.equals(data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)), `chunk ${i}`).to.equal(true)
 
@@ -128,9 +129,127 @@ describe('history reader', () => {
     const file = store.chunkPath(m.chunks[4])
     const good = fs.readFileSync(file)
     alter(store, m, 4)
-    const err = await fresh.with(m, 4, d => d.length).catch((error: unknown) => error)
+    const err = await fresh.with({m}, 4, d => d.length).catch((error: unknown) => error)
     expect((err as HistoryError).kind).to.equal('history-tampered')
     fs.writeFileSync(file, good)
-    expect(await fresh.with(m, 4, d => Buffer.from(d).equals(good)), 'a repaired chunk is read again').to.equal(true)
+    expect(await fresh.with({m}, 4, d => Buffer.from(d).equals(good)), 'a repaired chunk is read again').to.equal(true)
+  })
+
+  describe('with marks (the hash states between chunks)', () => {
+    /** Reads m to a positional sink (the marks are used then); returns the bytes and the error, if any. */
+    async function pipeTo(m: Manifest) {
+      const out = Buffer.alloc(m.size)
+      const error = await pipeVersion(store, m, {whole: true, chunks: false, positional: true, sink: async (data, pos) => {
+        data.copy(out, pos)
+      }}).then(() => undefined, (error_: unknown) => error_)
+      return {out, error}
+    }
+
+    /** Marks computed over the bytes a version's chunk files hold now (what an attacker who altered them could write). */
+    async function marksOver(m: Manifest): Promise<Buffer> {
+      let state: ChainState = null
+      const marks: Buffer[] = []
+      for (let i = 0; i < m.chunks.length - 1; i++) {
+        state = Buffer.from((await step(fs.readFileSync(store.chunkPath(m.chunks[i])), state, i * CHUNK_SIZE, false)).after)
+        marks.push(state)
+      }
+
+      return Buffer.concat(marks)
+    }
+
+    it('stores them for a version of several chunks (put and capture) and reads it back through them', async () => {
+      const data = randomBytes(7 * CHUNK_SIZE + 11)
+      const {digest} = await store.put(data)
+      const m = store.manifest(digest)
+      expect((await store.marks(m))!.length, "8 chunks: 7 marks").to.equal(7 * 32)
+      expect((await pipeTo(m)).out.equals(data)).to.equal(true)
+
+      const file = join(dir, 'whole-chunks.bin')
+      const whole = randomBytes(4 * CHUNK_SIZE)
+      fs.writeFileSync(file, whole)
+      const fd = fs.openSync(file, 'r')
+      const got = await new HistoryStore(store.dir).capture(fd).finally(() => fs.closeSync(fd))
+      expect(got.digest).to.equal(createHash('sha256').update(whole).digest('hex'))
+      const mw = store.manifest(got.digest)
+      expect((await store.marks(mw))!.length).to.equal(3 * 32)
+      expect((await pipeTo(mw)).out.equals(whole)).to.equal(true)
+      expect(await store.marks(store.manifest((await store.put(randomBytes(100))).digest)), 'one chunk: none').to.equal(undefined)
+    })
+
+    it('wrong or missing marks only cost the sequential check: the bytes still come back', async () => {
+      const data = randomBytes(5 * CHUNK_SIZE + 3)
+      const {digest} = await store.put(data)
+      const m = store.manifest(digest)
+      const marks = fs.readFileSync(store.marksPath(digest))
+      marks[40] ^= 1
+      fs.writeFileSync(store.marksPath(digest), marks)
+      expect((await pipeTo(m)).out.equals(data)).to.equal(true)
+      fs.writeFileSync(store.marksPath(digest), marks.subarray(0, 64))
+      expect((await pipeTo(m)).out.equals(data), 'marks of the wrong length are ignored').to.equal(true)
+      fs.rmSync(store.marksPath(digest))
+      expect((await pipeTo(m)).out.equals(data)).to.equal(true)
+      expect((await proveVersion(store, digest)).marks, 'no marks: proven by the chunk list').to.equal(undefined)
+    })
+
+    it('an altered chunk is refused even with marks recomputed over it: the last step misses the digest', async () => {
+      const {digest} = await store.put(randomBytes(6 * CHUNK_SIZE))
+      const m = store.manifest(digest)
+      alter(store, m, 2)
+      fs.writeFileSync(store.marksPath(digest), await marksOver(m))
+      const {error} = await pipeTo(m)
+      expect((error as HistoryError).kind).to.equal('history-tampered')
+      expect((error as Error).message).to.match(/chunk 2 /)
+      expect(await proveVersion(store, digest).catch((error_: unknown) => (error_ as HistoryError).kind)).to.equal('history-tampered')
+    })
+
+    it('proveVersion refuses a swapped chunk list with marks to match, and proves a good version with its marks', async () => {
+      const a = await store.put(randomBytes(3 * CHUNK_SIZE))
+      const b = await store.put(randomBytes(3 * CHUNK_SIZE))
+      const mb = store.manifest(b.digest)
+      mb.chunks[1] = store.manifest(a.digest).chunks[1]
+      fs.writeFileSync(store.manifestPath(b.digest), JSON.stringify(mb))
+      fs.writeFileSync(store.marksPath(b.digest), await marksOver(mb))
+      const err = await proveVersion(store, b.digest).catch((error: unknown) => error)
+      expect((err as HistoryError).kind).to.equal('history-tampered')
+      const va = await proveVersion(store, a.digest)
+      expect(va.marks!.length).to.equal(2 * 32)
+    })
+
+    it('pipeProven streams a proven version in order and refuses a chunk altered after the proof', async () => {
+      const data = randomBytes(6 * CHUNK_SIZE + 77)
+      const {digest} = await store.put(data)
+      for (const v of [await proveVersion(store, digest), {m: await proveManifest(store, digest)}]) {
+        const parts: Buffer[] = []
+        await pipeProven(store, v, async data_ => {
+          parts.push(Buffer.from(data_))
+        })
+        expect(Buffer.concat(parts).equals(data), v.marks ? 'by marks' : 'by chunk list').to.equal(true)
+      }
+
+      const v = await proveVersion(store, digest)
+      alter(store, v.m, 3)
+      const got: number[] = []
+      const err = await pipeProven(store, v, async (_d, pos) => {
+        got.push(pos)
+      }).catch((error: unknown) => error)
+      expect((err as Error).message).to.match(/chunk 3 /)
+      expect(got, 'only the chunks before it').to.deep.equal([0, CHUNK_SIZE, 2 * CHUNK_SIZE])
+    })
+
+    it('the chunk cache checks each chunk by its step between proven marks', async () => {
+      const data = randomBytes(9 * CHUNK_SIZE + 1)
+      const {digest} = await store.put(data)
+      const v = await proveVersion(store, digest)
+      expect(v.marks).to.not.equal(undefined)
+      const cache = new ChunkCache(store, 3)
+      const order = Array.from({length: 30}, () => Math.floor(Math.random() * v.m.chunks.length))
+      const results = await Promise.all(order.map(async i => ({i, bytes: await cache.with(v, i, d => Buffer.from(d))})))
+      for (const {i, bytes} of results) expect(bytes.equals(data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)), `chunk ${i}`).to.equal(true)
+      alter(store, v.m, 9)
+      const fresh = new ChunkCache(store, 3)
+      const err = await fresh.with(v, 9, d => d.length).catch((error: unknown) => error)
+      expect((err as HistoryError).kind).to.equal('history-tampered')
+      expect((err as Error).message).to.match(/chunk 9 /)
+    })
   })
 })
