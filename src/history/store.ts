@@ -18,6 +18,7 @@ import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import {captureThread} from './capture-thread.js'
 
 export const CHUNK_SIZE = 256 * 1024
 const READ_SIZE = 4 * 1024 * 1024
@@ -251,12 +252,12 @@ export class HistoryStore implements ContentCapture {
     if (known && (known.digest === EMPTY_DIGEST || this.versions.has(known.digest))) return {digest: known.digest, size: known.size, stored: 0}
     const small = this.captureSmallSync(fd)
     if (small) return small
-    const rfd = await fsp.open(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
-    try {
-      return await this.captureReadable(rfd)
-    } finally {
-      await rfd.close()
-    }
+    // read and hashed on the capture thread: seconds of CPU per GiB the event loop does not wait for
+    const got = await captureThread.run({fd, chunkDir: this.chunkDir, chunkSize: CHUNK_SIZE, readSize: READ_SIZE})
+    for (const file of got.written) this.unsynced.add(file)
+    for (const hash of got.chunks) this.remember(hash)
+    await this.putManifest({v: 1, digest: got.digest, size: got.size, chunkSize: CHUNK_SIZE, chunks: got.chunks})
+    return {digest: got.digest, size: got.size, stored: got.stored}
   }
 
   /**
@@ -328,42 +329,6 @@ export class HistoryStore implements ContentCapture {
     const digest = whole.digest('hex')
     await this.putManifest({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks})
     return {digest, size: data.length, stored}
-  }
-
-  private async captureReadable(fh: fs.promises.FileHandle): Promise<CaptureResult> {
-    const whole = createHash('sha256')
-    const chunks: string[] = []
-    let stored = 0
-    let pos = 0
-    let buf = Buffer.allocUnsafe(READ_SIZE)
-    let spare = Buffer.allocUnsafe(READ_SIZE)
-    let pending = fh.read(buf, 0, READ_SIZE, 0)
-    for (;;) {
-      const {bytesRead} = await pending
-      if (bytesRead === 0) break
-      const data = buf.subarray(0, bytesRead)
-      // read ahead into the other buffer while this one is hashed and stored
-      pending = fh.read(spare, 0, READ_SIZE, pos + bytesRead)
-      whole.update(data)
-      for (let off = 0; off < data.length; off += CHUNK_SIZE) {
-        const r = await this.putChunk(data.subarray(off, off + CHUNK_SIZE))
-        chunks.push(r.hash)
-        stored += r.stored
-      }
-
-      pos += bytesRead
-      ;[buf, spare] = [spare, buf]
-      if (bytesRead % CHUNK_SIZE !== 0) {
-        // a short read that is not at EOF would misalign the chunks: only EOF may end a chunk early
-        const {bytesRead: more} = await pending
-        if (more === 0) break
-        throw new PacioError('EINTERNAL', 'file grew while its version was being captured')
-      }
-    }
-
-    const digest = whole.digest('hex')
-    await this.putManifest({v: 1, digest, size: pos, chunkSize: CHUNK_SIZE, chunks})
-    return {digest, size: pos, stored}
   }
 
   async promise(volPath: string, digest: string): Promise<string> {
