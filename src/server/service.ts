@@ -106,6 +106,8 @@ export class VolumeService {
   }
 
   private readonly closing = new Map<Session, Promise<void>>()
+  /** each session's open WriteStreams (ended with the session) */
+  private readonly writeStreams = new Map<Session, Set<() => void>>()
   private readonly work = new Map<Session, Set<Promise<unknown>>>()
 
   private session(call: grpc.ServerUnaryCall<unknown, unknown>): Session {
@@ -241,6 +243,11 @@ export class VolumeService {
       } catch { /* gone */ }
     }
 
+    let streams = this.writeStreams.get(s)
+    if (!streams) this.writeStreams.set(s, streams = new Set())
+    streams.add(finish)
+    call.on('close', () => streams.delete(finish))
+
     const pump = async () => {
       if (busy) return
       busy = true
@@ -340,6 +347,8 @@ export class VolumeService {
       await actingAs(s.member, () => s.served.volume.release(path, fh)).catch(error => this.event(`release ${path}: ${(error as Error).message}`))
     }
 
+    for (const finish of this.writeStreams.get(s) ?? []) finish()
+    this.writeStreams.delete(s)
     this.sessions.remove(s)
     this.work.delete(s)
     try {
