@@ -218,8 +218,9 @@ export class VolumeService {
    * WriteStream: each message is written in order and answered by its count;
    * a failure is answered and ends the stream. Every write counts as a call of
    * its own (a release or the session's end waits for the writes already
-   * running, not for the stream). At most WRITES_QUEUED messages wait; beyond
-   * that the stream is paused and HTTP/2 flow control stops the client.
+   * running, not for the stream). At most WRITES_QUEUED messages wait, and as
+   * many more in the paused stream's buffer; beyond that HTTP/2 flow control
+   * (the connection's 8 MiB window) stops the client.
    */
   private writeStream(call: grpc.ServerDuplexStream<Record<string, any>, unknown>): void {
     let s: Session
@@ -229,6 +230,12 @@ export class VolumeService {
       call.emit('error', error)
       return
     }
+
+    // grpc-js (1.14) pulls one message from HTTP/2 per _read, and a paused Readable still pulls
+    // until it buffers highWaterMark messages (16 in object mode: 16 MiB per stream); keep that
+    // at WRITES_QUEUED too. If a later grpc-js hides the state, only the bound grows.
+    const readable = (call as unknown as {_readableState?: {highWaterMark?: number}})._readableState
+    if (readable && typeof readable.highWaterMark === 'number') readable.highWaterMark = WRITES_QUEUED
 
     const queue: Array<Record<string, any>> = []
     let busy = false
