@@ -14,7 +14,7 @@ import {transcript} from './auth.js'
 import {pinnedClient} from './channel.js'
 import {fetchServerCert, pinServer} from './known-servers.js'
 import {rpcStats} from './rpc-stats.js'
-import {errnoError, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
+import {errnoError, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
 
 export interface ConnectionOptions {
   /** host:port, or several separated by commas (failover in that order) */
@@ -75,6 +75,8 @@ export class Connection {
   generation = 0
   volumeId = ''
   maxChunk = 1024 * 1024
+  /** the protocol version agreed with the server (2: writes may go over WriteStream) */
+  protocol = MIN_PROTOCOL_VERSION
   private closed = false
   private readonly stats = rpcStats('client')
 
@@ -188,8 +190,17 @@ export class Connection {
   private async handshake(): Promise<string> {
     if (this.closed) throw errnoError('ENOTCONN', 'connection closed')
     const deadline = this.opts.deadlineMs ?? 5_000
-    const hello = await this.unary('Hello', {protocol: PROTOCOL_VERSION, client: 'paciofs'}, new grpc.Metadata(), deadline)
-    if (hello.protocol !== PROTOCOL_VERSION) throw new PacioError('EINPUT', `the server speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}`)
+    let hello = await this.unary('Hello', {protocol: PROTOCOL_VERSION, client: 'paciofs'}, new grpc.Metadata(), deadline).catch(async (error: grpc.ServiceError) => {
+      // a server older than WriteStream refuses version 2: speak 1 to it (every write a Write call)
+      if (error?.code !== grpc.status.FAILED_PRECONDITION) throw error
+      return this.unary('Hello', {protocol: MIN_PROTOCOL_VERSION, client: 'paciofs'}, new grpc.Metadata(), deadline)
+    })
+    const spoken = Number(hello.protocol)
+    if (!(spoken >= MIN_PROTOCOL_VERSION && spoken <= PROTOCOL_VERSION)) {
+      throw new PacioError('EINPUT', `the server speaks protocol ${hello.protocol}, this client ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`)
+    }
+
+    this.protocol = spoken
     const nonce = Buffer.from(hello.nonce)
     const member = this.opts.identity.pid
     const signature = sign(this.opts.identity, transcript(nonce, this.fingerprint!, this.opts.volume, member))
@@ -288,6 +299,28 @@ export class Connection {
     const def = serviceDefinition()[method]
     return this.client!.makeServerStreamRequest(def.path, def.requestSerialize as (v: unknown) => Buffer,
       def.responseDeserialize as (b: Buffer) => Reply, req, meta, {}) as grpc.ClientReadableStream<Reply>
+  }
+
+  /**
+   * Opens a bidirectional stream (WriteStream) in the current session, or
+   * undefined if the server speaks protocol 1. No deadline: its user watches
+   * for silence.
+   */
+  async openDuplex(method: string): Promise<{stream: grpc.ClientDuplexStream<unknown, Reply>; generation: number} | undefined> {
+    let token: string
+    try {
+      token = await this.session()
+    } catch (error) {
+      throw this.failure(error)
+    }
+
+    if (this.protocol < 2) return undefined
+    const meta = new grpc.Metadata()
+    meta.set(SESSION_METADATA, token)
+    const def = serviceDefinition()[method]
+    const stream = this.client!.makeBidiStreamRequest(def.path, def.requestSerialize as (v: unknown) => Buffer,
+      def.responseDeserialize as (b: Buffer) => Reply, meta, {}) as grpc.ClientDuplexStream<unknown, Reply>
+    return {stream, generation: this.generation}
   }
 
   /** A gRPC failure as an errno-style error (anything else unchanged). */

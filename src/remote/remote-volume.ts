@@ -23,6 +23,7 @@ import type {Caller, TimeSpec, Volume} from '../volume/types.js'
 import {AttrCache} from './attr-cache.js'
 import type {Connection} from './connection.js'
 import {ReadAhead} from './read-ahead.js'
+import {WriteStream} from './write-stream.js'
 import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
 interface Handle {
@@ -40,6 +41,8 @@ interface Handle {
   sentEnd: number
   /** a write-behind failure not yet reported */
   error?: unknown
+  /** the handle's WriteStream (protocol 2), opened by its first write in a session */
+  stream?: WriteStream
   /** streamed read-ahead of a sequential reader */
   ahead?: ReadAhead
   /** read-aheads in a row that served nothing (after 3, the handle reads without) */
@@ -102,11 +105,23 @@ export class RemoteVolume implements Volume {
     h.pending = undefined
     if (p.offset !== h.sentEnd || h.inflight.size >= MAX_INFLIGHT) await this.sent(h, p.offset !== h.sentEnd ? 0 : MAX_INFLIGHT - 1)
     h.sentEnd = p.offset + p.size
-    const work: Promise<void> = (async () => {
+    // the stream (or none: protocol 1) and the server's handle are had here, one send at a time,
+    // so messages enter the stream in the order they were written; the answer is waited for apart
+    let sending: Promise<unknown>
+    try {
+      const stream = await this.writer(h)
       const r = await this.remote(h)
-      const res = await this.conn.call('Write', encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller))
-      if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
-    })().catch(error => {
+      const msg = encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller)
+      sending = stream
+        ? stream.send(msg, p.size)
+        : this.conn.call('Write', msg).then(res => {
+          if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
+        })
+    } catch (error) {
+      sending = Promise.reject(error)
+    }
+
+    const work: Promise<void> = sending.then(() => {}, error => {
       h.error ??= error
     }).finally(() => {
       if (this.pool.length < 2 * MAX_INFLIGHT) this.pool.push(p.buf)
@@ -114,6 +129,27 @@ export class RemoteVolume implements Volume {
       if (h.inflight.size === 0 && !h.pending) this.dirty.delete(h)
     })
     h.inflight.add(work)
+  }
+
+  /**
+   * The handle's WriteStream in the current session (opened on first use, or
+   * anew after a failure or a new session); undefined if the server speaks
+   * protocol 1 (each write is then a Write call).
+   */
+  private async writer(h: Handle): Promise<WriteStream | undefined> {
+    if (h.stream?.usable && h.stream.generation === this.conn.generation) return h.stream
+    h.stream?.end()
+    h.stream = undefined
+    const opened = await this.conn.openDuplex('WriteStream')
+    if (!opened) return undefined
+    h.stream = new WriteStream(opened.stream, e => this.conn.errno(e), opened.generation)
+    return h.stream
+  }
+
+  /** No more writes on the handle's stream (those sent are still answered). */
+  private endStream(h: Handle): void {
+    h.stream?.end()
+    h.stream = undefined
   }
 
   /** Waits until at most `keep` writes of the handle are in flight. */
@@ -378,6 +414,7 @@ export class RemoteVolume implements Volume {
     const h = this.handle(fh)
     let failed: unknown
     await this.drain(h).catch(error => (failed = error))
+    this.endStream(h)
     this.stopAhead(h)
     this.handles.delete(fh)
     this.dirty.delete(h)

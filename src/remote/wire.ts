@@ -9,7 +9,10 @@ import {fileURLToPath} from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 
-export const PROTOCOL_VERSION = 1
+/** The newest protocol version this code speaks (2: WriteStream). */
+export const PROTOCOL_VERSION = 2
+/** The oldest version a server still answers (1: every write a Write call). */
+export const MIN_PROTOCOL_VERSION = 1
 export const SERVICE = 'paciofs.v1.Volume'
 /** The largest read or write payload one message carries. */
 export const MAX_CHUNK = 1024 * 1024
@@ -32,6 +35,7 @@ export function serviceDefinition(): grpc.ServiceDefinition {
     const svc = {...(def[SERVICE] as grpc.ServiceDefinition)}
     const passBuffers = (f: (v: any) => Buffer) => (v: any) => (Buffer.isBuffer(v) ? v : f(v))
     svc.Write = {...svc.Write, requestSerialize: passBuffers(svc.Write.requestSerialize)}
+    svc.WriteStream = {...svc.WriteStream, requestSerialize: passBuffers(svc.WriteStream.requestSerialize)}
     svc.Read = {...svc.Read, responseSerialize: passBuffers(svc.Read.responseSerialize)}
     svc.ReadStream = {...svc.ReadStream, responseSerialize: passBuffers(svc.ReadStream.responseSerialize)}
     cached = svc

@@ -37,7 +37,7 @@ export const SERVER_CHANNEL_OPTIONS = {
   'grpc.max_receive_message_length': MAX_MESSAGE,
   'grpc.max_send_message_length': MAX_MESSAGE,
   'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_timeout_ms': 20_000, // a stalled (busy) client is not a gone one: see remote/channel.ts
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 1_000,
   'grpc.max_concurrent_streams': 256,

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js'
 import {verify} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {transcript} from '../remote/auth.js'
-import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, MAX_STREAM, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
+import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, MAX_STREAM, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SESSION_METADATA, statfsToWire, statToWire, type WireCaller} from '../remote/wire.js'
 import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {ServedVolume} from './served.js'
@@ -34,6 +34,8 @@ const isStatus = (e: unknown): e is Status => typeof (e as Status)?.code === 'nu
 
 /** Messages of one server stream waiting to be sent at most (of MAX_CHUNK each). */
 const STREAM_AHEAD = 4
+/** Writes of one WriteStream received and not yet written at most: the server stops reading it beyond (flow control). */
+const WRITES_QUEUED = 4
 
 const ERRNO = osConstants.errno as Record<string, number>
 const OPEN_FLAGS = 3 /* O_ACCMODE */ | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | C.O_SYNC | C.O_DSYNC | (C as Record<string, number>).O_LARGEFILE
@@ -104,6 +106,8 @@ export class VolumeService {
   }
 
   private readonly closing = new Map<Session, Promise<void>>()
+  /** each session's open WriteStreams (ended with the session) */
+  private readonly writeStreams = new Map<Session, Set<() => void>>()
   private readonly work = new Map<Session, Set<Promise<unknown>>>()
 
   private session(call: grpc.ServerUnaryCall<unknown, unknown>): Session {
@@ -210,6 +214,111 @@ export class VolumeService {
     }
   }
 
+  /**
+   * WriteStream: each message is written in order and answered by its count;
+   * a failure is answered and ends the stream. Every write counts as a call of
+   * its own (a release or the session's end waits for the writes already
+   * running, not for the stream). At most WRITES_QUEUED messages wait, and as
+   * many more in the paused stream's buffer; beyond that HTTP/2 flow control
+   * (the connection's 8 MiB window) stops the client.
+   */
+  private writeStream(call: grpc.ServerDuplexStream<Record<string, any>, unknown>): void {
+    let s: Session
+    try {
+      s = this.session(call as unknown as grpc.ServerUnaryCall<unknown, unknown>)
+    } catch (error) {
+      call.emit('error', error)
+      return
+    }
+
+    // grpc-js (1.14) pulls one message from HTTP/2 per _read, and a paused Readable still pulls
+    // until it buffers highWaterMark messages (16 in object mode: 16 MiB per stream); keep that
+    // at WRITES_QUEUED too. If a later grpc-js hides the state, only the bound grows.
+    const readable = (call as unknown as {_readableState?: {highWaterMark?: number}})._readableState
+    if (readable && typeof readable.highWaterMark === 'number') readable.highWaterMark = WRITES_QUEUED
+
+    const queue: Array<Record<string, any>> = []
+    let busy = false
+    let finished = false
+    let inputEnded = false
+    const finish = () => {
+      if (finished) return
+      finished = true
+      queue.length = 0
+      try {
+        call.end()
+      } catch { /* gone */ }
+    }
+
+    let streams = this.writeStreams.get(s)
+    if (!streams) this.writeStreams.set(s, streams = new Set())
+    streams.add(finish)
+    call.on('close', () => streams.delete(finish))
+
+    const pump = async () => {
+      if (busy) return
+      busy = true
+      while (queue.length > 0 && !finished) {
+        const r = queue.shift()!
+        if (queue.length < WRITES_QUEUED && call.isPaused()) call.resume()
+        const reply = await this.oneWrite(s, r)
+        if (finished) break
+        call.write(reply)
+        if (reply.error) finish()
+      }
+
+      busy = false
+      if (inputEnded) finish()
+    }
+
+    call.on('data', (r: Record<string, any>) => {
+      if (finished) return
+      queue.push(r)
+      if (queue.length >= WRITES_QUEUED) call.pause()
+      void pump()
+    })
+    call.on('end', () => {
+      inputEnded = true
+      if (!busy) finish()
+    })
+    call.on('cancelled', () => {
+      finished = true
+      queue.length = 0
+    })
+    call.on('error', () => {
+      finished = true
+      queue.length = 0
+    })
+  }
+
+  /** One write of a WriteStream, run and counted like a unary Write call; its reply. */
+  private async oneWrite(s: Session, r: Record<string, any>): Promise<Record<string, unknown>> {
+    if (s.ended || this.draining) return {error: {errno: 'ENOTCONN', message: s.ended ? 'session ended' : 'the server is shutting down'}}
+    if (!s.served.members.has(s.member)) return {error: {errno: 'EACCES', message: `${s.member.slice(0, 16)}… is no longer a member of volume ${s.served.name}`}}
+    this.inflight++
+    const done = this.stats.start('write-stream')
+    const running = actingAs(s.member, async () => {
+      const h = this.fh(s, r.fh)
+      const data = r.data as Buffer
+      if (data.length > MAX_CHUNK) throw errnoError('EFBIG', `a write carries at most ${MAX_CHUNK} bytes`)
+      return {count: await s.served.volume.write(h.path, h.fh, data, data.length, num(r.offset, 'offset'), callerOf(r.caller))}
+    })
+    let set = this.work.get(s)
+    if (!set) this.work.set(s, set = new Set())
+    set.add(running)
+    try {
+      return await running
+    } catch (error) {
+      const w = wireError(error)
+      if (w.errno === 'EIO') this.event(`write-stream: ${w.message}`)
+      return {error: w}
+    } finally {
+      done()
+      set.delete(running)
+      if (--this.inflight === 0) this.idle?.()
+    }
+  }
+
   private fh(s: Session, fh: string | number): {fh: number; path: string} {
     const n = Number(fh)
     const path = s.handles.get(n)
@@ -245,6 +354,8 @@ export class VolumeService {
       await actingAs(s.member, () => s.served.volume.release(path, fh)).catch(error => this.event(`release ${path}: ${(error as Error).message}`))
     }
 
+    for (const finish of this.writeStreams.get(s) ?? []) finish()
+    this.writeStreams.delete(s)
     this.sessions.remove(s)
     this.work.delete(s)
     try {
@@ -282,11 +393,13 @@ export class VolumeService {
     return {
       Hello: (call: grpc.ServerUnaryCall<R, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         if (this.draining) return callback(status(grpc.status.UNAVAILABLE, 'the server is shutting down') as grpc.ServiceError)
-        if (call.request.protocol !== PROTOCOL_VERSION) {
-          return callback(status(grpc.status.FAILED_PRECONDITION, `protocol version ${call.request.protocol} is not supported: this server speaks paciofs.v1 protocol ${PROTOCOL_VERSION}`) as grpc.ServiceError)
+        const asked = Number(call.request.protocol)
+        if (!(asked >= MIN_PROTOCOL_VERSION)) {
+          return callback(status(grpc.status.FAILED_PRECONDITION, `protocol version ${asked} is not supported: this server speaks paciofs.v1 protocols ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`) as grpc.ServiceError)
         }
 
-        callback(null, {protocol: PROTOCOL_VERSION, nonce: this.sessions.nonce(), volumes: []})
+        // the newest version both speak: a protocol-1 client keeps its unary writes
+        callback(null, {protocol: Math.min(asked, PROTOCOL_VERSION), nonce: this.sessions.nonce(), volumes: []})
       },
 
       Session: (call: grpc.ServerWritableStream<R, unknown>) => {
@@ -369,6 +482,7 @@ export class VolumeService {
         if (data.length > MAX_CHUNK) throw errnoError('EFBIG', `a write carries at most ${MAX_CHUNK} bytes`)
         return {count: await v(s).write(h.path, h.fh, data, data.length, num(r.offset, 'offset'), callerOf(r.caller))}
       }),
+      WriteStream: (call: grpc.ServerDuplexStream<R, unknown>) => this.writeStream(call),
       Flush: this.op<R>('flush', async (r, s) => {
         const h = this.fh(s, r.fh)
         return empty(v(s).flush(h.path, h.fh))

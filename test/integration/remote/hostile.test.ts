@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js'
 import {generateIdentity, sign} from '../../../src/crypto/sign.js'
 import {readLog} from '../../../src/app/log.js'
 import {transcript} from '../../../src/remote/auth.js'
-import {MAX_CHUNK, SERVICE} from '../../../src/remote/wire.js'
+import {MAX_CHUNK, PROTOCOL_VERSION, SERVICE} from '../../../src/remote/wire.js'
 import {childEnv} from '../../helpers/exec.js'
 import {REPO} from '../../helpers/paciofs.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
@@ -174,8 +174,11 @@ describe('paciofs serve: hostile clients', function () {
         (e: grpc.ServiceError | null) => resolve(e ? grpc.status[e.code] : 'OK'))
     })
     expect(garbage).to.be.oneOf(['INTERNAL', 'UNAUTHENTICATED', 'INVALID_ARGUMENT'])
-    // an old or future protocol version is refused by Hello
-    expect(await failure(rawCall(c, 'Hello', {protocol: 2}))).to.equal('FAILED_PRECONDITION')
+    // a version older than any the server speaks is refused by Hello; a newer one is answered with
+    // the newest both speak (the client decides), and a protocol-1 client is still answered as one
+    expect(await failure(rawCall(c, 'Hello', {protocol: 0}))).to.equal('FAILED_PRECONDITION')
+    expect((await rawCall(c, 'Hello', {protocol: 99})).protocol).to.equal(PROTOCOL_VERSION)
+    expect((await rawCall(c, 'Hello', {protocol: 1})).protocol).to.equal(1)
     await c.call('Release', {fh})
     expect((await c.call('Getattr', {path: '/f'})).stat.size).to.equal(String(MAX_CHUNK))
   })
@@ -234,5 +237,66 @@ describe('paciofs serve: hostile clients', function () {
     expect(write?.size).to.equal(data.length)
     expect(write?.digest).to.equal(createHash('sha256').update(data).digest('hex'))
     expect(write?.who.member).to.equal(writer.identity.pid)
+  })
+
+  it('a client that stops reading its ReadStreams holds a bounded part of the server\'s memory; others are served meanwhile', async () => {
+    const c = await h.connect(h.owner, 'vol')
+    await writeFile(join(dir, 'vol', 'big'), Buffer.alloc(16 * MAX_CHUNK, 7))
+    const {fh} = await c.call('Open', {path: '/big', flags: 0, caller})
+    // count what the server reads from the volume for streams
+    const served = h.volumes.get('vol')!
+    const read = served.volume.read.bind(served.volume)
+    let bytes = 0
+    served.volume.read = async (...args) => {
+      const n = await read(...args)
+      bytes += n
+      return n
+    }
+
+    // 8 streams of 16 MiB each (128 MiB asked for), none of them read: each paused at once
+    const streams = await Promise.all(Array.from({length: 8}, async () => {
+      const st = await c.openStream('ReadStream', {fh, offset: 0, length: 16 * MAX_CHUNK})
+      st.pause()
+      st.on('error', () => {}) // cancelled below
+      return st
+    }))
+    // the server goes as far as flow control lets it, then waits
+    let last = -1
+    for (let i = 0; i < 100 && bytes !== last; i++) {
+      last = bytes
+      await new Promise(r => setTimeout(r, 300))
+    }
+
+    // bound: per stream the messages it may queue (4) and the one being read, plus what the
+    // client's HTTP/2 window (8 MiB per connection) let through
+    expect(bytes).to.be.below(8 * 5 * MAX_CHUNK + 8 * MAX_CHUNK)
+    expect(bytes).to.be.below(128 * MAX_CHUNK / 2)
+    // another client is served meanwhile, and the stalled streams end when cancelled
+    const other = await h.connect(h.owner, 'vol')
+    expect((await other.call('Getattr', {path: '/big'})).stat.size).to.equal(String(16 * MAX_CHUNK))
+    for (const st of streams) st.cancel()
+    await c.call('Release', {fh})
+  })
+
+  it('WriteStream: writes land in order, each answered; a bad handle is answered EBADF and ends the stream', async () => {
+    const c = await h.connect(h.owner, 'vol')
+    expect(c.protocol).to.equal(PROTOCOL_VERSION)
+    const {fh} = await c.call('Create', {path: '/s', flags: 1, mode: 0o644, caller})
+    const opened = await c.openDuplex('WriteStream')
+    const st = opened!.stream
+    const replies: Array<Record<string, any>> = []
+    st.on('data', r => replies.push(r))
+    const ended = new Promise(resolve => st.on('status', resolve))
+    for (let i = 0; i < 6; i++) st.write({fh, offset: i * 1000, data: Buffer.alloc(1000, 65 + i), caller})
+    st.write({fh: '999999', offset: 0, data: Buffer.from('x'), caller})
+    st.write({fh, offset: 6000, data: Buffer.from('never'), caller}) // after the failure: not written
+    await ended
+    expect(replies.slice(0, 6).map(r => Number(r.count))).to.deep.equal([1000, 1000, 1000, 1000, 1000, 1000])
+    expect(replies[6]?.error?.errno).to.equal('EBADF')
+    expect(replies).to.have.length(7)
+    await c.call('Release', {fh})
+    const data = await readFile(join(dir, 'vol', 's'))
+    expect(data.length).to.equal(6000)
+    for (let i = 0; i < 6; i++) expect(data[i * 1000]).to.equal(65 + i)
   })
 })

@@ -28,6 +28,10 @@ function fakeConn(opts: {failWrite?: boolean} = {}) {
         default: return {}
       }
     },
+    async openDuplex() {
+      return undefined // a protocol-1 server: every write a Write call
+    },
+    errno: (e: unknown) => e,
     close() {},
   }
   return {conn, calls}
