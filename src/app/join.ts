@@ -225,7 +225,7 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
     })
 
     follower = new Follower({
-      root: layout.root, volumeId: meta.id, mirror, reader, journal, history, pool, servers, onEvent: req.onEvent,
+      root: layout.root, volumeId: meta.id, mirror, reader, journal, history, incomingDir: path.join(layout.state, 'incoming'), pool, servers, onEvent: req.onEvent,
       onApplied: () => {
         blocks.emit('block')
         report()

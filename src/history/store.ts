@@ -212,6 +212,22 @@ export class HistoryStore implements ContentCapture {
     return {hash, stored: data.length}
   }
 
+  /**
+   * putChunk for a caller that has already hashed the chunk (`hash` must be
+   * its sha256), with synchronous calls (a replica storing what it fetched:
+   * see replica/incoming.ts).
+   */
+  putChunkSync(data: Buffer, hash: string): {hash: string; stored: number} {
+    if (this.known.has(hash) || fs.existsSync(this.chunkPath(hash))) {
+      this.remember(hash)
+      return {hash, stored: 0}
+    }
+
+    this.writeOnceSync(this.chunkPath(hash), data)
+    this.remember(hash)
+    return {hash, stored: data.length}
+  }
+
   /** Stores the manifest of a version this store has just hashed (its chunk list and digest come from the same bytes). */
   async putManifest(m: Manifest): Promise<void> {
     this.vouch(m)
@@ -308,7 +324,7 @@ export class HistoryStore implements ContentCapture {
       this.dirs.add(dir)
     }
 
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+    const tmp = `${file}.${tmpTag}${(++tmpSeq).toString(36)}.tmp` // unique without a call into the random source per chunk
     fs.writeFileSync(tmp, data, {mode: 0o600})
     fs.renameSync(tmp, file)
     this.unsynced.add(file)
@@ -621,6 +637,9 @@ export class HistoryStore implements ContentCapture {
 }
 
 let scratch = Buffer.allocUnsafe(CHUNK_SIZE + 1)
+/** temporary names of synchronous writes: this process's random tag and a counter */
+const tmpTag = randomBytes(6).toString('hex')
+let tmpSeq = 0
 
 /**
  * A small file's bytes with open, read and close only (readFileSync also
