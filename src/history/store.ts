@@ -162,7 +162,7 @@ export class HistoryStore implements ContentCapture {
       this.dirs.add(dir)
     }
 
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+    const tmp = `${file}.${tmpTag}${(++tmpSeq).toString(36)}.tmp` // unique without a call into the random source per chunk
     await fsp.writeFile(tmp, data, {mode: 0o600})
     await fsp.rename(tmp, file)
     this.unsynced.add(file)
@@ -203,27 +203,10 @@ export class HistoryStore implements ContentCapture {
     this.known.add(hash)
   }
 
-  /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. */
-  async putChunk(data: Buffer): Promise<{hash: string; stored: number}> {
-    const hash = createHash('sha256').update(data).digest('hex')
+  /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. `hash`: its sha256, if the caller has it. */
+  async putChunk(data: Buffer, hash = createHash('sha256').update(data).digest('hex')): Promise<{hash: string; stored: number}> {
     if (await this.hasChunk(hash)) return {hash, stored: 0}
     await this.writeOnce(this.chunkPath(hash), data)
-    this.remember(hash)
-    return {hash, stored: data.length}
-  }
-
-  /**
-   * putChunk for a caller that has already hashed the chunk (`hash` must be
-   * its sha256), with synchronous calls (a replica storing what it fetched:
-   * see replica/incoming.ts).
-   */
-  putChunkSync(data: Buffer, hash: string): {hash: string; stored: number} {
-    if (this.known.has(hash) || fs.existsSync(this.chunkPath(hash))) {
-      this.remember(hash)
-      return {hash, stored: 0}
-    }
-
-    this.writeOnceSync(this.chunkPath(hash), data)
     this.remember(hash)
     return {hash, stored: data.length}
   }

@@ -8,15 +8,12 @@
  * version; a file that exists and has no other links lends it its owner,
  * mode and xattrs first) or else an in-kernel copy (the file keeps its inode)
  * — the bytes are not read or hashed a second time.
- *
- * Writes are synchronous on purpose: a chunk is a few system calls on the
- * page cache, where a thread-pool round trip per call costs more than the
- * call, and nothing else waits for this thread meanwhile but the network.
  */
 import {createHash, hash as hashOnce, type Hash} from 'node:crypto'
 import fs from 'node:fs'
 import {constants as C} from 'node:fs'
 import path from 'node:path'
+import {promisify} from 'node:util'
 import {CHUNK_SIZE, type HistoryStore} from '../history/store.js'
 import {sys} from '../volume/sys.js'
 
@@ -125,34 +122,47 @@ export class Incoming {
   }
 }
 
+/** Bytes of one version being written at once, at most, before push() callers wait (room()). */
+const IN_FLIGHT = 16 * 1024 * 1024
+
+const write = promisify(fs.write)
+
+async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
+  for (let done = 0; done < data.length;) done += (await write(fd, data, done, data.length - done, pos + done)).bytesWritten
+}
+
 /**
- * One version on its way in. push() takes the bytes in order; finish() says
- * whether they were exactly the version (size and digest); commit() then
- * writes its manifest and stages it. A sink that is not committed leaves only
- * chunks behind, each stored under its own hash (so never wrong), which the
- * next fetch of the version finds there.
+ * One version on its way in. push() takes the bytes in order (and starts
+ * their writes on the thread pool, so the disk and the network overlap);
+ * finish() waits for the writes and says what the bytes hash to; commit()
+ * then writes the manifest and stages the version. A sink that is not
+ * committed leaves only chunks behind, each stored under its own hash (so
+ * never wrong), which the next fetch of the version finds there.
  */
 export class VersionSink {
   private readonly whole: Hash = createHash('sha256')
   private readonly chunks: string[] = []
-  private readonly buf = Buffer.allocUnsafeSlow(CHUNK_SIZE)
+  /** the chunk being put together from pieces that do not fall on chunk boundaries (a new buffer each: written asynchronously) */
+  private buf?: Buffer
   private fill = 0
   private fd: number
+  private readonly writes = new Set<Promise<void>>()
+  private inflight = 0
+  private failed?: unknown
   received = 0
 
   constructor(private readonly into: Incoming, readonly digest: string, readonly size: number, private readonly file: string) {
     this.fd = fs.openSync(file, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600)
   }
 
-  /** Bytes that follow the ones pushed so far. The caller checks that they stay within `size`. */
+  /** Bytes that follow the ones pushed so far (not reused by the caller). The caller checks that they stay within `size`. */
   push(data: Buffer): void {
     if (data.length === 0) return
-    let done = 0
-    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done, this.received + done)
+    this.track(writeAll(this.fd, data, this.received), data.length)
     this.received += data.length
     this.whole.update(data)
     let off = 0
-    if (this.fill > 0) {
+    if (this.buf) {
       const take = Math.min(CHUNK_SIZE - this.fill, data.length)
       data.copy(this.buf, this.fill, 0, take)
       this.fill += take
@@ -162,19 +172,42 @@ export class VersionSink {
 
     for (; off + CHUNK_SIZE <= data.length; off += CHUNK_SIZE) this.chunk(data.subarray(off, off + CHUNK_SIZE))
     if (off < data.length) {
+      this.buf = Buffer.allocUnsafe(CHUNK_SIZE)
       data.copy(this.buf, 0, off)
       this.fill = data.length - off
     }
   }
 
+  /** Waits while much is still being written (and throws if a write failed). */
+  async room(): Promise<void> {
+    while (this.inflight > IN_FLIGHT && this.failed === undefined) await Promise.race(this.writes)
+    if (this.failed !== undefined) throw this.failed
+  }
+
+  private track(p: Promise<unknown>, bytes: number): void {
+    this.inflight += bytes
+    const w: Promise<void> = p.then(() => {}, error => {
+      this.failed ??= error
+    }).finally(() => {
+      this.inflight -= bytes
+      this.writes.delete(w)
+    })
+    this.writes.add(w)
+  }
+
   private chunk(data: Buffer): void {
-    this.chunks.push(this.into.history.putChunkSync(data, hashOnce('sha256', data, 'hex')).hash)
+    const hash = hashOnce('sha256', data, 'hex')
+    this.chunks.push(hash)
+    this.track(this.into.history.putChunk(data, hash), data.length)
+    this.buf = undefined
     this.fill = 0
   }
 
-  /** The digest of what was pushed (the last, short chunk is stored now). */
-  finish(): string {
-    if (this.fill > 0) this.chunk(this.buf.subarray(0, this.fill))
+  /** The digest of what was pushed, once every byte is written (the last, short chunk is stored now). */
+  async finish(): Promise<string> {
+    if (this.buf) this.chunk(this.buf.subarray(0, this.fill))
+    await Promise.all(this.writes)
+    if (this.failed !== undefined) throw this.failed
     fs.closeSync(this.fd)
     this.fd = -1
     return this.whole.digest('hex')
@@ -186,8 +219,9 @@ export class VersionSink {
     this.into.stage(this.digest, this.file)
   }
 
-  /** Drops what was received into the staging file. */
-  abort(): void {
+  /** Drops what was received into the staging file (after the writes under way are done). */
+  async abort(): Promise<void> {
+    await Promise.all(this.writes)
     if (this.fd >= 0) fs.closeSync(this.fd)
     this.fd = -1
     fs.rmSync(this.file, {force: true})

@@ -237,9 +237,10 @@ export class PeerPool {
         const data = Buffer.isBuffer(piece.data) ? piece.data : Buffer.from(piece.data ?? [])
         if (sink.received + data.length > size) throw new PeerLied(peer.key, `it sent more than the ${size} bytes version ${digest.slice(0, 16)}… has`)
         sink.push(data)
+        await sink.room()
       }
 
-      const got = sink.finish()
+      const got = await sink.finish()
       if (got !== digest || sink.received !== size) {
         throw new PeerLied(peer.key, `the content it gave for version ${digest.slice(0, 16)}… (${size} bytes) hashes to ${got.slice(0, 16)}… (${sink.received} bytes)`)
       }
@@ -247,7 +248,7 @@ export class PeerPool {
       await sink.commit()
     } catch (error) {
       stream.cancel()
-      sink.abort()
+      await sink.abort()
       throw error
     }
   }
