@@ -348,16 +348,21 @@ export class Follower {
     }
 
     // like a primary's versions (durable at the next fsync, sync or unmount), the fetched ones are made durable
-    // about once a second rather than per block: a crash of the process loses nothing, a power loss at most that second
+    // about once a second rather than per block: a crash of the process loses nothing, a power loss at most the
+    // versions of the last second or two. The flush runs beside the applier (one at a time), which goes on meanwhile.
     if (installed) this.unflushed = true
-    if (this.unflushed && Date.now() - this.flushedAt > 1_000) await this.flush()
+    if (this.unflushed && !this.flushing && Date.now() - this.flushedAt > 1_000) {
+      this.flushing = this.flush().catch(error => this.opts.onEvent?.(`could not flush fetched versions: ${(error as Error).message}`)).finally(() => (this.flushing = undefined))
+    }
   }
 
   private unflushed = false
   private flushedAt = 0
+  private flushing?: Promise<void>
 
   /** Makes the versions fetched so far durable (fdatasync). */
   async flush(): Promise<void> {
+    await this.flushing
     this.unflushed = false
     this.flushedAt = Date.now()
     await this.opts.history.flush()
