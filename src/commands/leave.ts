@@ -6,7 +6,7 @@ import {renderError} from '../cli/errors.js'
 export default class Leave extends Command {
   static override summary = 'Take a replica server out of a volume\'s group (LEAVE, recorded on the ledger).'
 
-  static override description = `Tells the primary at PRIMARY (HOST:PORT, where \`paciofs serve\` runs) that the server whose key is --identity leaves the group of --volume. The decision is a \`server-leave\` record on the volume's ledger, signed by that server, so \`paciofs log\` and \`paciofs status\` show it. From then on the server is not sent blocks, records or versions of the volume, and its running \`paciofs join\` stops (it no longer serves the volume). Its directory stays as it was: \`paciofs verify --volume DIR\` still checks it against the ledger it had followed.
+  static override description = `Tells the primary at PRIMARY (HOST:PORT, where \`paciofs serve\` runs) that the server whose key is --identity leaves the group of --volume. The decision is a \`server-leave\` record on the volume's ledger naming that server (it proves its key to the primary), so \`paciofs log\` and \`paciofs status\` show it. From then on the server is not sent blocks, records or versions of the volume, and its running \`paciofs join\` stops (it no longer serves the volume). Its directory stays as it was: \`paciofs verify --volume DIR\` still checks it against the ledger it had followed.
 
 Run it with the key the server joined with. To come back, run \`paciofs join\` again: that is a new request, voted on like the first.`
 

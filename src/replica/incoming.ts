@@ -103,8 +103,13 @@ export class Incoming {
     }
 
     // copyFile keeps the destination's inode (O_TRUNC, then copy_file_range) but gives it the source's mode
-    fs.chmodSync(staged, st ? st.mode & 0o7777 : 0o600)
-    fs.copyFileSync(staged, file)
+    try {
+      fs.chmodSync(staged, st ? st.mode & 0o7777 : 0o600)
+      fs.copyFileSync(staged, file)
+    } catch {
+      return false // e.g. a mode this process cannot read the staged copy with: written from the history store
+    }
+
     return true
   }
 
