@@ -19,7 +19,7 @@
  */
 import {spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {constants as C, statSync} from 'node:fs'
+import {constants as C, readFileSync, statSync} from 'node:fs'
 import {mkdtemp, writeFile} from 'node:fs/promises'
 import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -111,14 +111,27 @@ async function fill(dir: string, config: string, mib: number): Promise<void> {
   }
 }
 
-function rsync(from: string, to: string): number {
+/** CPU seconds (user + system) a process has used so far, from /proc (0 if it is gone). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(f[11]) + Number(f[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return 0
+  }
+}
+
+/** rsync -a from -> to (a fresh copy): wall ms and the CPU seconds of its processes. */
+function rsync(from: string, to: string): {ms: number; cpu: number} {
   spawnSync('rm', ['-rf', to])
   const t = performance.now()
-  const r = spawnSync('rsync', ['-a', `${from}/`, `${to}/`])
+  // bash's `times` prints the CPU time of its children (rsync's sender, receiver and generator)
+  const r = spawnSync('bash', ['-c', 'rsync -a "$0/" "$1/" && times', from, to])
   if (r.status !== 0) throw new Error(`rsync failed: ${r.stderr}`)
   const ms = performance.now() - t
+  const [user, sys] = [...r.stdout.toString().trim().split('\n').pop()!.matchAll(/(\d+)m([\d.]+)s/g)].map(m => Number(m[1]) * 60 + Number(m[2]))
   spawnSync('rm', ['-rf', to])
-  return ms
+  return {ms, cpu: user + sys}
 }
 
 async function catchUpBench(root: string, config: string, mib: number) {
@@ -132,10 +145,12 @@ async function catchUpBench(root: string, config: string, mib: number) {
   let rep: Replica | undefined
   let joinMs = 0
   let startMs = 0
+  let cpu = {primary: 0, replica: 0}
   try {
     primary = await startServe([vol], {configDir: config, extraArgs: ['--accept', 'any']})
     process.env.PACIOFS_CONFIG_DIR = config // runStatus pins the servers in this config's known-servers
     const head = (await runStatus({server: primary.address, volume: 'cu-vol'})).head
+    const cpu0 = cpuSeconds(primary.child.pid)
     const t = performance.now()
     rep = await startJoin(primary.address, 'cu-vol', join(root, 'cu-rep'), {configDir: join(root, 'server2')})
     const following = performance.now() // the process is up, accepted, and follows
@@ -147,16 +162,19 @@ async function catchUpBench(root: string, config: string, mib: number) {
 
     joinMs = performance.now() - following
     startMs = following - t
+    cpu = {primary: cpuSeconds(primary.child.pid) - cpu0, replica: cpuSeconds(rep.child.pid)}
     await waitInSync(primary.address, 'cu-vol', config)
   } finally {
     await rep?.stop().catch(() => rep?.kill())
+    if (process.env.PACIOFS_REPLICA_TIMING && rep) say(`replica: ${/timing \(ms\): .*/.exec(rep.output())?.[0] ?? '(no timing line)'}`)
     await primary?.stop().catch(() => primary?.kill())
   }
 
   spawnSync('rm', ['-rf', join(root, 'cu-rep')])
   const rsync2 = rsync(vol, join(root, 'rsync-copy'))
-  const rsyncMs = (rsync1 + rsync2) / 2
-  return {mib, backingBytes: du, joinMs, startMs, rsyncMs: [rsync1, rsync2], joinMiBs: mib / (joinMs / 1000), rsyncMiBs: mib / (rsyncMs / 1000), ratio: rsyncMs / joinMs}
+  const rsyncMs = (rsync1.ms + rsync2.ms) / 2
+  return {mib, backingBytes: du, joinMs, startMs, rsyncMs: [rsync1.ms, rsync2.ms], joinMiBs: mib / (joinMs / 1000), rsyncMiBs: mib / (rsyncMs / 1000), ratio: rsyncMs / joinMs,
+    cpu: {...cpu, rsync: (rsync1.cpu + rsync2.cpu) / 2}}
 }
 
 async function main(): Promise<number> {
@@ -186,6 +204,7 @@ async function main(): Promise<number> {
 
     if (cu) {
       process.stdout.write(`| catch-up | new replica of a ${cu.mib} MiB volume (${(cu.backingBytes / 2 ** 20).toFixed(0)} MiB backing dir) | ${cu.joinMiBs.toFixed(1)} MiB/s (${(cu.joinMs / 1000).toFixed(1)} s following; start-up and join ${(cu.startMs / 1000).toFixed(1)} s before) | ${cu.rsyncMiBs.toFixed(1)} MiB/s rsync -a (${(cu.rsyncMs[0] / 1000).toFixed(1)} / ${(cu.rsyncMs[1] / 1000).toFixed(1)} s) | ${cu.ratio.toFixed(2)}x | >= 0.5x | ${cu.ratio >= 0.5 ? 'yes' : 'no'} |\n`)
+      process.stdout.write(`| catch-up | CPU seconds (user + system): primary while serving it, replica process from its start | ${cu.cpu.primary.toFixed(1)} + ${cu.cpu.replica.toFixed(1)} s | ${cu.cpu.rsync.toFixed(1)} s rsync -a | | | |\n`)
     }
 
     if (values.json) await writeFile(values.json, JSON.stringify({smoke, loadStart, loadEnd, lag, catchUp: cu}, null, 2))

@@ -213,19 +213,28 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
         reported = epoch
         reporting = false
         if (mirror.head.epoch !== epoch) report() // more was applied meanwhile
-      }, () => (reporting = false))
+      }, error => {
+        reporting = false
+        // the primary no longer counts this server as accepted: it left (`paciofs leave`) or was voted out
+        if ((error as grpc.ServiceError).code === grpc.status.PERMISSION_DENIED) stop.request(`this server is no longer in the group of ${meta.name}: ${grpcMessage(error)}`)
+      })
     }
 
-    const timer = setInterval(report, 1_000)
+    // also when nothing new was applied: the primary sees this server alive, and this server learns when it is no longer in the group
+    const timer = setInterval(() => {
+      reported = -1
+      report()
+    }, 1_000)
     undo.push(() => clearInterval(timer))
     servers.onChange(e => {
+      if (e.key === identity.pid && (e.state === 'left' || e.state === 'kicked')) stop.request(`this server ${e.state === 'left' ? 'left' : 'was voted out of'} the group of ${meta.name}`)
       if (e.state === 'pending' && req.accept === 'any' && e.key !== identity.pid) {
         pool.primary.call('Vote', {vote: 'accept', server: e.key}).catch(error => req.onEvent?.(`vote for ${e.key.slice(0, 16)}…: ${grpcMessage(error)}`))
       }
     })
 
     follower = new Follower({
-      root: layout.root, volumeId: meta.id, mirror, reader, journal, history, pool, servers, onEvent: req.onEvent,
+      root: layout.root, volumeId: meta.id, mirror, reader, journal, history, incomingDir: path.join(layout.state, 'incoming'), pool, servers, onEvent: req.onEvent,
       onApplied: () => {
         blocks.emit('block')
         report()

@@ -1,8 +1,8 @@
 /**
- * `paciofs status` and `paciofs member accept`: a served volume's group of
- * servers as the server at HOST:PORT sees it (members, servers, how far
- * each has applied the ledger, lag), and a member's vote for a server that
- * asked to join.
+ * `paciofs status`, `paciofs member accept` and `paciofs leave`: a served
+ * volume's group of servers as the server at HOST:PORT sees it (members,
+ * servers, how far each has applied the ledger, lag), a member's vote for a
+ * server that asked to join, and a server leaving the group.
  */
 import * as grpc from '@grpc/grpc-js'
 import {PacioError} from '../errors.js'
@@ -83,6 +83,28 @@ export async function runAccept(req: {server: string; volume: string; key: strin
       throw new PacioError((error as grpc.ServiceError).code === grpc.status.PERMISSION_DENIED ? 'EPERM' : 'EINPUT', `${req.server}: ${message(error)}`, {cause: error})
     })
     return {state: r.state}
+  } finally {
+    peer.close()
+  }
+}
+
+/**
+ * The server whose key is `identity` leaves the group of `volume` (LEAVE,
+ * recorded on the ledger through the primary). Its replica stops following
+ * and serving; its directory stays as it is.
+ */
+export async function runLeave(req: {server: string; volume: string; identity?: string; trustNewServerKey?: boolean}): Promise<{server: string; state: string}> {
+  if (!req.volume.trim()) throw new PacioError('EINPUT', '--volume must name the served volume')
+  const identity = loadOrCreateIdentity(req.identity)
+  const pin = await pinned(req.server, req.trustNewServerKey)
+  const peer = new Peer({key: '', address: req.server, ...pin}, identity, req.volume)
+  try {
+    const r = await peer.call<{state: string}>('Vote', {vote: 'leave', server: identity.pid}).catch(error => {
+      const denied = (error as grpc.ServiceError).code === grpc.status.PERMISSION_DENIED
+      throw new PacioError(denied ? 'EPERM' : 'EINPUT', `${req.server}: ${message(error)}`, {cause: error,
+        suggestion: denied ? 'run it with the key the server joined with (--identity, as given to `paciofs join`)' : undefined})
+    })
+    return {server: identity.pid, state: r.state}
   } finally {
     peer.close()
   }

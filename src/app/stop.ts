@@ -40,6 +40,12 @@ export class StopSignals {
     })
   }
 
+  /** Stops the command from within (it learnt that it has nothing more to do). */
+  request(reason: string): void {
+    this.reason ??= reason
+    this.wake?.()
+  }
+
   dispose(): void {
     for (const s of SIGNALS) process.off(s, this.onSignal)
   }

@@ -172,7 +172,7 @@ export class HistoryStore implements ContentCapture {
       this.dirs.add(dir)
     }
 
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+    const tmp = `${file}.${tmpTag}${(++tmpSeq).toString(36)}.tmp` // unique without a call into the random source per chunk
     await fsp.writeFile(tmp, data, {mode: 0o600})
     await fsp.rename(tmp, file)
     this.unsynced.add(file)
@@ -213,9 +213,9 @@ export class HistoryStore implements ContentCapture {
     this.known.add(hash)
   }
 
-  /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. */
-  async putChunk(data: Buffer): Promise<{hash: string; stored: number}> {
-    return this.putHashedChunk(createHash('sha256').update(data).digest('hex'), data)
+  /** Stores one chunk unless a chunk with that hash is there; returns the bytes written. `hash`: its sha256, if the caller has it. */
+  async putChunk(data: Buffer, hash = createHash('sha256').update(data).digest('hex')): Promise<{hash: string; stored: number}> {
+    return this.putHashedChunk(hash, data)
   }
 
   /** putChunk for bytes whose hash the caller computed from them. */
@@ -322,7 +322,7 @@ export class HistoryStore implements ContentCapture {
       this.dirs.add(dir)
     }
 
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`
+    const tmp = `${file}.${tmpTag}${(++tmpSeq).toString(36)}.tmp` // unique without a call into the random source per chunk
     fs.writeFileSync(tmp, data, {mode: 0o600})
     fs.renameSync(tmp, file)
     this.unsynced.add(file)
@@ -705,6 +705,9 @@ interface Building {
 const newBuilding = (): Building => ({chunks: [], marks: [], state: null, pos: 0, stored: 0})
 
 let scratch = Buffer.allocUnsafe(CHUNK_SIZE + 1)
+/** temporary names of synchronous writes: this process's random tag and a counter */
+const tmpTag = randomBytes(6).toString('hex')
+let tmpSeq = 0
 
 /**
  * A small file's bytes with open, read and close only (readFileSync also

@@ -15,7 +15,7 @@ import {sys} from '../volume/sys.js'
 import type {FsRecord} from '../volume/types.js'
 
 export interface ContentSource {
-  /** Writes the version with this digest into the file at backing path `file` (in place; created if absent). */
+  /** Writes the version with this digest into the file at backing path `file` (in place if it exists; created if absent). */
   install(file: string, digest: string, size: number): Promise<void>
   /** The xattr value whose sha256 is `digest` (named `name` at `volPath`), or undefined if no peer has it any more. */
   xattrValue(volPath: string, name: string, digest: string): Promise<Buffer | undefined>
@@ -58,8 +58,9 @@ export class RecordApplier {
     const p = this.paths.resolve(r.path)
     switch (r.op) {
       case 'create':
-        if (!lstat(p)) fs.closeSync(fs.openSync(p, C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW, 0o600))
+        // with content, install creates the file (a staged version is renamed into place)
         if (r.digest !== undefined && r.size !== undefined) await this.content.install(p, r.digest, r.size)
+        else if (!lstat(p)) fs.closeSync(fs.openSync(p, C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW, 0o600))
         this.owner(p, r)
         break
       case 'mknod':

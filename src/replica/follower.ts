@@ -8,7 +8,8 @@
  *    per-sender sequence), which yields the salted hashes in ledger order;
  * 3. each hash's preimage (salt, record) is fetched from a peer and checked
  *    against the hash; each version a record names is fetched into the
- *    history store and checked against its digest (peers.ts);
+ *    history store and a staging file, and checked against its digest
+ *    (peers.ts, incoming.ts);
  * 4. each record is applied to the backing directory (apply.ts), then
  *    journaled with its place on the ledger — one record at a time, so after
  *    a kill -9 only the record being applied is applied again;
@@ -19,7 +20,7 @@
  */
 import fs from 'node:fs'
 import {constants as C} from 'node:fs'
-import {FifoChecker} from '../broadcast/validate.js'
+import {FifoChecker, type CheckerState} from '../broadcast/validate.js'
 import type {Delivery} from '../broadcast/types.js'
 import {PacioError} from '../errors.js'
 import type {HistoryStore} from '../history/store.js'
@@ -27,7 +28,9 @@ import {BlockRejected, checkBlock, type MirrorStore} from '../ledger/embedded/mi
 import type {Block, Ledger} from '../ledger/types.js'
 import type {Journal} from '../volume/journal.js'
 import type {FsRecord} from '../volume/types.js'
+import {pipeVersion} from '../history/reader.js'
 import {RecordApplier, type ContentSource} from './apply.js'
+import {Incoming} from './incoming.js'
 import {decodeRecord} from './journal-view.js'
 import {type Peer, type PeerPool} from './peers.js'
 import type {ServerSet} from './servers.js'
@@ -41,6 +44,8 @@ export interface FollowerOptions {
   reader: Ledger
   journal: Journal
   history: HistoryStore
+  /** where fetched versions are staged (emptied at start) */
+  incomingDir: string
   pool: PeerPool
   servers: ServerSet
   onEvent?(message: string): void
@@ -53,6 +58,9 @@ export interface FollowerOptions {
 const CONTENT_PARALLEL = 4
 /** blocks prepared ahead of the one being applied */
 const AHEAD = 16
+/** blocks applied before they are stored in the mirror together, at most (and for at most this long) */
+const MIRROR_BATCH = 64
+const MIRROR_BATCH_MS = 250
 
 interface Prepared {
   deliveries: Delivery[]
@@ -78,8 +86,11 @@ class Slots {
 }
 
 export class Follower {
-  private readonly checker = new FifoChecker()
+  private checker = new FifoChecker()
+  /** the checker's state after the last block stored in the mirror */
+  private mirrored?: CheckerState
   private readonly applier: RecordApplier
+  private readonly incoming: Incoming
   private stopped = false
   private current?: {cancel(): void}
   private wake?: () => void
@@ -98,6 +109,7 @@ export class Follower {
       xattrValue: (p, name, digest) => opts.pool.xattr(p, name, digest),
     }
     this.applier = new RecordApplier(opts.root, source)
+    this.incoming = new Incoming(opts.incomingDir, opts.history)
   }
 
   get applied(): number {
@@ -106,9 +118,11 @@ export class Follower {
 
   /** Feeds the blocks already mirrored through the FIFO checker (its state is not kept on disk). */
   async init(): Promise<void> {
+    this.incoming.reset()
     const head = this.opts.mirror.head.epoch
     if (head === 0) return
     for await (const b of this.opts.reader.read(1, head)) this.checker.checkBlock(b, () => {}, () => {})
+    this.mirrored = this.checker.snapshot()
     this.primaryHead = head
   }
 
@@ -168,9 +182,25 @@ export class Follower {
   private async followFrom(peer: Peer): Promise<boolean> {
     const stream = await peer.stream('Follow', {from: this.applied + 1})
     this.current = {cancel: () => stream.cancel()}
-    const queue: Array<{block: Block; cpSignature: string; prepared: Promise<Prepared>}> = []
+    const queue: Array<{block: Block; cpSignature: string; prepared: Promise<Prepared>; ready: boolean; state: CheckerState}> = []
     let applied = false
     let ended = false
+    let unmirrored: Array<{block: Block; cpSignature: string; state: CheckerState}> = []
+    let batchStart: number | undefined
+    const storeApplied = () => {
+      if (unmirrored.length === 0) return
+      const t = performance.now()
+      this.opts.mirror.appendMany(unmirrored)
+      this.timing.mirror += performance.now() - t
+      const last = unmirrored[unmirrored.length - 1]
+      unmirrored = []
+      batchStart = undefined
+      this.mirrored = last.state
+      this.primaryHead = Math.max(this.primaryHead, last.block.epoch)
+      applied = true
+      this.opts.onApplied?.(last.block.epoch)
+    }
+
     let failure: unknown
     let wakeApplier: (() => void) | undefined
     let wakeReader: (() => void) | undefined
@@ -189,16 +219,22 @@ export class Follower {
         t = performance.now()
         await this.applyPrepared(item.block, prep)
         this.timing.apply += performance.now() - t
-        t = performance.now()
-        this.opts.mirror.append(item.block, item.cpSignature)
-        this.timing.mirror += performance.now() - t
         queue.shift()
         wakeReader?.()
-        this.primaryHead = Math.max(this.primaryHead, item.block.epoch)
-        applied = true
-        this.opts.onApplied?.(item.block.epoch)
+        unmirrored.push(item)
+        batchStart ??= performance.now()
+        // while the next block is ready too, it is applied before these are stored: one fsync'ed transaction for
+        // several blocks (a crash before it re-applies their records, which the journal then skips)
+        if (queue[0]?.ready && unmirrored.length < MIRROR_BATCH && performance.now() - batchStart < MIRROR_BATCH_MS) continue
+        storeApplied()
       }
     })().catch(error => {
+      try {
+        storeApplied() // the blocks before the one that failed were applied
+      } catch (error2) {
+        this.opts.onEvent?.(`could not store applied blocks: ${(error2 as Error).message}`)
+      }
+
       failure = error
       stream.cancel()
       wakeReader?.()
@@ -213,8 +249,9 @@ export class Follower {
         checkBlock(this.opts.volumeId, block, this.opts.mirror.producer, tail, cpSignature)
         tail = {epoch: block.epoch, hash: block.hash, time: block.time}
         const prepared = this.prepare(block)
-        prepared.catch(() => {}) // surfaced by the applier
-        queue.push({block, cpSignature, prepared})
+        const item = {block, cpSignature, prepared, ready: false, state: this.checker.snapshot()}
+        prepared.then(() => (item.ready = true), () => (item.ready = true)) // a failure is surfaced by the applier
+        queue.push(item)
         wakeApplier?.()
         while (queue.length >= AHEAD && failure === undefined && !this.stopped) await new Promise<void>(resolve => (wakeReader = resolve))
       }
@@ -226,6 +263,9 @@ export class Follower {
       await applier
       this.current = undefined
       stream.cancel()
+      this.incoming.discard() // versions staged for blocks not applied: prepared again on the next stream
+      // blocks checked but not applied are fed to the checker again on the next stream: back to the applied position
+      if (this.checker.nextEpoch !== this.applied + 1) this.checker = new FifoChecker(this.mirrored)
     }
 
     if (failure !== undefined && !this.stopped) throw failure
@@ -243,7 +283,12 @@ export class Follower {
       this.timing.preimages += performance.now() - t
       t = performance.now()
       const records = new Map<string, FsRecord | undefined>()
-      for (const [k, p] of pre) records.set(k, decodeRecord(p.record))
+      for (const [k, p] of pre) {
+        const r = decodeRecord(p.record)
+        records.set(k, r)
+        if (r?.digest && r.size !== undefined) this.incoming.want(r.digest)
+      }
+
       await Promise.all([...records.values()].map(r => (r?.digest && r.size !== undefined ? this.fetch(r.digest, r.size) : undefined)))
       this.timing.fetch += performance.now() - t
       return {deliveries, pre, records}
@@ -255,7 +300,7 @@ export class Follower {
     if (this.opts.history.has(digest)) return Promise.resolve()
     let p = this.fetching.get(digest)
     if (!p) {
-      p = this.slots.run(() => this.opts.pool.fetchContent(this.opts.history, digest, size)).finally(() => this.fetching.delete(digest))
+      p = this.slots.run(() => this.opts.pool.fetchContent(this.incoming, digest, size)).finally(() => this.fetching.delete(digest))
       this.fetching.set(digest, p)
     }
 
@@ -288,6 +333,8 @@ export class Follower {
           this.failures++
           this.lastError = `${r.op} ${r.path}: ${(error as Error).message}`
           this.opts.onEvent?.(`block ${block.epoch}: could not apply ${r.op} ${r.path}: ${(error as Error).message} (verify on this replica will report it)`)
+        } finally {
+          if (r.digest && r.size !== undefined) this.incoming.release(r.digest)
         }
       }
 
@@ -301,31 +348,40 @@ export class Follower {
     }
 
     // like a primary's versions (durable at the next fsync, sync or unmount), the fetched ones are made durable
-    // about once a second rather than per block: a crash of the process loses nothing, a power loss at most that second
+    // about once a second rather than per block: a crash of the process loses nothing, a power loss at most the
+    // versions of the last second or two. The flush runs beside the applier (one at a time), which goes on meanwhile.
     if (installed) this.unflushed = true
-    if (this.unflushed && Date.now() - this.flushedAt > 1_000) await this.flush()
+    if (this.unflushed && !this.flushing && Date.now() - this.flushedAt > 1_000) {
+      this.flushing = this.flush().catch(error => this.opts.onEvent?.(`could not flush fetched versions: ${(error as Error).message}`)).finally(() => (this.flushing = undefined))
+    }
   }
 
   private unflushed = false
   private flushedAt = 0
+  private flushing?: Promise<void>
 
   /** Makes the versions fetched so far durable (fdatasync). */
   async flush(): Promise<void> {
+    await this.flushing
     this.unflushed = false
     this.flushedAt = Date.now()
     await this.opts.history.flush()
   }
 
-  /** Writes a version into a file in place (its inode, owner, mode and links stay), from the checked history store. */
+  /**
+   * Writes a version into a file: the staged copy when there is one
+   * (incoming.ts), else from the history store, checked against the digest
+   * before the last chunk is written (in place: its inode, owner, mode and
+   * links stay).
+   */
   private async install(file: string, digest: string, size: number): Promise<void> {
     await this.fetch(digest, size)
+    if (this.incoming.install(file, digest)) return
     const fh = await fs.promises.open(file, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600)
     try {
-      let pos = 0
-      for await (const chunk of this.opts.history.chunks(digest)) {
-        await fh.write(chunk, 0, chunk.length, pos)
-        pos += chunk.length
-      }
+      await pipeVersion(this.opts.history, this.opts.history.manifest(digest), {whole: true, chunks: false, sink: async (data, pos) => {
+        await fh.write(data, 0, data.length, pos)
+      }})
     } finally {
       await fh.close()
     }

@@ -11,8 +11,8 @@ import * as grpc from '@grpc/grpc-js'
 import {sha256} from '../crypto/hash.js'
 import {sign, type Identity} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
-import {CHUNK_SIZE, type HistoryStore, type Manifest} from '../history/store.js'
 import {transcript} from '../remote/auth.js'
+import type {Incoming} from './incoming.js'
 import type {ServerSet} from './servers.js'
 import {ReplicaService} from './service.js'
 import {openReplicaClient, PREIMAGE_BATCH, REPLICA_METADATA, unary, type ReplicaClient} from './wire.js'
@@ -207,13 +207,17 @@ export class PeerPool {
     return out
   }
 
-  /** Fetches a version into the history store, checked against its digest and size before its manifest is written. */
-  async fetchContent(history: HistoryStore, digest: string, size: number): Promise<void> {
-    if (history.has(digest)) return
+  /**
+   * Fetches a version into the history store and stages it for installing
+   * (incoming.ts): its manifest is written and it is staged only once the
+   * bytes have its size and hash to its digest.
+   */
+  async fetchContent(incoming: Incoming, digest: string, size: number): Promise<void> {
+    if (incoming.history.has(digest)) return
     let lastError: unknown
     for (const peer of this.candidates()) {
       try {
-        await this.fetchFrom(peer, history, digest, size)
+        await this.fetchFrom(peer, incoming, digest, size)
         return
       } catch (error) {
         lastError = error
@@ -225,43 +229,28 @@ export class PeerPool {
     throw new PacioError('ELEDGER', `no peer could give version ${digest.slice(0, 16)}… (${size} bytes): ${(lastError as Error)?.message ?? 'no peers'}`)
   }
 
-  private async fetchFrom(peer: Peer, history: HistoryStore, digest: string, size: number): Promise<void> {
+  private async fetchFrom(peer: Peer, incoming: Incoming, digest: string, size: number): Promise<void> {
     const stream = await peer.stream('Content', {digest})
-    const whole = createHash('sha256')
-    const chunks: string[] = []
-    let pending: Buffer[] = []
-    let pendingBytes = 0
-    let total = 0
-    const putSome = async (final: boolean) => {
-      while (pendingBytes >= CHUNK_SIZE || (final && pendingBytes > 0)) {
-        const all = pending.length === 1 ? pending[0] : Buffer.concat(pending)
-        const take = Math.min(CHUNK_SIZE, all.length)
-        chunks.push((await history.putChunk(all.subarray(0, take))).hash)
-        pending = take < all.length ? [all.subarray(take)] : []
-        pendingBytes = all.length - take
-      }
-    }
-
+    const sink = incoming.receive(digest, size)
     try {
       for await (const piece of stream as AsyncIterable<{data: Buffer}>) {
         const data = Buffer.isBuffer(piece.data) ? piece.data : Buffer.from(piece.data ?? [])
-        total += data.length
-        if (total > size) throw new PeerLied(peer.key, `it sent more than the ${size} bytes version ${digest.slice(0, 16)}… has`)
-        whole.update(data)
-        pending.push(data)
-        pendingBytes += data.length
-        if (pendingBytes >= CHUNK_SIZE) await putSome(false)
+        if (sink.received + data.length > size) throw new PeerLied(peer.key, `it sent more than the ${size} bytes version ${digest.slice(0, 16)}… has`)
+        sink.push(data)
+        await sink.room()
       }
+
+      const got = await sink.finish()
+      if (got !== digest || sink.received !== size) {
+        throw new PeerLied(peer.key, `the content it gave for version ${digest.slice(0, 16)}… (${size} bytes) hashes to ${got.slice(0, 16)}… (${sink.received} bytes)`)
+      }
+
+      await sink.commit()
     } catch (error) {
       stream.cancel()
+      await sink.abort()
       throw error
     }
-
-    await putSome(true)
-    const got = whole.digest('hex')
-    if (got !== digest || total !== size) throw new PeerLied(peer.key, `the content it gave for version ${digest.slice(0, 16)}… (${size} bytes) hashes to ${got.slice(0, 16)}… (${total} bytes)`)
-    const m: Manifest = {v: 1, digest, size, chunkSize: CHUNK_SIZE, chunks}
-    await history.putManifest(m)
   }
 
   /** An xattr value, checked against its digest; undefined if no peer has it any more. */

@@ -8,6 +8,7 @@ import {once} from 'node:events'
 import * as grpc from '@grpc/grpc-js'
 import {verify} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
+import {pipeVersion} from '../history/reader.js'
 import {transcript} from '../remote/auth.js'
 import {Sessions} from '../server/sessions.js'
 import {sys} from '../volume/sys.js'
@@ -19,6 +20,8 @@ import {blockToMsg, PREIMAGE_BATCH, REPLICA_METADATA} from './wire.js'
 type Status = Error & {code: grpc.status; details: string}
 const status = (code: grpc.status, details: string): Status => Object.assign(new Error(details), {code, details})
 const PID = /^[0-9a-f]{64}$/
+/** chunks of a version being sent that are read ahead or on their way (4 MiB) */
+const CONTENT_SLOTS = 16
 
 interface Attached {
   key: string
@@ -188,11 +191,17 @@ export class ReplicaService {
           const digest = String(call.request.digest)
           if (!/^[0-9a-f]{64}$/.test(digest)) throw status(grpc.status.INVALID_ARGUMENT, 'digest must be 64 hex digits')
           if (!a.host.history?.has(digest)) throw status(grpc.status.NOT_FOUND, `version ${digest.slice(0, 16)}… is not in this server's history`)
-          for await (const data of a.host.history.chunks(digest)) {
-            if (call.cancelled) return
-            if (!call.write({data})) await once(call, 'drain')
-          }
-
+          // checked against the digest as it is read, in one pass (the last chunk is sent only if the whole
+          // matches); a chunk's buffer is reused once its message was handed to the connection (write's callback)
+          const history = a.host.history
+          const gone = new Promise<never>((_, reject) => {
+            const stop = () => reject(status(grpc.status.CANCELLED, 'the stream was cancelled or closed'))
+            call.on('cancelled', stop)
+            call.on('close', stop)
+          })
+          gone.catch(() => {})
+          await pipeVersion(history, history.manifest(digest), {whole: true, chunks: false, slots: CONTENT_SLOTS, sink: data => Promise.race([gone,
+            new Promise<void>((resolve, reject) => call.write({data}, (error?: Error | null) => (error ? reject(error) : resolve())))])})
           call.end()
         })().catch(error => {
           const e = typeof (error as Status).code === 'number' ? error : status(grpc.status.INTERNAL, (error as Error).message)

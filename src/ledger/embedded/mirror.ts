@@ -77,14 +77,26 @@ export class MirrorStore {
 
   /** Checks a block against the head and stores it; throws BlockRejected (nothing stored) if it does not check out. */
   append(b: Block, cpSignature: string): void {
-    checkBlock(this.ledgerId, b, this.producer, this.head_, cpSignature)
-    const txids = b.txs.map(t => Buffer.from(t.txid, 'hex'))
+    this.appendMany([{block: b, cpSignature}])
+  }
+
+  /** Checks blocks that follow each other and the head, and stores them in one transaction (all or, on BlockRejected, none). */
+  appendMany(items: Array<{block: Block; cpSignature: string}>): void {
+    let head = this.head_
+    for (const {block: b, cpSignature} of items) {
+      checkBlock(this.ledgerId, b, this.producer, head, cpSignature)
+      head = {epoch: b.epoch, hash: b.hash, time: b.time}
+    }
+
     this.db.transaction(() => {
-      this.ins.run(b.epoch, b.prevHash, b.time, b.merkleRoot, b.producer, b.signature, b.hash, b.txs.length, cpSignature,
-        Buffer.concat(txids), packPayloads(b.txs.map(t => t.payload)))
-      for (const t of txids) this.insIndex.run(t, b.epoch)
+      for (const {block: b, cpSignature} of items) {
+        const txids = b.txs.map(t => Buffer.from(t.txid, 'hex'))
+        this.ins.run(b.epoch, b.prevHash, b.time, b.merkleRoot, b.producer, b.signature, b.hash, b.txs.length, cpSignature,
+          Buffer.concat(txids), packPayloads(b.txs.map(t => t.payload)))
+        for (const t of txids) this.insIndex.run(t, b.epoch)
+      }
     })()
-    this.head_ = {epoch: b.epoch, hash: b.hash, time: b.time}
+    this.head_ = head
   }
 
   close(): void {

@@ -129,6 +129,56 @@ describe('paciofs join: replica servers', function () {
     expect(await rep.stop()).to.equal(0)
     await verifyClean(rep.dir, owner())
   })
+
+  it('`paciofs leave`: the server leaves, its join stops, status and log show it; bad input is refused', async () => {
+    const vol = join(s.dir, 'archive')
+    primary = await startServe([vol], {configDir: owner(), extraArgs: ['--accept', 'any']})
+    const m = await mountRemote(primary, 'archive', join(s.dir, 'mnt'), {configDir: owner()})
+    mounts.push(m)
+    await workload(m.mountpoint, 'a')
+    const cfg = join(s.dir, 'server1')
+    const rep = await startJoin(primary.address, 'archive', join(s.dir, 'rep'), {configDir: cfg})
+    replicas.push(rep)
+    const key = await memberKey(cfg)
+    await waitInSync(primary.address, 'archive', owner(), {key, settleMs: 500})
+
+    const unreachable = await paciofs(['leave', '127.0.0.1:1', '--volume', 'archive'], {configDir: cfg})
+    expect(unreachable.code).to.not.equal(0)
+    expect(unreachable.stderr).to.match(/cannot reach a PacioFS server at 127\.0\.0\.1:1/)
+    const noVolume = await paciofs(['leave', primary.address, '--volume', 'nosuch'], {configDir: cfg})
+    expect(noVolume.code).to.not.equal(0)
+    expect(noVolume.stderr).to.match(/no volume named "nosuch"/)
+    const stranger = await paciofs(['leave', primary.address, '--volume', 'archive'], {configDir: join(s.dir, 'stranger')})
+    expect(stranger.code).to.not.equal(0)
+    expect(stranger.stderr).to.match(/neither a server nor a member/)
+    expect((await status(primary.address, 'archive', owner())).servers.find(x => x.key === key)?.state).to.equal('accepted')
+
+    const left = await paciofs(['leave', primary.address, '--volume', 'archive', '--json'], {configDir: cfg})
+    expect(left.code, left.stderr).to.equal(0)
+    expect(JSON.parse(left.stdout)).to.deep.equal({server: key, state: 'left'})
+    // its join stops by itself (it serves the volume no more), and the primary lists it as left
+    const deadline = Date.now() + 30_000
+    while (rep.child.exitCode === null && Date.now() < deadline) await new Promise(r => setTimeout(r, 100))
+    expect(rep.child.exitCode, rep.output()).to.equal(0)
+    expect(rep.output()).to.match(/no longer in the group of archive|left the group of archive/)
+    const st = await status(primary.address, 'archive', owner())
+    expect(st.servers.find(x => x.key === key)).to.include({state: 'left', applied: null})
+    await workload(m.mountpoint, 'b')
+    expect(await readFile(join(rep.dir, 'b', 'text')).then(() => 'there', () => 'absent')).to.equal('absent')
+
+    // leaving twice is refused with the reason; the ledger names the server that left
+    const again = await paciofs(['leave', primary.address, '--volume', 'archive'], {configDir: cfg})
+    expect(again.code).to.not.equal(0)
+    expect(again.stderr).to.match(/is left, not accepted/)
+    await m.stop()
+    mounts.splice(mounts.indexOf(m), 1)
+    await primary.stop()
+    primary = undefined
+    const log = await paciofs(['log', '--volume', vol, '--json'], {configDir: owner()})
+    const ops = log.stdout.trim().split('\n').map(l => (JSON.parse(l) as {record?: {op: string; member?: string; who: {member: string}}}).record)
+    expect(ops.find(o => o?.op === 'server-leave')).to.deep.include({member: key}).and.to.have.nested.property('who.member', key)
+    await verifyClean(rep.dir, owner())
+  })
 })
 
 describe('paciofs join: faults', function () {

@@ -1,0 +1,234 @@
+/**
+ * Versions a replica fetches, written once from the bytes as they arrive:
+ * each chunk into the history store and the whole, in order, into a staging
+ * file (.paciofs/incoming/<digest>), with the whole hashed on the way. Only a
+ * version whose bytes have its size and hash to its digest gets a manifest and
+ * is staged. Installing a staged version into the backing directory is then a
+ * rename (a file that does not exist yet, when no later record needs the same
+ * version; a file that exists and has no other links lends it its owner,
+ * mode and xattrs first) or else an in-kernel copy (the file keeps its inode)
+ * — the bytes are not read or hashed a second time.
+ */
+import {createHash, hash as hashOnce, type Hash} from 'node:crypto'
+import fs from 'node:fs'
+import {constants as C} from 'node:fs'
+import path from 'node:path'
+import {promisify} from 'node:util'
+import {CHUNK_SIZE, type HistoryStore} from '../history/store.js'
+import {sys} from '../volume/sys.js'
+
+export class Incoming {
+  /** staged versions: digest -> staging file */
+  private readonly staged = new Map<string, string>()
+  /** records still to be applied that name a digest */
+  private readonly refs = new Map<string, number>()
+  private seq = 0
+
+  constructor(readonly dir: string, readonly history: HistoryStore) {}
+
+  /** Empties the staging directory (what a killed process left there is not trusted). */
+  reset(): void {
+    fs.rmSync(this.dir, {recursive: true, force: true})
+    fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
+    this.staged.clear()
+    this.refs.clear()
+  }
+
+  /** A sink for the bytes of version `digest` of `size` bytes, as a peer sends them. */
+  receive(digest: string, size: number): VersionSink {
+    return new VersionSink(this, digest, size, path.join(this.dir, `${digest}.${++this.seq}.part`))
+  }
+
+  /** Called by a sink whose bytes matched: the staging file now holds exactly that version. */
+  stage(digest: string, file: string): void {
+    const old = this.staged.get(digest)
+    if (old && old !== file) fs.rmSync(old, {force: true})
+    this.staged.set(digest, file)
+  }
+
+  isStaged(digest: string): boolean {
+    return this.staged.has(digest)
+  }
+
+  /** A record to be applied names this version. */
+  want(digest: string): void {
+    this.refs.set(digest, (this.refs.get(digest) ?? 0) + 1)
+  }
+
+  /** A record that named this version was applied (or given up); the last one removes its staging file. */
+  release(digest: string): void {
+    const n = (this.refs.get(digest) ?? 0) - 1
+    if (n > 0) {
+      this.refs.set(digest, n)
+      return
+    }
+
+    this.refs.delete(digest)
+    const file = this.staged.get(digest)
+    if (file) {
+      this.staged.delete(digest)
+      fs.rmSync(file, {force: true})
+    }
+  }
+
+  /** Forgets every staged version and every want (the records that wanted them will be prepared again). */
+  discard(): void {
+    for (const file of this.staged.values()) fs.rmSync(file, {force: true})
+    this.staged.clear()
+    this.refs.clear()
+  }
+
+  /**
+   * Writes staged version `digest` into backing file `file`; false if it is
+   * not staged (the caller reads it from the history store) or `file` is not
+   * a regular file (the caller's own write reports what is wrong).
+   */
+  install(file: string, digest: string): boolean {
+    const staged = this.staged.get(digest)
+    if (!staged) return false
+    let st: fs.Stats | undefined
+    try {
+      st = fs.lstatSync(file)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    }
+
+    if (st && !st.isFile()) return false
+    const last = (this.refs.get(digest) ?? 0) <= 1
+    if (last && (!st || (st.nlink === 1 && this.lend(file, st, staged)))) {
+      // no old file: mode 0600 and this process's owner, until the record's owner() sets them
+      fs.renameSync(staged, file)
+      this.staged.delete(digest)
+      return true
+    }
+
+    // copyFile keeps the destination's inode (O_TRUNC, then copy_file_range) but gives it the source's mode
+    try {
+      fs.chmodSync(staged, st ? st.mode & 0o7777 : 0o600)
+      fs.copyFileSync(staged, file)
+    } catch {
+      return false // e.g. a mode this process cannot read the staged copy with: written from the history store
+    }
+
+    return true
+  }
+
+  /** Gives the staged file the owner, mode and xattrs of the file it is to replace; false if that fails (then it is copied in). */
+  private lend(file: string, st: fs.Stats, staged: string): boolean {
+    try {
+      fs.chownSync(staged, st.uid, st.gid)
+      fs.chmodSync(staged, st.mode & 0o7777)
+      for (const name of sys.llistxattr(file)) sys.lsetxattr(staged, name, sys.lgetxattr(file, name), 0)
+      return true
+    } catch {
+      for (const name of sys.llistxattr(staged)) sys.lremovexattr(staged, name)
+      return false
+    }
+  }
+}
+
+/** Bytes of one version being written at once, at most, before push() callers wait (room()). */
+const IN_FLIGHT = 16 * 1024 * 1024
+
+const write = promisify(fs.write)
+
+async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
+  for (let done = 0; done < data.length;) done += (await write(fd, data, done, data.length - done, pos + done)).bytesWritten
+}
+
+/**
+ * One version on its way in. push() takes the bytes in order (and starts
+ * their writes on the thread pool, so the disk and the network overlap);
+ * finish() waits for the writes and says what the bytes hash to; commit()
+ * then writes the manifest and stages the version. A sink that is not
+ * committed leaves only chunks behind, each stored under its own hash (so
+ * never wrong), which the next fetch of the version finds there.
+ */
+export class VersionSink {
+  private readonly whole: Hash = createHash('sha256')
+  private readonly chunks: string[] = []
+  /** the chunk being put together from pieces that do not fall on chunk boundaries (a new buffer each: written asynchronously) */
+  private buf?: Buffer
+  private fill = 0
+  private fd: number
+  private readonly writes = new Set<Promise<void>>()
+  private inflight = 0
+  private failed?: unknown
+  received = 0
+
+  constructor(private readonly into: Incoming, readonly digest: string, readonly size: number, private readonly file: string) {
+    this.fd = fs.openSync(file, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600)
+  }
+
+  /** Bytes that follow the ones pushed so far (not reused by the caller). The caller checks that they stay within `size`. */
+  push(data: Buffer): void {
+    if (data.length === 0) return
+    this.track(writeAll(this.fd, data, this.received), data.length)
+    this.received += data.length
+    this.whole.update(data)
+    let off = 0
+    if (this.buf) {
+      const take = Math.min(CHUNK_SIZE - this.fill, data.length)
+      data.copy(this.buf, this.fill, 0, take)
+      this.fill += take
+      off = take
+      if (this.fill === CHUNK_SIZE) this.chunk(this.buf)
+    }
+
+    for (; off + CHUNK_SIZE <= data.length; off += CHUNK_SIZE) this.chunk(data.subarray(off, off + CHUNK_SIZE))
+    if (off < data.length) {
+      this.buf = Buffer.allocUnsafe(CHUNK_SIZE)
+      data.copy(this.buf, 0, off)
+      this.fill = data.length - off
+    }
+  }
+
+  /** Waits while much is still being written (and throws if a write failed). */
+  async room(): Promise<void> {
+    while (this.inflight > IN_FLIGHT && this.failed === undefined) await Promise.race(this.writes)
+    if (this.failed !== undefined) throw this.failed
+  }
+
+  private track(p: Promise<unknown>, bytes: number): void {
+    this.inflight += bytes
+    const w: Promise<void> = p.then(() => {}, error => {
+      this.failed ??= error
+    }).finally(() => {
+      this.inflight -= bytes
+      this.writes.delete(w)
+    })
+    this.writes.add(w)
+  }
+
+  private chunk(data: Buffer): void {
+    const hash = hashOnce('sha256', data, 'hex')
+    this.chunks.push(hash)
+    this.track(this.into.history.putChunk(data, hash), data.length)
+    this.buf = undefined
+    this.fill = 0
+  }
+
+  /** The digest of what was pushed, once every byte is written (the last, short chunk is stored now). */
+  async finish(): Promise<string> {
+    if (this.buf) this.chunk(this.buf.subarray(0, this.fill))
+    await Promise.all(this.writes)
+    if (this.failed !== undefined) throw this.failed
+    fs.closeSync(this.fd)
+    this.fd = -1
+    return this.whole.digest('hex')
+  }
+
+  /** After finish() returned the digest and `received` is the size: the manifest is written and the version staged. */
+  async commit(): Promise<void> {
+    await this.into.history.putManifest({v: 1, digest: this.digest, size: this.size, chunkSize: CHUNK_SIZE, chunks: this.chunks})
+    this.into.stage(this.digest, this.file)
+  }
+
+  /** Drops what was received into the staging file (after the writes under way are done). */
+  async abort(): Promise<void> {
+    await Promise.all(this.writes)
+    if (this.fd >= 0) fs.closeSync(this.fd)
+    this.fd = -1
+    fs.rmSync(this.file, {force: true})
+  }
+}
