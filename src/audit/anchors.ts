@@ -25,6 +25,25 @@ export class Anchors {
   add(payload: Buffer, epoch: number, txid: string, pid: string): void {
     const last = this.txs.at(-1)
     if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
+    this.put(payload)
+  }
+
+  /** The payloads of one transaction, in order. */
+  addAll(payloads: readonly Buffer[], epoch: number, txid: string, pid: string): void {
+    if (payloads.length === 0) return
+    const last = this.txs.at(-1)
+    if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
+    while (this.size + payloads.length > this.txOf.length) this.growArrays()
+    if ((this.size + payloads.length) * 2 >= this.slots.length) {
+      let cap = this.slots.length
+      while ((this.size + payloads.length) * 2 >= cap) cap *= 2
+      this.rehash(cap)
+    }
+
+    for (const p of payloads) this.put(p)
+  }
+
+  private put(payload: Buffer): void {
     const pos = this.size++
     if (pos === this.txOf.length) this.growArrays()
     this.txOf[pos] = this.txs.length - 1
