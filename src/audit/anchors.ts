@@ -89,6 +89,12 @@ export class Anchors {
     return {epoch: t.epoch, txid: t.txid, author: t.pid}
   }
 
+  /** The reference a replayed record carries: where it sits, and who made it (the author interned). */
+  recordRef(pos: number, author: string, uid: number | undefined, op: string): RecordRef {
+    const t = this.txs[this.txOf[pos]]
+    return {epoch: t.epoch, txid: t.txid, author: this.intern(author), uid, op}
+  }
+
   /** One copy of each author key, rather than one per record. */
   intern(s: string): string {
     const had = this.strings.get(s)

@@ -280,8 +280,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
         continue
       }
 
-      const at = anchors.ref(order)
-      replay.add(order, record, {epoch: at.epoch, txid: at.txid, author: anchors.intern(record.who.member), uid: record.who.uid, op: record.op})
+      replay.add(order, record, anchors.recordRef(order, record.who.member, record.who.uid, record.op))
       if (record.digest !== undefined && within(record.path) && (record.op === 'create' || record.op === 'write' || record.op === 'truncate')) {
         versions.add(record.digest, record.size ?? 0, jseq, order)
       }
