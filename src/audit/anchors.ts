@@ -55,7 +55,7 @@ export class Anchors {
       return
     }
 
-    payload.copy(this.keys, pos * KEY)
+    this.keys.set(payload, pos * KEY)
     if (pos * 2 >= this.slots.length) this.rehash(this.slots.length * 2)
     const s = this.find(payload)
     if (this.slots[s] !== 0) this.matched[this.slots[s] - 1] = 1
@@ -109,12 +109,20 @@ export class Anchors {
   }
 
   /** The slot holding this key, or the empty slot where it would go. */
-  private find(k: Buffer): number {
+  private find(k: Buffer, off = 0): number {
     const mask = this.slots.length - 1
-    for (let s = k.readUInt32LE(0) & mask; ; s = (s + 1) & mask) {
+    for (let s = k.readUInt32LE(off) & mask; ; s = (s + 1) & mask) {
       const p = this.slots[s]
-      if (p === 0 || k.compare(this.keys, (p - 1) * KEY, p * KEY) === 0) return s
+      if (p === 0 || this.keyIs(k, off, p - 1)) return s
     }
+  }
+
+  /** k equals the key at pos (a loop over 32 bytes costs less than a call of Buffer.compare). */
+  private keyIs(k: Buffer, off: number, pos: number): boolean {
+    const keys = this.keys
+    const at = pos * KEY
+    for (let i = 0; i < KEY; i++) if (keys[at + i] !== k[off + i]) return false
+    return true
   }
 
   private rehash(capacity: number): void {
@@ -122,15 +130,14 @@ export class Anchors {
     this.slots = new Int32Array(capacity)
     for (const p of old) {
       if (p === 0) continue
-      const k = this.keys.subarray((p - 1) * KEY, p * KEY)
-      this.slots[this.find(k)] = p
+      this.slots[this.find(this.keys, (p - 1) * KEY)] = p
     }
   }
 
   private growArrays(): void {
     const n = this.txOf.length * 2
-    const keys = Buffer.alloc(n * KEY)
-    this.keys.copy(keys)
+    const keys = Buffer.allocUnsafe(n * KEY) // only positions below size are read, and each is written first
+    keys.set(this.keys)
     this.keys = keys
     const txOf = new Int32Array(n)
     txOf.set(this.txOf)

@@ -56,6 +56,33 @@ describe('verify internals', () => {
       expect(left).to.deep.equal([[5, keys[5].toString('hex')], [1002, keys[1002].toString('hex')], [4321, keys[4321].toString('hex')]])
       expect([...a.all()].map(k => k.toString('hex'))).to.deep.equal([...keys, keys[10]].map(k => k.toString('hex')))
     })
+
+    it('addAll (a transaction\'s payloads at once, views of one buffer as the envelope scanner hands them) gives the table add gives', () => {
+      const one = new Anchors()
+      const many = new Anchors()
+      const all: Buffer[] = []
+      for (let tx = 0; tx < 40; tx++) {
+        const n = tx === 7 ? 3000 : 1 + (tx % 5) * 50
+        const backing = randomBytes(n * 32)
+        const payloads = Array.from({length: n}, (_, i) => (i === 3 && tx % 2 ? randomBytes(9) : backing.subarray(i * 32, i * 32 + 32)))
+        if (tx === 9) payloads.push(all[5]) // a payload seen before
+        for (const p of payloads) one.add(p, tx, `tx${tx}`, `p${tx % 3}`)
+        many.addAll(payloads, tx, `tx${tx}`, `p${tx % 3}`)
+        all.push(...payloads.map(p => Buffer.from(p)))
+        backing.fill(0) // the table keeps copies, not views
+      }
+
+      many.addAll([], 99, 'none', 'p')
+      expect(many.size).to.equal(one.size)
+      const again = all.findLastIndex(p => p.equals(all[5]))
+      expect(again).to.be.greaterThan(5)
+      expect(many.get(all[5])).to.equal(again)
+      expect(one.get(all[5])).to.equal(again)
+      expect([...many.all()]).to.deep.equal([...one.all()])
+      for (let pos = 0; pos < one.size; pos += 37) expect(many.ref(pos)).to.deep.equal(one.ref(pos))
+      expect([...many.unmatched()]).to.deep.equal([...one.unmatched()])
+      expect(many.recordRef(0, 'x'.repeat(64), 5, 'write')).to.deep.equal({...one.ref(0), author: 'x'.repeat(64), uid: 5, op: 'write'})
+    })
   })
 
   describe('the streamed replay', () => {
