@@ -25,6 +25,25 @@ export class Anchors {
   add(payload: Buffer, epoch: number, txid: string, pid: string): void {
     const last = this.txs.at(-1)
     if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
+    this.put(payload)
+  }
+
+  /** The payloads of one transaction, in order. */
+  addAll(payloads: readonly Buffer[], epoch: number, txid: string, pid: string): void {
+    if (payloads.length === 0) return
+    const last = this.txs.at(-1)
+    if (!last || last.epoch !== epoch || last.txid !== txid) this.txs.push({epoch, txid, pid})
+    while (this.size + payloads.length > this.txOf.length) this.growArrays()
+    if ((this.size + payloads.length) * 2 >= this.slots.length) {
+      let cap = this.slots.length
+      while ((this.size + payloads.length) * 2 >= cap) cap *= 2
+      this.rehash(cap)
+    }
+
+    for (const p of payloads) this.put(p)
+  }
+
+  private put(payload: Buffer): void {
     const pos = this.size++
     if (pos === this.txOf.length) this.growArrays()
     this.txOf[pos] = this.txs.length - 1
@@ -36,7 +55,7 @@ export class Anchors {
       return
     }
 
-    payload.copy(this.keys, pos * KEY)
+    this.keys.set(payload, pos * KEY)
     if (pos * 2 >= this.slots.length) this.rehash(this.slots.length * 2)
     const s = this.find(payload)
     if (this.slots[s] !== 0) this.matched[this.slots[s] - 1] = 1
@@ -70,6 +89,12 @@ export class Anchors {
     return {epoch: t.epoch, txid: t.txid, author: t.pid}
   }
 
+  /** The reference a replayed record carries: where it sits, and who made it (the author interned). */
+  recordRef(pos: number, author: string, uid: number | undefined, op: string): RecordRef {
+    const t = this.txs[this.txOf[pos]]
+    return {epoch: t.epoch, txid: t.txid, author: this.intern(author), uid, op}
+  }
+
   /** One copy of each author key, rather than one per record. */
   intern(s: string): string {
     const had = this.strings.get(s)
@@ -84,12 +109,20 @@ export class Anchors {
   }
 
   /** The slot holding this key, or the empty slot where it would go. */
-  private find(k: Buffer): number {
+  private find(k: Buffer, off = 0): number {
     const mask = this.slots.length - 1
-    for (let s = k.readUInt32LE(0) & mask; ; s = (s + 1) & mask) {
+    for (let s = k.readUInt32LE(off) & mask; ; s = (s + 1) & mask) {
       const p = this.slots[s]
-      if (p === 0 || k.compare(this.keys, (p - 1) * KEY, p * KEY) === 0) return s
+      if (p === 0 || this.keyIs(k, off, p - 1)) return s
     }
+  }
+
+  /** k equals the key at pos (a loop over 32 bytes costs less than a call of Buffer.compare). */
+  private keyIs(k: Buffer, off: number, pos: number): boolean {
+    const keys = this.keys
+    const at = pos * KEY
+    for (let i = 0; i < KEY; i++) if (keys[at + i] !== k[off + i]) return false
+    return true
   }
 
   private rehash(capacity: number): void {
@@ -97,15 +130,14 @@ export class Anchors {
     this.slots = new Int32Array(capacity)
     for (const p of old) {
       if (p === 0) continue
-      const k = this.keys.subarray((p - 1) * KEY, p * KEY)
-      this.slots[this.find(k)] = p
+      this.slots[this.find(this.keys, (p - 1) * KEY)] = p
     }
   }
 
   private growArrays(): void {
     const n = this.txOf.length * 2
-    const keys = Buffer.alloc(n * KEY)
-    this.keys.copy(keys)
+    const keys = Buffer.allocUnsafe(n * KEY) // only positions below size are read, and each is written first
+    keys.set(this.keys)
     this.keys = keys
     const txOf = new Int32Array(n)
     txOf.set(this.txOf)

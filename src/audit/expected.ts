@@ -27,6 +27,9 @@ function xattrMap(x: Record<string, string>): Map<string, string> | undefined {
   return m.size > 0 ? m : undefined
 }
 
+/** A record's time (ms) in ns, as mtimes are kept. */
+const atNs = (r: FsRecord) => `${r.at}000000`
+
 export class ExpectedTree {
   readonly entries = new Map<string, Inode>()
   /** Paths whose records cannot be trusted: compared no further (their finding is already reported). */
@@ -38,14 +41,13 @@ export class ExpectedTree {
     const e = this.entries
     const node = e.get(r.path)
     if (node) node.last = ref
-    const at = () => `${r.at}000000`
     switch (r.op) {
       case 'create':
       case 'mknod':
       case 'mkdir':
       case 'symlink':
         e.set(r.path, {type: r.type ?? 'file', mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, digest: r.digest, target: r.target, rdev: r.rdev,
-          last: ref, interrupted: r.writing ? ref : undefined, mtime: at()})
+          last: ref, interrupted: r.writing ? ref : undefined, mtime: atNs(r)})
         break
       case 'link':
         if (node && r.to) e.set(r.to, node)
@@ -76,7 +78,7 @@ export class ExpectedTree {
         if (node) {
           node.size = r.size
           node.digest = r.digest
-          node.mtime = at()
+          node.mtime = atNs(r)
         }
 
         break
@@ -88,7 +90,7 @@ export class ExpectedTree {
           node.size = r.size
           node.digest = r.digest
           node.interrupted = undefined
-          node.mtime = at()
+          node.mtime = atNs(r)
         }
 
         break
@@ -102,7 +104,7 @@ export class ExpectedTree {
         break
       case 'utimens':
         // times are recorded for the trail, not compared
-        if (node && r.mtime !== undefined && r.mtime !== 'omit') node.mtime = r.mtime === 'now' ? at() : r.mtime
+        if (node && r.mtime !== undefined && r.mtime !== 'omit') node.mtime = r.mtime === 'now' ? atNs(r) : r.mtime
         break
     }
   }

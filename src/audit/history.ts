@@ -30,7 +30,12 @@ export type RecordLookup = (jseq: number, order: number) => {record: FsRecord; r
  * rest, largest first (so that the workers end together), and waits.
  */
 export class HistoryJobs {
-  readonly byDigest = new Map<string, number[]>()
+  /** digest -> its slot; per slot the size and the first record naming it (jseq, ledger order); more records in `more` */
+  private readonly slots = new Map<string, number>()
+  private readonly sizes: number[] = []
+  private readonly firstJseq: number[] = []
+  private readonly firstOrder: number[] = []
+  private readonly more = new Map<number, number[]>() // slot -> jseq, order, jseq, order, ... of the later records
   private readonly problems = new Map<string, HistoryProblem>()
   private readonly runs: Array<Promise<void>> = []
   private pending: string[] = []
@@ -38,18 +43,33 @@ export class HistoryJobs {
   /** `pool`: undefined when there is no history store to check (only the records are collected). */
   constructor(private readonly pool?: WorkerPool) {}
 
+  /** Distinct versions collected. */
+  get size(): number {
+    return this.slots.size
+  }
+
   add(digest: string, size: number, jseq: number, order: number): void {
-    const v = this.byDigest.get(digest)
-    if (v) {
-      v.push(jseq, order)
+    const slot = this.slots.get(digest)
+    if (slot !== undefined) {
+      const m = this.more.get(slot)
+      if (m) m.push(jseq, order)
+      else this.more.set(slot, [jseq, order])
       return
     }
 
-    this.byDigest.set(digest, [size, jseq, order])
+    this.slots.set(digest, this.sizes.length)
+    this.sizes.push(size)
+    this.firstJseq.push(jseq)
+    this.firstOrder.push(order)
     if (this.pool && size <= STREAM_MAX) {
       this.pending.push(digest)
       if (this.pending.length >= SET_SIZE) this.send()
     }
+  }
+
+  /** jseq, order, jseq, order, ... of every record naming the version in this slot, in the order they came. */
+  private recordsOf(slot: number): number[] {
+    return [this.firstJseq[slot], this.firstOrder[slot], ...(this.more.get(slot) ?? [])]
   }
 
   private send(): void {
@@ -67,7 +87,7 @@ export class HistoryJobs {
   async finish(lookup: RecordLookup): Promise<Divergence[]> {
     if (!this.pool) return []
     this.send()
-    const large = [...this.byDigest].filter(([, v]) => v[0] > STREAM_MAX).sort((a, b) => b[1][0] - a[1][0]).map(([d]) => d)
+    const large = [...this.slots].filter(([, k]) => this.sizes[k] > STREAM_MAX).sort((a, b) => this.sizes[b[1]] - this.sizes[a[1]]).map(([d]) => d)
     for (let i = 0; i < large.length; i += SET_SIZE) {
       this.pending = large.slice(i, i + SET_SIZE)
       this.send()
@@ -81,9 +101,9 @@ export class HistoryJobs {
     // one finding per path and version, at the first record (in ledger order) that names it
     const found: Array<{order: number; d: Divergence}> = []
     for (const [digest, problem] of this.problems) {
-      const recs = this.byDigest.get(digest)!
+      const recs = this.recordsOf(this.slots.get(digest)!)
       const first = new Map<string, number>() // path -> index in found
-      for (let i = 1; i < recs.length; i += 2) {
+      for (let i = 0; i < recs.length; i += 2) {
         const hit = lookup(recs[i], recs[i + 1])
         if (!hit) continue
         const {record: r, ref} = hit

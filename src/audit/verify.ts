@@ -10,21 +10,21 @@
  *     Divergence with the record that says what should be there.
  * Opens everything read-only: verify never writes to the volume.
  */
-import {hash as oneShot} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import {FifoChecker} from '../broadcast/validate.js'
 import type {Violation} from '../broadcast/types.js'
-import {parseCommitted} from '../crypto/canonical.js'
+import {parseCommitted, parseCommittedText} from '../crypto/canonical.js'
 import {CorruptStateError, PacioError} from '../errors.js'
 import type {AuditableLedger, Block, Checkpoint} from '../ledger/types.js'
-import {Journal, type AuditRow} from '../volume/journal.js'
+import {Journal} from '../volume/journal.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import {layoutOf, lockHolder, readMeta, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
 import {Anchors} from './anchors.js'
 import {Replay} from './replay.js'
+import {RowReader, type CheckedRow} from './rows.js'
 import {defaultCacheDir, dropIndex, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {TreeComparer} from './compare.js'
 import {ExpectedTree} from './expected.js'
@@ -96,18 +96,26 @@ const TRUST_KINDS = new Set<Divergence['kind']>(['ledger-broken', 'signature-inv
 const HISTORY_KINDS = new Set<Divergence['kind']>(['history-missing', 'history-tampered'])
 
 /** The journal rows an incremental verify must look at: those the new blocks anchor, and every row added after maxJseq. */
-function * newRows(journal: Journal, anchors: Anchors, maxJseq: number): Generator<AuditRow> {
+function * newRows(journal: Journal, reader: RowReader, anchors: Anchors, maxJseq: number): Generator<CheckedRow> {
   const seen = new Set<number>()
   for (const key of anchors.all()) {
     const row = journal.auditRowByHash(key)
     if (row) {
       seen.add(row[0])
-      yield row
+      yield reader.fromBytes(row)
     }
   }
 
-  for (const row of journal.auditRows(maxJseq)) if (!seen.has(row[0])) yield row
+  for (const row of reader.after(maxJseq)) if (!seen.has(row.jseq)) yield row
 }
+
+/** Where the journal says a row was placed (the rest of a row only matters for a finding). */
+function rowRef(journal: Journal, jseq: number): RecordRef | undefined {
+  const r = journal.row(jseq)!
+  return r.epoch === null ? undefined : {epoch: r.epoch, txid: r.txid ?? '', author: r.pid ?? ''}
+}
+
+const withOp = (ref: RecordRef | undefined, op: string) => ref && {...ref, op}
 
 export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   const started = Date.now()
@@ -170,7 +178,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     let blocks = 0
     const onBlock = (b: Block) => {
       blocks++
-      checker.checkBlock(b, d => anchors.add(d.payload, d.epoch, d.txid, d.pid), v => {
+      checker.checkBlockEnvelopes(b, (e, txid) => anchors.addAll(e.payloads, b.epoch, txid, e.pid), v => {
         brokenEpochs.add(v.epoch)
         divergences.push({path: '', kind: violationKind(v), record: {epoch: v.epoch, txid: v.txid, author: v.pid ?? ''}, detail: `${v.kind}: ${v.detail}`})
       })
@@ -227,40 +235,33 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     let beyondHead = 0
     let beyondMax = 0
     // incrementally: the rows the new blocks anchor, and any row added since the last verify
-    const rows = index ? newRows(journal, anchors, index.maxJseq) : journal.auditRows(0)
+    const reader = new RowReader(journal)
+    const rows = index ? newRows(journal, reader, anchors, index.maxJseq) : reader.after(0)
     const maxJseq = journal.maxJseq()
     for (const row of rows) {
       records++
-      const [jseq, hash, saltLength, salted] = row
+      const {jseq, hash, ok} = row
       const order = anchors.get(hash)
       if (order !== undefined) anchors.markMatched(order) // accounted for: not "record missing"
-      const actualHash = oneShot('sha256', salted, 'buffer') as unknown as Buffer
       let record: FsRecord | undefined
-      if (actualHash.equals(hash)) {
+      if (ok) {
         try {
-          record = parseCommitted(salted.subarray(saltLength)) as unknown as FsRecord
+          record = parseCommittedText(row.text) as unknown as FsRecord
         } catch { /* reported below */ }
-      }
-
-      // the rest of the row only matters for a finding
-      const full = () => journal!.row(jseq)!
-      const rowRef = () => {
-        const r = full()
-        return r.epoch === null ? undefined : {epoch: r.epoch, txid: r.txid ?? '', author: r.pid ?? ''}
       }
 
       if (!record || typeof record !== 'object') {
         let path: string | undefined
         try {
-          path = (parseCommitted(salted.subarray(saltLength)) as {path?: unknown}).path as string | undefined
+          path = (parseCommittedText(row.text) as {path?: unknown}).path as string | undefined
         } catch { /* not even JSON */ }
 
-        if (typeof path !== 'string') path = full().path
+        if (typeof path !== 'string') path = journal.row(jseq)!.path
         if (order !== undefined) replay.skip(order)
         tree.untrusted.add(path)
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: actualHash.toString('hex'),
-            record: order === undefined ? rowRef() : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
+          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: row.actual,
+            record: order === undefined ? rowRef(journal, jseq) : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
         }
 
         continue
@@ -269,7 +270,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       const path = record.path
       if (order === undefined) {
         tree.untrusted.add(path)
-        const rowEpoch = full().epoch
+        const rowEpoch = journal.row(jseq)!.epoch
         if (rowEpoch !== null && brokenEpochs.has(rowEpoch)) continue // its block is reported already
         if (rowEpoch !== null && rowEpoch > head.epoch) {
           beyondHead++ // placed in a block the ledger no longer has: reported once below
@@ -278,15 +279,14 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
         }
 
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent', record: rowRef() && {...rowRef()!, op: record.op},
+          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent', record: withOp(rowRef(journal, jseq), record.op),
             detail: `journal record (${record.op}) whose hash the ledger does not hold`})
         }
 
         continue
       }
 
-      const at = anchors.ref(order)
-      replay.add(order, record, {epoch: at.epoch, txid: at.txid, author: anchors.intern(record.who.member), uid: record.who.uid, op: record.op})
+      replay.add(order, record, anchors.recordRef(order, record.who.member, record.who.uid, record.op))
       if (record.digest !== undefined && within(record.path) && (record.op === 'create' || record.op === 'write' || record.op === 'truncate')) {
         versions.add(record.digest, record.size ?? 0, jseq, order)
       }

@@ -10,6 +10,7 @@
  */
 import {canonical, decodeCanonical} from '../crypto/canonical.js'
 import {isHash, sha256Hex} from '../crypto/hash.js'
+import {decodeEnvelopeFast} from './envelope-fast.js'
 import {sign, verify, type Identity} from '../crypto/sign.js'
 import type {Envelope} from './types.js'
 
@@ -40,6 +41,21 @@ const KEYS = ['payloads', 'pid', 'prev', 'seq', 'sig', 'v']
 
 /** Decode bytes from the ledger; returns a reason string instead of throwing for anything malformed. */
 export function decodeEnvelope(bytes: Uint8Array): {ok: true; envelope: Envelope} | {ok: false; reason: string} {
+  const fast = decodeEnvelopeFast(bytes)
+  if (fast) return {ok: true, envelope: fast.envelope}
+  return decodeEnvelopeStrict(bytes)
+}
+
+/** decodeEnvelope with the signed body too (what the signature covers and the id hashes). */
+export function decodeEnvelopeWithBody(bytes: Uint8Array): {ok: true; envelope: Envelope; body: Buffer} | {ok: false; reason: string} {
+  const fast = decodeEnvelopeFast(bytes)
+  if (fast) return {ok: true, ...fast}
+  const d = decodeEnvelopeStrict(bytes)
+  return d.ok ? {ok: true, envelope: d.envelope, body: envelopeBody(d.envelope)} : d
+}
+
+/** The strict decoder alone (decodeCanonical and the shape checks): every reason a malformed envelope gets comes from here. */
+export function decodeEnvelopeStrict(bytes: Uint8Array): {ok: true; envelope: Envelope} | {ok: false; reason: string} {
   let v: unknown
   try {
     v = decodeCanonical(bytes)

@@ -22,7 +22,7 @@ import {sha256Hex, ZERO_HASH} from '../crypto/hash.js'
 import {PacioError} from '../errors.js'
 import type {Block} from '../ledger/types.js'
 import {verify} from '../crypto/sign.js'
-import {decodeEnvelope, envelopeBody} from './envelope.js'
+import {decodeEnvelopeWithBody} from './envelope.js'
 import type {Delivery, Envelope, Violation} from './types.js'
 
 export interface SenderState {
@@ -68,11 +68,10 @@ export class FifoChecker {
 
   /** Judge one transaction and update the sender's state. */
   check(raw: Buffer, epoch: number, txid: string): Verdict {
-    const decoded = decodeEnvelope(raw)
+    const decoded = decodeEnvelopeWithBody(raw) // the body comes with it: the signature covers it and the id is its hash
     if (!decoded.ok) return {ok: false, violation: {kind: 'malformed', epoch, txid, detail: decoded.reason}}
-    const e = decoded.envelope
+    const {envelope: e, body} = decoded
     const v = (kind: Violation['kind'], detail: string): Verdict => ({ok: false, violation: {kind, pid: e.pid, seq: e.seq, epoch, txid, detail}})
-    const body = envelopeBody(e) // encoded once: the signature covers it and the id is its hash
     if (!verify(e.pid, body, e.sig)) return v('signature-invalid', `signature does not verify under pid ${e.pid}`)
     const id = sha256Hex(body)
     let s = this.senders.get(e.pid)
@@ -109,6 +108,13 @@ export class FifoChecker {
    * must come in increasing epoch order starting at nextEpoch.
    */
   checkBlock(block: Block, onDelivery: (d: Delivery) => void, onViolation: (v: Violation) => void): void {
+    this.checkBlockEnvelopes(block, (e, txid) => {
+      for (let i = 0; i < e.payloads.length; i++) onDelivery({pid: e.pid, epoch: block.epoch, txid, seq: e.seq, index: i, payload: e.payloads[i]})
+    }, onViolation)
+  }
+
+  /** checkBlock by envelope: each delivered envelope once, with the txid it came in (no object per payload). */
+  checkBlockEnvelopes(block: Block, onEnvelope: (e: Envelope, txid: string) => void, onViolation: (v: Violation) => void): void {
     if (block.epoch < this.next) throw new PacioError('EINPUT', `block ${block.epoch} fed again (checker is at epoch ${this.next})`)
     for (const tx of block.txs) {
       const verdict = this.check(tx.payload, block.epoch, tx.txid)
@@ -116,8 +122,7 @@ export class FifoChecker {
         onViolation(verdict.violation)
         continue
       }
-      const e = verdict.envelope
-      for (let i = 0; i < e.payloads.length; i++) onDelivery({pid: e.pid, epoch: block.epoch, txid: tx.txid, seq: e.seq, index: i, payload: e.payloads[i]})
+      onEnvelope(verdict.envelope, tx.txid)
     }
     this.next = block.epoch + 1
   }

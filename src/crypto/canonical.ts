@@ -233,3 +233,28 @@ export function decodeCanonical(bytes: Uint8Array): Canonical {
 export function parseCommitted(bytes: Uint8Array): Canonical {
   return reviveParsed(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'))
 }
+
+/** More than MAX_DEPTH opening brackets: the text may nest deeper than revive allows. */
+function mayNestTooDeep(text: string): boolean {
+  let n = 0
+  for (let i = text.indexOf('{'); i >= 0 && n <= MAX_DEPTH; i = text.indexOf('{', i + 1)) n++
+  for (let i = text.indexOf('['); i >= 0 && n <= MAX_DEPTH; i = text.indexOf('[', i + 1)) n++
+  return n > MAX_DEPTH
+}
+
+/**
+ * parseCommitted for the text of such bytes (read as UTF-8). JSON.parse's
+ * result needs revive's walk only when the text can hold what revive
+ * changes or rejects: a tagged form or a `$` key (`"$`), `__proto__`, an
+ * escape (which could spell either), or nesting deeper than MAX_DEPTH.
+ * Records have none of these, so most are parsed without the walk; the
+ * result and the errors are those of parseCommitted.
+ */
+export function parseCommittedText(text: string): Canonical {
+  if (text.includes('"$') || text.includes('__proto__') || text.includes('\\u') || mayNestTooDeep(text)) return reviveParsed(text)
+  try {
+    return JSON.parse(text) as Canonical
+  } catch (error) {
+    throw new CryptoError('ENONCANONICAL', `not JSON: ${(error as Error).message}`)
+  }
+}

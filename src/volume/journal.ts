@@ -35,6 +35,9 @@ export type AuditRow = [number, Buffer, number, Buffer]
 
 const AUDIT_SELECT = 'SELECT jseq, hash, length(salt), CAST(salt || record AS BLOB) FROM records'
 
+/** jseq, hash as lowercase hex, salt as hex, the record as text */
+export type AuditTextRow = [number, string, string, string]
+
 export interface Placement {
   jseq?: number // when known, the row is found by its key rather than its hash
   hash: Buffer
@@ -69,6 +72,7 @@ export class Journal {
   private readonly placeByKeyStmt?: Database.Statement
   private checkpointer?: Checkpointer
   private auditByHash?: Database.Statement
+  private auditByJseq?: Database.Statement
   private byJseq?: Database.Statement
   private intendStmt?: Database.Statement
   private settleStmt?: Database.Statement
@@ -179,6 +183,28 @@ export class Journal {
    */
   * auditRows(afterJseq = 0): IterableIterator<AuditRow> {
     yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? ORDER BY jseq`).raw(true).iterate(afterJseq) as IterableIterator<AuditRow>
+  }
+
+  /**
+   * auditRows as strings (no buffer per row: an auditor reads 100,000s):
+   * [jseq, hash hex, salt hex, record text]. The text is the record's bytes
+   * read as UTF-8; whoever hashes it must fall back to auditRow(jseq) for
+   * a row whose bytes may not survive that (see audit/rows.ts).
+   */
+  * auditTextRows(afterJseq = 0): IterableIterator<AuditTextRow> {
+    yield * this.db.prepare('SELECT jseq, lower(hex(hash)), hex(salt), CAST(record AS TEXT) FROM records WHERE jseq > ? ORDER BY jseq')
+      .raw(true).iterate(afterJseq) as IterableIterator<AuditTextRow>
+  }
+
+  /** The text encoding of the database file ('UTF-8' for every journal PacioFS writes). */
+  textEncoding(): string {
+    return this.db.pragma('encoding', {simple: true}) as string
+  }
+
+  /** auditRows' columns of the row with this key. */
+  auditRow(jseq: number): AuditRow | undefined {
+    this.auditByJseq ??= this.db.prepare(`${AUDIT_SELECT} WHERE jseq = ?`).raw(true)
+    return this.auditByJseq.get(jseq) as AuditRow | undefined
   }
 
   /** The same columns of the row with this hash. */

@@ -15,6 +15,7 @@ import {ExpectedTree} from '../../../src/audit/expected.js'
 import {HistoryJobs} from '../../../src/audit/history.js'
 import {WorkerPool} from '../../../src/audit/pool.js'
 import {Replay} from '../../../src/audit/replay.js'
+import {RowReader} from '../../../src/audit/rows.js'
 import {scanTree, type ActualEntry} from '../../../src/audit/scan.js'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryStore} from '../../../src/history/store.js'
 import {Journal} from '../../../src/volume/journal.js'
@@ -54,6 +55,33 @@ describe('verify internals', () => {
       const left = [...a.unmatched()].map(([pos, key]) => [pos, key.toString('hex')])
       expect(left).to.deep.equal([[5, keys[5].toString('hex')], [1002, keys[1002].toString('hex')], [4321, keys[4321].toString('hex')]])
       expect([...a.all()].map(k => k.toString('hex'))).to.deep.equal([...keys, keys[10]].map(k => k.toString('hex')))
+    })
+
+    it('addAll (a transaction\'s payloads at once, views of one buffer as the envelope scanner hands them) gives the table add gives', () => {
+      const one = new Anchors()
+      const many = new Anchors()
+      const all: Buffer[] = []
+      for (let tx = 0; tx < 40; tx++) {
+        const n = tx === 7 ? 3000 : 1 + (tx % 5) * 50
+        const backing = randomBytes(n * 32)
+        const payloads = Array.from({length: n}, (_, i) => (i === 3 && tx % 2 ? randomBytes(9) : backing.subarray(i * 32, i * 32 + 32)))
+        if (tx === 9) payloads.push(all[5]) // a payload seen before
+        for (const p of payloads) one.add(p, tx, `tx${tx}`, `p${tx % 3}`)
+        many.addAll(payloads, tx, `tx${tx}`, `p${tx % 3}`)
+        all.push(...payloads.map(p => Buffer.from(p)))
+        backing.fill(0) // the table keeps copies, not views
+      }
+
+      many.addAll([], 99, 'none', 'p')
+      expect(many.size).to.equal(one.size)
+      const again = all.findLastIndex(p => p.equals(all[5]))
+      expect(again).to.be.greaterThan(5)
+      expect(many.get(all[5])).to.equal(again)
+      expect(one.get(all[5])).to.equal(again)
+      expect([...many.all()]).to.deep.equal([...one.all()])
+      for (let pos = 0; pos < one.size; pos += 37) expect(many.ref(pos)).to.deep.equal(one.ref(pos))
+      expect([...many.unmatched()]).to.deep.equal([...one.unmatched()])
+      expect(many.recordRef(0, 'x'.repeat(64), 5, 'write')).to.deep.equal({...one.ref(0), author: 'x'.repeat(64), uid: 5, op: 'write'})
     })
   })
 
@@ -151,6 +179,40 @@ describe('verify internals', () => {
       expect(n).to.equal(rows.length)
       expect(j.auditRowByHash(rows[7].hash)![0]).to.equal(8)
       expect([...j.auditRows(290)].map(r => r[0])).to.deep.equal([291, 292, 293, 294, 295, 296, 297, 298, 299, 300])
+      j.close()
+    })
+
+    it('RowReader: each row\'s salted hash checked from strings, every verdict the bytes\' own (invalid UTF-8, U+FFFD, large records)', () => {
+      const j = Journal.open(join(dir, 'journal-rr.db'), 'vol-1')
+      const rows = Array.from({length: 200}, (_, i) => {
+        const salt = randomBytes(i % 7 === 0 ? 16 : 32)
+        const text = i % 50 === 3 ? JSON.stringify({i, big: 'x'.repeat(70_000)}) : JSON.stringify({i, s: i % 5 === 0 ? 'ü\uFFFD\u0000x' : 'plain'})
+        const record = Buffer.from(text)
+        return {hash: createHash('sha256').update(salt).update(record).digest(), salt, record, op: 'write', path: `/f${i}`, at: i}
+      })
+      // tampered: an invalid byte where U+FFFD was (reads as the same text), another invalid byte, a changed character
+      const fffd = Buffer.from('\uFFFD')
+      const at5 = rows[5].record.indexOf(fffd)
+      rows[5].record = Buffer.concat([rows[5].record.subarray(0, at5), Buffer.from([0xff]), rows[5].record.subarray(at5 + fffd.length)])
+      rows[6].record = Buffer.concat([rows[6].record.subarray(0, 3), Buffer.from([0xc3]), rows[6].record.subarray(3)])
+      rows[7].record = Buffer.from(rows[7].record.toString().replace('plain', 'plaiN'))
+      j.append(rows)
+      const reader = new RowReader(j)
+      const seen: Array<[number, boolean, string, string]> = []
+      for (const r of reader.after(0)) seen.push([r.jseq, r.ok, r.hash.toString('hex'), r.actual])
+      expect(seen.map(s => s[0])).to.deep.equal(rows.map((_, i) => i + 1))
+      for (const [jseq, ok, hash, actual] of seen) {
+        const r = rows[jseq - 1]
+        const truth = sha(Buffer.concat([r.salt, r.record]))
+        expect(hash, `row ${jseq}`).to.equal(r.hash.toString('hex'))
+        expect(actual, `row ${jseq}`).to.equal(truth)
+        expect(ok, `row ${jseq}`).to.equal(truth === hash)
+      }
+
+      expect(seen.filter(s => !s[1]).map(s => s[0])).to.deep.equal([6, 7, 8])
+      expect(reader.exact, 'rows read again from their bytes: U+FFFD, mismatches, large').to.be.greaterThan(40)
+      expect(reader.exact).to.be.lessThan(100)
+      expect([...reader.after(195)].length).to.equal(5)
       j.close()
     })
 

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import fc from 'fast-check'
-import {canonical, canonicalString, decodeCanonical, parseCommitted, type Canonical} from '../../../src/crypto/canonical.js'
+import {canonical, canonicalString, decodeCanonical, parseCommitted, parseCommittedText, type Canonical} from '../../../src/crypto/canonical.js'
 import {CryptoError} from '../../../src/crypto/errors.js'
 
 // Golden vectors: fixed input -> exact canonical text (its UTF-8 bytes are the encoding).
@@ -162,5 +162,24 @@ describe('canonical: the fast paths (no path strings) say where, as the slow one
     const text = '{"a":[{"$b64":"AAE="},{"$big":"-7"},{"c":null}],"b":"x"}'
     expect(parseCommitted(Buffer.from(text))).to.deep.equal({a: [Buffer.from([0, 1]), -7n, {c: null}], b: 'x'})
     expect(canonicalString(decodeCanonical(Buffer.from(text)))).to.equal(text)
+  })
+
+  it('parseCommittedText gives what parseCommitted gives, value or error, with or without its walk', () => {
+    const deep = '['.repeat(64) + '1' + ']'.repeat(64)
+    const texts = [
+      '{"at":1,"op":"write","path":"/a/b","who":{"member":"m","uid":0}}',
+      '{"a":[{"$b64":"AAE="},{"$big":"-7"},{"c":null}],"b":"x"}',
+      '{"a":{"$big":"x"}}', '{"$x":1}', '{"__proto__":1}', '{"\\u005f_proto__":1}', '{"a":"\\u0024b64"}', '{"\\u0024b64":"AA=="}',
+      deep, '[' + deep + ']', '{"a":[' + '{"b":'.repeat(70) + '1' + '}'.repeat(70) + ']}', 'not json', '', '"$"', '{"p":"$HOME"}',
+    ]
+    const outcome = (f: () => unknown) => {
+      try {
+        return {value: f()}
+      } catch (error) {
+        return {error: `${(error as Error).name}: ${(error as Error).message}`}
+      }
+    }
+
+    for (const t of texts) expect(outcome(() => parseCommittedText(t)), t).to.deep.equal(outcome(() => parseCommitted(Buffer.from(t))))
   })
 })
