@@ -13,6 +13,8 @@ interface Sys {
   lremovexattr(path: string, name: string): void
   /** verify's batch of small reads (see native/sys.c): returns the index it reached */
   readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
+  /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
+  limitMallocArenas(n: number): boolean
 }
 
 /** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */
