@@ -18,7 +18,7 @@ import {CorruptStateError, PacioError} from '../../errors.js'
 import {checkConsistency, type ConsistencyResult} from '../checkpoint.js'
 import type {AuditableLedger, Block, Checkpoint, Committed} from '../types.js'
 import {DEFAULT_TAIL_BLOCKS, LedgerStore, type CommitOutcome} from './store.js'
-import {createWriter, type LedgerWriter, type WriterPlacement} from './writer.js'
+import {createWriter, type HostedCheckpoints, type LedgerWriter, type WriterPlacement} from './writer.js'
 
 export interface EmbeddedOpenOptions {
   /** path of the SQLite file, e.g. `<state dir>/ledger.db`; created if missing */
@@ -366,6 +366,17 @@ export class EmbeddedLedger implements AuditableLedger {
   /** Does the ledger still extend cp? Every block from its epoch on is checked (hash, Merkle root, signature, link). */
   async consistency(cp: Checkpoint): Promise<ConsistencyResult> {
     return checkConsistency(cp, this.read(Math.min(cp.epoch, this.currentHead())))
+  }
+
+  /**
+   * Run another SQLite file's PASSIVE WAL checkpoints every `everyMs` on this
+   * ledger's writer thread (see WorkerWriter.hostCheckpoints); undefined when
+   * the writer has no thread of its own (inline, read-only). Stop the job
+   * before close().
+   */
+  hostCheckpoints(file: string, everyMs: number, onLost: () => void): Promise<HostedCheckpoints> | undefined {
+    if (this.closed || !this.writer?.hostCheckpoints) return undefined
+    return this.writer.hostCheckpoints(file, everyMs, onLost)
   }
 
   /** Stop accepting appends, commit what is pending, stop followers and close the file. */
