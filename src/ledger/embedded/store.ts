@@ -131,7 +131,13 @@ export class LedgerStore {
    * checked by validateAll(), because re-validating everything at every open
    * would make opening cost grow with the volume's whole history.
    */
-  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number}): LedgerStore {
+  /**
+   * `syncAfter`: commits write the WAL without an fsync of their own
+   * (synchronous=NORMAL); the caller must fdatasync the WAL (walFile) before
+   * it reports a commit as done (the worker writer does, see
+   * writer-worker.ts). Creating the file and re-indexing at open stay FULL.
+   */
+  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number; syncAfter?: boolean}): LedgerStore {
     const {file, ledgerId, identity} = opts
     let size = -1
     try {
@@ -184,6 +190,7 @@ export class LedgerStore {
         if (!row || !Buffer.isBuffer(row.txids)) throw new CorruptStateError(file, 'block missing or damaged while re-indexing its txids', epoch)
         return row.txids
       })
+      if (opts.syncAfter) db.pragma('synchronous = NORMAL')
       return store
     } catch (error) {
       db.close()
@@ -363,9 +370,14 @@ export class LedgerStore {
     }
   }
 
+  /** The write-ahead log that commits append to (for a caller that syncs it itself: openWriter's syncAfter). */
+  get walFile(): string {
+    return `${this.file}-wal`
+  }
+
   /**
    * Commit one batch as one block in one transaction (fsync'ed: WAL with
-   * synchronous=FULL). Payloads already on the ledger, or repeated within the
+   * synchronous=FULL, unless the store was opened with syncAfter). Payloads already on the ledger, or repeated within the
    * batch, are not added again and report their existing epoch. The
    * duplicate check (txids waiting for the index, then the index) runs inside
    * the transaction, and the block is sealed there once its members are

@@ -25,6 +25,8 @@ export interface WriterOptions {
 }
 
 export interface LedgerWriter {
+  /** How many commit() calls may wait at once (default 1); answers come in call order. */
+  readonly maxInFlight?: number
   /** Opens (creating if missing) and validates; resolves with the head. */
   open(): Promise<HeadInfo>
   commit(payloads: Buffer[], now: number): Promise<CommitOutcome>
@@ -95,6 +97,8 @@ function workerEntry(): {url: URL; viaTsx: boolean} {
 }
 
 export class WorkerWriter implements LedgerWriter {
+  /** one block being fdatasync'ed while the next is written (writer-worker.ts) */
+  readonly maxInFlight = 2
   private worker?: Worker
   private nextId = 1
   private readonly waiting = new Map<number, {resolve: (o: CommitOutcome) => void; reject: (e: Error) => void}>()

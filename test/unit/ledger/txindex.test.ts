@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3'
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -12,6 +12,7 @@ import {LedgerStore} from '../../../src/ledger/embedded/store.js'
 const p = (s: string) => Buffer.from(s)
 const storeUrl = new URL('../../../src/ledger/embedded/store.ts', import.meta.url).href
 const signUrl = new URL('../../../src/crypto/sign.ts', import.meta.url).href
+const ledgerUrl = new URL('../../../src/ledger/embedded/index.ts', import.meta.url).href
 
 function indexState(file: string): {rows: number; txs: number; mark: string | undefined; head: number} {
   const db = new Database(file, {readonly: true})
@@ -121,6 +122,51 @@ describe('ledger/embedded: txid index written behind the blocks', () => {
     const r = await l.append([p('b29-2'), p('b0-0'), p('fresh')])
     expect(r.map((c) => c.epoch)).to.deep.equal([30, 1, 31])
     await l.validateAll()
+    await l.close()
+  })
+
+  it('kill -9 of a worker writer while appends are in flight: every acknowledged append is on the ledger after reopen', async function () {
+    this.timeout(60_000)
+    const pkcs8 = identity.privateKey.export({format: 'der', type: 'pkcs8'}).toString('base64')
+    // 8 callers append back to back; each acknowledged txid is written to stdout at once
+    const script = `
+      import {createPrivateKey} from 'node:crypto'
+      import {writeSync} from 'node:fs'
+      const {EmbeddedLedger} = await import(${JSON.stringify(ledgerUrl)})
+      const {identityFromPrivateKey} = await import(${JSON.stringify(signUrl)})
+      const identity = identityFromPrivateKey(createPrivateKey({key: Buffer.from(${JSON.stringify(pkcs8)}, 'base64'), format: 'der', type: 'pkcs8'}))
+      const l = await EmbeddedLedger.open({file: ${JSON.stringify(file)}, ledgerId: 'vol-T', identity, writer: 'worker'})
+      writeSync(1, 'open\\n')
+      let n = 0
+      await Promise.all(Array.from({length: 8}, async () => {
+        for (;;) {
+          const r = await l.append(Array.from({length: 50}, () => Buffer.from('k' + n++)))
+          writeSync(1, r.map((c) => c.txid + ' ' + c.epoch).join('\\n') + '\\n')
+        }
+      }))
+    `
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+    })
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    for (let i = 0; i < 600 && out.split('\n').length < 2000; i++) await new Promise((r) => setTimeout(r, 50))
+    child.kill('SIGKILL')
+    await exited
+    const acked = out.split('\n').filter((line) => /^[0-9a-f]{64} \d+$/.test(line)).map((line) => line.split(' '))
+    expect(acked.length, err).to.be.greaterThan(100)
+    const l = await EmbeddedLedger.open({file, ledgerId: 'vol-T', identity, writer: 'worker'})
+    const onLedger = new Map<string, number>()
+    for await (const b of l.read(1)) for (const t of b.txs) onLedger.set(t.txid, b.epoch)
+    for (const [txid, epoch] of acked) expect(onLedger.get(txid), txid).to.equal(Number(epoch))
+    await l.validateAll()
+    const s = indexState(file)
+    expect(s.rows).to.equal(s.txs) // the index caught up at open
     await l.close()
   })
 
