@@ -17,7 +17,7 @@
  * Writers are measured side by side in one run. `--smoke` runs one tiny
  * iteration (used by the unit tests so this file cannot rot).
  */
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {monitorEventLoopDelay} from 'node:perf_hooks'
@@ -40,6 +40,20 @@ export interface LedgerBenchResult {
   appendMaxMs: number
   loopDelayP99Ms: number
   loopDelayMaxMs: number
+  /** bytes this process wrote (write(2) and the like: /proc/self/io wchar) per committed payload; null where unreadable */
+  bytesWrittenPerPayload: number | null
+  /** CPU time of the whole process (all threads: main, the writer's, SQLite's, GC) per committed payload, µs */
+  cpuUsPerPayload: number
+}
+
+/** /proc/self/io's wchar: what the load does not change, unlike the rates. */
+function writtenBytes(): number | null {
+  try {
+    const m = /^wchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
 }
 
 export interface LedgerBenchOptions {
@@ -77,6 +91,8 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
     let offered = 0
     const delay = monitorEventLoopDelay({resolution: 1})
     const startHead = (await ledger.head()).epoch
+    const written0 = writtenBytes()
+    const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     const end = t0 + o.seconds * 1000
     delay.enable()
@@ -108,6 +124,8 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
       )
     }
     const elapsed = (performance.now() - t0) / 1000
+    const cpu = process.cpuUsage(cpu0)
+    const written1 = writtenBytes()
     const offeredFor = o.rate > 0 ? o.seconds : elapsed
     delay.disable()
     const blocks = (await ledger.head()).epoch - startHead
@@ -126,6 +144,8 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
       appendMaxMs: round(latencies.at(-1) ?? 0),
       loopDelayP99Ms: round(delay.percentile(99) / 1e6),
       loopDelayMaxMs: round(delay.max / 1e6),
+      bytesWrittenPerPayload: written0 === null || written1 === null ? null : Math.round((written1 - written0) / Math.max(1, payloads)),
+      cpuUsPerPayload: round((cpu.user + cpu.system) / Math.max(1, payloads)),
     }
   } finally {
     rmSync(dir, {recursive: true, force: true})
@@ -166,7 +186,8 @@ async function main(): Promise<void> {
   for (const r of results) {
     process.stdout.write(
       `${r.writer.padEnd(7)} offered ${String(r.offeredPerSec).padStart(8)}/s  committed ${String(r.payloadsPerSec).padStart(8)} payloads/s  append p50 ${r.appendP50Ms} ms  p99 ${r.appendP99Ms} ms  max ${r.appendMaxMs} ms  ` +
-        `blocks ${r.blocks} (avg ${r.avgBlockTxs} tx)  event-loop delay p99 ${r.loopDelayP99Ms} ms  max ${r.loopDelayMaxMs} ms\n`,
+        `blocks ${r.blocks} (avg ${r.avgBlockTxs} tx)  event-loop delay p99 ${r.loopDelayP99Ms} ms  max ${r.loopDelayMaxMs} ms  ` +
+        `per payload: ${r.bytesWrittenPerPayload ?? '?'} B written, ${r.cpuUsPerPayload} µs CPU\n`,
     )
   }
   process.stdout.write(JSON.stringify({bench: 'ledger', options: opts, results}) + '\n')

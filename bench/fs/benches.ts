@@ -242,7 +242,7 @@ export async function ledger(ctx: BenchContext): Promise<Row[]> {
     return [{bench: 'ledger', metric: 'skipped: bench/ledger.ts absent', unit: '', better: 'higher', values: {}}]
   }
 
-  type Result = {writer: string; offeredPerSec: number; payloadsPerSec: number; appendP99Ms: number}
+  type Result = {writer: string; offeredPerSec: number; payloadsPerSec: number; appendP99Ms: number; bytesWrittenPerPayload: number | null; cpuUsPerPayload: number}
   const runOnce = async (extra: string[]) => {
     const args = ['--import', 'tsx', 'bench/ledger.ts', '--json', ...extra, ...(ctx.smoke ? ['--smoke'] : [])]
     ctx.commands.set('ledger', new Set([...(ctx.commands.get('ledger') ?? []), `node ${args.join(' ')}`]))
@@ -256,7 +256,11 @@ export async function ledger(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = []
   const which = (w: string) => (w === 'worker' ? 'worker writer, the default' : `${w} writer`)
   for (const r of closed.results) {
-    rows.push(rowOf({bench: 'ledger', metric: `records/s, closed loop (${which(r.writer)})`, unit: 'records/s', better: 'higher', goal: {kind: 'at-least', min: 50_000}}, {paciofs: [r.payloadsPerSec]}))
+    rows.push(
+      rowOf({bench: 'ledger', metric: `records/s, closed loop (${which(r.writer)})`, unit: 'records/s', better: 'higher', goal: {kind: 'at-least', min: 50_000}}, {paciofs: [r.payloadsPerSec]}),
+      rowOf({bench: 'ledger', metric: `per record: CPU, all threads (${which(r.writer)})`, unit: 'µs', better: 'lower'}, {paciofs: [r.cpuUsPerPayload]}),
+      ...(r.bytesWrittenPerPayload === null ? [] : [rowOf({bench: 'ledger', metric: `per record: bytes written (${which(r.writer)})`, unit: 'B', better: 'lower'}, {paciofs: [r.bytesWrittenPerPayload]})]),
+    )
   }
   for (const r of open.results) {
     rows.push(

@@ -15,9 +15,11 @@ describe('bench/ledger.ts --smoke', () => {
       expect(res.payloads).to.be.above(0)
       expect(res.blocks).to.be.above(0)
       expect(res.payloadsPerSec).to.be.above(0)
+      expect(res.bytesWrittenPerPayload).to.be.above(res.payloads > 0 ? 64 : 0) // at least its bytes went to the WAL
+      expect(res.cpuUsPerPayload).to.be.above(0)
       expect(res).to.have.keys(
         'writer', 'seconds', 'payloads', 'offeredPerSec', 'payloadsPerSec', 'blocks', 'avgBlockTxs',
-        'appendP50Ms', 'appendP99Ms', 'appendMaxMs', 'loopDelayP99Ms', 'loopDelayMaxMs',
+        'appendP50Ms', 'appendP99Ms', 'appendMaxMs', 'loopDelayP99Ms', 'loopDelayMaxMs', 'bytesWrittenPerPayload', 'cpuUsPerPayload',
       )
     }
   })
