@@ -4,15 +4,20 @@
  *   node --import tsx bench/ledger.ts [--seconds 5] [--callers 32] [--batch 100]
  *        [--size 200] [--writer both|worker|inline] [--rate 0] [--json] [--smoke]
  *
- * Each of `callers` concurrent callers appends batches of `batch` fresh
- * payloads of `size` bytes, back to back (or paced so that all callers
- * together offer `rate` payloads/s). Reports durably committed payloads/s,
- * append latency percentiles, blocks written, and the event-loop delay seen
- * meanwhile (the stall a commit causes to everything else on the thread).
+ * Closed loop (the default, `--rate 0`): each of `callers` concurrent callers
+ * appends batches of `batch` fresh payloads of `size` bytes, back to back:
+ * the most the ledger commits. Open loop (`--rate R`): batches of `batch` are
+ * offered on a fixed schedule, R payloads/s in all, whether or not earlier
+ * ones have committed (`callers` is then unused), and each append's latency
+ * runs from the moment it was due, so a ledger that falls behind cannot slow
+ * the offered load down and hide its own queueing. Reports offered and
+ * durably committed payloads/s, append latency percentiles, blocks written,
+ * and the event-loop delay seen meanwhile (the stall a commit causes to
+ * everything else on the thread).
  * Writers are measured side by side in one run. `--smoke` runs one tiny
  * iteration (used by the unit tests so this file cannot rot).
  */
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {monitorEventLoopDelay} from 'node:perf_hooks'
@@ -24,6 +29,9 @@ export interface LedgerBenchResult {
   writer: WriterPlacement
   seconds: number
   payloads: number
+  /** payloads/s handed to append() (closed loop: the same as committed) */
+  offeredPerSec: number
+  /** durably committed payloads/s */
   payloadsPerSec: number
   blocks: number
   avgBlockTxs: number
@@ -32,6 +40,20 @@ export interface LedgerBenchResult {
   appendMaxMs: number
   loopDelayP99Ms: number
   loopDelayMaxMs: number
+  /** bytes this process wrote (write(2) and the like: /proc/self/io wchar) per committed payload; null where unreadable */
+  bytesWrittenPerPayload: number | null
+  /** CPU time of the whole process (all threads: main, the writer's, SQLite's, GC) per committed payload, µs */
+  cpuUsPerPayload: number
+}
+
+/** /proc/self/io's wchar: what the load does not change, unlike the rates. */
+function writtenBytes(): number | null {
+  try {
+    const m = /^wchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
 }
 
 export interface LedgerBenchOptions {
@@ -66,30 +88,45 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
     }
     const latencies: number[] = []
     let payloads = 0
+    let offered = 0
     const delay = monitorEventLoopDelay({resolution: 1})
     const startHead = (await ledger.head()).epoch
+    const written0 = writtenBytes()
+    const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     const end = t0 + o.seconds * 1000
     delay.enable()
-    const interval = o.rate > 0 ? (o.batch * o.callers * 1000) / o.rate : 0
-    await Promise.all(
-      Array.from({length: o.callers}, async (_, c) => {
-        let next = t0 + (interval * c) / o.callers
-        do {
-          if (interval > 0) {
-            const wait = next - performance.now()
-            if (wait > 0) await sleep(wait)
-            next += interval
-          }
-          const batch = Array.from({length: o.batch}, fresh)
-          const s = performance.now()
-          await ledger.append(batch)
-          latencies.push(performance.now() - s)
-          payloads += batch.length
-        } while (performance.now() < end)
-      }),
-    )
+    const appendOne = async (due: number) => {
+      const batch = Array.from({length: o.batch}, fresh)
+      offered += batch.length
+      await ledger.append(batch)
+      latencies.push(performance.now() - due)
+      payloads += batch.length
+    }
+    if (o.rate > 0) {
+      // open loop: every batch that is due goes out now, late ones included
+      const interval = (o.batch * 1000) / o.rate
+      const inFlight: Array<Promise<void>> = []
+      for (let k = 0; ; k++) {
+        const due = t0 + k * interval
+        if (due >= end) break
+        const wait = due - performance.now()
+        if (wait > 1) await sleep(wait)
+        inFlight.push(appendOne(due))
+      }
+      await Promise.all(inFlight)
+    } else {
+      await Promise.all(
+        Array.from({length: o.callers}, async () => {
+          do await appendOne(performance.now())
+          while (performance.now() < end)
+        }),
+      )
+    }
     const elapsed = (performance.now() - t0) / 1000
+    const cpu = process.cpuUsage(cpu0)
+    const written1 = writtenBytes()
+    const offeredFor = o.rate > 0 ? o.seconds : elapsed
     delay.disable()
     const blocks = (await ledger.head()).epoch - startHead
     await ledger.close()
@@ -98,6 +135,7 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
       writer,
       seconds: round(elapsed),
       payloads,
+      offeredPerSec: Math.round(offered / offeredFor),
       payloadsPerSec: Math.round(payloads / elapsed),
       blocks,
       avgBlockTxs: Math.round(payloads / Math.max(1, blocks)),
@@ -106,6 +144,8 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
       appendMaxMs: round(latencies.at(-1) ?? 0),
       loopDelayP99Ms: round(delay.percentile(99) / 1e6),
       loopDelayMaxMs: round(delay.max / 1e6),
+      bytesWrittenPerPayload: written0 === null || written1 === null ? null : Math.round((written1 - written0) / Math.max(1, payloads)),
+      cpuUsPerPayload: round((cpu.user + cpu.system) / Math.max(1, payloads)),
     }
   } finally {
     rmSync(dir, {recursive: true, force: true})
@@ -133,18 +173,21 @@ async function main(): Promise<void> {
   })
   const writers: WriterPlacement[] = values.writer === 'both' ? ['worker', 'inline'] : [values.writer as WriterPlacement]
   const opts: LedgerBenchOptions = values.smoke
-    ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: 0, writers}
+    ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: Number(values.rate) > 0 ? 2000 : 0, writers}
     : {seconds: Number(values.seconds), callers: Number(values.callers), batch: Number(values.batch), size: Number(values.size), rate: Number(values.rate), writers}
   const results = await runLedgerBench(opts)
   if (values.json) {
     process.stdout.write(JSON.stringify({bench: 'ledger', options: opts, results}) + '\n')
     return
   }
-  process.stdout.write(`ledger bench: ${opts.callers} callers x ${opts.batch} payloads of ${opts.size} B, ${opts.seconds}s${opts.rate ? `, offered ${opts.rate}/s` : ''}\n`)
+  process.stdout.write(
+    `ledger bench: ${opts.rate ? `open loop, ${opts.rate} payloads/s offered` : `closed loop, ${opts.callers} callers`} in batches of ${opts.batch} payloads of ${opts.size} B, ${opts.seconds}s\n`,
+  )
   for (const r of results) {
     process.stdout.write(
-      `${r.writer.padEnd(7)} ${String(r.payloadsPerSec).padStart(8)} payloads/s  append p50 ${r.appendP50Ms} ms  p99 ${r.appendP99Ms} ms  max ${r.appendMaxMs} ms  ` +
-        `blocks ${r.blocks} (avg ${r.avgBlockTxs} tx)  event-loop delay p99 ${r.loopDelayP99Ms} ms  max ${r.loopDelayMaxMs} ms\n`,
+      `${r.writer.padEnd(7)} offered ${String(r.offeredPerSec).padStart(8)}/s  committed ${String(r.payloadsPerSec).padStart(8)} payloads/s  append p50 ${r.appendP50Ms} ms  p99 ${r.appendP99Ms} ms  max ${r.appendMaxMs} ms  ` +
+        `blocks ${r.blocks} (avg ${r.avgBlockTxs} tx)  event-loop delay p99 ${r.loopDelayP99Ms} ms  max ${r.loopDelayMaxMs} ms  ` +
+        `per payload: ${r.bytesWrittenPerPayload ?? '?'} B written, ${r.cpuUsPerPayload} µs CPU\n`,
     )
   }
   process.stdout.write(JSON.stringify({bench: 'ledger', options: opts, results}) + '\n')

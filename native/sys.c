@@ -3,7 +3,8 @@
  * backing directory: utimensat with nanoseconds and UTIME_NOW/UTIME_OMIT,
  * mknod, and the l*xattr family (never following symlinks, with
  * XATTR_CREATE/XATTR_REPLACE); and readFiles, verify's batch of small reads
- * (on its worker threads). All are short local-disk syscalls and run
+ * (on its worker threads); and limitMallocArenas (glibc's mallopt
+ * M_ARENA_MAX, for a mount's memory). All are short local-disk syscalls and run
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  *
@@ -16,6 +17,7 @@
 #include <openssl/sha.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,6 +393,26 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * limitMallocArenas(n): glibc gives each thread that meets a locked arena one
+ * of its own (up to 8 per core), and a freed block stays in its arena. A
+ * mount's libfuse threads each kept a few MB that way. M_ARENA_MAX caps the
+ * count for arenas made from now on; call it before those threads start.
+ * The same as MALLOC_ARENA_MAX=n in the environment, set by the program
+ * itself. Returns false where mallopt refuses (another libc).
+ */
+static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t n = 0;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1) {
+    napi_throw_type_error(env, "EINVAL", "limitMallocArenas(n): n must be a positive integer");
+    return NULL;
+  }
+  napi_value r; napi_get_boolean(env, mallopt(M_ARENA_MAX, n) == 1, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -401,6 +423,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lremovexattr", NULL, do_lremovexattr, NULL, NULL, NULL, napi_default, NULL},
     {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_default, NULL},
     {"sha256Job", NULL, sha256_job, NULL, NULL, NULL, napi_default, NULL},
+    {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

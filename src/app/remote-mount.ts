@@ -9,7 +9,7 @@
  */
 import {StopSignals} from './stop.js'
 import path from 'node:path'
-import {checkMountpoint, mountVolume} from '../fuse/mount.js'
+import {checkMountpoint, limitMallocArenas, mountVolume} from '../fuse/mount.js'
 import {Connection} from '../remote/connection.js'
 import {RemoteVolume} from '../remote/remote-volume.js'
 import {configDir, loadOrCreateIdentity} from './identity.js'
@@ -55,6 +55,7 @@ export async function connectRemote(req: {server: string; volume: string; identi
 }
 
 export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: string} & RemoteMountedInfo> {
+  limitMallocArenas() // before the threads that serve the mount start
   const stop = new StopSignals()
   try {
     checkMountpoint(req.mountpoint)

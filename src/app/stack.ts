@@ -11,6 +11,7 @@ import {HistoryStore} from '../history/store.js'
 import {catchUp} from '../history/recover.js'
 import {undoUnrecorded} from '../volume/intents.js'
 import {Journal} from '../volume/journal.js'
+import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import type {AuditableLedger} from '../ledger/types.js'
 import {lockVolume, openLayout, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {LocalVolume} from '../volume/local-volume.js'
@@ -68,7 +69,9 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     // more records, while staying well below a chain's data limit per transaction (2 MiB by default).
     const mc = ledger.driver === 'multichain'
     const bc = new Broadcast({ledger, identity: user, file: layout.broadcast, maxBatch: mc ? 10_000 : undefined, maxBatchBytes: mc ? 512 * 1024 : undefined})
-    const journal = Journal.open(layout.journal, meta.id, {backgroundCheckpoints: true})
+    // The journal's WAL checkpoints run on the embedded ledger's writer thread where there is one (one V8 isolate less).
+    const host = ledger instanceof EmbeddedLedger ? ledger.hostCheckpoints.bind(ledger) : true
+    const journal = Journal.open(layout.journal, meta.id, {backgroundCheckpoints: host})
     undo.push(() => journal.close())
 
     await bc.open()

@@ -9,6 +9,7 @@ import {createRequire} from 'node:module'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
 import type {Passthrough} from '../volume/passthrough.js'
+import {sys} from '../volume/sys.js'
 import type {Volume} from '../volume/types.js'
 import {makeOps, type AdapterEvents} from './adapter.js'
 
@@ -42,6 +43,22 @@ function loadFuse(): FuseClass {
 }
 
 /** Mount entries (decoded) from /proc/mounts. */
+/** Malloc arenas a mount's process keeps at most (see limitMallocArenas). */
+export const MOUNT_MALLOC_ARENAS = 2
+
+/**
+ * Call first thing in a process that will serve a mount. glibc gives each
+ * thread that finds the arenas busy one of its own (up to 8 per core), and a
+ * block freed there stays there: libfuse's threads each held several MB of
+ * the mount's RSS that way while 100,000 files were created (38 MB in all).
+ * Two arenas are enough for a server whose threads mostly wait on the kernel.
+ * A MALLOC_ARENA_MAX in the environment (glibc applied it at start) wins.
+ */
+export function limitMallocArenas(): void {
+  if (process.env.MALLOC_ARENA_MAX !== undefined) return
+  sys.limitMallocArenas(MOUNT_MALLOC_ARENAS)
+}
+
 export function mountedAt(mountpoint: string): boolean {
   const target = path.resolve(mountpoint)
   try {

@@ -14,7 +14,7 @@
  */
 import Database from 'better-sqlite3'
 import {CorruptStateError, PacioError} from '../errors.js'
-import {startCheckpointer, type Checkpointer} from './checkpointer.js'
+import {startCheckpointer, type CheckpointHost, type Checkpointer} from './checkpointer.js'
 
 export interface JournalRow {
   jseq: number
@@ -86,8 +86,11 @@ export class Journal {
     }
   }
 
-  /** `backgroundCheckpoints`: a writer's WAL checkpoints run in a worker thread (for a mount; close() stops it). */
-  static open(file: string, volumeId: string, opts: {readonly?: boolean; backgroundCheckpoints?: boolean} = {}): Journal {
+  /**
+   * `backgroundCheckpoints`: a writer's WAL checkpoints run in a worker thread (for a mount; close() stops it),
+   * on the host's thread when given one that can (see checkpointer.ts), else on a thread of their own.
+   */
+  static open(file: string, volumeId: string, opts: {readonly?: boolean; backgroundCheckpoints?: boolean | CheckpointHost} = {}): Journal {
     let db: Database.Database
     try {
       db = new Database(file, {readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false})
@@ -113,7 +116,10 @@ export class Journal {
     }
 
     const journal = new Journal(file, db, opts.readonly ?? false)
-    if (!journal.readonly && opts.backgroundCheckpoints) journal.checkpointer = startCheckpointer(db, file)
+    if (!journal.readonly && opts.backgroundCheckpoints) {
+      const host = typeof opts.backgroundCheckpoints === 'function' ? opts.backgroundCheckpoints : undefined
+      journal.checkpointer = startCheckpointer(db, file, undefined, host)
+    }
     return journal
   }
 

@@ -15,6 +15,8 @@ interface Sys {
   readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
   /** SHA-256 on the thread pool (see native/sys.c and src/history/sha256.ts) */
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
+  /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
+  limitMallocArenas(n: number): boolean
 }
 
 /** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */

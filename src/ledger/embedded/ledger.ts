@@ -6,7 +6,9 @@
  * first pending one (or until `maxBlockTxs` / `maxBlockBytes` is reached) go
  * into ONE block, written in one SQLite transaction with synchronous=FULL in
  * WAL mode, so every append() resolves only once its block is fsync'ed. One
- * commit is in flight at a time; what arrives meanwhile forms the next block.
+ * commit is in flight at a time with the inline writer, two with the worker
+ * writer (it writes the next block while the previous one's fdatasync runs:
+ * writer-worker.ts); what arrives meanwhile forms the next block.
  *
  * Open validates the genesis block and the newest `tailBlocks` blocks, not the
  * whole history (that would make every mount cost grow with the ledger's age);
@@ -18,7 +20,7 @@ import {CorruptStateError, PacioError} from '../../errors.js'
 import {checkConsistency, type ConsistencyResult} from '../checkpoint.js'
 import type {AuditableLedger, Block, Checkpoint, Committed} from '../types.js'
 import {DEFAULT_TAIL_BLOCKS, LedgerStore, type CommitOutcome} from './store.js'
-import {createWriter, type LedgerWriter, type WriterPlacement} from './writer.js'
+import {createWriter, type HostedCheckpoints, type LedgerWriter, type WriterPlacement} from './writer.js'
 
 export interface EmbeddedOpenOptions {
   /** path of the SQLite file, e.g. `<state dir>/ledger.db`; created if missing */
@@ -91,7 +93,9 @@ export class EmbeddedLedger implements AuditableLedger {
   private pendingBytes = 0
   private firstPendingAt = 0
   private timer?: NodeJS.Timeout
-  private committing = false
+  /** commits sent to the writer and not yet answered */
+  private inFlight = 0
+  private readonly maxInFlight: number
   private drained: Array<() => void> = []
   private readonly followers = new Set<Follower>()
   private poller?: NodeJS.Timeout
@@ -112,6 +116,7 @@ export class EmbeddedLedger implements AuditableLedger {
     this.maxTxs = args.opts.maxBlockTxs ?? 10_000
     this.maxBytes = args.opts.maxBlockBytes ?? 16 * 1024 * 1024
     this.pollMs = args.pollMs ?? 250
+    this.maxInFlight = args.writer?.maxInFlight ?? 1
     this.headEpoch = args.reader.head.epoch
     this.headCheckpoint = args.reader.checkpoint()
   }
@@ -168,7 +173,7 @@ export class EmbeddedLedger implements AuditableLedger {
   }
 
   private schedule(): void {
-    if (this.committing || this.pending.length === 0) return
+    if (this.inFlight >= this.maxInFlight || this.pending.length === 0) return
     const full = this.pending.length >= this.maxTxs || this.pendingBytes >= this.maxBytes
     const waited = performance.now() - this.firstPendingAt
     if (full || waited >= this.windowMs) {
@@ -197,8 +202,8 @@ export class EmbeddedLedger implements AuditableLedger {
   }
 
   private commitNext(): void {
-    if (this.committing || this.pending.length === 0) return
-    this.committing = true
+    if (this.inFlight >= this.maxInFlight || this.pending.length === 0) return
+    this.inFlight++
     const batch = this.takeBatch()
     const payloads = batch.map((p) => p.payload)
     this.writer!.commit(payloads, Date.now()).then(
@@ -211,9 +216,9 @@ export class EmbeddedLedger implements AuditableLedger {
         }
       },
     ).finally(() => {
-      this.committing = false
+      this.inFlight--
       if (this.pending.length > 0) this.schedule()
-      else for (const d of this.drained.splice(0)) d()
+      else if (this.inFlight === 0) for (const d of this.drained.splice(0)) d()
     })
   }
 
@@ -243,7 +248,7 @@ export class EmbeddedLedger implements AuditableLedger {
 
   /** Resolves when every append made so far has been committed (or failed). */
   flush(): Promise<void> {
-    if (!this.committing && this.pending.length === 0) return Promise.resolve()
+    if (this.inFlight === 0 && this.pending.length === 0) return Promise.resolve()
     return new Promise((resolve) => this.drained.push(resolve))
   }
 
@@ -368,13 +373,24 @@ export class EmbeddedLedger implements AuditableLedger {
     return checkConsistency(cp, this.read(Math.min(cp.epoch, this.currentHead())))
   }
 
+  /**
+   * Run another SQLite file's PASSIVE WAL checkpoints every `everyMs` on this
+   * ledger's writer thread (see WorkerWriter.hostCheckpoints); undefined when
+   * the writer has no thread of its own (inline, read-only). Stop the job
+   * before close().
+   */
+  hostCheckpoints(file: string, everyMs: number, onLost: () => void): Promise<HostedCheckpoints> | undefined {
+    if (this.closed || !this.writer?.hostCheckpoints) return undefined
+    return this.writer.hostCheckpoints(file, everyMs, onLost)
+  }
+
   /** Stop accepting appends, commit what is pending, stop followers and close the file. */
   async close(): Promise<void> {
     if (this.closed) return
     if (!this.readonly) {
       if (this.timer) clearTimeout(this.timer)
       this.timer = undefined
-      if (this.pending.length > 0 && !this.committing) this.commitNext()
+      if (this.pending.length > 0) this.commitNext()
       await this.flush()
     }
     this.closed = true

@@ -5,14 +5,15 @@
  * (better-sqlite3); callers keep each call short.
  *
  * Schema (application_id 'PCLG', user_version 1):
- *   meta(key, value)     ledgerId, format, genesis
+ *   meta(key, value)     ledgerId, format, genesis, and indexedTo (see txindex.ts)
  *   blocks(epoch PK, prev_hash, time, merkle_root, producer, signature, hash,
  *          ntx, cp_signature, txids, payloads)
  *     txids    = the block's txids, 32 raw bytes each, concatenated in order
  *     payloads = for each tx: 4-byte big-endian length, then the payload
  *   txindex(txid PK, epoch) WITHOUT ROWID   answers "is this payload on the ledger?"
  * A block's transactions live in its own row (one read per block; one index
- * row per tx is the only per-transaction write).
+ * row per tx is the only per-transaction write, made behind the block in key
+ * order: txindex.ts).
  */
 import Database from 'better-sqlite3'
 import {statSync} from 'node:fs'
@@ -24,6 +25,7 @@ import {genesisBlock, sealBlock, verifyBlock} from '../block.js'
 import {signCheckpoint} from '../checkpoint.js'
 import type {Block, Checkpoint, Tx} from '../types.js'
 import {packPayloads, unpackPayloads} from '../pack.js'
+import {DeferredTxIndex} from './txindex.js'
 
 export const APPLICATION_ID = 0x50434c47 // 'PCLG'
 export const FORMAT_VERSION = 1
@@ -101,10 +103,10 @@ export class LedgerStore {
   private readonly stmt: {
     block: Database.Statement<[number], BlockRow>
     head: Database.Statement<[], {epoch: number; hash: string; time: number}>
-    lookup: Database.Statement<[Buffer], {epoch: number}>
     insBlock?: Database.Statement
-    insIndex?: Database.Statement<[Buffer, number]>
   }
+  /** the writer's txid index, written behind the blocks (txindex.ts) */
+  private index?: DeferredTxIndex
 
   private constructor(file: string, db: Database.Database, readonly: boolean) {
     this.file = file
@@ -114,11 +116,9 @@ export class LedgerStore {
     this.stmt = {
       block: db.prepare('SELECT * FROM blocks WHERE epoch = ?'),
       head: db.prepare('SELECT epoch, hash, time FROM blocks ORDER BY epoch DESC LIMIT 1'),
-      lookup: db.prepare('SELECT epoch FROM txindex WHERE txid = ?'),
     }
     if (!readonly) {
       this.stmt.insBlock = db.prepare(INSERT_BLOCK)
-      this.stmt.insIndex = db.prepare('INSERT INTO txindex(txid, epoch) VALUES (?, ?) ON CONFLICT DO NOTHING')
     }
     this.head_ = this.loadHead()
   }
@@ -131,7 +131,13 @@ export class LedgerStore {
    * checked by validateAll(), because re-validating everything at every open
    * would make opening cost grow with the volume's whole history.
    */
-  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number}): LedgerStore {
+  /**
+   * `syncAfter`: commits write the WAL without an fsync of their own
+   * (synchronous=NORMAL); the caller must fdatasync the WAL (walFile) before
+   * it reports a commit as done (the worker writer does, see
+   * writer-worker.ts). Creating the file and re-indexing at open stay FULL.
+   */
+  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number; syncAfter?: boolean}): LedgerStore {
     const {file, ledgerId, identity} = opts
     let size = -1
     try {
@@ -177,6 +183,14 @@ export class LedgerStore {
         })
       }
       store.validateTail(opts.tailBlocks ?? DEFAULT_TAIL_BLOCKS)
+      const head = store.head_.epoch
+      store.index = new DeferredTxIndex(db, DeferredTxIndex.readMark(db, head))
+      store.index.catchUp(head, (epoch) => {
+        const row = store.stmt.block.get(epoch)
+        if (!row || !Buffer.isBuffer(row.txids)) throw new CorruptStateError(file, 'block missing or damaged while re-indexing its txids', epoch)
+        return row.txids
+      })
+      if (opts.syncAfter) db.pragma('synchronous = NORMAL')
       return store
     } catch (error) {
       db.close()
@@ -338,17 +352,36 @@ export class LedgerStore {
       throw corruption(this.file, error)
     }
     if (check !== 'ok') throw new CorruptStateError(this.file, `SQLite integrity check: ${check}`)
-    const indexed = (this.db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n
-    const stored = (this.db.prepare('SELECT total(ntx) AS n FROM blocks').get() as {n: number}).n
-    if (indexed !== stored) throw new CorruptStateError(this.file, `txid index holds ${indexed} entries, blocks hold ${stored} transactions`)
+    // The writer indexes txids behind the blocks (txindex.ts): blocks after
+    // meta.indexedTo may be missing from the index (a writer that crashed),
+    // and are put there when it is opened for writing again.
+    // One read transaction: a writer may commit meanwhile.
+    const {head, mark, indexed, stored, due} = this.db.transaction(() => {
+      const head = this.loadHead().epoch // this connection may be a reader behind the writer
+      const mark = DeferredTxIndex.readMark(this.db, head)
+      const indexed = (this.db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n
+      const stored = (this.db.prepare('SELECT total(ntx) AS n FROM blocks').get() as {n: number}).n
+      const due = mark === head ? stored : (this.db.prepare('SELECT total(ntx) AS n FROM blocks WHERE epoch <= ?').get(mark) as {n: number}).n
+      return {head, mark, indexed, stored, due}
+    })()
+    if (mark < 0) throw new CorruptStateError(this.file, 'meta.indexedTo is not an epoch of this ledger')
+    if (indexed < due || indexed > stored) {
+      throw new CorruptStateError(this.file, `txid index holds ${indexed} entries, blocks hold ${stored} transactions${mark === head ? '' : ` (${due} of them up to epoch ${mark}, which must be indexed)`}`)
+    }
+  }
+
+  /** The write-ahead log that commits append to (for a caller that syncs it itself: openWriter's syncAfter). */
+  get walFile(): string {
+    return `${this.file}-wal`
   }
 
   /**
    * Commit one batch as one block in one transaction (fsync'ed: WAL with
-   * synchronous=FULL). Payloads already on the ledger, or repeated within the
-   * batch, are not added again and report their existing epoch. The txid
-   * index insert doubles as the duplicate check, so the block is sealed
-   * inside the transaction, once its members are known.
+   * synchronous=FULL, unless the store was opened with syncAfter). Payloads already on the ledger, or repeated within the
+   * batch, are not added again and report their existing epoch. The
+   * duplicate check (txids waiting for the index, then the index) runs inside
+   * the transaction, and the block is sealed there once its members are
+   * known; the block's txids go into the index later (txindex.ts).
    */
   commit(payloads: Buffer[], identity: Identity, now: number): CommitOutcome {
     if (this.readonly) throw new PacioError('EINTERNAL', 'commit on a read-only ledger store')
@@ -362,19 +395,25 @@ export class LedgerStore {
       txidBufs[i] = sha256(payloads[i])
       txids[i] = txidBufs[i].toString('hex')
     }
-    const insIndex = this.stmt.insIndex!
+    const index = this.index!
     let sealed: {block: Block; cp: Checkpoint} | null = null
+    let written: ReturnType<DeferredTxIndex['writeNext']> | undefined
     try {
       this.db.transaction(() => {
+        const inBatch = new Set<string>()
         for (let i = 0; i < n; i++) {
-          if (insIndex.run(txidBufs[i], epoch).changes === 1) {
+          const key = txids[i]
+          const prior = inBatch.has(key) ? epoch : index.epochOf(txidBufs[i], key)
+          if (prior === undefined) {
+            inBatch.add(key)
             epochs[i] = epoch
             included.push(i)
           } else {
-            epochs[i] = this.stmt.lookup.get(txidBufs[i])!.epoch
+            epochs[i] = prior
           }
         }
         if (included.length === 0) return
+        written = index.writeNext(this.head_.epoch)
         const txs: Tx[] = included.map((i) => ({txid: txids[i], payload: payloads[i]}))
         const block = sealBlock(this.ledgerId, identity, {
           epoch,
@@ -405,6 +444,12 @@ export class LedgerStore {
     if (sealed === null) return {txids, epochs, block: null, included, checkpoint: null}
     const {block, cp} = sealed as {block: Block; cp: Checkpoint}
     this.head_ = {epoch, hash: block.hash, time: block.time}
+    index.committed(
+      written!,
+      epoch,
+      included.map((i) => txidBufs[i]),
+      included.map((i) => txids[i]),
+    )
     const {txs: _omit, ...header} = block
     return {txids, epochs, block: header, included, checkpoint: cp}
   }
@@ -417,6 +462,11 @@ export class LedgerStore {
   close(): void {
     if (!this.db.open) return
     if (!this.readonly) {
+      try {
+        this.index?.writeAll(this.head_.epoch)
+      } catch {
+        // left for the next writer's open to re-index (meta.indexedTo says from where)
+      }
       try {
         this.db.pragma('wal_checkpoint(TRUNCATE)')
         this.db.pragma('journal_mode = DELETE')

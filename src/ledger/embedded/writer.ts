@@ -25,10 +25,20 @@ export interface WriterOptions {
 }
 
 export interface LedgerWriter {
+  /** How many commit() calls may wait at once (default 1); answers come in call order. */
+  readonly maxInFlight?: number
   /** Opens (creating if missing) and validates; resolves with the head. */
   open(): Promise<HeadInfo>
   commit(payloads: Buffer[], now: number): Promise<CommitOutcome>
   close(): Promise<void>
+  /** See WorkerWriter.hostCheckpoints; absent where there is no thread to host them. */
+  hostCheckpoints?(file: string, everyMs: number, onLost: () => void): Promise<HostedCheckpoints>
+}
+
+/** WAL checkpoints of another SQLite file, run on the ledger writer's thread. */
+export interface HostedCheckpoints {
+  /** One last checkpoint, then the thread closes its connection to the file. */
+  stop(): Promise<void>
 }
 
 export class InlineWriter implements LedgerWriter {
@@ -57,13 +67,20 @@ export interface WorkerInit {
   tailBlocks?: number
 }
 
-export type WorkerRequest = {type: 'commit'; id: number; data: ArrayBuffer; offsets: Uint32Array; now: number} | {type: 'close'}
+export type WorkerRequest =
+  | {type: 'commit'; id: number; data: ArrayBuffer; offsets: Uint32Array; now: number}
+  | {type: 'checkpoints'; file: string; everyMs: number}
+  | {type: 'checkpoints-stop'; file: string}
+  | {type: 'close'}
 
 export type WorkerReply =
   | {type: 'ready'; head: HeadInfo}
   | {type: 'open-failed'; error: FlatError}
   | {type: 'done'; id: number; outcome: CommitOutcome}
   | {type: 'failed'; id: number; error: FlatError}
+  | {type: 'checkpoints-started'; file: string}
+  | {type: 'checkpoints-failed'; file: string; error: FlatError}
+  | {type: 'checkpoints-stopped'; file: string}
   | {type: 'closed'}
 
 /** URL of tsx's ESM register API (its CommonJS twin fails to register from inside a worker). */
@@ -80,11 +97,15 @@ function workerEntry(): {url: URL; viaTsx: boolean} {
 }
 
 export class WorkerWriter implements LedgerWriter {
+  /** one block being fdatasync'ed while the next is written (writer-worker.ts) */
+  readonly maxInFlight = 2
   private worker?: Worker
   private nextId = 1
   private readonly waiting = new Map<number, {resolve: (o: CommitOutcome) => void; reject: (e: Error) => void}>()
   private closing?: Promise<void>
   private failure?: Error
+  /** hosted checkpoint jobs by file: the reply awaited, and what to call if the thread goes away */
+  private readonly hosted = new Map<string, {settle?: (error?: Error) => void; onLost: () => void}>()
 
   constructor(private readonly opts: WriterOptions) {}
 
@@ -123,6 +144,13 @@ export class WorkerWriter implements LedgerWriter {
           case 'failed':
             this.settle(m.id)?.reject(reviveError(m.error))
             break
+          case 'checkpoints-started':
+          case 'checkpoints-stopped':
+            this.hosted.get(m.file)?.settle?.()
+            break
+          case 'checkpoints-failed':
+            this.hosted.get(m.file)?.settle?.(reviveError(m.error))
+            break
           case 'closed':
             break
         }
@@ -135,6 +163,11 @@ export class WorkerWriter implements LedgerWriter {
       worker.on('exit', () => {
         if (!opened) reject(this.failure ?? new PacioError('ELEDGER', `${this.opts.file}: ledger writer thread exited while opening`))
         this.failAll(this.failure ?? new PacioError('ELEDGER', `${this.opts.file}: ledger writer thread exited`))
+        for (const job of this.hosted.values()) {
+          job.settle?.()
+          job.onLost()
+        }
+        this.hosted.clear()
       })
     })
   }
@@ -160,6 +193,45 @@ export class WorkerWriter implements LedgerWriter {
       const req: WorkerRequest = {type: 'commit', id, data, offsets, now}
       this.worker!.postMessage(req, [data])
     })
+  }
+
+  /**
+   * Run PASSIVE WAL checkpoints of another SQLite file (e.g. the volume's
+   * journal) every `everyMs` on this writer's thread, between its commits:
+   * one thread (and V8 isolate) for both instead of two. Each checkpoint
+   * delays a commit that arrives meanwhile by its duration. `onLost` is
+   * called if the thread goes away before stop(): the file's own connection
+   * should then checkpoint for itself again. Stop the job before close().
+   */
+  hostCheckpoints(file: string, everyMs: number, onLost: () => void): Promise<HostedCheckpoints> {
+    const worker = this.worker
+    if (!worker || this.closing || this.failure) return Promise.reject(new PacioError('ELEDGER', `${this.opts.file}: ledger writer thread is not running`))
+    if (this.hosted.has(file)) return Promise.reject(new PacioError('EINPUT', `${file}: its checkpoints already run on the ledger writer thread`))
+    const ask = (m: WorkerRequest) =>
+      new Promise<void>((resolve, reject) => {
+        const job = this.hosted.get(file)
+        if (!job) return resolve()
+        job.settle = (error) => {
+          job.settle = undefined
+          if (error) reject(error)
+          else resolve()
+        }
+        worker.postMessage(m)
+      })
+    this.hosted.set(file, {onLost})
+    return ask({type: 'checkpoints', file, everyMs}).then(
+      () => ({
+        stop: async () => {
+          if (!this.hosted.has(file)) return
+          await ask({type: 'checkpoints-stop', file})
+          this.hosted.delete(file)
+        },
+      }),
+      (error: Error) => {
+        this.hosted.delete(file)
+        throw error
+      },
+    )
   }
 
   close(): Promise<void> {

@@ -88,6 +88,26 @@ for (const writer of ['worker', 'inline'] as WriterPlacement[]) {
       await l.close()
     })
 
+    it('reports an append only once its block and every block before it are committed', async () => {
+      const l = await open({groupWindowMs: 1, maxBlockTxs: 50})
+      const seen: number[] = []
+      const stop = l.follow(1, (b) => seen.push(b.epoch))
+      const checks = Array.from({length: 40}, async (_, i) => {
+        const r = await l.append(Array.from({length: 20}, (_, j) => p(`c${i}-${j}`)))
+        const head = (await l.head()).epoch
+        for (const c of r) expect(c.epoch).to.be.at.most(head) // the head already covers it
+        const [b] = await collect(l.read(r[0].epoch, r[0].epoch)) // and its block is readable
+        expect(b.txs.some((t) => t.txid === r[0].txid)).to.equal(true)
+      })
+      await Promise.all(checks)
+      const head = (await l.head()).epoch
+      for (let i = 0; i < 50 && seen.length < head; i++) await new Promise((r) => setTimeout(r, 10))
+      expect(seen).to.deep.equal(Array.from({length: head}, (_, i) => i + 1)) // each block once, in order
+      stop()
+      await l.validateAll()
+      await l.close()
+    })
+
     it('is idempotent by payload hash', async () => {
       const l = await open()
       const [first] = await l.append([p('same')])
