@@ -37,7 +37,10 @@ describe('paciofs repair', function () {
 
   async function write(mnt: string) {
     const w = async (p: string, s: string) => fs.promises.writeFile(join(mnt, p), s)
-    await w('doc.txt', 'first version\n')
+    const first = await fs.promises.open(join(mnt, 'doc.txt'), 'w')
+    await first.writeFile('first version\n')
+    await first.sync() // its record committed: the second version lands in a later block (the history view shows one state per epoch)
+    await first.close()
     await fs.promises.appendFile(join(mnt, 'doc.txt'), 'second version\n')
     await fs.promises.link(join(mnt, 'doc.txt'), join(mnt, 'hard.txt'))
     await w('gone.txt', 'to be deleted behind its back')
