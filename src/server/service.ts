@@ -159,6 +159,16 @@ export class VolumeService {
     }
   }
 
+  /** The session of a streaming call, or undefined after the refusal was sent on the stream. */
+  private streamSession(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): Session | undefined {
+    try {
+      return this.session(call as unknown as grpc.ServerUnaryCall<unknown, unknown>)
+    } catch (error) {
+      call.emit('error', error)
+      return undefined
+    }
+  }
+
   /**
    * A server-streaming handler, checked and counted like a unary one: `fn`
    * writes with `send` (which waits while the client is not reading); a
@@ -166,13 +176,8 @@ export class VolumeService {
    */
   private streamed<Req>(name: string, fn: (req: Req, s: Session, send: (msg: Buffer | Record<string, unknown>) => Promise<boolean>) => Promise<void>): grpc.handleServerStreamingCall<Req, unknown> {
     return call => {
-      let s: Session
-      try {
-        s = this.session(call as unknown as grpc.ServerUnaryCall<unknown, unknown>)
-      } catch (error) {
-        call.emit('error', error)
-        return
-      }
+      const s = this.streamSession(call)
+      if (!s) return
 
       // at most STREAM_AHEAD messages wait to be sent (a client that stops reading holds that
       // much of the server's memory, no more); each waits for the one STREAM_AHEAD - 1 before it
@@ -223,13 +228,8 @@ export class VolumeService {
    * (the connection's 8 MiB window) stops the client.
    */
   private writeStream(call: grpc.ServerDuplexStream<Record<string, any>, unknown>): void {
-    let s: Session
-    try {
-      s = this.session(call as unknown as grpc.ServerUnaryCall<unknown, unknown>)
-    } catch (error) {
-      call.emit('error', error)
-      return
-    }
+    const s = this.streamSession(call)
+    if (!s) return
 
     // grpc-js (1.14) pulls one message from HTTP/2 per _read, and a paused Readable still pulls
     // until it buffers highWaterMark messages (16 in object mode: 16 MiB per stream); keep that
