@@ -1,15 +1,11 @@
 // `paciofs serve` for tests: runs in a child process on a free loopback port,
 // and is always stopped again (also on failure). Remote mounts use
 // mountPacio with --server (separate processes as well).
-import {spawn, type ChildProcess} from 'node:child_process'
+import type {ChildProcess} from 'node:child_process'
 import {join} from 'node:path'
-import {childEnv, type RunResult} from './exec.js'
+import {startServerChild} from './child.js'
+import type {RunResult} from './exec.js'
 import {BIN, mountPacio, paciofs, type PacioMount} from './paciofs.js'
-
-const live = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL')
-})
 
 export interface Served {
   readonly address: string
@@ -23,47 +19,9 @@ export interface Served {
 
 export async function startServe(volumes: string[], opts: {configDir: string; stateDir?: string; port?: number; extraArgs?: string[]}): Promise<Served> {
   const args = [BIN, 'serve', ...volumes.flatMap(v => ['--volume', v]), '--port', String(opts.port ?? 0), '--state', opts.stateDir ?? join(opts.configDir, 'server'), ...(opts.extraArgs ?? [])]
-  const child = spawn(process.execPath, args, {env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir}), stdio: ['ignore', 'pipe', 'pipe']})
-  live.add(child)
-  let out = ''
-  child.stdout!.on('data', d => (out += d))
-  child.stderr!.on('data', d => (out += d))
-  const exited = new Promise<number | null>(res => child.on('exit', code => {
-    live.delete(child)
-    res(code)
-  }))
-  const deadline = Date.now() + 30_000
-  let port = 0
-  for (;;) {
-    const m = /serving on [^\s]+:(\d+)/.exec(out)
-    if (m) {
-      port = Number(m[1])
-      break
-    }
-
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`paciofs serve did not come up (exit ${child.exitCode}):\n${out}`)
-    }
-
-    await new Promise(r => setTimeout(r, 25))
-  }
-
-  return {
-    address: `127.0.0.1:${port}`, port, child,
-    output: () => out,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-      const code = await exited
-      clearTimeout(timer)
-      return code
-    },
-    async kill() {
-      if (child.exitCode === null) child.kill('SIGKILL')
-      await exited
-    },
-  }
+  const c = await startServerChild(args, opts.configDir, /serving on [^\s]+:(\d+)/, 'paciofs serve', 30_000)
+  const port = Number(/serving on [^\s]+:(\d+)/.exec(c.output())![1])
+  return {...c, address: `127.0.0.1:${port}`, port}
 }
 
 /** Mounts a served volume in a separate process (as the identity in configDir). */

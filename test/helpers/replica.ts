@@ -1,18 +1,13 @@
 // `paciofs join` for tests: a replica server in a child process on a free
 // loopback port, always stopped again (also on failure); the group's status
 // as JSON; and a comparison of two backing directories.
-import {spawn, type ChildProcess} from 'node:child_process'
+import type {ChildProcess} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {lstat, readdir, readFile, readlink} from 'node:fs/promises'
 import {join} from 'node:path'
 import {sys} from '../../src/volume/sys.js'
-import {childEnv} from './exec.js'
+import {startServerChild} from './child.js'
 import {BIN, paciofs} from './paciofs.js'
-
-const live = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL')
-})
 
 export interface Replica {
   readonly address: string
@@ -33,45 +28,12 @@ export interface JoinOptions {
 
 export async function startJoin(primary: string, volume: string, dir: string, opts: JoinOptions): Promise<Replica> {
   const args = [BIN, 'join', primary, '--volume', volume, '--dir', dir, '--port', String(opts.port ?? 0), '--state', join(opts.configDir, 'server'), ...(opts.extraArgs ?? [])]
-  const child = spawn(process.execPath, args, {env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir}), stdio: ['ignore', 'pipe', 'pipe']})
-  live.add(child)
-  let out = ''
-  child.stdout!.on('data', d => (out += d))
-  child.stderr!.on('data', d => (out += d))
-  const exited = new Promise<number | null>(res => child.on('exit', code => {
-    live.delete(child)
-    res(code)
-  }))
-  const deadline = Date.now() + 60_000
   const want = opts.waitAccepted === false ? /asked to join|serving on/ : /serving on [^\s]+ \(read-only/
-  while (!want.test(out)) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`paciofs join did not come up (exit ${child.exitCode}):\n${out}`)
-    }
-
-    await new Promise(r => setTimeout(r, 25))
-  }
-
-  const m = /serving on ([^\s]+) \(read-only/.exec(out)
-  return {
-    get address() {
-      return /serving on ([^\s]+) \(read-only/.exec(out)?.[1] ?? m?.[1] ?? ''
-    },
-    child, dir,
-    output: () => out,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-      const code = await exited
-      clearTimeout(timer)
-      return code
-    },
-    async kill() {
-      if (child.exitCode === null) child.kill('SIGKILL')
-      await exited
-    },
-  }
+  const c = await startServerChild(args, opts.configDir, want, 'paciofs join', 60_000)
+  const address = () => /serving on ([^\s]+) \(read-only/.exec(c.output())?.[1] ?? ''
+  return {...c, dir, get address() {
+    return address()
+  }}
 }
 
 export interface StatusJson {
