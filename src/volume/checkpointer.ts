@@ -18,21 +18,17 @@
 import {createRequire} from 'node:module'
 import {Worker} from 'node:worker_threads'
 import type Database from 'better-sqlite3'
+import {CHECKPOINT_BUSY_MS, TRUNCATE_FRAMES, checkpointWal} from '../sqlite/wal.js'
 
 const require = createRequire(import.meta.url)
 
-// Plain JavaScript, so that it runs the same under tsx and from dist/.
+// Plain JavaScript, so that it runs the same under tsx and from dist/ (checkpointWal's own source text included).
 const WORKER = `
 const {workerData, parentPort} = require('node:worker_threads')
 const Database = require(workerData.sqlite)
-const db = new Database(workerData.file, {fileMustExist: true, timeout: 1000})
-const run = () => {
-  try {
-    db.pragma('wal_checkpoint(PASSIVE)')
-  } catch {
-    // busy or closed meanwhile: the next round tries again
-  }
-}
+const db = new Database(workerData.file, {fileMustExist: true, timeout: workerData.busyMs})
+const checkpointWal = ${checkpointWal.toString()}
+const run = () => checkpointWal(db, workerData.restartFrames)
 const timer = setInterval(run, workerData.everyMs)
 parentPort.on('message', () => {
   clearInterval(timer)
@@ -53,7 +49,11 @@ export interface Checkpointer {
  */
 export type CheckpointHost = (file: string, everyMs: number, onLost: () => void) => Promise<{stop(): Promise<void>}> | undefined
 
-export function startCheckpointer(db: Database.Database, file: string, everyMs = 500, host?: CheckpointHost): Checkpointer {
+/**
+ * `restartFrames`: on its own thread, the WAL length past which a round also empties the WAL (see
+ * checkpointWal; tests set it low). A host uses the default.
+ */
+export function startCheckpointer(db: Database.Database, file: string, everyMs = 500, host?: CheckpointHost, restartFrames = TRUNCATE_FRAMES): Checkpointer {
   const backToSqlite = () => {
     if (db.open) db.pragma('wal_autocheckpoint = 1000') // SQLite's own, in the writer's commits
   }
@@ -67,7 +67,7 @@ export function startCheckpointer(db: Database.Database, file: string, everyMs =
     return {stop: async () => (await job)?.stop()}
   }
 
-  const worker = new Worker(WORKER, {eval: true, workerData: {file, everyMs, sqlite: require.resolve('better-sqlite3')}})
+  const worker = new Worker(WORKER, {eval: true, workerData: {file, everyMs, busyMs: CHECKPOINT_BUSY_MS, restartFrames, sqlite: require.resolve('better-sqlite3')}})
   worker.unref()
   db.pragma('wal_autocheckpoint = 0')
   let exited = false

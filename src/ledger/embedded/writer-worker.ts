@@ -20,6 +20,7 @@ import {createPrivateKey} from 'node:crypto'
 import fs from 'node:fs'
 import {parentPort, workerData} from 'node:worker_threads'
 import {identityFromPrivateKey} from '../../crypto/sign.js'
+import {CHECKPOINT_BUSY_MS, TRUNCATE_FRAMES, checkpointWal} from '../../sqlite/wal.js'
 import {LedgerStore, type CommitOutcome} from './store.js'
 import {flattenError, unpackBatch} from './wire.js'
 import type {WorkerInit, WorkerReply, WorkerRequest} from './writer.js'
@@ -41,11 +42,7 @@ try {
 const hosted = new Map<string, {db: Database.Database; timer: NodeJS.Timeout}>()
 
 function checkpoint(db: Database.Database): void {
-  try {
-    db.pragma('wal_checkpoint(PASSIVE)') // never waits for that file's writer
-  } catch {
-    // busy or closed meanwhile: the next round tries again
-  }
+  checkpointWal(db, TRUNCATE_FRAMES) // PASSIVE, and TRUNCATE once that file's WAL is long (waits CHECKPOINT_BUSY_MS at most)
 }
 
 function stopHosting(file: string): void {
@@ -104,7 +101,7 @@ port.on('message', (m: WorkerRequest) => {
   if (m.type === 'checkpoints') {
     try {
       if (hosted.has(m.file)) throw new Error(`${m.file}: its checkpoints already run here`)
-      const db = new Database(m.file, {fileMustExist: true, timeout: 1000})
+      const db = new Database(m.file, {fileMustExist: true, timeout: CHECKPOINT_BUSY_MS})
       hosted.set(m.file, {db, timer: setInterval(() => checkpoint(db), m.everyMs)})
       reply({type: 'checkpoints-started', file: m.file})
     } catch (error) {

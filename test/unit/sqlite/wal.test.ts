@@ -1,0 +1,96 @@
+import Database from 'better-sqlite3'
+import {expect} from 'chai'
+import {mkdtempSync, rmSync, statSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {checkpointWal} from '../../../src/sqlite/wal.js'
+import {startCheckpointer} from '../../../src/volume/checkpointer.js'
+
+const PAGE = 4096
+
+/** A WAL database whose own connection never checkpoints. */
+function open(file: string): Database.Database {
+  const db = new Database(file)
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = NORMAL')
+  db.pragma('wal_autocheckpoint = 0')
+  db.exec('CREATE TABLE IF NOT EXISTS t(x BLOB)')
+  return db
+}
+
+/** Frames in the WAL now (a PASSIVE checkpoint of nothing new reports them). */
+const frames = (db: Database.Database) => (db.pragma('wal_checkpoint(PASSIVE)') as Array<{log: number}>)[0].log
+
+describe('sqlite/wal: background checkpoints keep the WAL bounded', () => {
+  let dir: string
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pacio-wal-'))
+  })
+  afterEach(() => rmSync(dir, {recursive: true, force: true}))
+
+  it('below the limit only copies; past it empties the WAL file, so the next commit writes it from its start', () => {
+    const file = join(dir, 'a.db')
+    const db = open(file)
+    const cp = new Database(file, {timeout: 100})
+    const ins = db.prepare('INSERT INTO t(x) VALUES (?)')
+    db.transaction(() => {
+      for (let i = 0; i < 300; i++) ins.run(Buffer.alloc(4000, i))
+    })()
+    const long = checkpointWal(cp, 1000)
+    expect(long.restarted).to.equal(false)
+    expect(long.log).to.be.greaterThan(300)
+    expect(checkpointWal(cp, 100)).to.deep.include({restarted: true})
+    expect(statSync(`${file}-wal`).size).to.equal(0)
+    ins.run(Buffer.alloc(4000, 1))
+    expect(frames(cp)).to.be.lessThan(10) // begun anew, not appended after the 300+ frames
+    expect(db.prepare('SELECT count(*) AS n FROM t').get()).to.deep.equal({n: 301})
+    cp.close()
+    db.close()
+  })
+
+  it('a TRUNCATE that cannot get the writer\'s lock gives up after the busy timeout and reports it', () => {
+    const file = join(dir, 'b.db')
+    const db = open(file)
+    const cp = new Database(file, {timeout: 50})
+    const ins = db.prepare('INSERT INTO t(x) VALUES (?)')
+    for (let i = 0; i < 50; i++) ins.run(Buffer.alloc(4000, i))
+    db.exec('BEGIN IMMEDIATE') // a writer in the middle of a transaction
+    ins.run(Buffer.alloc(4000, 9))
+    const t0 = performance.now()
+    const r = checkpointWal(cp, 10)
+    expect(r.restarted).to.equal(false)
+    expect(performance.now() - t0).to.be.lessThan(2000)
+    db.exec('COMMIT')
+    expect(checkpointWal(cp, 10).restarted).to.equal(true) // the next round does it
+    cp.close()
+    db.close()
+  })
+
+  it('a writer committing without pause, checkpointed on another thread: the WAL stays near the limit', async function () {
+    this.timeout(60_000)
+    const run = async (restartFrames: number) => {
+      const file = join(dir, `w-${restartFrames}.db`)
+      const db = open(file)
+      const cp = startCheckpointer(db, file, 5, undefined, restartFrames)
+      const ins = db.prepare('INSERT INTO t(x) VALUES (?)')
+      const del = db.prepare('DELETE FROM t WHERE rowid < ?')
+      let max = 0
+      for (let i = 1; i <= 6000; i++) {
+        ins.run(Buffer.alloc(4000, i)) // its own transaction, as a mount's journal writes
+        if (i % 100 === 0) {
+          del.run(i - 100) // the table itself stays small: only the WAL can grow
+          if (i > 3000) max = Math.max(max, statSync(`${file}-wal`).size) // once the thread is surely running
+          await new Promise(r => setTimeout(r, 2))
+        }
+      }
+      await cp.stop()
+      db.close()
+      return max / PAGE // the most frames the WAL file held in the second half
+    }
+
+    const bounded = await run(256)
+    const passiveOnly = await run(Number.MAX_SAFE_INTEGER)
+    expect(bounded).to.be.lessThan(4000)
+    expect(passiveOnly).to.be.greaterThan(bounded * 2) // PASSIVE alone never lets the WAL start again
+  })
+})
