@@ -46,12 +46,12 @@ import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
 import {loadOrCreateIdentity} from '../src/app/identity.js'
 import {openVolumeStack} from '../src/app/stack.js'
+import {BIN, NODE_ARGS} from '../test/helpers/paciofs.js'
 import {verifyVolume} from '../src/audit/verify.js'
 import type {LocalVolume} from '../src/volume/local-volume.js'
 
 const SELF = fileURLToPath(import.meta.url)
 const REPO = resolve(SELF, '..', '..')
-const BIN = join(REPO, 'bin', 'run.js')
 const GNU_TIME = '/usr/bin/time'
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -276,7 +276,7 @@ interface VerifyRun {
  * history is checked — which must then be what happened.
  */
 async function runVerify(volume: string, full: boolean, extraNode: string[] = []): Promise<VerifyRun> {
-  const node = [...extraNode, BIN, 'verify', '--volume', volume, '--json', ...(full ? ['--full'] : [])]
+  const node = [...extraNode, ...NODE_ARGS, BIN, 'verify', '--volume', volume, '--json', ...(full ? ['--full'] : [])]
   const r = await timed(GNU_TIME, ['-v', process.execPath, ...node], childEnv())
   let report: {status?: string; incremental?: unknown; ms?: number} = {}
   try {

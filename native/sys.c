@@ -8,8 +8,8 @@
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  *
- * Also sha256Job, the history store's hashing on the libuv thread pool (see
- * the comment above it).
+ * Also sha256Job, the history store's hashing on the libuv thread pool, and
+ * trimMallocJob, glibc's malloc_trim there too (see the comments above them).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -413,6 +413,46 @@ static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * trimMallocJob(): glibc's malloc_trim(0) on a thread of libuv's pool, so the
+ * event loop does not wait for it. Gives the free pages inside every arena back
+ * to the kernel: a mount's arenas keep the pages of blocks its threads freed
+ * (libfuse's, SQLite's), so its RSS only grows. Resolves to whether any memory
+ * was released.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int released;
+} trim_job;
+
+static void trim_execute(napi_env env, void *arg) {
+  (void) env;
+  trim_job *j = arg;
+  j->released = malloc_trim(0);
+}
+
+static void trim_complete(napi_env env, napi_status status, void *arg) {
+  trim_job *j = arg;
+  napi_value r;
+  napi_get_boolean(env, status == napi_ok && j->released == 1, &r);
+  napi_resolve_deferred(env, j->deferred, r);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value trim_malloc_job(napi_env env, napi_callback_info info) {
+  (void) info;
+  trim_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "trimMallocJob");
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "paciofs:trim", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, trim_execute, trim_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -424,6 +464,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_default, NULL},
     {"sha256Job", NULL, sha256_job, NULL, NULL, NULL, napi_default, NULL},
     {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_default, NULL},
+    {"trimMallocJob", NULL, trim_malloc_job, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -9,7 +9,7 @@
  */
 import {StopSignals} from './stop.js'
 import path from 'node:path'
-import {checkMountpoint, limitMallocArenas, mountVolume} from '../fuse/mount.js'
+import {checkMountpoint, limitMallocArenas, mountVolume, trimMalloc} from '../fuse/mount.js'
 import {Connection} from '../remote/connection.js'
 import {RemoteVolume} from '../remote/remote-volume.js'
 import {configDir, loadOrCreateIdentity} from './identity.js'
@@ -56,6 +56,7 @@ export async function connectRemote(req: {server: string; volume: string; identi
 
 export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: string} & RemoteMountedInfo> {
   limitMallocArenas() // before the threads that serve the mount start
+  const stopTrimming = trimMalloc()
   const stop = new StopSignals()
   try {
     checkMountpoint(req.mountpoint)
@@ -80,5 +81,6 @@ export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: 
     return {...info, reason: stop.reason ?? 'stopped'}
   } finally {
     stop.dispose()
+    stopTrimming()
   }
 }

@@ -17,6 +17,8 @@ interface Sys {
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
+  /** glibc's malloc_trim(0) on the thread pool: true if memory went back to the kernel */
+  trimMallocJob(): Promise<boolean>
 }
 
 /** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */

@@ -2,6 +2,7 @@
 // in the test process: a FUSE server must not be touched synchronously by the
 // process that serves it), and is always unmounted again, also on failure.
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import {mkdir} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -11,6 +12,9 @@ import {makeTempDir, removeTree} from './tmp.js'
 
 export const REPO = resolve(fileURLToPath(import.meta.url), '..', '..', '..')
 export const BIN = join(REPO, 'bin', 'run.js')
+/** The node options on bin/run.js's first line (`#!/usr/bin/env -S node ...`): a child started as
+ * `node ...NODE_ARGS BIN` runs as `./bin/run.js` or the installed `paciofs` does. */
+export const NODE_ARGS = readFileSync(BIN, 'utf8').split('\n', 1)[0].replace(/^#!.*?\bnode\b/, '').trim().split(/\s+/).filter(Boolean)
 
 const live = new Map<string, ChildProcess>()
 process.on('exit', () => {
@@ -34,12 +38,12 @@ export interface PacioMount {
 /** Runs `paciofs ARGS` to completion (identity and config kept in the test's own dir). */
 export function paciofs(args: string[], opts: {configDir?: string; cacheDir?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv} = {}): Promise<RunResult> {
   const env = childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), PACIOFS_CACHE_DIR: opts.cacheDir ?? join(REPO, '.tmp', 'verify-cache'), ...opts.env})
-  return run(process.execPath, [BIN, ...args], {env, timeoutMs: opts.timeoutMs ?? 60_000})
+  return run(process.execPath, [...NODE_ARGS, BIN, ...args], {env, timeoutMs: opts.timeoutMs ?? 60_000})
 }
 
 export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]; env?: NodeJS.ProcessEnv; upMs?: number} = {}): Promise<PacioMount> {
   await mkdir(mountpoint, {recursive: true})
-  const child = spawn(process.execPath, [BIN, 'mount', mountpoint, '--volume', volume, ...(opts.extraArgs ?? [])], {
+  const child = spawn(process.execPath, [...NODE_ARGS, BIN, 'mount', mountpoint, '--volume', volume, ...(opts.extraArgs ?? [])], {
     env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), ...opts.env}),
     stdio: ['ignore', 'pipe', 'pipe'],
   })

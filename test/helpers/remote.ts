@@ -5,7 +5,7 @@ import type {ChildProcess} from 'node:child_process'
 import {join} from 'node:path'
 import {startServerChild} from './child.js'
 import type {RunResult} from './exec.js'
-import {BIN, mountPacio, paciofs, type PacioMount} from './paciofs.js'
+import {BIN, NODE_ARGS, mountPacio, paciofs, type PacioMount} from './paciofs.js'
 
 export interface Served {
   readonly address: string
@@ -18,7 +18,7 @@ export interface Served {
 }
 
 export async function startServe(volumes: string[], opts: {configDir: string; stateDir?: string; port?: number; extraArgs?: string[]}): Promise<Served> {
-  const args = [BIN, 'serve', ...volumes.flatMap(v => ['--volume', v]), '--port', String(opts.port ?? 0), '--state', opts.stateDir ?? join(opts.configDir, 'server'), ...(opts.extraArgs ?? [])]
+  const args = [...NODE_ARGS, BIN, 'serve', ...volumes.flatMap(v => ['--volume', v]), '--port', String(opts.port ?? 0), '--state', opts.stateDir ?? join(opts.configDir, 'server'), ...(opts.extraArgs ?? [])]
   const c = await startServerChild(args, opts.configDir, /serving on [^\s]+:(\d+)/, 'paciofs serve', 30_000)
   const port = Number(/serving on [^\s]+:(\d+)/.exec(c.output())![1])
   return {...c, address: `127.0.0.1:${port}`, port}

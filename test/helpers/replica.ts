@@ -7,7 +7,7 @@ import {lstat, readdir, readFile, readlink} from 'node:fs/promises'
 import {join} from 'node:path'
 import {sys} from '../../src/volume/sys.js'
 import {startServerChild} from './child.js'
-import {BIN, paciofs} from './paciofs.js'
+import {BIN, NODE_ARGS, paciofs} from './paciofs.js'
 
 export interface Replica {
   readonly address: string
@@ -27,7 +27,7 @@ export interface JoinOptions {
 }
 
 export async function startJoin(primary: string, volume: string, dir: string, opts: JoinOptions): Promise<Replica> {
-  const args = [BIN, 'join', primary, '--volume', volume, '--dir', dir, '--port', String(opts.port ?? 0), '--state', join(opts.configDir, 'server'), ...(opts.extraArgs ?? [])]
+  const args = [...NODE_ARGS, BIN, 'join', primary, '--volume', volume, '--dir', dir, '--port', String(opts.port ?? 0), '--state', join(opts.configDir, 'server'), ...(opts.extraArgs ?? [])]
   const want = opts.waitAccepted === false ? /asked to join|serving on/ : /serving on [^\s]+ \(read-only/
   const c = await startServerChild(args, opts.configDir, want, 'paciofs join', 60_000)
   const address = () => /serving on ([^\s]+) \(read-only/.exec(c.output())?.[1] ?? ''

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {isFuseMounted} from '../../helpers/bindfs.js'
 import {spawn} from 'node:child_process'
 import {childEnv} from '../../helpers/exec.js'
-import {BIN, REPO, mountPacio, paciofs, scratch} from '../../helpers/paciofs.js'
+import {BIN, NODE_ARGS, REPO, mountPacio, paciofs, scratch} from '../../helpers/paciofs.js'
 
 describe('paciofs CLI', function () {
   this.timeout(60_000)
@@ -70,7 +70,7 @@ describe('paciofs CLI', function () {
 
   it('log --follow prints records as they are committed, and stops on SIGINT', async () => {
     const m = await mountPacio(area.volume, area.mnt)
-    const child = spawn(process.execPath, [BIN, 'log', '--volume', area.volume, '--follow', '--json'],
+    const child = spawn(process.execPath, [...NODE_ARGS, BIN, 'log', '--volume', area.volume, '--follow', '--json'],
       {env: childEnv({PACIOFS_CONFIG_DIR: join(REPO, '.tmp', 'config')}), stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
     child.stdout.on('data', d => (out += d))
