@@ -72,6 +72,26 @@ describe('history store', () => {
     expect((await readAll(store, sha(data))).equals(data)).to.equal(true)
   })
 
+  it('captures only the first upTo bytes of a file that goes on beyond them (whole chunks, a short last one, one chunk)', async () => {
+    const file = join(dir, 'g')
+    const data = randomBytes(20 * CHUNK_SIZE + 99) // more than one read of the capture (4 MiB)
+    fs.writeFileSync(file, data)
+    const fd = fs.openSync(file, 'r')
+    try {
+      for (const upTo of [17 * CHUNK_SIZE, 17 * CHUNK_SIZE + 5, CHUNK_SIZE - 1, 0]) {
+        const r = await store.capture(fd, undefined, {upTo})
+        expect(r.digest, `upTo ${upTo}`).to.equal(sha(data.subarray(0, upTo)))
+        expect(r.size).to.equal(upTo)
+        if (upTo > 0) expect((await readAll(store, r.digest)).equals(data.subarray(0, upTo))).to.equal(true)
+      }
+
+      // beyond EOF: the file as it is
+      expect((await store.capture(fd, undefined, {upTo: data.length + 1})).digest).to.equal(sha(data))
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
   it('chunks() (the simple reader for small versions) gives the bytes back and refuses an altered chunk', async () => {
     const data = randomBytes(2 * CHUNK_SIZE + 10)
     const {digest} = await store.put(data)
