@@ -438,12 +438,16 @@ export class LocalVolume implements Volume {
     while (this.digests.size > 0) await Promise.allSettled([...this.digests])
   }
 
-  /** A file that stays open and dirty still gets its digest recorded now and then. */
+  /**
+   * A file that stays open and dirty still gets its digest recorded now and
+   * then; not while the version of its last one is still being stored (each
+   * capture reads the file from its start: on a busy server they would pile up).
+   */
   private digestOpenFiles(): void {
     const seen = new Set<InodeContent>()
     for (const h of this.handles.values()) {
       const c = h.content
-      if (!c?.dirty || c.writers === 0 || seen.has(c)) continue
+      if (!c?.dirty || c.writers === 0 || seen.has(c) || this.capturing.has(c.key)) continue
       seen.add(c)
       void this.track(this.recordDigest(h.path, h, c)).catch(() => {})
     }
