@@ -44,6 +44,12 @@ export interface LocalVolumeOptions {
 
 /** Files up to this size are captured before their record; larger sequentially written ones after it, in the background. */
 const CAPTURE_INLINE_MAX = 8 * 1024 * 1024
+/**
+ * Background captures that run at once at most: each holds its read buffers
+ * (8 MiB), and they share the disk and the thread pool anyway (a server whose
+ * 8 clients closed 1 GiB files at once held 8 of them).
+ */
+const BACKGROUND_CAPTURES = 2
 
 function typeOf(mode: number): FileType {
   switch (mode & C.S_IFMT) {
@@ -390,7 +396,7 @@ export class LocalVolume implements Volume {
       const held = rfd
       rfd = undefined
       // only the first `size` bytes: a sequential writer may already have written beyond them
-      const work = (after ?? Promise.resolve()).then(() => history.capture(held, undefined, {upTo: size}))
+      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, {upTo: size})))
         .then(async got => {
           if (got.digest === digest) await history.done(token)
         })
@@ -411,6 +417,21 @@ export class LocalVolume implements Volume {
   }
 
   private readonly captures = new Set<Promise<void>>()
+  private slotsFree = BACKGROUND_CAPTURES
+  private readonly slotWaiters: Array<() => void> = []
+
+  /** Runs a background capture once fewer than BACKGROUND_CAPTURES run. */
+  private async inSlot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.slotsFree > 0) this.slotsFree--
+    else await new Promise<void>(resolve => this.slotWaiters.push(resolve))
+    try {
+      return await work()
+    } finally {
+      const next = this.slotWaiters.shift()
+      if (next) next()
+      else this.slotsFree++
+    }
+  }
 
   /** Waits for a background capture of this inode, if one runs. */
   private async captured(st: BigIntStats | undefined): Promise<void> {
