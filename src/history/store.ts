@@ -78,8 +78,11 @@ export interface ContentCapture {
    * (a file written sequentially); a version already stored is then not read again.
    */
   capture(fd: number, known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult>
-  /** Notes that a capture of `digest` (at volume path `volPath`) is owed; returns a token for done(). */
-  promise(volPath: string, digest: string): Promise<string>
+  /**
+   * Notes that a capture of `digest` (at volume path `volPath`; the file's
+   * first `size` bytes, if given) is owed; returns a token for done().
+   */
+  promise(volPath: string, digest: string, size?: number): Promise<string>
   done(token: string): Promise<void>
   /** Makes every version stored so far durable (fdatasync); called on fsync, sync and unmount. */
   flush(): Promise<void>
@@ -96,6 +99,8 @@ export interface PendingCapture {
   token: string
   path: string
   digest: string
+  /** the version is the file's first `size` bytes (the writer may have gone on) */
+  size?: number
 }
 
 /**
@@ -441,10 +446,10 @@ export class HistoryStore implements ContentCapture {
     }
   }
 
-  async promise(volPath: string, digest: string): Promise<string> {
+  async promise(volPath: string, digest: string, size?: number): Promise<string> {
     const token = randomBytes(8).toString('hex')
     await fsp.mkdir(this.pendingDir, {recursive: true, mode: 0o700})
-    await fsp.writeFile(path.join(this.pendingDir, `${token}.json`), JSON.stringify({path: volPath, digest}), {mode: 0o600})
+    await fsp.writeFile(path.join(this.pendingDir, `${token}.json`), JSON.stringify({path: volPath, digest, size}), {mode: 0o600})
     return token
   }
 
@@ -465,8 +470,9 @@ export class HistoryStore implements ContentCapture {
     for (const n of names) {
       if (!n.endsWith('.json')) continue
       try {
-        const v = JSON.parse(fs.readFileSync(path.join(this.pendingDir, n), 'utf8')) as {path: string; digest: string}
-        out.push({token: n.slice(0, -5), path: v.path, digest: v.digest})
+        const v = JSON.parse(fs.readFileSync(path.join(this.pendingDir, n), 'utf8')) as {path: string; digest: string; size?: unknown}
+        const size = typeof v.size === 'number' && Number.isSafeInteger(v.size) && v.size >= 0 ? v.size : undefined
+        out.push({token: n.slice(0, -5), path: v.path, digest: v.digest, ...(size === undefined ? {} : {size})})
       } catch {
         out.push({token: n.slice(0, -5), path: '', digest: ''})
       }

@@ -390,7 +390,7 @@ export class LocalVolume implements Volume {
     let rfd: number | undefined
     try {
       if (prior) await prior.done
-      const token = await history.promise(path, digest)
+      const token = await history.promise(path, digest, size)
       rfd = await p.open(`/proc/self/fd/${fd}`, C.O_RDONLY)
       await record()
       const held = rfd

@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import {join} from 'node:path'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore} from '../../../src/history/store.js'
 import {pipeVersion} from '../../../src/history/reader.js'
+import {catchUp} from '../../../src/history/recover.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -90,6 +91,18 @@ describe('history store', () => {
     } finally {
       fs.closeSync(fd)
     }
+  })
+
+  it('after a crash, a promised version of a file\'s first bytes is caught up though the file grew beyond them', async () => {
+    const first = randomBytes(9 * CHUNK_SIZE + 3)
+    fs.writeFileSync(join(dir, 'grown'), Buffer.concat([first, randomBytes(5 * CHUNK_SIZE)])) // the writer went on
+    await store.promise('/grown', sha(first), first.length)
+    const other = randomBytes(100)
+    fs.writeFileSync(join(dir, 'changed'), other)
+    await store.promise('/changed', sha(Buffer.from('what it held before')), 19)
+    expect(await catchUp(store, dir)).to.deep.equal({captured: 1, lost: 1})
+    expect((await readAll(store, sha(first))).equals(first)).to.equal(true)
+    expect(store.pending()).to.deep.equal([])
   })
 
   it('chunks() (the simple reader for small versions) gives the bytes back and refuses an altered chunk', async () => {

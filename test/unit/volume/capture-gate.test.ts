@@ -40,7 +40,7 @@ class HeldCapture implements ContentCapture {
     return {digest: createHash('sha256').update(buf).digest('hex'), size, stored: size}
   }
 
-  async promise(_path: string, digest: string): Promise<string> {
+  async promise(_path: string, digest: string, _size?: number): Promise<string> {
     return digest
   }
 
