@@ -162,8 +162,8 @@ describe('paciofs serve: remote mounts', function () {
     server = await startServe([vol], {configDir: alice()})
     const K = 3
     const MiB = 1024 * 1024
-    const size = 24 * MiB
-    const half = 12 * MiB // above the size whose version is captured before its record
+    const size = 16 * MiB
+    const half = 10 * MiB // above the size whose version is captured before its record
     const clients: PacioMount[] = []
     for (let i = 0; i < K; i++) clients.push(await mountRemote(server, 'vol', join(s.dir, `mnt-${i}`), {configDir: alice()}))
     mounts.push(...clients)
