@@ -1,7 +1,8 @@
 /**
  * After a crash: captures that were promised (their record is journaled) but
  * may not have finished. The file is captured again if it still holds the
- * promised content; otherwise the version is gone and verify reports it as
+ * promised content (in its first `size` bytes, when the promise names a
+ * size); otherwise the version is gone and verify reports it as
  * history-missing.
  */
 import fs from 'node:fs'
@@ -22,7 +23,8 @@ export async function catchUp(store: HistoryStore, root: string): Promise<{captu
     try {
       const fd = fs.openSync(paths.resolve(p.path), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
       try {
-        ok = (await store.capture(fd)).digest === p.digest
+        // a version of a file's first bytes (its writer went on): those bytes, however long the file got
+        ok = (await store.capture(fd, undefined, {upTo: p.size})).digest === p.digest
       } finally {
         fs.closeSync(fd)
       }

@@ -72,13 +72,17 @@ export class HistoryError extends PacioError {
 /** The part of the store the volume needs: capture a file's current content. */
 export interface ContentCapture {
   /**
-   * Reads the file open at `fd` (any access mode) from 0 to EOF and stores it.
+   * Reads the file open at `fd` (any access mode) from 0 to EOF, or to
+   * `opts.upTo` if that comes first, and stores it.
    * `known`: the content's digest and size, when the caller already has them
    * (a file written sequentially); a version already stored is then not read again.
    */
-  capture(fd: number, known?: {digest: string; size: number}): Promise<CaptureResult>
-  /** Notes that a capture of `digest` (at volume path `volPath`) is owed; returns a token for done(). */
-  promise(volPath: string, digest: string): Promise<string>
+  capture(fd: number, known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult>
+  /**
+   * Notes that a capture of `digest` (at volume path `volPath`; the file's
+   * first `size` bytes, if given) is owed; returns a token for done().
+   */
+  promise(volPath: string, digest: string, size?: number): Promise<string>
   done(token: string): Promise<void>
   /** Makes every version stored so far durable (fdatasync); called on fsync, sync and unmount. */
   flush(): Promise<void>
@@ -86,10 +90,17 @@ export interface ContentCapture {
   put(data: Buffer): Promise<CaptureResult>
 }
 
+export interface CaptureOptions {
+  /** Bytes from 0 to read at most (a file still written beyond them: the version is its first upTo bytes) */
+  upTo?: number
+}
+
 export interface PendingCapture {
   token: string
   path: string
   digest: string
+  /** the version is the file's first `size` bytes (the writer may have gone on) */
+  size?: number
 }
 
 /**
@@ -261,13 +272,15 @@ export class HistoryStore implements ContentCapture {
     this.versions.add(digest)
   }
 
-  async capture(fd: number, known?: {digest: string; size: number}): Promise<CaptureResult> {
+  async capture(fd: number, known?: {digest: string; size: number}, opts: CaptureOptions = {}): Promise<CaptureResult> {
     if (known && (known.digest === EMPTY_DIGEST || this.versions.has(known.digest))) return {digest: known.digest, size: known.size, stored: 0}
-    const small = this.captureSmallSync(fd)
+    const upTo = opts.upTo ?? Infinity
+    if (!(upTo >= 0)) throw new PacioError('EINTERNAL', `capture upTo ${upTo}`)
+    const small = this.captureSmallSync(fd, upTo)
     if (small) return small
     const rfd = await fsp.open(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
     try {
-      return await this.captureReadable(rfd)
+      return await this.captureReadable(rfd, upTo)
     } finally {
       await rfd.close()
     }
@@ -278,13 +291,14 @@ export class HistoryStore implements ContentCapture {
    * local-disk calls: a few tens of microseconds each, where every thread-pool
    * round trip costs more than the work. Returns undefined for larger files.
    */
-  private captureSmallSync(fd: number): CaptureResult | undefined {
-    const size = fs.fstatSync(fd).size
+  private captureSmallSync(fd: number, upTo: number): CaptureResult | undefined {
+    const size = Math.min(fs.fstatSync(fd).size, upTo)
     if (size > CHUNK_SIZE) return undefined
     const rfd = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
     let data: Buffer
     try {
-      data = Buffer.allocUnsafe(size + 1) // one byte more: a file that grew meanwhile is left to the streaming path
+      // one byte more: a file that grew meanwhile is left to the streaming path (unless it is read up to upTo only)
+      data = Buffer.allocUnsafe(size === upTo ? size : size + 1)
       let got = 0
       for (let n; got < data.length && (n = fs.readSync(rfd, data, got, data.length - got, got)) > 0;) got += n
       if (got > size) return undefined
@@ -339,16 +353,18 @@ export class HistoryStore implements ContentCapture {
    * Reads a file of more than one chunk and stores it, reading the next
    * piece while one is hashed and stored.
    */
-  private async captureReadable(fh: fs.promises.FileHandle): Promise<CaptureResult> {
+  private async captureReadable(fh: fs.promises.FileHandle, upTo: number): Promise<CaptureResult> {
     const b = newBuilding()
     let buf = Buffer.allocUnsafe(READ_SIZE)
     let spare = Buffer.allocUnsafe(READ_SIZE)
-    let pending = fh.read(buf, 0, READ_SIZE, 0)
+    // reads end at upTo (a read of nothing there: as at EOF)
+    const readAt = (into: Buffer, at: number) => (at < upTo ? fh.read(into, 0, Math.min(READ_SIZE, upTo - at), at) : Promise.resolve({bytesRead: 0}))
+    let pending = readAt(buf, 0)
     for (;;) {
       const {bytesRead} = await pending
       if (bytesRead === 0) break
       // read ahead into the other buffer while this one is hashed and stored
-      pending = fh.read(spare, 0, READ_SIZE, b.pos + bytesRead)
+      pending = readAt(spare, b.pos + bytesRead)
       await this.addBytes(b, buf.subarray(0, bytesRead))
       ;[buf, spare] = [spare, buf]
       if (bytesRead % CHUNK_SIZE !== 0) {
@@ -430,10 +446,10 @@ export class HistoryStore implements ContentCapture {
     }
   }
 
-  async promise(volPath: string, digest: string): Promise<string> {
+  async promise(volPath: string, digest: string, size?: number): Promise<string> {
     const token = randomBytes(8).toString('hex')
     await fsp.mkdir(this.pendingDir, {recursive: true, mode: 0o700})
-    await fsp.writeFile(path.join(this.pendingDir, `${token}.json`), JSON.stringify({path: volPath, digest}), {mode: 0o600})
+    await fsp.writeFile(path.join(this.pendingDir, `${token}.json`), JSON.stringify({path: volPath, digest, size}), {mode: 0o600})
     return token
   }
 
@@ -454,8 +470,9 @@ export class HistoryStore implements ContentCapture {
     for (const n of names) {
       if (!n.endsWith('.json')) continue
       try {
-        const v = JSON.parse(fs.readFileSync(path.join(this.pendingDir, n), 'utf8')) as {path: string; digest: string}
-        out.push({token: n.slice(0, -5), path: v.path, digest: v.digest})
+        const v = JSON.parse(fs.readFileSync(path.join(this.pendingDir, n), 'utf8')) as {path: string; digest: string; size?: unknown}
+        const size = typeof v.size === 'number' && Number.isSafeInteger(v.size) && v.size >= 0 ? v.size : undefined
+        out.push({token: n.slice(0, -5), path: v.path, digest: v.digest, ...(size === undefined ? {} : {size})})
       } catch {
         out.push({token: n.slice(0, -5), path: '', digest: ''})
       }

@@ -44,6 +44,12 @@ export interface LocalVolumeOptions {
 
 /** Files up to this size are captured before their record; larger sequentially written ones after it, in the background. */
 const CAPTURE_INLINE_MAX = 8 * 1024 * 1024
+/**
+ * Background captures that run at once at most: each holds its read buffers
+ * (8 MiB), and they share the disk and the thread pool anyway (a server whose
+ * 8 clients closed 1 GiB files at once held 8 of them).
+ */
+const BACKGROUND_CAPTURES = 2
 
 function typeOf(mode: number): FileType {
   switch (mode & C.S_IFMT) {
@@ -63,6 +69,11 @@ function errno(code: string, message: string): NodeJS.ErrnoException {
   return e
 }
 
+interface Capturing {
+  done: Promise<void>
+  upTo: number
+}
+
 const timeArg = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() : t)
 
 export class LocalVolume implements Volume {
@@ -70,8 +81,12 @@ export class LocalVolume implements Volume {
   private readonly handles = new Map<number, Handle>()
   private readonly inodes = new Map<string, InodeContent>()
   private readonly digests = new Set<Promise<void>>()
-  /** Background captures by inode: the next change to that inode waits for its capture. */
-  private readonly capturing = new Map<string, Promise<void>>()
+  /**
+   * Background captures by inode, each of the file's first `upTo` bytes: a
+   * change to those bytes (a write below upTo, a truncate) waits for it; a
+   * write at or beyond upTo (a sequential writer going on) does not.
+   */
+  private readonly capturing = new Map<string, Capturing>()
   private readonly history?: ContentCapture
   private readonly timer?: NodeJS.Timeout
   private readonly uid = process.getuid?.() ?? 0
@@ -280,7 +295,7 @@ export class LocalVolume implements Volume {
   async write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
     path ||= h.path // an unlinked open file has no path (hard_remove)
-    if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)
+    if (h.content && this.capturing.size > 0) await this.capturedBelow(h.content.key, h.append ? Infinity : pos)
     if (h.content && !h.content.dirty) await this.beginWrite(path, h.content, caller)
     if (h.native) {
       const n = this.pt!.write(fh, buf, len, pos) // counted and hashed by the binding
@@ -350,7 +365,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c.key, digest!, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
+        await this.captureLater(path, h.fd, c.key, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
         return
       }
 
@@ -362,24 +377,26 @@ export class LocalVolume implements Volume {
   /**
    * A large file written sequentially already has its digest: record it now
    * and store the version in the background. The capture is promised in the
-   * store first (a crash before it finishes is caught up on the next mount),
-   * and the next change to the inode waits for it.
+   * store first (a crash before it finishes is caught up on the next mount).
+   * It reads the file's first `size` bytes: a change to them waits for it, a
+   * write beyond them (the writer going on) does not.
    */
-  private async captureLater(path: string, fd: number, key: string, digest: string, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
+  private async captureLater(path: string, fd: number, key: string, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
     const history = this.history!
     let release!: () => void
-    const gate = new Promise<void>(resolve => (release = resolve))
+    const gate: Capturing = {done: new Promise<void>(resolve => (release = resolve)), upTo: size}
     const prior = this.capturing.get(key)
     this.capturing.set(key, gate)
     let rfd: number | undefined
     try {
-      if (prior) await prior
-      const token = await history.promise(path, digest)
+      if (prior) await prior.done
+      const token = await history.promise(path, digest, size)
       rfd = await p.open(`/proc/self/fd/${fd}`, C.O_RDONLY)
       await record()
       const held = rfd
       rfd = undefined
-      const work = (after ?? Promise.resolve()).then(() => history.capture(held))
+      // only the first `size` bytes: a sequential writer may already have written beyond them
+      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, {upTo: size})))
         .then(async got => {
           if (got.digest === digest) await history.done(token)
         })
@@ -400,10 +417,36 @@ export class LocalVolume implements Volume {
   }
 
   private readonly captures = new Set<Promise<void>>()
+  private slotsFree = BACKGROUND_CAPTURES
+  private readonly slotWaiters: Array<() => void> = []
+
+  /** Runs a background capture once fewer than BACKGROUND_CAPTURES run. */
+  private async inSlot<T>(work: () => Promise<T>): Promise<T> {
+    if (this.slotsFree > 0) this.slotsFree--
+    else await new Promise<void>(resolve => this.slotWaiters.push(resolve))
+    try {
+      return await work()
+    } finally {
+      const next = this.slotWaiters.shift()
+      if (next) next()
+      else this.slotsFree++
+    }
+  }
 
   /** Waits for a background capture of this inode, if one runs. */
   private async captured(st: BigIntStats | undefined): Promise<void> {
-    if (st) await this.capturing.get(`${st.dev}:${st.ino}`)
+    if (st) await this.capturing.get(`${st.dev}:${st.ino}`)?.done
+  }
+
+  /**
+   * Before a write at `pos` (Infinity: an O_APPEND handle, which writes at
+   * the end): waits while a background capture reads bytes the write could
+   * change. The bytes a capture reads are below its upTo, and the file cannot
+   * shrink meanwhile (truncates wait for it), so a write at or beyond upTo
+   * goes ahead.
+   */
+  private async capturedBelow(key: string, pos: number): Promise<void> {
+    for (let c = this.capturing.get(key); c && pos < c.upTo; c = this.capturing.get(key)) await c.done
   }
 
   /** Digest work in flight; namespace changes wait for it so records keep their order per path. */
@@ -416,12 +459,16 @@ export class LocalVolume implements Volume {
     while (this.digests.size > 0) await Promise.allSettled([...this.digests])
   }
 
-  /** A file that stays open and dirty still gets its digest recorded now and then. */
+  /**
+   * A file that stays open and dirty still gets its digest recorded now and
+   * then; not while the version of its last one is still being stored (each
+   * capture reads the file from its start: on a busy server they would pile up).
+   */
   private digestOpenFiles(): void {
     const seen = new Set<InodeContent>()
     for (const h of this.handles.values()) {
       const c = h.content
-      if (!c?.dirty || c.writers === 0 || seen.has(c)) continue
+      if (!c?.dirty || c.writers === 0 || seen.has(c) || this.capturing.has(c.key)) continue
       seen.add(c)
       void this.track(this.recordDigest(h.path, h, c)).catch(() => {})
     }
@@ -464,7 +511,7 @@ export class LocalVolume implements Volume {
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
     const h = this.handle(fh)
     path ||= h.path
-    if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)
+    if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)?.done
     await p.ftruncate(h.fd, size)
     if (h.content) {
       h.content.invalidate()

@@ -155,6 +155,58 @@ describe('paciofs serve: remote mounts', function () {
     expect(sha(await readFile(join(vol, 'big')))).to.equal(sha(data))
   })
 
+  it('several clients write large files at once, each fsynced halfway: all complete, their bytes and their halfway versions verify', async () => {
+    // the version fsynced halfway is stored in the background while its writer goes on: the
+    // capture must take exactly the bytes fsynced, and the writer must not wait for it
+    const vol = join(s.dir, 'vol')
+    server = await startServe([vol], {configDir: alice()})
+    const K = 3
+    const MiB = 1024 * 1024
+    const size = 16 * MiB
+    const half = 10 * MiB // above the size whose version is captured before its record
+    const clients: PacioMount[] = []
+    for (let i = 0; i < K; i++) clients.push(await mountRemote(server, 'vol', join(s.dir, `mnt-${i}`), {configDir: alice()}))
+    mounts.push(...clients)
+    const blocks = clients.map(() => randomBytes(MiB))
+    const content = (i: number) => Buffer.concat(Array.from({length: size / MiB}, (_, k) => {
+      const b = Buffer.from(blocks[i])
+      b.writeUInt32BE(k, 0) // no two blocks of a file alike
+      return b
+    }))
+    await Promise.all(clients.map(async (m, i) => {
+      const data = content(i)
+      const fh = await open(join(m.mountpoint, `c${i}`), 'w')
+      try {
+        for (let off = 0; off < size; off += MiB) {
+          await fh.write(data, off, MiB, off)
+          if (off + MiB === half) await fh.sync()
+        }
+      } finally {
+        await fh.close()
+      }
+    }))
+    // read back through another client's mount
+    for (let i = 0; i < K; i++) expect(sha(await readFile(join(clients[(i + 1) % K].mountpoint, `c${i}`))), `c${i}`).to.equal(sha(content(i)))
+    for (const m of mounts.splice(0)) expect(await m.stop(), m.output()).to.equal(0)
+    expect(await server.stop(), server.output()).to.equal(0)
+    server = undefined
+
+    for (let i = 0; i < K; i++) {
+      const h = await paciofs(['history', `/c${i}`, '--volume', vol, '--json'], {configDir: alice()})
+      expect(h.code, h.stderr).to.equal(0)
+      const versions = (JSON.parse(h.stdout) as {versions: Array<{epoch: number; size?: number; digest?: string; stored?: boolean}>}).versions
+      const halfway = versions.find(v => v.size === half)
+      expect(halfway, `c${i}: a version of the first ${half} bytes in ${h.stdout}`).to.not.equal(undefined)
+      expect(halfway!.digest).to.equal(sha(content(i).subarray(0, half)))
+      expect(halfway!.stored, `c${i}: the halfway version was stored`).to.not.equal(false)
+      const out = join(s.dir, `c${i}.half`)
+      const c = await paciofs(['cat', `/c${i}`, '--volume', vol, '--at', String(halfway!.epoch), '--to', out], {configDir: alice()})
+      expect(c.code, c.stderr).to.equal(0)
+      expect(sha(await readFile(out))).to.equal(sha(content(i).subarray(0, half)))
+      expect(versions.at(-1)).to.include({size, digest: sha(content(i))})
+    }
+  })
+
   it('a client under a restarting server gets ENOTCONN quickly, then works again', async () => {
     const vol = join(s.dir, 'vol')
     server = await startServe([vol], {configDir: alice()})

@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import {join} from 'node:path'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore} from '../../../src/history/store.js'
 import {pipeVersion} from '../../../src/history/reader.js'
+import {catchUp} from '../../../src/history/recover.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -70,6 +71,38 @@ describe('history store', () => {
     }
 
     expect((await readAll(store, sha(data))).equals(data)).to.equal(true)
+  })
+
+  it('captures only the first upTo bytes of a file that goes on beyond them (whole chunks, a short last one, one chunk)', async () => {
+    const file = join(dir, 'g')
+    const data = randomBytes(20 * CHUNK_SIZE + 99) // more than one read of the capture (4 MiB)
+    fs.writeFileSync(file, data)
+    const fd = fs.openSync(file, 'r')
+    try {
+      for (const upTo of [17 * CHUNK_SIZE, 17 * CHUNK_SIZE + 5, CHUNK_SIZE - 1, 0]) {
+        const r = await store.capture(fd, undefined, {upTo})
+        expect(r.digest, `upTo ${upTo}`).to.equal(sha(data.subarray(0, upTo)))
+        expect(r.size).to.equal(upTo)
+        if (upTo > 0) expect((await readAll(store, r.digest)).equals(data.subarray(0, upTo))).to.equal(true)
+      }
+
+      // beyond EOF: the file as it is
+      expect((await store.capture(fd, undefined, {upTo: data.length + 1})).digest).to.equal(sha(data))
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  it('after a crash, a promised version of a file\'s first bytes is caught up though the file grew beyond them', async () => {
+    const first = randomBytes(9 * CHUNK_SIZE + 3)
+    fs.writeFileSync(join(dir, 'grown'), Buffer.concat([first, randomBytes(5 * CHUNK_SIZE)])) // the writer went on
+    await store.promise('/grown', sha(first), first.length)
+    const other = randomBytes(100)
+    fs.writeFileSync(join(dir, 'changed'), other)
+    await store.promise('/changed', sha(Buffer.from('what it held before')), 19)
+    expect(await catchUp(store, dir)).to.deep.equal({captured: 1, lost: 1})
+    expect((await readAll(store, sha(first))).equals(first)).to.equal(true)
+    expect(store.pending()).to.deep.equal([])
   })
 
   it('chunks() (the simple reader for small versions) gives the bytes back and refuses an altered chunk', async () => {

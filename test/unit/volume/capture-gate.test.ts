@@ -1,0 +1,124 @@
+// A large file's version is stored in the background after its digest is
+// recorded; while that capture reads the file's first bytes, a writer that
+// goes on beyond them must not wait for it (8 remote clients writing 1 GiB
+// each got EIO when their writes waited behind captures of their own files),
+// and a write that would change the bytes being read must.
+import {expect} from 'chai'
+import {createHash} from 'node:crypto'
+import fs, {constants as C} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import type {CaptureOptions, CaptureResult, ContentCapture} from '../../../src/history/store.js'
+import {Journal} from '../../../src/volume/journal.js'
+import {LocalVolume} from '../../../src/volume/local-volume.js'
+import {Recorder} from '../../../src/volume/recorder.js'
+import {InstantBroadcast} from '../../fakes/instant-broadcast.js'
+
+const root = {uid: 0, gid: 0, pid: 1}
+const MiB = 1024 * 1024
+
+/** Captures that wait until let go, then hash what the file holds below upTo. */
+class HeldCapture implements ContentCapture {
+  readonly asked: Array<CaptureOptions | undefined> = []
+  readonly finished: string[] = []
+  private release!: () => void
+  private readonly held = new Promise<void>(resolve => (this.release = resolve))
+  private started!: () => void
+  readonly running = new Promise<void>(resolve => (this.started = resolve))
+
+  letGo(): void {
+    this.release()
+  }
+
+  async capture(fd: number, _known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult> {
+    this.asked.push(opts)
+    this.started()
+    await this.held
+    const size = Math.min(fs.fstatSync(fd).size, opts?.upTo ?? Infinity)
+    const buf = Buffer.alloc(size)
+    fs.readSync(fd, buf, 0, size, 0)
+    return {digest: createHash('sha256').update(buf).digest('hex'), size, stored: size}
+  }
+
+  async promise(_path: string, digest: string, _size?: number): Promise<string> {
+    return digest
+  }
+
+  async done(token: string): Promise<void> {
+    this.finished.push(token)
+  }
+
+  async flush(): Promise<void> {}
+  async put(data: Buffer): Promise<CaptureResult> {
+    return {digest: createHash('sha256').update(data).digest('hex'), size: data.length, stored: 0}
+  }
+}
+
+/** 'settled' if p settles within ms, else 'waiting'. */
+async function within(p: Promise<unknown>, ms: number): Promise<'settled' | 'waiting'> {
+  let timer: NodeJS.Timeout | undefined
+  const r = await Promise.race([p.then(() => 'settled' as const), new Promise<'waiting'>(resolve => (timer = setTimeout(() => resolve('waiting'), ms)))])
+  clearTimeout(timer)
+  return r
+}
+
+describe('LocalVolume: background captures and writes', () => {
+  let dir: string
+  let journal: Journal
+  let vol: LocalVolume
+  let history: HeldCapture
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-capgate-'))
+    fs.mkdirSync(path.join(dir, '.paciofs'))
+    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
+    const bc = new InstantBroadcast()
+    history = new HeldCapture()
+    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 0, history})
+  })
+
+  afterEach(async () => {
+    history.letGo()
+    await vol.close()
+    journal.close()
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  /** A 9 MiB file written sequentially and fsynced: its digest is recorded and its version captured in the background. */
+  async function fsyncedLargeFile(): Promise<{fh: number; first: Buffer}> {
+    const fh = await vol.create('/big', 0o644, C.O_RDWR, root)
+    const first = Buffer.alloc(9 * MiB, 7)
+    for (let off = 0; off < first.length; off += MiB) await vol.write('/big', fh, first.subarray(off, off + MiB), MiB, off, root)
+    await vol.fsync('/big', fh, false)
+    await history.running
+    return {fh, first}
+  }
+
+  it('a write beyond the bytes being captured goes ahead; the capture gets exactly those bytes', async () => {
+    const {fh, first} = await fsyncedLargeFile()
+    expect(history.asked).to.deep.equal([{upTo: first.length}])
+    const more = Buffer.alloc(MiB, 8)
+    expect(await within(vol.write('/big', fh, more, MiB, first.length, root), 5_000), 'the sequential writer waited for the capture').to.equal('settled')
+    history.letGo()
+    await vol.release('/big', fh)
+    await vol.close() // waits for the background capture
+    // the fsync's version (its first 9 MiB), then the release's (all 10)
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+    expect(history.finished, 'the captures matched the recorded digests').to.deep.equal([sha(first), sha(Buffer.concat([first, more]))])
+    expect(fs.statSync(path.join(dir, 'big')).size).to.equal(10 * MiB)
+  })
+
+  it('a write into the bytes being captured, and a truncate, wait for the capture', async () => {
+    const {fh, first} = await fsyncedLargeFile()
+    const over = vol.write('/big', fh, Buffer.from('changed'), 7, 4096, root)
+    expect(await within(over, 300), 'an overwrite of captured bytes went ahead').to.equal('waiting')
+    const cut = vol.ftruncate('/big', fh, MiB, root)
+    expect(await within(cut, 100), 'a truncate went ahead of the capture').to.equal('waiting')
+    history.letGo()
+    await over
+    await cut
+    await vol.release('/big', fh)
+    await vol.close()
+    expect(history.finished).to.deep.equal([createHash('sha256').update(first).digest('hex')])
+  })
+})
