@@ -4,7 +4,7 @@
  * sessions (releasing and recording their open files), commit and close.
  */
 import {StopSignals} from './stop.js'
-import {limitMallocArenas} from '../fuse/mount.js'
+import {limitMallocArenas, trimMalloc} from '../fuse/mount.js'
 import path from 'node:path'
 import {openAll} from '../server/served.js'
 import {startServer} from '../server/server.js'
@@ -46,6 +46,7 @@ export interface ServeSummary {
 export async function runServe(req: ServeRequest): Promise<ServeSummary> {
   if (req.volumes.length === 0) throw new PacioError('EINPUT', 'give at least one --volume DIR')
   limitMallocArenas() // as a mount does: the server's threads (thread pool, ledger writer) mostly wait on the kernel
+  const stopTrimming = trimMalloc()
   const stop = new StopSignals()
   try {
     const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))
@@ -87,5 +88,6 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
     return {reason: stop.reason ?? 'stopped', records}
   } finally {
     stop.dispose()
+    stopTrimming()
   }
 }
