@@ -8,8 +8,10 @@
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  *
- * Also sha256Job, the history store's hashing on the libuv thread pool, and
- * trimMallocJob, glibc's malloc_trim there too (see the comments above them).
+ * Also sha256Job, the history store's hashing on the libuv thread pool,
+ * trimMallocJob, glibc's malloc_trim there too, and sha256Each and
+ * merkleRoot32, the embedded ledger's batch hashing (see the comments above
+ * them).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -414,6 +416,67 @@ static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * sha256Each(parts, out): out[32i..32i+32) = SHA-256(parts[i]) for every
+ * Uint8Array in the array `parts`, synchronously. The embedded ledger hashes
+ * each block's payloads (its txids) this way: one call instead of one
+ * crypto.hash per payload, which cost several microseconds each.
+ */
+static napi_value sha256_each(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_array = false;
+  if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array) return type_error(env, "sha256Each(parts: Uint8Array[], out: Buffer)");
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[0], &n);
+  void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[1], &out, &out_len) != napi_ok || out_len < (size_t) n * 32) return type_error(env, "out must be a Buffer of 32 bytes per part");
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value part;
+    napi_get_element(env, argv[0], i, &part);
+    napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
+    if (napi_get_typedarray_info(env, part, &t, &len, &data, &ab, &off) != napi_ok || t != napi_uint8_array) return type_error(env, "every part must be a Uint8Array");
+    SHA256(data, len, (unsigned char *) out + (size_t) i * 32);
+  }
+  return NULL;
+}
+
+/*
+ * merkleRoot32(leaves): the RFC 6962 Merkle tree hash of n 32-byte leaves
+ * given back to back (n * 32 bytes, n >= 1): leaves hashed as SHA-256(0x00 ||
+ * leaf), inner nodes as SHA-256(0x01 || left || right), an odd last node
+ * promoted unchanged. The same as merkleRoot in src/crypto/merkle.ts.
+ */
+static napi_value merkle_root32(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *in; size_t len;
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &in, &len) != napi_ok || len == 0 || len % 32 != 0) return type_error(env, "merkleRoot32(leaves): a Buffer of n >= 1 leaves of 32 bytes");
+  size_t n = len / 32;
+  unsigned char *level = malloc(n * 32);
+  if (level == NULL) return throw_errno(env, ENOMEM, "merkleRoot32");
+  unsigned char buf[65];
+  buf[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(buf + 1, (unsigned char *) in + i * 32, 32);
+    SHA256(buf, 33, level + i * 32);
+  }
+  buf[0] = 1;
+  while (n > 1) {
+    size_t m = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+      memcpy(buf + 1, level + i * 32, 64);
+      SHA256(buf, 65, level + m++ * 32);
+    }
+    if (n % 2 == 1) memmove(level + m++ * 32, level + (n - 1) * 32, 32);
+    n = m;
+  }
+  napi_value r;
+  napi_create_buffer_copy(env, 32, level, NULL, &r);
+  free(level);
+  return r;
+}
+
+/*
  * trimMallocJob(): glibc's malloc_trim(0) on a thread of libuv's pool, so the
  * event loop does not wait for it. Gives the free pages inside every arena back
  * to the kernel: a mount's arenas keep the pages of blocks its threads freed
@@ -465,6 +528,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sha256Job", NULL, sha256_job, NULL, NULL, NULL, napi_default, NULL},
     {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_default, NULL},
     {"trimMallocJob", NULL, trim_malloc_job, NULL, NULL, NULL, napi_default, NULL},
+    {"sha256Each", NULL, sha256_each, NULL, NULL, NULL, napi_default, NULL},
+    {"merkleRoot32", NULL, merkle_root32, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -7,6 +7,7 @@
  * prefixes keep a leaf from ever being read as an inner node.
  */
 import {createHash, hash} from 'node:crypto'
+import {native} from './native.js'
 
 const LEAF = Buffer.from([0])
 const NODE = Buffer.from([1])
@@ -25,6 +26,14 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
  * recursive split at the largest power of two.
  */
 export function merkleRoot(leaves: readonly Uint8Array[]): Buffer {
+  if (leaves.length === 0) return createHash('sha256').digest()
+  // a block's txids: the whole tree in one native call
+  if (leaves.length > 1 && leaves.every(d => d.length === 32)) return native.merkleRoot32(Buffer.concat(leaves))
+  return merkleRootJs(leaves)
+}
+
+/** merkleRoot in JavaScript (any leaf lengths; the reference the native one is tested against). */
+export function merkleRootJs(leaves: readonly Uint8Array[]): Buffer {
   if (leaves.length === 0) return createHash('sha256').digest()
   // Hot path (a block's txids): hash prefix+data from one scratch buffer.
   const leafScratch = Buffer.alloc(33)

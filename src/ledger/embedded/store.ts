@@ -17,10 +17,10 @@
  */
 import Database from 'better-sqlite3'
 import {statSync} from 'node:fs'
-import {sha256} from '../../crypto/hash.js'
 import type {Identity} from '../../crypto/sign.js'
 import {CorruptStateError, PacioError} from '../../errors.js'
 import {merkleRoot} from '../../crypto/merkle.js'
+import {sha256All} from '../../crypto/native.js'
 import {genesisBlock, sealBlock, verifyBlock} from '../block.js'
 import {signCheckpoint} from '../checkpoint.js'
 import type {Block, Checkpoint, Tx} from '../types.js'
@@ -391,8 +391,9 @@ export class LedgerStore {
     const epochs: number[] = new Array(n)
     const included: number[] = []
     const epoch = this.head_.epoch + 1
+    const all = sha256All(payloads) // the txids, hashed in one native call
     for (let i = 0; i < n; i++) {
-      txidBufs[i] = sha256(payloads[i])
+      txidBufs[i] = all.subarray(i * 32, i * 32 + 32)
       txids[i] = txidBufs[i].toString('hex')
     }
     const index = this.index!

@@ -1,7 +1,8 @@
 import {expect} from 'chai'
 import {createHash} from 'node:crypto'
 import {isHash, sha256Hex, ZERO_HASH} from '../../../src/crypto/hash.js'
-import {merkleRoot, merkleRootHex} from '../../../src/crypto/merkle.js'
+import {merkleRoot, merkleRootHex, merkleRootJs} from '../../../src/crypto/merkle.js'
+import {native, sha256All} from '../../../src/crypto/native.js'
 
 // Written independently of src/crypto/merkle.ts: the recursive definition of
 // RFC 6962 §2.1, spelled out with plain createHash calls.
@@ -68,6 +69,32 @@ describe('crypto/merkle', () => {
     for (let n = 0; n <= 70; n++) {
       expect(merkleRoot(leaves.slice(0, n)).equals(mth(leaves.slice(0, n))), `n=${n}`).to.equal(true)
     }
+  })
+
+  it('the native tree (32-byte leaves) and the JavaScript one agree with the definition, 1..300 leaves', () => {
+    const leaves = Array.from({length: 300}, (_, i) => H(Buffer.from([i & 255, i >> 8])))
+    for (let n = 1; n <= 300; n++) {
+      const want = mth(leaves.slice(0, n))
+      expect(native.merkleRoot32(Buffer.concat(leaves.slice(0, n))).equals(want), `native n=${n}`).to.equal(true)
+      expect(merkleRootJs(leaves.slice(0, n)).equals(want), `js n=${n}`).to.equal(true)
+    }
+    expect(() => native.merkleRoot32(Buffer.alloc(33))).to.throw(TypeError)
+    expect(() => native.merkleRoot32(Buffer.alloc(0))).to.throw(TypeError)
+  })
+
+  it('leaves of other lengths (mixed with 32-byte ones) take the JavaScript path and agree', () => {
+    const mixed = [H(Buffer.from('a')), Buffer.from('short'), H(Buffer.from('b'))]
+    expect(merkleRoot(mixed).equals(mth(mixed))).to.equal(true)
+  })
+
+  it('sha256All hashes each part (Buffers, Uint8Arrays, empty ones) into 32 bytes each', () => {
+    const parts = [Buffer.from('abc'), new Uint8Array(0), new Uint8Array([1, 2, 3]), Buffer.alloc(100_000, 7).subarray(5, 90_000)]
+    const all = sha256All(parts)
+    expect(all.length).to.equal(parts.length * 32)
+    parts.forEach((p, i) => expect(all.subarray(i * 32, i * 32 + 32).equals(H(Buffer.from(p))), `part ${i}`).to.equal(true))
+    expect(sha256All([]).length).to.equal(0)
+    expect(() => native.sha256Each(['x' as unknown as Uint8Array], Buffer.alloc(32))).to.throw(TypeError)
+    expect(() => native.sha256Each([Buffer.from('x')], Buffer.alloc(31))).to.throw(TypeError)
   })
 
   it('a leaf cannot pose as a node (domain separation)', () => {
