@@ -299,6 +299,14 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
  *              `before` + data.length bytes                  (the last step)
  * A chain step that does not finish needs before and data.length to be
  * multiples of 64 (the state between blocks is then just the 8 words).
+ *
+ * sha256Job(data, flags, state, before, out, path, want) -> Promise<number>
+ * reads the file `path` into data first (at most data.length bytes, and
+ * data.length > want: a longer file is seen without a stat), in the same job,
+ * and resolves with the bytes it read; only if they are exactly `want` are
+ * data[0..want) hashed as above (the chain rules then apply to want). A file
+ * that cannot be opened or read rejects with its errno code (ENOENT...). One
+ * job per history chunk instead of an open, a read, a close and a hash.
  */
 typedef struct {
   napi_async_work work;
@@ -311,11 +319,30 @@ typedef struct {
   uint64_t before;
   uint32_t flags;
   unsigned char *out;
+  char *path;   /* with a path: read the file into data first (see sha256Job) */
+  size_t want;
+  size_t got;
+  int err;
 } hash_job;
 
 static void hash_execute(napi_env env, void *arg) {
   (void) env;
   hash_job *j = arg;
+  if (j->path != NULL) {
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { j->err = errno; return; }
+    size_t cap = j->len; /* want + 1: a longer file is caught without a stat */
+    unsigned char *d = (unsigned char *) j->data;
+    while (j->got < cap) {
+      ssize_t n = pread(fd, d + j->got, cap - j->got, (off_t) j->got);
+      if (n < 0) { if (errno == EINTR) continue; j->err = errno; break; }
+      if (n == 0) break;
+      j->got += (size_t) n;
+    }
+    close(fd);
+    if (j->err != 0 || j->got != j->want) return; /* nothing hashed: the caller sees the length */
+    j->len = j->want;
+  }
   if (j->flags & 1) SHA256(j->data, j->len, j->out);
   if (j->flags & 2) {
     SHA256_CTX c;
@@ -344,10 +371,19 @@ static void hash_execute(napi_env env, void *arg) {
 
 static void hash_complete(napi_env env, napi_status status, void *arg) {
   hash_job *j = arg;
-  napi_value undef;
-  napi_get_undefined(env, &undef);
-  if (status == napi_ok) {
-    napi_resolve_deferred(env, j->deferred, undef);
+  napi_value result;
+  if (j->path != NULL) napi_create_double(env, (double) j->got, &result);
+  else napi_get_undefined(env, &result);
+  if (status == napi_ok && j->err != 0) {
+    napi_value code, msg, err, no;
+    napi_create_string_utf8(env, errno_code(j->err), NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, strerror(j->err), NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &err);
+    napi_create_int32(env, -j->err, &no);
+    napi_set_named_property(env, err, "errno", no);
+    napi_reject_deferred(env, j->deferred, err);
+  } else if (status == napi_ok) {
+    napi_resolve_deferred(env, j->deferred, result);
   } else {
     napi_value msg, err;
     napi_create_string_utf8(env, "sha256Job was cancelled", NAPI_AUTO_LENGTH, &msg);
@@ -357,13 +393,14 @@ static void hash_complete(napi_env env, napi_status status, void *arg) {
   napi_delete_reference(env, j->data_ref);
   napi_delete_reference(env, j->out_ref);
   napi_delete_async_work(env, j->work);
+  free(j->path);
   free(j);
 }
 
 static napi_value sha256_job(napi_env env, napi_callback_info info) {
-  size_t argc = 5; napi_value argv[5];
+  size_t argc = 7; napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 5) return type_error(env, "sha256Job(data, flags, state, before, out)");
+  if (argc < 5) return type_error(env, "sha256Job(data, flags, state, before, out[, path, want])");
   void *data; size_t len; void *out; size_t out_len;
   if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
   uint32_t flags = 0;
@@ -374,6 +411,16 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
   hash_job *j = calloc(1, sizeof *j);
   if (j == NULL) return throw_errno(env, ENOMEM, "sha256Job");
   j->data = data; j->len = len; j->out = out; j->flags = flags; j->before = (uint64_t) before;
+  if (argc >= 7) {
+    char path[4096];
+    uint32_t want = 0;
+    if (get_string(env, argv[5], path, sizeof path) != 0) { free(j); return type_error(env, "path must be a string"); }
+    if (napi_get_value_uint32(env, argv[6], &want) != napi_ok || (size_t) want >= len) { free(j); return type_error(env, "want must be below data.length"); }
+    j->path = strdup(path);
+    if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "sha256Job"); }
+    j->want = want;
+    len = want; /* the bytes hashed, for the checks below */
+  }
   napi_valuetype st; napi_typeof(env, argv[2], &st);
   if (st != napi_null && st != napi_undefined) {
     void *s; size_t slen;
@@ -383,8 +430,8 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
   } else if (j->before != 0) {
     free(j); return type_error(env, "a chain step from the initial state starts at 0");
   }
-  if ((flags & 2) && !(flags & 4) && (j->before % 64 != 0 || len % 64 != 0)) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
-  if ((flags & 2) && j->has_state && j->before % 64 != 0) { free(j); return type_error(env, "a chain state lies between 64-byte blocks"); }
+  if ((flags & 2) && !(flags & 4) && (j->before % 64 != 0 || len % 64 != 0)) { free(j->path); free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
+  if ((flags & 2) && j->has_state && j->before % 64 != 0) { free(j->path); free(j); return type_error(env, "a chain state lies between 64-byte blocks"); }
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_reference(env, argv[0], 1, &j->data_ref);

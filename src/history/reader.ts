@@ -14,7 +14,7 @@
 import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
-import {hashChunk, step} from './sha256.js'
+import {readStep} from './sha256.js'
 import {HistoryError, HistoryStore, type Manifest} from './store.js'
 
 const open = promisify(fs.open)
@@ -50,12 +50,6 @@ async function readInto(store: HistoryStore, m: Manifest, i: number, buf: Buffer
   }
 }
 
-/** Chunk i's bytes once they match its hash (hashed on the thread pool). */
-async function checkChunk(m: Manifest, i: number, data: Buffer): Promise<Buffer> {
-  if ((await hashChunk(data)) !== m.chunks[i]) throw tampered(m, i)
-  return data
-}
-
 /** A version's marks did not describe its bytes (they are not protected): the digest is checked in one pass instead. */
 class MarksMismatch extends Error {
   constructor(readonly chunk: number) {
@@ -63,17 +57,30 @@ class MarksMismatch extends Error {
   }
 }
 
+const MISSING = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EISDIR'])
+
 /**
- * Chunk i's bytes once its step of the version's hash, from mark i-1 (the
- * initial state for chunk 0), reaches mark i (the digest for the last chunk)
- * — and, with `chunks`, its own hash matches; both from one job on the pool.
+ * Chunk i of m read into buf and checked, in one job on the pool: against its
+ * own hash (`chunks`) and/or, with the version's marks, by its step of the
+ * version's hash from mark i-1 (the initial state for chunk 0) to mark i (the
+ * digest for the last chunk). Without either, only its length is checked.
  */
-async function checkStep(m: Manifest, marks: Buffer, i: number, data: Buffer, chunks: boolean): Promise<Buffer> {
+async function readChecked(store: HistoryStore, m: Manifest, i: number, buf: Buffer, chunks: boolean, marks?: Buffer): Promise<Buffer> {
+  if (!chunks && !marks) return readInto(store, m, i, buf)
+  const want = HistoryStore.chunkLength(m, i)
   const last = i === m.chunks.length - 1
-  const s = await step(data, i === 0 ? null : marks.subarray((i - 1) * 32, i * 32), i * m.chunkSize, last, chunks)
-  if (chunks && s.hash !== m.chunks[i]) throw tampered(m, i)
-  if (!s.after.equals(last ? Buffer.from(m.digest, 'hex') : marks.subarray(i * 32, (i + 1) * 32))) throw new MarksMismatch(i)
-  return data
+  let r
+  try {
+    r = await readStep(store.chunkPath(m.chunks[i]), buf, want,
+      {hash: chunks, chain: marks ? {before: i === 0 ? null : marks.subarray((i - 1) * 32, i * 32), offset: i * m.chunkSize, last} : undefined})
+  } catch (error) {
+    if (!MISSING.has((error as NodeJS.ErrnoException).code ?? '')) throw error
+    throw new HistoryError('history-missing', `chunk ${i} (${m.chunks[i]}) of version ${m.digest} is missing from the history store`)
+  }
+
+  if (r.got !== want || (chunks && r.hash !== m.chunks[i])) throw tampered(m, i)
+  if (marks && !r.after!.equals(last ? Buffer.from(m.digest, 'hex') : marks.subarray(i * 32, (i + 1) * 32))) throw new MarksMismatch(i)
+  return buf.subarray(0, want)
 }
 
 export interface PipeOptions {
@@ -139,8 +146,7 @@ async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?:
     while (free.length > 0 && started < n) {
       const i = started++
       const slot = free.pop()!
-      const read = readInto(store, m, i, slot)
-      const data = marks ? read.then(d => checkStep(m, marks, i, d, opts.chunks)) : opts.chunks ? read.then(d => checkChunk(m, i, d)) : read
+      const data = readChecked(store, m, i, slot, opts.chunks, marks)
       data.catch(() => {}) // surfaced in its turn
       reads.set(i, {slot, data})
     }
@@ -298,9 +304,9 @@ export class ChunkCache {
   /** Chunk i of v, read into buf and checked: against the chunk list, or by its step between proven marks. */
   private load(v: ProvenVersion, i: number, buf: Buffer): Promise<Buffer> {
     const {m, marks} = v
-    return readInto(this.store, m, i, buf).then(data => (marks ? checkStep(m, marks, i, data, false).catch((error: unknown) => {
+    return readChecked(this.store, m, i, buf, !marks, marks).catch((error: unknown) => {
       throw error instanceof MarksMismatch ? tampered(m, error.chunk) : error
-    }) : checkChunk(m, i, data)))
+    })
   }
 
   private acquire(v: ProvenVersion, i: number): Slot {

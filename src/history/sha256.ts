@@ -49,3 +49,30 @@ export async function step(data: Buffer, before: ChainState, offset: number, las
   await sys.sha256Job(data, (hash ? HASH : 0) | STEP | (last ? FINISH : 0), before, offset, out)
   return {hash: hash ? out.toString('hex', 0, 32) : undefined, after: out.subarray(32, 64)}
 }
+
+/** A chunk file read and hashed in one job (readStep): what was read, and the hashes if all of it was. */
+export interface ReadStep {
+  /** bytes the file held (at most buf.length) */
+  got: number
+  /** the chunk's own hash (with `hash`), only when got === want */
+  hash?: string
+  /** with a chain step, only when got === want: as Step.after */
+  after?: Buffer
+}
+
+/**
+ * Reads the file `path` into `buf` (which must be longer than `want`: a
+ * longer file shows as got > want) and, if it held exactly `want` bytes,
+ * hashes them: its own hash (`hash`) and/or its step of a version's hash
+ * (`chain`: from `before` at `offset`, finished with `last`). One job on the
+ * pool instead of an open, a read, a close and a hash. Rejects with the
+ * errno code of a file that cannot be opened or read.
+ */
+export async function readStep(path: string, buf: Buffer, want: number, opts: {hash: boolean; chain?: {before: ChainState; offset: number; last: boolean}}): Promise<ReadStep> {
+  const out = Buffer.allocUnsafe(64)
+  const {chain} = opts
+  const flags = (opts.hash ? HASH : 0) | (chain ? STEP | (chain.last ? FINISH : 0) : 0)
+  const got = await sys.sha256Job(buf, flags, chain?.before ?? null, chain?.offset ?? 0, out, path, want)
+  if (got !== want) return {got}
+  return {got, hash: opts.hash ? out.toString('hex', 0, 32) : undefined, after: chain ? out.subarray(32, 64) : undefined}
+}

@@ -15,6 +15,8 @@ interface Sys {
   readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
   /** SHA-256 on the thread pool (see native/sys.c and src/history/sha256.ts) */
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
+  /** the same job reading the file `path` into data first: resolves with the bytes read, hashed only if exactly `want` */
+  sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer, path: string, want: number): Promise<number>
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
   /** glibc's malloc_trim(0) on the thread pool: true if memory went back to the kernel */

@@ -1,6 +1,9 @@
 import {expect} from 'chai'
 import {createHash, randomBytes} from 'node:crypto'
-import {hashChunk, step, type ChainState} from '../../../src/history/sha256.js'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {hashChunk, readStep, step, type ChainState} from '../../../src/history/sha256.js'
 
 const CS = 256 * 1024
 
@@ -52,5 +55,37 @@ describe('sha256 on the thread pool', () => {
     expect(await refused(step(Buffer.alloc(64), null, 64, false))).to.match(/starts at 0/)
     expect(await refused(step(Buffer.alloc(64), Buffer.alloc(32), 32, true))).to.match(/between 64-byte blocks/)
     expect(await refused(step(Buffer.alloc(64), Buffer.alloc(31), 64, true))).to.match(/32 bytes/)
+  })
+
+  it('readStep: reads a chunk file and hashes it in one job; a file of another length is read but not hashed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pacio-readstep-'))
+    try {
+      const data = randomBytes(2 * CS)
+      const {digest, marks} = await chained(data, CS)
+      const f0 = join(dir, 'c0')
+      const f1 = join(dir, 'c1')
+      writeFileSync(f0, data.subarray(0, CS))
+      writeFileSync(f1, data.subarray(CS))
+      const buf = Buffer.alloc(CS + 1)
+      const r0 = await readStep(f0, buf, CS, {hash: true, chain: {before: null, offset: 0, last: false}})
+      expect(r0.got).to.equal(CS)
+      expect(buf.subarray(0, CS).equals(data.subarray(0, CS))).to.equal(true)
+      expect(r0.hash).to.equal(createHash('sha256').update(data.subarray(0, CS)).digest('hex'))
+      expect(r0.after!.equals(marks[0])).to.equal(true)
+      const r1 = await readStep(f1, buf, CS, {hash: false, chain: {before: marks[0], offset: CS, last: true}})
+      expect(r1.hash).to.equal(undefined)
+      expect(r1.after!.toString('hex')).to.equal(digest)
+
+      writeFileSync(f1, Buffer.concat([data.subarray(CS), Buffer.from('x')])) // one byte longer
+      expect(await readStep(f1, buf, CS, {hash: true})).to.deep.equal({got: CS + 1})
+      writeFileSync(f1, data.subarray(CS, 2 * CS - 1)) // one byte shorter
+      expect(await readStep(f1, buf, CS, {hash: true})).to.deep.equal({got: CS - 1})
+      const missing = await readStep(join(dir, 'none'), buf, CS, {hash: true}).then(() => 'resolved', (error: NodeJS.ErrnoException) => error.code)
+      expect(missing).to.equal('ENOENT')
+      const short = await readStep(f0, Buffer.alloc(CS), CS, {hash: true}).then(() => 'resolved', (error: Error) => error.message)
+      expect(short).to.match(/below data.length/) // the buffer must hold one byte more than the chunk
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 })
