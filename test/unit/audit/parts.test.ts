@@ -385,5 +385,52 @@ describe('verify internals', () => {
         await pool.close()
       }
     })
+
+    it('the walk waits after `ahead.sets` job sets until it is released, then scans the rest; or once `until` is rejected', async function () {
+      this.timeout(60_000)
+      const root = join(dir, 'gated')
+      for (let d = 0; d < 3; d++) {
+        fs.mkdirSync(join(root, `d${d}`), {recursive: true})
+        for (let f = 0; f < 20; f++) fs.writeFileSync(join(root, `d${d}`, `f${f}`), `${d}/${f}`)
+      }
+
+      const pool = new WorkerPool(2, join(dir, 'no-history'))
+      try {
+        const seen = new Map<string, ActualEntry>()
+        let release!: () => void
+        const until = new Promise<void>(resolve => {
+          release = resolve
+        })
+        const done = scanTree(pool, root, (p, e) => seen.set(p, e), {setSize: 5, ahead: {sets: 2, until}})
+        // two sets of five entries come back ('/', d0, d1, d2, d0/f0; d0/f1..f5), and nothing more while the walk waits;
+        // d1 and d2 are held back until the walk has listed them
+        for (let i = 0; i < 3000 && seen.size < 8; i++) await new Promise(r => setTimeout(r, 10))
+        await new Promise(r => setTimeout(r, 300))
+        expect([...seen.keys()].sort()).to.deep.equal(['/', '/d0', ...[0, 1, 10, 11, 12, 13].map(f => `/d0/f${f}`)])
+        // d2 can no longer be listed when the walk gets there: its entry (a directory when the worker saw it) says so
+        fs.rmSync(join(root, 'd2'), {recursive: true})
+        fs.writeFileSync(join(root, 'd2'), 'now a file')
+        release()
+        await done
+        expect(seen.size).to.equal(1 + 3 + 40)
+        expect(seen.get('/d1/f19')).to.include({type: 'file', size: 4})
+        expect(seen.get('/d1/f19')!.digest).to.equal(sha(Buffer.from('1/19')))
+        expect(seen.get('/d1')).to.include({type: 'dir'}).and.not.have.property('error')
+        expect(seen.get('/d2')).to.include({type: 'dir', error: 'ENOTDIR'})
+
+        // a caller that fails rejects `until`: the walk goes on all the same (verify releases it in its finally)
+        const again = new Map<string, ActualEntry>()
+        let fail!: (e: Error) => void
+        const rejected = new Promise<void>((_resolve, reject) => {
+          fail = reject
+        })
+        const second = scanTree(pool, root, (p, e) => again.set(p, e), {setSize: 5, ahead: {sets: 1, until: rejected}})
+        fail(new Error('the caller failed'))
+        await second
+        expect([...again.keys()].sort()).to.deep.equal([...seen.keys()].sort())
+      } finally {
+        await pool.close()
+      }
+    })
   })
 })
