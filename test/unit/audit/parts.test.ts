@@ -83,6 +83,26 @@ describe('verify internals', () => {
       expect([...many.unmatched()]).to.deep.equal([...one.unmatched()])
       expect(many.recordRef(0, 'x'.repeat(64), 5, 'write')).to.deep.equal({...one.ref(0), author: 'x'.repeat(64), uid: 5, op: 'write'})
     })
+
+    it('recordRef: records of one transaction with the same author, uid and op share one reference, anything else gets its own', () => {
+      const a = new Anchors()
+      a.addAll(Array.from({length: 40}, () => randomBytes(32)), 3, 'tx-a', 'p')
+      a.addAll(Array.from({length: 40}, () => randomBytes(32)), 4, 'tx-b', 'p')
+      const alice = 'a'.repeat(64)
+      const w1 = a.recordRef(0, alice, 1, 'write')
+      expect(w1).to.deep.equal({epoch: 3, txid: 'tx-a', author: alice, uid: 1, op: 'write'})
+      expect(a.recordRef(1, 'a'.repeat(64), 1, 'write')).to.equal(w1) // another string of the same author
+      const others = [a.recordRef(2, alice, 1, 'create'), a.recordRef(3, alice, 2, 'write'), a.recordRef(4, alice, undefined, 'write'), a.recordRef(5, 'b'.repeat(64), 1, 'write')]
+      expect(new Set([w1, ...others]).size).to.equal(5)
+      expect(others.map(r => [r.epoch, r.txid, r.author, r.uid, r.op])).to.deep.equal([[3, 'tx-a', alice, 1, 'create'], [3, 'tx-a', alice, 2, 'write'],
+        [3, 'tx-a', alice, undefined, 'write'], [3, 'tx-a', 'b'.repeat(64), 1, 'write']])
+      // the next transaction: a reference of its own, with its epoch and txid
+      const w2 = a.recordRef(40, alice, 1, 'write')
+      expect(w2).to.not.equal(w1)
+      expect(w2).to.deep.equal({epoch: 4, txid: 'tx-b', author: alice, uid: 1, op: 'write'})
+      // more kinds than are kept per transaction: each still right
+      for (let uid = 0; uid < 40; uid++) expect(a.recordRef(41, alice, uid, 'chmod')).to.deep.equal({epoch: 4, txid: 'tx-b', author: alice, uid, op: 'chmod'})
+    })
   })
 
   describe('the streamed replay', () => {
