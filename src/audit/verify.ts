@@ -325,7 +325,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     early.length = 0
     treeReady()
 
-    // 4b. every version those records name is in the history store, intact (on the workers, after the scan; most already are)
+    // 4b. every version those records name is in the history store, intact (on the workers, most while the journal pass ran; the rest of the scan follows)
     opts.onPhase?.('history')
     const historyFindings = versions.finish((jseq, order) => {
       const row = journal!.row(jseq)
