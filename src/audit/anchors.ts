@@ -19,6 +19,9 @@ export class Anchors {
   private readonly odd = new Map<string, number>() // latin1 key -> position, payloads that are not KEY bytes
   private readonly txs: Array<{epoch: number; txid: string; pid: string}> = []
   private readonly strings = new Map<string, string>()
+  /** recordRef's references made for transaction refTx */
+  private readonly refs: RecordRef[] = []
+  private refTx = -1
   /** positions handed out */
   size = 0
 
@@ -89,10 +92,25 @@ export class Anchors {
     return {epoch: t.epoch, txid: t.txid, author: t.pid}
   }
 
-  /** The reference a replayed record carries: where it sits, and who made it (the author interned). */
+  /**
+   * The reference a replayed record carries: where it sits, and who made it
+   * (the author interned). Records of one transaction with the same author,
+   * uid and op share one object (a transaction holds up to thousands of
+   * records, of a few kinds): references are never changed once made.
+   */
   recordRef(pos: number, author: string, uid: number | undefined, op: string): RecordRef {
-    const t = this.txs[this.txOf[pos]]
-    return {epoch: t.epoch, txid: t.txid, author: this.intern(author), uid, op}
+    const tx = this.txOf[pos]
+    const a = this.intern(author)
+    if (tx !== this.refTx) {
+      this.refTx = tx
+      this.refs.length = 0
+    }
+
+    for (const r of this.refs) if (r.author === a && r.uid === uid && r.op === op) return r
+    const t = this.txs[tx]
+    const ref: RecordRef = {epoch: t.epoch, txid: t.txid, author: a, uid, op}
+    if (this.refs.length < 16) this.refs.push(ref)
+    return ref
   }
 
   /** One copy of each author key, rather than one per record. */

@@ -28,6 +28,7 @@ export class WorkerPool {
   private readonly pending = new Map<number, Pending>()
   private nextId = 0
   private failed?: Error
+  private closing?: Promise<void>
 
   constructor(n: number, historyDir: string) {
     this.workers = Array.from({length: n}, () => {
@@ -70,8 +71,13 @@ export class WorkerPool {
     })
   }
 
-  async close(): Promise<void> {
-    this.failed ??= new Error('the verify worker pool was closed')
-    await Promise.all(this.workers.map(w => w.terminate()))
+  /** Stops the workers; a set still running fails (its run() rejects) rather than waiting for ever. Closing again waits for the first close. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.fail(new Error('the verify worker pool was closed'))
+      this.closing = Promise.all(this.workers.map(w => w.terminate())).then(() => {})
+    }
+
+    return this.closing
   }
 }

@@ -115,6 +115,13 @@ function rowRef(journal: Journal, jseq: number): RecordRef | undefined {
   return r.epoch === null ? undefined : {epoch: r.epoch, txid: r.txid ?? '', author: r.pid ?? ''}
 }
 
+/**
+ * Scan sets (of 4,096 entries) the walk may post before the expected tree is
+ * complete: enough to keep the workers busy while the main thread checks the
+ * ledger, few enough that the entries waiting for the tree stay small.
+ */
+const SCAN_AHEAD = 8
+
 const withOp = (ref: RecordRef | undefined, op: string) => ref && {...ref, op}
 
 export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
@@ -138,18 +145,26 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   const {ledger} = opened
   let journal: Journal | undefined
   let pool: WorkerPool | undefined
+  let releaseScan: (() => void) | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
     const head = await ledger.head()
 
     // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
     pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
-    // entries that arrive before the expected tree is complete wait here; later ones are compared at once
+    // entries that arrive before the expected tree is complete wait here; later ones are compared at once.
+    // The walk runs only SCAN_AHEAD sets ahead of the tree: the workers check the history store's versions
+    // as the journal pass finds them, and scan the rest once the tree is there (nothing waits in memory).
     let expectedBytes = 0
     let comparer: TreeComparer | undefined
     const early: Array<[string, ActualEntry]> = []
+    let treeReady!: () => void
+    const until = new Promise<void>(resolve => {
+      treeReady = resolve
+    })
+    releaseScan = treeReady
     const scanning = scanTree(pool, layout.root, (p, e) => (comparer ? comparer.actual(p, e) : early.push([p, e])),
-      {subtree, onProgress: p => opts.onProgress?.({...p, expectedBytes})})
+      {subtree, onProgress: p => opts.onProgress?.({...p, expectedBytes}), ahead: {sets: SCAN_AHEAD, until}})
     scanning.catch(() => {}) // awaited below
 
     // 0. what an earlier verify established, if the ledger still extends it
@@ -308,8 +323,9 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     comparer = new TreeComparer(tree, within)
     for (const [p, e] of early) comparer.actual(p, e)
     early.length = 0
+    treeReady()
 
-    // 4b. every version those records name is in the history store, intact (on the workers, after the scan; most already are)
+    // 4b. every version those records name is in the history store, intact (on the workers, most while the journal pass ran; the rest of the scan follows)
     opts.onPhase?.('history')
     const historyFindings = versions.finish((jseq, order) => {
       const row = journal!.row(jseq)
@@ -353,6 +369,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       ms: Date.now() - started,
     }
   } finally {
+    releaseScan?.() // a walk still waiting ends (its sets fail on the closed pool)
     await pool?.close()
     journal?.close()
     await opened.close()

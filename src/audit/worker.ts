@@ -88,6 +88,9 @@ function hashFile(p: string, hint: number): {digest: string; size: number} {
 }
 
 const store = new HistoryStore((workerData as {historyDir: string}).historyDir)
+// store.manifestPath and chunkPath without path.join's normalising (one call per file): digests and chunk hashes are 64 hex digits here
+const manifestPath = (digest: string) => `${store.manifestDir}/${digest.slice(0, 2)}/${digest}.json`
+const chunkPath = (hash: string) => `${store.chunkDir}/${hash.slice(0, 2)}/${hash}`
 const checkedChunks = new Map<string, HistoryProblem | null>()
 
 /**
@@ -162,7 +165,7 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit): 
     if (d === EMPTY_DIGEST || !HEX64.test(d)) emit(i, store.check(d, checkedChunks) ?? 0, 0)
     else {
       todo.push(i)
-      paths.push(store.manifestPath(d))
+      paths.push(manifestPath(d)) // d is 64 hex digits
     }
   }
 
@@ -199,7 +202,7 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit): 
       const key = `${m.chunks[c]}:${len}`
       if (checkedChunks.has(key) || wanted.has(key)) continue
       wanted.add(key)
-      chunkPaths.push(store.chunkPath(m.chunks[c]))
+      chunkPaths.push(chunkPath(m.chunks[c])) // parseManifest checked: 64 hex digits
       lengths.push(len)
       at.push([m, c, key])
     }

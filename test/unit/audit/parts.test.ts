@@ -83,6 +83,26 @@ describe('verify internals', () => {
       expect([...many.unmatched()]).to.deep.equal([...one.unmatched()])
       expect(many.recordRef(0, 'x'.repeat(64), 5, 'write')).to.deep.equal({...one.ref(0), author: 'x'.repeat(64), uid: 5, op: 'write'})
     })
+
+    it('recordRef: records of one transaction with the same author, uid and op share one reference, anything else gets its own', () => {
+      const a = new Anchors()
+      a.addAll(Array.from({length: 40}, () => randomBytes(32)), 3, 'tx-a', 'p')
+      a.addAll(Array.from({length: 40}, () => randomBytes(32)), 4, 'tx-b', 'p')
+      const alice = 'a'.repeat(64)
+      const w1 = a.recordRef(0, alice, 1, 'write')
+      expect(w1).to.deep.equal({epoch: 3, txid: 'tx-a', author: alice, uid: 1, op: 'write'})
+      expect(a.recordRef(1, 'a'.repeat(64), 1, 'write')).to.equal(w1) // another string of the same author
+      const others = [a.recordRef(2, alice, 1, 'create'), a.recordRef(3, alice, 2, 'write'), a.recordRef(4, alice, undefined, 'write'), a.recordRef(5, 'b'.repeat(64), 1, 'write')]
+      expect(new Set([w1, ...others]).size).to.equal(5)
+      expect(others.map(r => [r.epoch, r.txid, r.author, r.uid, r.op])).to.deep.equal([[3, 'tx-a', alice, 1, 'create'], [3, 'tx-a', alice, 2, 'write'],
+        [3, 'tx-a', alice, undefined, 'write'], [3, 'tx-a', 'b'.repeat(64), 1, 'write']])
+      // the next transaction: a reference of its own, with its epoch and txid
+      const w2 = a.recordRef(40, alice, 1, 'write')
+      expect(w2).to.not.equal(w1)
+      expect(w2).to.deep.equal({epoch: 4, txid: 'tx-b', author: alice, uid: 1, op: 'write'})
+      // more kinds than are kept per transaction: each still right
+      for (let uid = 0; uid < 40; uid++) expect(a.recordRef(41, alice, uid, 'chmod')).to.deep.equal({epoch: 4, txid: 'tx-b', author: alice, uid, op: 'chmod'})
+    })
   })
 
   describe('the streamed replay', () => {
@@ -381,6 +401,53 @@ describe('verify internals', () => {
         expect(got[11]).to.include({kind: 'history-missing'})
         for (const g of got.slice(-2)) expect(g).to.include({kind: 'history-tampered'}) // swapped, borrowed (and huge above): every chunk intact, the whole not
         expect((got.at(-1) as {detail: string}).detail).to.match(/does not reassemble/)
+      } finally {
+        await pool.close()
+      }
+    })
+
+    it('the walk waits after `ahead.sets` job sets until it is released, then scans the rest; or once `until` is rejected', async function () {
+      this.timeout(60_000)
+      const root = join(dir, 'gated')
+      for (let d = 0; d < 3; d++) {
+        fs.mkdirSync(join(root, `d${d}`), {recursive: true})
+        for (let f = 0; f < 20; f++) fs.writeFileSync(join(root, `d${d}`, `f${f}`), `${d}/${f}`)
+      }
+
+      const pool = new WorkerPool(2, join(dir, 'no-history'))
+      try {
+        const seen = new Map<string, ActualEntry>()
+        let release!: () => void
+        const until = new Promise<void>(resolve => {
+          release = resolve
+        })
+        const done = scanTree(pool, root, (p, e) => seen.set(p, e), {setSize: 5, ahead: {sets: 2, until}})
+        // two sets of five entries come back ('/', d0, d1, d2, d0/f0; d0/f1..f5), and nothing more while the walk waits;
+        // d1 and d2 are held back until the walk has listed them
+        for (let i = 0; i < 3000 && seen.size < 8; i++) await new Promise(r => setTimeout(r, 10))
+        await new Promise(r => setTimeout(r, 300))
+        expect([...seen.keys()].sort()).to.deep.equal(['/', '/d0', ...[0, 1, 10, 11, 12, 13].map(f => `/d0/f${f}`)])
+        // d2 can no longer be listed when the walk gets there: its entry (a directory when the worker saw it) says so
+        fs.rmSync(join(root, 'd2'), {recursive: true})
+        fs.writeFileSync(join(root, 'd2'), 'now a file')
+        release()
+        await done
+        expect(seen.size).to.equal(1 + 3 + 40)
+        expect(seen.get('/d1/f19')).to.include({type: 'file', size: 4})
+        expect(seen.get('/d1/f19')!.digest).to.equal(sha(Buffer.from('1/19')))
+        expect(seen.get('/d1')).to.include({type: 'dir'}).and.not.have.property('error')
+        expect(seen.get('/d2')).to.include({type: 'dir', error: 'ENOTDIR'})
+
+        // a caller that fails rejects `until`: the walk goes on all the same (verify releases it in its finally)
+        const again = new Map<string, ActualEntry>()
+        let fail!: (e: Error) => void
+        const rejected = new Promise<void>((_resolve, reject) => {
+          fail = reject
+        })
+        const second = scanTree(pool, root, (p, e) => again.set(p, e), {setSize: 5, ahead: {sets: 1, until: rejected}})
+        fail(new Error('the caller failed'))
+        await second
+        expect([...again.keys()].sort()).to.deep.equal([...seen.keys()].sort())
       } finally {
         await pool.close()
       }
