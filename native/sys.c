@@ -4,7 +4,8 @@
  * mknod, and the l*xattr family (never following symlinks, with
  * XATTR_CREATE/XATTR_REPLACE); and readFiles, verify's batch of small reads
  * (on its worker threads); and limitMallocArenas (glibc's mallopt
- * M_ARENA_MAX, for a mount's memory). All are short local-disk syscalls and run
+ * M_ARENA_MAX, for a mount's memory; tuneMalloc, for a streaming
+ * server's). All are short local-disk syscalls and run
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  *
@@ -413,6 +414,35 @@ static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * tuneMalloc(mmapThreshold, trimThreshold, topPad): glibc serves a block of
+ * at least M_MMAP_THRESHOLD (128 KiB until a larger mapped block is freed)
+ * with a fresh mmap and unmaps it when freed, so every such buffer is new
+ * memory that the kernel faults in and zeroes page by page; and it gives the
+ * heap's free top back to the kernel beyond M_TRIM_THRESHOLD. A server that
+ * streams 256 KiB-1 MiB messages allocates a few such buffers per message
+ * (gRPC frames, TLS records): raising both keeps that memory in the heap for
+ * reuse. Setting them turns off glibc's own adjustment of the two, as
+ * MALLOC_MMAP_THRESHOLD_ etc. in the environment would. Returns false where
+ * mallopt refuses one (another libc).
+ */
+static napi_value tune_malloc(napi_env env, napi_callback_info info) {
+  size_t argc = 3; napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t v[3] = {0, 0, 0};
+  for (size_t i = 0; i < 3; i++) {
+    if (argc <= i || napi_get_value_int32(env, argv[i], &v[i]) != napi_ok || v[i] < 0) {
+      napi_throw_type_error(env, "EINVAL", "tuneMalloc(mmapThreshold, trimThreshold, topPad): byte counts >= 0");
+      return NULL;
+    }
+  }
+  int ok = mallopt(M_MMAP_THRESHOLD, v[0]) == 1;
+  ok = (mallopt(M_TRIM_THRESHOLD, v[1]) == 1) && ok;
+  ok = (mallopt(M_TOP_PAD, v[2]) == 1) && ok;
+  napi_value r; napi_get_boolean(env, ok, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -424,6 +454,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_default, NULL},
     {"sha256Job", NULL, sha256_job, NULL, NULL, NULL, napi_default, NULL},
     {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_default, NULL},
+    {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -6,6 +6,7 @@
 import {StopSignals} from './stop.js'
 import path from 'node:path'
 import {openAll} from '../server/served.js'
+import {tuneMallocForStreams} from '../server/malloc.js'
 import {startServer} from '../server/server.js'
 import {loadOrCreateServerTls} from '../server/tls.js'
 import {showFingerprint} from '../remote/auth.js'
@@ -44,6 +45,7 @@ export interface ServeSummary {
 
 export async function runServe(req: ServeRequest): Promise<ServeSummary> {
   if (req.volumes.length === 0) throw new PacioError('EINPUT', 'give at least one --volume DIR')
+  tuneMallocForStreams() // before the streams start: see server/malloc.ts
   const stop = new StopSignals()
   try {
     const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))

@@ -17,6 +17,8 @@ interface Sys {
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
+  /** glibc's mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD (bytes); false if one is refused */
+  tuneMalloc(mmapThreshold: number, trimThreshold: number, topPad: number): boolean
 }
 
 /** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */
