@@ -403,8 +403,13 @@ export class HistoryStore implements ContentCapture {
     return {digest, size: b.pos, stored: b.stored}
   }
 
-  /** Stores a version's marks (the hash states between its chunks) unless there are some. */
-  private async putMarks(digest: string, marks: Buffer): Promise<void> {
+  /**
+   * Stores a version's marks (the hash states between its chunks) unless
+   * there are some. Nothing vouches for them (a reader checks each step), so
+   * anyone who hashed the version may store them: a capture here, a replica
+   * that fetched it.
+   */
+  async putMarks(digest: string, marks: Buffer): Promise<void> {
     const file = this.marksPath(digest)
     try {
       await fsp.access(file)
@@ -417,7 +422,8 @@ export class HistoryStore implements ContentCapture {
   /**
    * A version's marks: the SHA-256 state after each of its chunks but the
    * last, 32 bytes each; undefined if there are none (a version stored
-   * before marks were kept, or by a replica) or they have the wrong length.
+   * before marks were kept, by a capture or by a replica) or they have the
+   * wrong length.
    * Nothing vouches for them: a reader checks each step (see sha256.ts).
    */
   async marks(m: Manifest): Promise<Buffer | undefined> {

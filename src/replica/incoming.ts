@@ -1,7 +1,9 @@
 /**
  * Versions a replica fetches, written once from the bytes as they arrive:
  * each chunk into the history store and the whole, in order, into a staging
- * file (.paciofs/incoming/<digest>), with the whole hashed on the way. Only a
+ * file (.paciofs/incoming/<digest>), with the whole hashed on the way — on
+ * the thread pool, one job per chunk for its own hash and its step of the
+ * version's (sha256.ts), so the event loop only moves bytes. Only a
  * version whose bytes have its size and hash to its digest gets a manifest and
  * is staged. Installing a staged version into the backing directory is then a
  * rename (a file that does not exist yet, when no later record needs the same
@@ -9,11 +11,11 @@
  * mode and xattrs first) or else an in-kernel copy (the file keeps its inode)
  * — the bytes are not read or hashed a second time.
  */
-import {createHash, hash as hashOnce, type Hash} from 'node:crypto'
 import fs from 'node:fs'
 import {constants as C} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
+import {step, type ChainState} from '../history/sha256.js'
 import {CHUNK_SIZE, type HistoryStore} from '../history/store.js'
 import {sys} from '../volume/sys.js'
 
@@ -138,15 +140,31 @@ async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
 
 /**
  * One version on its way in. push() takes the bytes in order (and starts
- * their writes on the thread pool, so the disk and the network overlap);
- * finish() waits for the writes and says what the bytes hash to; commit()
- * then writes the manifest and stages the version. A sink that is not
- * committed leaves only chunks behind, each stored under its own hash (so
- * never wrong), which the next fetch of the version finds there.
+ * their writes and hashes on the thread pool, so the disk, the hashing and
+ * the network overlap); finish() waits for them and says what the bytes hash
+ * to; commit() then writes the marks and the manifest and stages the
+ * version. A sink that is not committed leaves only chunks behind, each
+ * stored under its own hash (so never wrong), which the next fetch of the
+ * version finds there.
+ *
+ * Each whole chunk is hashed in one pool job that gives both its own hash
+ * (its name in the store) and the version's hash state after it (a mark):
+ * the jobs of one version run one after the other, each from the state the
+ * one before reached, so the digest is the one sequential SHA-256 of all the
+ * bytes; the states are kept as the version's marks (sha256.ts), which lets
+ * this replica serve the version to others with the digest checked on every
+ * core.
  */
 export class VersionSink {
-  private readonly whole: Hash = createHash('sha256')
   private readonly chunks: string[] = []
+  /** the hash state after each whole chunk hashed so far, in order */
+  private readonly marks: Buffer[] = []
+  /** the last chunk's step: the version's hash state after every byte handed to chunk() so far */
+  private chain: Promise<ChainState> = Promise.resolve(null)
+  /** bytes handed to chunk() so far */
+  private hashed = 0
+  /** set when a short chunk (the last) finished the digest */
+  private digestBytes?: Buffer
   /** the chunk being put together from pieces that do not fall on chunk boundaries (a new buffer each: written asynchronously) */
   private buf?: Buffer
   private fill = 0
@@ -165,7 +183,6 @@ export class VersionSink {
     if (data.length === 0) return
     this.track(writeAll(this.fd, data, this.received), data.length)
     this.received += data.length
-    this.whole.update(data)
     let off = 0
     if (this.buf) {
       const take = Math.min(CHUNK_SIZE - this.fill, data.length)
@@ -200,27 +217,57 @@ export class VersionSink {
     this.writes.add(w)
   }
 
+  /**
+   * A whole chunk, or the short last one: hashed (its own hash and its step
+   * of the version's, one pool job after the previous chunk's), then stored
+   * under its hash.
+   */
   private chunk(data: Buffer): void {
-    const hash = hashOnce('sha256', data, 'hex')
-    this.chunks.push(hash)
-    this.track(this.into.history.putChunk(data, hash), data.length)
+    const at = this.hashed
+    const last = data.length < CHUNK_SIZE
+    this.hashed += data.length
+    const index = this.chunks.length
+    this.chunks.push('')
+    const hashed = this.chain.then(before => step(data, before, at, last, true))
+    this.chain = hashed.then(s => {
+      if (last) {
+        this.digestBytes = s.after
+        return null // nothing follows a short chunk (push() never makes one)
+      }
+
+      this.marks.push(s.after)
+      return s.after
+    })
+    this.chain.catch(() => {}) // a failed step is surfaced by finish(), or by the tracked store below
+    this.track(hashed.then(s => {
+      this.chunks[index] = s.hash!
+      return this.into.history.putChunk(data, s.hash)
+    }), data.length)
     this.buf = undefined
     this.fill = 0
   }
 
-  /** The digest of what was pushed, once every byte is written (the last, short chunk is stored now). */
+  /** The digest of what was pushed, once every byte is hashed and written (the last, short chunk is stored now). */
   async finish(): Promise<string> {
     if (this.buf) this.chunk(this.buf.subarray(0, this.fill))
+    const state = await this.chain.catch((error: unknown) => {
+      this.failed ??= error
+      return null
+    })
     await Promise.all(this.writes)
     if (this.failed !== undefined) throw this.failed
     fs.closeSync(this.fd)
     this.fd = -1
-    return this.whole.digest('hex')
+    // a version that ends with a whole chunk (or has no bytes): finished from the state after it
+    this.digestBytes ??= (await step(Buffer.alloc(0), state, this.hashed, true)).after
+    return this.digestBytes.toString('hex')
   }
 
-  /** After finish() returned the digest and `received` is the size: the manifest is written and the version staged. */
+  /** After finish() returned the digest and `received` is the size: the marks and the manifest are written and the version staged. */
   async commit(): Promise<void> {
-    await this.into.history.putManifest({v: 1, digest: this.digest, size: this.size, chunkSize: CHUNK_SIZE, chunks: this.chunks})
+    const {history} = this.into
+    if (this.chunks.length > 1) await history.putMarks(this.digest, Buffer.concat(this.marks.slice(0, this.chunks.length - 1)))
+    await history.putManifest({v: 1, digest: this.digest, size: this.size, chunkSize: CHUNK_SIZE, chunks: this.chunks})
     this.into.stage(this.digest, this.file)
   }
 
