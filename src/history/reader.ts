@@ -100,6 +100,12 @@ export interface PipeOptions {
    */
   positional?: boolean
   slots?: number
+  /**
+   * Bytes left free before each chunk's data in its buffer (`data.byteOffset`
+   * is at least this much into `data.buffer`), where the sink may write a
+   * header and send header and data as one message without copying them.
+   */
+  headroom?: number
 }
 
 /**
@@ -138,7 +144,8 @@ export async function pipeVersion(store: HistoryStore, m: Manifest, opts: PipeOp
 /** `handedOut`: chunks before it are read and checked but not given to the sink (it has them). */
 async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?: Buffer, handedOut = 0): Promise<void> {
   const n = m.chunks.length
-  const free: Buffer[] = Array.from({length: Math.min(opts.slots ?? PIPE_SLOTS, n)}, () => Buffer.allocUnsafeSlow(m.chunkSize + 1))
+  const room = opts.headroom ?? 0
+  const free: Buffer[] = Array.from({length: Math.min(opts.slots ?? PIPE_SLOTS, n)}, () => Buffer.allocUnsafeSlow(room + m.chunkSize + 1).subarray(room))
   const reads = new Map<number, {slot: Buffer; data: Promise<Buffer>}>()
   let started = 0
   const pump = () => {

@@ -222,6 +222,18 @@ describe('history reader', () => {
       expect(altered.out.length, 'all but the last chunk: never the last').to.equal(6 * CHUNK_SIZE)
     })
 
+    it('headroom: each chunk comes with that many free bytes before it in its buffer, the bytes unchanged', async () => {
+      const data = randomBytes(3 * CHUNK_SIZE + 5)
+      const {digest} = await store.put(data)
+      const parts: Buffer[] = []
+      await pipeVersion(store, store.manifest(digest), {whole: true, chunks: false, slots: 2, headroom: 5, sink: async piece => {
+        expect(piece.byteOffset).to.be.at.least(5)
+        Buffer.from(piece.buffer, piece.byteOffset - 5, 5).fill(0xee) // the sink may write there
+        parts.push(Buffer.from(piece))
+      }})
+      expect(Buffer.concat(parts).equals(data)).to.equal(true)
+    })
+
     it('an altered chunk is refused even with marks recomputed over it: the last step misses the digest', async () => {
       const {digest} = await store.put(randomBytes(6 * CHUNK_SIZE))
       const m = store.manifest(digest)
