@@ -20,6 +20,7 @@ import {sys} from '../volume/sys.js'
 const HASH = 1
 const STEP = 2
 const FINISH = 4
+const NOW = 8
 
 /** A state between 64-byte blocks (32 bytes), or null: the initial state. */
 export type ChainState = Buffer | null
@@ -48,4 +49,15 @@ export async function step(data: Buffer, before: ChainState, offset: number, las
   const out = Buffer.allocUnsafe(64)
   await sys.sha256Job(data, (hash ? HASH : 0) | STEP | (last ? FINISH : 0), before, offset, out)
   return {hash: hash ? out.toString('hex', 0, 32) : undefined, after: out.subarray(32, 64)}
+}
+
+/**
+ * step() on the calling thread, now (no hash of the chunk's own): for bytes
+ * hashed as they stream by, where a trip through the pool per piece, one
+ * after the other, would wait on the pool more than it hashes.
+ */
+export function stepNow(data: Buffer, before: ChainState, offset: number, last: boolean): Buffer {
+  const out = Buffer.allocUnsafe(64)
+  void sys.sha256Job(data, STEP | (last ? FINISH : 0) | NOW, before, offset, out)
+  return out.subarray(32, 64)
 }

@@ -1,9 +1,8 @@
 /**
  * Versions a replica fetches, written once from the bytes as they arrive:
  * each chunk into the history store and the whole, in order, into a staging
- * file (.paciofs/incoming/<digest>), with the whole hashed on the way — on
- * the thread pool, one job per chunk for its own hash and its step of the
- * version's (sha256.ts), so the event loop only moves bytes. Only a
+ * file (.paciofs/incoming/<digest>), with the whole hashed on the way (each
+ * chunk hashed and stored in one job on the thread pool). Only a
  * version whose bytes have its size and hash to its digest gets a manifest and
  * is staged. Installing a staged version into the backing directory is then a
  * rename (a file that does not exist yet, when no later record needs the same
@@ -15,7 +14,7 @@ import fs from 'node:fs'
 import {constants as C} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
-import {step, type ChainState} from '../history/sha256.js'
+import {stepNow, type ChainState} from '../history/sha256.js'
 import {CHUNK_SIZE, type HistoryStore} from '../history/store.js'
 import {sys} from '../volume/sys.js'
 
@@ -140,27 +139,25 @@ async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
 
 /**
  * One version on its way in. push() takes the bytes in order (and starts
- * their writes and hashes on the thread pool, so the disk, the hashing and
- * the network overlap); finish() waits for them and says what the bytes hash
- * to; commit() then writes the marks and the manifest and stages the
- * version. A sink that is not committed leaves only chunks behind, each
- * stored under its own hash (so never wrong), which the next fetch of the
- * version finds there.
+ * their writes on the thread pool, so the disk and the network overlap);
+ * finish() waits for them and says what the bytes hash to; commit() then
+ * writes the marks and the manifest and stages the version. A sink that is
+ * not committed leaves only chunks behind, each stored under its own hash
+ * (so never wrong), which the next fetch of the version finds there.
  *
- * Each whole chunk is hashed in one pool job that gives both its own hash
- * (its name in the store) and the version's hash state after it (a mark):
- * the jobs of one version run one after the other, each from the state the
- * one before reached, so the digest is the one sequential SHA-256 of all the
- * bytes; the states are kept as the version's marks (sha256.ts), which lets
- * this replica serve the version to others with the digest checked on every
- * core.
+ * Per chunk, two things run: the version's hash steps through it on the
+ * event loop as it arrives (one pass; a chain of pool jobs, one after the
+ * other, waited more on the pool than it hashed on a loaded machine), and
+ * one pool job hashes it for its name and writes it (storeChunkJob). The
+ * states between chunks are kept as the version's marks (sha256.ts), so
+ * this replica serves the version with the digest checked on every core.
  */
 export class VersionSink {
   private readonly chunks: string[] = []
-  /** the hash state after each whole chunk hashed so far, in order */
+  /** the hash state after each whole chunk so far, in order */
   private readonly marks: Buffer[] = []
-  /** the last chunk's step: the version's hash state after every byte handed to chunk() so far */
-  private chain: Promise<ChainState> = Promise.resolve(null)
+  /** the version's hash state after the bytes handed to chunk() so far */
+  private state: ChainState = null
   /** bytes handed to chunk() so far */
   private hashed = 0
   /** set when a short chunk (the last) finished the digest */
@@ -217,49 +214,36 @@ export class VersionSink {
     this.writes.add(w)
   }
 
-  /**
-   * A whole chunk, or the short last one: hashed (its own hash and its step
-   * of the version's, one pool job after the previous chunk's), then stored
-   * under its hash.
-   */
+  /** A whole chunk, or the short last one: a step of the version's hash, and stored under its own hash on the pool. */
   private chunk(data: Buffer): void {
-    const at = this.hashed
     const last = data.length < CHUNK_SIZE
+    const after = stepNow(data, this.state, this.hashed, last)
     this.hashed += data.length
+    if (last) {
+      this.digestBytes = after // push() never makes a short chunk: nothing follows it
+    } else {
+      this.marks.push(after)
+      this.state = after
+    }
+
     const index = this.chunks.length
     this.chunks.push('')
-    const hashed = this.chain.then(before => step(data, before, at, last, true))
-    this.chain = hashed.then(s => {
-      if (last) {
-        this.digestBytes = s.after
-        return null // nothing follows a short chunk (push() never makes one)
-      }
-
-      this.marks.push(s.after)
-      return s.after
-    })
-    this.chain.catch(() => {}) // a failed step is surfaced by finish(), or by the tracked store below
-    this.track(hashed.then(s => {
-      this.chunks[index] = s.hash!
-      return this.into.history.putChunk(data, s.hash)
+    this.track(this.into.history.putChunkOnPool(data).then(r => {
+      this.chunks[index] = r.hash
     }), data.length)
     this.buf = undefined
     this.fill = 0
   }
 
-  /** The digest of what was pushed, once every byte is hashed and written (the last, short chunk is stored now). */
+  /** The digest of what was pushed, once every byte is written (the last, short chunk is stored now). */
   async finish(): Promise<string> {
     if (this.buf) this.chunk(this.buf.subarray(0, this.fill))
-    const state = await this.chain.catch((error: unknown) => {
-      this.failed ??= error
-      return null
-    })
     await Promise.all(this.writes)
     if (this.failed !== undefined) throw this.failed
     fs.closeSync(this.fd)
     this.fd = -1
     // a version that ends with a whole chunk (or has no bytes): finished from the state after it
-    this.digestBytes ??= (await step(Buffer.alloc(0), state, this.hashed, true)).after
+    this.digestBytes ??= stepNow(Buffer.alloc(0), this.state, this.hashed, true)
     return this.digestBytes.toString('hex')
   }
 
