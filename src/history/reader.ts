@@ -141,11 +141,35 @@ export async function pipeVersion(store: HistoryStore, m: Manifest, opts: PipeOp
   return pipe(store, m, opts)
 }
 
+/** Bytes of chunk buffers kept between reads of whole versions (a fresh buffer costs a page fault per 4 KiB and GC pressure). */
+export const SPARE_BYTES = 32 * 1024 * 1024
+const spare = new Map<number, Buffer[]>()
+let spareBytes = 0
+
+function takeBuffers(count: number, size: number): Buffer[] {
+  const kept = spare.get(size) ?? []
+  const out = kept.splice(Math.max(0, kept.length - count))
+  spareBytes -= out.length * size
+  while (out.length < count) out.push(Buffer.allocUnsafeSlow(size))
+  return out
+}
+
+function giveBack(buffers: Buffer[]): void {
+  for (const b of buffers) {
+    if (spareBytes + b.length > SPARE_BYTES) return
+    const list = spare.get(b.length) ?? []
+    spare.set(b.length, list)
+    list.push(b)
+    spareBytes += b.length
+  }
+}
+
 /** `handedOut`: chunks before it are read and checked but not given to the sink (it has them). */
 async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?: Buffer, handedOut = 0): Promise<void> {
   const n = m.chunks.length
   const room = opts.headroom ?? 0
-  const free: Buffer[] = Array.from({length: Math.min(opts.slots ?? PIPE_SLOTS, n)}, () => Buffer.allocUnsafeSlow(room + m.chunkSize + 1).subarray(room))
+  const buffers = takeBuffers(Math.min(opts.slots ?? PIPE_SLOTS, n), room + m.chunkSize + 1)
+  const free: Buffer[] = buffers.map(b => b.subarray(room))
   const reads = new Map<number, {slot: Buffer; data: Promise<Buffer>}>()
   let started = 0
   const pump = () => {
@@ -193,6 +217,7 @@ async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?:
     if (sinkError) throw sinkError
   } finally {
     await Promise.allSettled([...[...reads.values()].map(r => r.data), ...sinks])
+    giveBack(buffers) // every read and sink using them has settled
   }
 }
 
