@@ -405,7 +405,7 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
 }
 
 /*
- * storeChunkJob(data, dir, tag, out) -> Promise<void>
+ * storeChunkJob(data, dir, tag, out, fd, pos) -> Promise<void>
  *
  * The history store's putChunk in one trip through the libuv pool, where it
  * took six (a hash, then access, open, write, close and rename, each a trip
@@ -413,8 +413,10 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
  * writes it to dir/<h0h1>/<hash>.<tag>.tmp (mode 0600, created with its
  * directory if need be) and renames that into place, so a reader never sees
  * a partial chunk. out[0..32) = the hash, out[32] = 1 if this call wrote
- * the file (0: it was there). Rejects with the failing call's errno (the
- * temporary file removed). Not fsync'ed: see the store's flush().
+ * the file (0: it was there). With fd >= 0, data is also written to fd at
+ * offset pos first (pwrite: a replica's staging file of the whole version).
+ * Rejects with the failing call's errno (the temporary file removed). Not
+ * fsync'ed: see the store's flush().
  */
 typedef struct {
   napi_async_work work;
@@ -425,6 +427,8 @@ typedef struct {
   char dir[PATH_BUF];
   char tag[NAME_BUF];
   unsigned char *out;
+  int fd;
+  int64_t pos;
   int err;
   const char *syscall;
 } chunk_job;
@@ -432,6 +436,15 @@ typedef struct {
 static void chunk_execute(napi_env env, void *arg) {
   (void) env;
   chunk_job *j = arg;
+  for (size_t done = 0; j->fd >= 0 && done < j->len;) {
+    ssize_t n = pwrite(j->fd, j->data + done, j->len - done, (off_t) (j->pos + (int64_t) done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno; j->syscall = "pwrite";
+      return;
+    }
+    done += (size_t) n;
+  }
   SHA256(j->data, j->len, j->out);
   j->out[32] = 0;
   static const char hex[] = "0123456789abcdef";
@@ -493,9 +506,9 @@ static void chunk_complete(napi_env env, napi_status status, void *arg) {
 }
 
 static napi_value store_chunk_job(napi_env env, napi_callback_info info) {
-  size_t argc = 4; napi_value argv[4];
+  size_t argc = 6; napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4) return type_error(env, "storeChunkJob(data, dir, tag, out)");
+  if (argc < 6) return type_error(env, "storeChunkJob(data, dir, tag, out, fd, pos)");
   void *data; size_t len; void *out; size_t out_len;
   if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
   if (napi_get_buffer_info(env, argv[3], &out, &out_len) != napi_ok || out_len < 33) return type_error(env, "out must be a Buffer of at least 33 bytes");
@@ -503,7 +516,11 @@ static napi_value store_chunk_job(napi_env env, napi_callback_info info) {
   if (j == NULL) return throw_errno(env, ENOMEM, "storeChunkJob");
   if (get_string(env, argv[1], j->dir, sizeof j->dir) != 0 || j->dir[0] == 0) { free(j); return type_error(env, "dir must be a string"); }
   if (get_string(env, argv[2], j->tag, sizeof j->tag) != 0 || j->tag[0] == 0 || strchr(j->tag, '/') != NULL) { free(j); return type_error(env, "tag must be a name"); }
-  j->data = data; j->len = len; j->out = out;
+  int32_t fd = -1; int64_t pos = 0;
+  if (napi_get_value_int32(env, argv[4], &fd) != napi_ok || napi_get_value_int64(env, argv[5], &pos) != napi_ok || pos < 0) {
+    free(j); return type_error(env, "fd must be a descriptor or -1, pos an offset >= 0");
+  }
+  j->data = data; j->len = len; j->out = out; j->fd = fd < 0 ? -1 : fd; j->pos = pos;
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_reference(env, argv[0], 1, &j->data_ref);

@@ -222,11 +222,12 @@ export class HistoryStore implements ContentCapture {
   /**
    * putChunk with the hash and the write in one job on the thread pool
    * (native storeChunkJob: one trip instead of six), for callers that store
-   * many chunks as they arrive (a replica fetching versions).
+   * many chunks as they arrive (a replica fetching versions). `copy`: the
+   * same job first writes the bytes to this descriptor at this offset too.
    */
-  async putChunkOnPool(data: Buffer): Promise<{hash: string; stored: number}> {
+  async putChunkOnPool(data: Buffer, copy?: {fd: number; pos: number}): Promise<{hash: string; stored: number}> {
     const out = Buffer.allocUnsafe(33)
-    await sys.storeChunkJob(data, this.chunkDir, `${tmpTag}${(++tmpSeq).toString(36)}`, out)
+    await sys.storeChunkJob(data, this.chunkDir, `${tmpTag}${(++tmpSeq).toString(36)}`, out, copy?.fd ?? -1, copy?.pos ?? 0)
     const hash = out.toString('hex', 0, 32)
     if (out[32] === 1) this.unsynced.add(this.chunkPath(hash))
     this.remember(hash)

@@ -13,7 +13,6 @@
 import fs from 'node:fs'
 import {constants as C} from 'node:fs'
 import path from 'node:path'
-import {promisify} from 'node:util'
 import {stepNow, type ChainState} from '../history/sha256.js'
 import {CHUNK_SIZE, type HistoryStore} from '../history/store.js'
 import {sys} from '../volume/sys.js'
@@ -131,15 +130,10 @@ export class Incoming {
 /** Bytes of one version being written at once, at most, before push() callers wait (room()). */
 const IN_FLIGHT = 16 * 1024 * 1024
 
-const write = promisify(fs.write)
-
-async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
-  for (let done = 0; done < data.length;) done += (await write(fd, data, done, data.length - done, pos + done)).bytesWritten
-}
-
 /**
  * One version on its way in. push() takes the bytes in order (and starts
- * their writes on the thread pool, so the disk and the network overlap);
+ * each whole chunk's writes on the thread pool, so the disk and the network
+ * overlap);
  * finish() waits for them and says what the bytes hash to; commit() then
  * writes the marks and the manifest and stages the version. A sink that is
  * not committed leaves only chunks behind, each stored under its own hash
@@ -148,7 +142,8 @@ async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
  * Per chunk, two things run: the version's hash steps through it on the
  * event loop as it arrives (one pass; a chain of pool jobs, one after the
  * other, waited more on the pool than it hashed on a loaded machine), and
- * one pool job hashes it for its name and writes it (storeChunkJob). The
+ * one pool job writes it into the staging file, hashes it for its name and
+ * stores it (storeChunkJob). The
  * states between chunks are kept as the version's marks (sha256.ts), so
  * this replica serves the version with the digest checked on every core.
  */
@@ -178,7 +173,6 @@ export class VersionSink {
   /** Bytes that follow the ones pushed so far (not reused by the caller). The caller checks that they stay within `size`. */
   push(data: Buffer): void {
     if (data.length === 0) return
-    this.track(writeAll(this.fd, data, this.received), data.length)
     this.received += data.length
     let off = 0
     if (this.buf) {
@@ -214,10 +208,11 @@ export class VersionSink {
     this.writes.add(w)
   }
 
-  /** A whole chunk, or the short last one: a step of the version's hash, and stored under its own hash on the pool. */
+  /** A whole chunk, or the short last one: a step of the version's hash; on the pool, written into the staging file and stored under its own hash (one job). */
   private chunk(data: Buffer): void {
     const last = data.length < CHUNK_SIZE
-    const after = stepNow(data, this.state, this.hashed, last)
+    const at = this.hashed
+    const after = stepNow(data, this.state, at, last)
     this.hashed += data.length
     if (last) {
       this.digestBytes = after // push() never makes a short chunk: nothing follows it
@@ -228,7 +223,7 @@ export class VersionSink {
 
     const index = this.chunks.length
     this.chunks.push('')
-    this.track(this.into.history.putChunkOnPool(data).then(r => {
+    this.track(this.into.history.putChunkOnPool(data, {fd: this.fd, pos: at}).then(r => {
       this.chunks[index] = r.hash
     }), data.length)
     this.buf = undefined

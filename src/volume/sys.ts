@@ -15,8 +15,8 @@ interface Sys {
   readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
   /** SHA-256 on the thread pool (see native/sys.c and src/history/sha256.ts) */
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
-  /** the history store's putChunk in one job on the thread pool: hash, and write unless present (see native/sys.c) */
-  storeChunkJob(data: Buffer, dir: string, tag: string, out: Buffer): Promise<void>
+  /** the history store's putChunk in one job on the thread pool: hash, and write unless present; with fd >= 0, pwrite to it at pos first (see native/sys.c) */
+  storeChunkJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number): Promise<void>
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
   /** glibc's mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD (bytes); false if one is refused */

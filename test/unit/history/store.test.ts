@@ -48,6 +48,24 @@ describe('history store', () => {
     expect((await store.putChunkOnPool(Buffer.alloc(0))).hash).to.equal(EMPTY_DIGEST)
   })
 
+  it('putChunkOnPool with a copy: the same job writes the bytes into another file at an offset too', async () => {
+    const data = randomBytes(CHUNK_SIZE)
+    const file = join(dir, 'staging')
+    const fd = fs.openSync(file, 'w')
+    try {
+      await store.putChunkOnPool(data, {fd, pos: 1000})
+      await store.putChunkOnPool(data, {fd, pos: 1000 + CHUNK_SIZE}) // stored already: still copied
+      const got = fs.readFileSync(file)
+      expect(got.length).to.equal(1000 + 2 * CHUNK_SIZE)
+      expect(got.subarray(1000, 1000 + CHUNK_SIZE).equals(data) && got.subarray(1000 + CHUNK_SIZE).equals(data)).to.equal(true)
+    } finally {
+      fs.closeSync(fd)
+    }
+
+    const err = await store.putChunkOnPool(randomBytes(10), {fd, pos: 0}).catch((error: unknown) => error as NodeJS.ErrnoException)
+    expect([err?.code, err?.message]).to.deep.equal(['EBADF', 'storeChunkJob pwrite: Bad file descriptor'])
+  })
+
   it('putChunkOnPool rejects with the failing call and its errno', async () => {
     const data = randomBytes(1000)
     const sub = join(store.dir, 'chunks', sha(data).slice(0, 2))
