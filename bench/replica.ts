@@ -111,18 +111,20 @@ async function fill(dir: string, config: string, mib: number): Promise<void> {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (0 if it is gone). */
-function cpuSeconds(pid: number | undefined): number {
+/** CPU seconds (user + system) a process has used so far, from /proc (0 if it is gone); `sys`: the system part. */
+function cpuSeconds(pid: number | undefined): number
+function cpuSeconds(pid: number | undefined, part: 'sys'): number
+function cpuSeconds(pid: number | undefined, part?: 'sys'): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-    return (Number(f[11]) + Number(f[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+    return ((part === 'sys' ? 0 : Number(f[11])) + Number(f[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100 on Linux)
   } catch {
     return 0
   }
 }
 
 /** rsync -a from -> to (a fresh copy): wall ms and the CPU seconds of its processes. */
-function rsync(from: string, to: string): {ms: number; cpu: number} {
+function rsync(from: string, to: string): {ms: number; cpu: number; sys: number} {
   spawnSync('rm', ['-rf', to])
   const t = performance.now()
   // bash's `times` prints the CPU time of its children (rsync's sender, receiver and generator)
@@ -131,7 +133,7 @@ function rsync(from: string, to: string): {ms: number; cpu: number} {
   const ms = performance.now() - t
   const [user, sys] = [...r.stdout.toString().trim().split('\n').pop()!.matchAll(/(\d+)m([\d.]+)s/g)].map(m => Number(m[1]) * 60 + Number(m[2]))
   spawnSync('rm', ['-rf', to])
-  return {ms, cpu: user + sys}
+  return {ms, cpu: user + sys, sys}
 }
 
 async function catchUpBench(root: string, config: string, mib: number) {
@@ -145,12 +147,13 @@ async function catchUpBench(root: string, config: string, mib: number) {
   let rep: Replica | undefined
   let joinMs = 0
   let startMs = 0
-  let cpu = {primary: 0, replica: 0}
+  let cpu = {primary: 0, replica: 0, primarySys: 0, replicaSys: 0}
   try {
     primary = await startServe([vol], {configDir: config, extraArgs: ['--accept', 'any']})
     process.env.PACIOFS_CONFIG_DIR = config // runStatus pins the servers in this config's known-servers
     const head = (await runStatus({server: primary.address, volume: 'cu-vol'})).head
     const cpu0 = cpuSeconds(primary.child.pid)
+    const sys0 = cpuSeconds(primary.child.pid, 'sys')
     const t = performance.now()
     rep = await startJoin(primary.address, 'cu-vol', join(root, 'cu-rep'), {configDir: join(root, 'server2')})
     const following = performance.now() // the process is up, accepted, and follows
@@ -162,7 +165,8 @@ async function catchUpBench(root: string, config: string, mib: number) {
 
     joinMs = performance.now() - following
     startMs = following - t
-    cpu = {primary: cpuSeconds(primary.child.pid) - cpu0, replica: cpuSeconds(rep.child.pid)}
+    cpu = {primary: cpuSeconds(primary.child.pid) - cpu0, replica: cpuSeconds(rep.child.pid),
+      primarySys: cpuSeconds(primary.child.pid, 'sys') - sys0, replicaSys: cpuSeconds(rep.child.pid, 'sys')}
     await waitInSync(primary.address, 'cu-vol', config)
   } finally {
     await rep?.stop().catch(() => rep?.kill())
@@ -174,7 +178,7 @@ async function catchUpBench(root: string, config: string, mib: number) {
   const rsync2 = rsync(vol, join(root, 'rsync-copy'))
   const rsyncMs = (rsync1.ms + rsync2.ms) / 2
   return {mib, backingBytes: du, joinMs, startMs, rsyncMs: [rsync1.ms, rsync2.ms], joinMiBs: mib / (joinMs / 1000), rsyncMiBs: mib / (rsyncMs / 1000), ratio: rsyncMs / joinMs,
-    cpu: {...cpu, rsync: (rsync1.cpu + rsync2.cpu) / 2}}
+    cpu: {...cpu, rsync: (rsync1.cpu + rsync2.cpu) / 2, rsyncSys: (rsync1.sys + rsync2.sys) / 2}}
 }
 
 async function main(): Promise<number> {
@@ -204,7 +208,7 @@ async function main(): Promise<number> {
 
     if (cu) {
       process.stdout.write(`| catch-up | new replica of a ${cu.mib} MiB volume (${(cu.backingBytes / 2 ** 20).toFixed(0)} MiB backing dir) | ${cu.joinMiBs.toFixed(1)} MiB/s (${(cu.joinMs / 1000).toFixed(1)} s following; start-up and join ${(cu.startMs / 1000).toFixed(1)} s before) | ${cu.rsyncMiBs.toFixed(1)} MiB/s rsync -a (${(cu.rsyncMs[0] / 1000).toFixed(1)} / ${(cu.rsyncMs[1] / 1000).toFixed(1)} s) | ${cu.ratio.toFixed(2)}x | >= 0.5x | ${cu.ratio >= 0.5 ? 'yes' : 'no'} |\n`)
-      process.stdout.write(`| catch-up | CPU seconds (user + system): primary while serving it, replica process from its start | ${cu.cpu.primary.toFixed(1)} + ${cu.cpu.replica.toFixed(1)} s | ${cu.cpu.rsync.toFixed(1)} s rsync -a | | | |\n`)
+      process.stdout.write(`| catch-up | CPU seconds (user + system): primary while serving it, replica process from its start | ${cu.cpu.primary.toFixed(1)} + ${cu.cpu.replica.toFixed(1)} s (system ${cu.cpu.primarySys.toFixed(1)} + ${cu.cpu.replicaSys.toFixed(1)}) | ${cu.cpu.rsync.toFixed(1)} s rsync -a (system ${cu.cpu.rsyncSys.toFixed(1)}) | | | |\n`)
     }
 
     if (values.json) await writeFile(values.json, JSON.stringify({smoke, loadStart, loadEnd, lag, catchUp: cu}, null, 2))

@@ -4,14 +4,15 @@
  * mknod, and the l*xattr family (never following symlinks, with
  * XATTR_CREATE/XATTR_REPLACE); and readFiles, verify's batch of small reads
  * (on its worker threads); and limitMallocArenas (glibc's mallopt
- * M_ARENA_MAX, for a mount's memory). All are short local-disk syscalls and run
+ * M_ARENA_MAX, for a mount's memory; tuneMalloc, for a streaming
+ * server's). All are short local-disk syscalls and run
  * synchronously. Errors are thrown as Error objects with `code` (e.g. 'ENOENT')
  * and a negative `errno`, like Node's own fs errors.
  *
  * Also sha256Job, the history store's hashing on the libuv thread pool,
- * trimMallocJob, glibc's malloc_trim there too, and sha256Each and
- * merkleRoot32, the embedded ledger's batch hashing (see the comments above
- * them).
+ * storeChunkJob, its chunk writes there, trimMallocJob, glibc's malloc_trim
+ * there too, and sha256Each and merkleRoot32, the embedded ledger's batch
+ * hashing (see the comments above them).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -297,6 +298,9 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
  *              state) with `before` bytes hashed already     (a chain step)
  *   flags & 4: with 2: finish instead: out[32..64) = the digest of the
  *              `before` + data.length bytes                  (the last step)
+ *   flags & 8: on the calling thread, now; returns undefined (for a caller
+ *              that hashes bytes as they stream by, where a trip through
+ *              the pool per piece would cost more than the hash)
  * A chain step that does not finish needs before and data.length to be
  * multiples of 64 (the state between blocks is then just the 8 words).
  *
@@ -404,7 +408,7 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
   void *data; size_t len; void *out; size_t out_len;
   if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
   uint32_t flags = 0;
-  if (napi_get_value_uint32(env, argv[1], &flags) != napi_ok || (flags & ~7u) != 0 || (flags & 3) == 0 || ((flags & 4) && !(flags & 2))) return type_error(env, "bad flags");
+  if (napi_get_value_uint32(env, argv[1], &flags) != napi_ok || (flags & ~15u) != 0 || (flags & 3) == 0 || ((flags & 4) && !(flags & 2))) return type_error(env, "bad flags");
   if (napi_get_buffer_info(env, argv[4], &out, &out_len) != napi_ok || out_len < 64) return type_error(env, "out must be a Buffer of at least 64 bytes");
   double before = 0;
   if (napi_get_value_double(env, argv[3], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) return type_error(env, "before must be a whole number >= 0");
@@ -432,12 +436,147 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
   }
   if ((flags & 2) && !(flags & 4) && (j->before % 64 != 0 || len % 64 != 0)) { free(j->path); free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
   if ((flags & 2) && j->has_state && j->before % 64 != 0) { free(j->path); free(j); return type_error(env, "a chain state lies between 64-byte blocks"); }
+  if ((flags & 8) && j->path != NULL) { free(j->path); free(j); return type_error(env, "a job that reads a file runs on the pool, not now"); }
+  if (flags & 8) {
+    hash_execute(env, j);
+    free(j);
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    return undef;
+  }
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_reference(env, argv[0], 1, &j->data_ref);
   napi_create_reference(env, argv[4], 1, &j->out_ref);
   napi_create_string_utf8(env, "paciofs:sha256", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, hash_execute, hash_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
+/*
+ * storeChunkJob(data, dir, tag, out, fd, pos) -> Promise<void>
+ *
+ * The history store's putChunk in one trip through the libuv pool, where it
+ * took six (a hash, then access, open, write, close and rename, each a trip
+ * of its own): hashes data (SHA-256), and unless dir/<h0h1>/<hash> exists,
+ * writes it to dir/<h0h1>/<hash>.<tag>.tmp (mode 0600, created with its
+ * directory if need be) and renames that into place, so a reader never sees
+ * a partial chunk. out[0..32) = the hash, out[32] = 1 if this call wrote
+ * the file (0: it was there). With fd >= 0, data is also written to fd at
+ * offset pos first (pwrite: a replica's staging file of the whole version).
+ * Rejects with the failing call's errno (the temporary file removed). Not
+ * fsync'ed: see the store's flush().
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref data_ref, out_ref;
+  const unsigned char *data;
+  size_t len;
+  char dir[PATH_BUF];
+  char tag[NAME_BUF];
+  unsigned char *out;
+  int fd;
+  int64_t pos;
+  int err;
+  const char *syscall;
+} chunk_job;
+
+static void chunk_execute(napi_env env, void *arg) {
+  (void) env;
+  chunk_job *j = arg;
+  for (size_t done = 0; j->fd >= 0 && done < j->len;) {
+    ssize_t n = pwrite(j->fd, j->data + done, j->len - done, (off_t) (j->pos + (int64_t) done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno; j->syscall = "pwrite";
+      return;
+    }
+    done += (size_t) n;
+  }
+  SHA256(j->data, j->len, j->out);
+  j->out[32] = 0;
+  static const char hex[] = "0123456789abcdef";
+  char name[65];
+  for (int k = 0; k < 32; k++) { name[2 * k] = hex[j->out[k] >> 4]; name[2 * k + 1] = hex[j->out[k] & 15]; }
+  name[64] = 0;
+  char sub[PATH_BUF], file[PATH_BUF], tmp[PATH_BUF];
+  if (snprintf(sub, sizeof sub, "%s/%.2s", j->dir, name) >= (int) sizeof sub ||
+      snprintf(file, sizeof file, "%s/%s", sub, name) >= (int) sizeof file ||
+      snprintf(tmp, sizeof tmp, "%s.%s.tmp", file, j->tag) >= (int) sizeof tmp) {
+    j->err = ENAMETOOLONG; j->syscall = "open";
+    return;
+  }
+  if (access(file, F_OK) == 0) return;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ENOENT) {
+    if (mkdir(sub, 0700) != 0 && errno != EEXIST) { j->err = errno; j->syscall = "mkdir"; return; }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) { j->err = errno; j->syscall = "open"; return; }
+  for (size_t done = 0; done < j->len;) {
+    ssize_t n = write(fd, j->data + done, j->len - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno; j->syscall = "write";
+      close(fd); unlink(tmp);
+      return;
+    }
+    done += (size_t) n;
+  }
+  if (close(fd) != 0) { j->err = errno; j->syscall = "close"; unlink(tmp); return; }
+  if (rename(tmp, file) != 0) { j->err = errno; j->syscall = "rename"; unlink(tmp); return; }
+  j->out[32] = 1;
+}
+
+static void chunk_complete(napi_env env, napi_status status, void *arg) {
+  chunk_job *j = arg;
+  if (status == napi_ok && j->err == 0) {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, j->deferred, undef);
+  } else {
+    int e = status == napi_ok ? j->err : ECANCELED;
+    napi_value msg, code, err, num;
+    char text[160];
+    snprintf(text, sizeof text, "storeChunkJob %s: %s", status == napi_ok ? j->syscall : "cancelled", strerror(e));
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &err);
+    napi_create_int32(env, -e, &num);
+    napi_set_named_property(env, err, "errno", num);
+    napi_set_named_property(env, err, "code", code);
+    napi_reject_deferred(env, j->deferred, err);
+  }
+  napi_delete_reference(env, j->data_ref);
+  napi_delete_reference(env, j->out_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value store_chunk_job(napi_env env, napi_callback_info info) {
+  size_t argc = 6; napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) return type_error(env, "storeChunkJob(data, dir, tag, out, fd, pos)");
+  void *data; size_t len; void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
+  if (napi_get_buffer_info(env, argv[3], &out, &out_len) != napi_ok || out_len < 33) return type_error(env, "out must be a Buffer of at least 33 bytes");
+  chunk_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "storeChunkJob");
+  if (get_string(env, argv[1], j->dir, sizeof j->dir) != 0 || j->dir[0] == 0) { free(j); return type_error(env, "dir must be a string"); }
+  if (get_string(env, argv[2], j->tag, sizeof j->tag) != 0 || j->tag[0] == 0 || strchr(j->tag, '/') != NULL) { free(j); return type_error(env, "tag must be a name"); }
+  int32_t fd = -1; int64_t pos = 0;
+  if (napi_get_value_int32(env, argv[4], &fd) != napi_ok || napi_get_value_int64(env, argv[5], &pos) != napi_ok || pos < 0) {
+    free(j); return type_error(env, "fd must be a descriptor or -1, pos an offset >= 0");
+  }
+  j->data = data; j->len = len; j->out = out; j->fd = fd < 0 ? -1 : fd; j->pos = pos;
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_reference(env, argv[0], 1, &j->data_ref);
+  napi_create_reference(env, argv[3], 1, &j->out_ref);
+  napi_create_string_utf8(env, "paciofs:chunk", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, chunk_execute, chunk_complete, j, &j->work);
   napi_queue_async_work(env, j->work);
   return promise;
 }
@@ -563,6 +702,35 @@ static napi_value trim_malloc_job(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * tuneMalloc(mmapThreshold, trimThreshold, topPad): glibc serves a block of
+ * at least M_MMAP_THRESHOLD (128 KiB until a larger mapped block is freed)
+ * with a fresh mmap and unmaps it when freed, so every such buffer is new
+ * memory that the kernel faults in and zeroes page by page; and it gives the
+ * heap's free top back to the kernel beyond M_TRIM_THRESHOLD. A server that
+ * streams 256 KiB-1 MiB messages allocates a few such buffers per message
+ * (gRPC frames, TLS records): raising both keeps that memory in the heap for
+ * reuse. Setting them turns off glibc's own adjustment of the two, as
+ * MALLOC_MMAP_THRESHOLD_ etc. in the environment would. Returns false where
+ * mallopt refuses one (another libc).
+ */
+static napi_value tune_malloc(napi_env env, napi_callback_info info) {
+  size_t argc = 3; napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t v[3] = {0, 0, 0};
+  for (size_t i = 0; i < 3; i++) {
+    if (argc <= i || napi_get_value_int32(env, argv[i], &v[i]) != napi_ok || v[i] < 0) {
+      napi_throw_type_error(env, "EINVAL", "tuneMalloc(mmapThreshold, trimThreshold, topPad): byte counts >= 0");
+      return NULL;
+    }
+  }
+  int ok = mallopt(M_MMAP_THRESHOLD, v[0]) == 1;
+  ok = (mallopt(M_TRIM_THRESHOLD, v[1]) == 1) && ok;
+  ok = (mallopt(M_TOP_PAD, v[2]) == 1) && ok;
+  napi_value r; napi_get_boolean(env, ok, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -573,10 +741,12 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lremovexattr", NULL, do_lremovexattr, NULL, NULL, NULL, napi_default, NULL},
     {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_default, NULL},
     {"sha256Job", NULL, sha256_job, NULL, NULL, NULL, napi_default, NULL},
+    {"storeChunkJob", NULL, store_chunk_job, NULL, NULL, NULL, napi_default, NULL},
     {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_default, NULL},
     {"trimMallocJob", NULL, trim_malloc_job, NULL, NULL, NULL, napi_default, NULL},
     {"sha256Each", NULL, sha256_each, NULL, NULL, NULL, napi_default, NULL},
     {"merkleRoot32", NULL, merkle_root32, NULL, NULL, NULL, napi_default, NULL},
+    {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

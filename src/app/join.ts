@@ -29,6 +29,7 @@ import {signJoin} from '../replica/statements.js'
 import {blockFromMsg, unary, type BlockMsg} from '../replica/wire.js'
 import {PathGuard} from '../server/guard.js'
 import type {MemberSet, ServedVolume} from '../server/served.js'
+import {tuneMallocForStreams} from '../server/malloc.js'
 import {startServer} from '../server/server.js'
 import {loadOrCreateServerTls} from '../server/tls.js'
 import {Journal} from '../volume/journal.js'
@@ -107,6 +108,7 @@ function grpcMessage(error: unknown): string {
 
 export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
   if (req.accept !== 'any' && req.accept !== 'manual') throw new PacioError('EINPUT', '--accept must be any or manual')
+  tuneMallocForStreams() // before the streams start: see server/malloc.ts
   const stop = new StopSignals()
   const undo: Array<() => unknown> = []
   const cleanup = async () => {

@@ -7,6 +7,7 @@ import {StopSignals} from './stop.js'
 import {limitMallocArenas, trimMalloc} from '../fuse/mount.js'
 import path from 'node:path'
 import {openAll} from '../server/served.js'
+import {tuneMallocForStreams} from '../server/malloc.js'
 import {startServer} from '../server/server.js'
 import {loadOrCreateServerTls} from '../server/tls.js'
 import {showFingerprint} from '../remote/auth.js'
@@ -47,6 +48,7 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
   if (req.volumes.length === 0) throw new PacioError('EINPUT', 'give at least one --volume DIR')
   limitMallocArenas() // as a mount does: the server's threads (thread pool, ledger writer) mostly wait on the kernel
   const stopTrimming = trimMalloc()
+  tuneMallocForStreams() // before the streams start: see server/malloc.ts
   const stop = new StopSignals()
   try {
     const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))

@@ -100,12 +100,19 @@ export interface PipeOptions {
   sink?: (data: Buffer, pos: number) => Promise<void>
   /**
    * The sink writes each chunk at its offset, so receiving chunks again is
-   * harmless: the digest may then be checked on every core with the
-   * version's marks (a sink that appends, such as stdout, is only used when
-   * there are none or with `whole` off). Always true without a sink.
+   * harmless. Either way the digest is checked on every core when the
+   * version has marks; if they turn out not to describe the bytes, a
+   * positional sink receives the version again from its start, one that
+   * appends (stdout, a network stream) only the chunks it has not received.
    */
   positional?: boolean
   slots?: number
+  /**
+   * Bytes left free before each chunk's data in its buffer (`data.byteOffset`
+   * is at least this much into `data.buffer`), where the sink may write a
+   * header and send header and data as one message without copying them.
+   */
+  headroom?: number
 }
 
 /**
@@ -119,27 +126,57 @@ export interface PipeOptions {
  * where bytes are handed out before the whole was seen (a random-access or
  * second read against a proven chunk list, see proveManifest).
  *
- * With the version's marks (and a positional sink or none), the whole is
- * checked step by step on the pool; a step that does not reach its mark
- * means the marks are wrong or the bytes are, and the version is then read
- * again with the sequential check, whose error names what is wrong.
+ * With the version's marks, the whole is checked step by step on the pool;
+ * a step that does not reach its mark means the marks are wrong or the
+ * bytes are, and the version is then read again with the sequential check,
+ * whose error names what is wrong (see `positional` for what the sink then
+ * receives).
  */
 export async function pipeVersion(store: HistoryStore, m: Manifest, opts: PipeOptions): Promise<void> {
-  const marks = opts.whole && (!opts.sink || opts.positional) ? await store.marks(m) : undefined
+  const marks = opts.whole ? await store.marks(m) : undefined
   if (marks) {
     try {
       return await pipe(store, m, opts, marks)
     } catch (error) {
       if (!(error instanceof MarksMismatch)) throw error
+      // the sink has received exactly the chunks before the one whose step failed (in order, each awaited
+      // first): one that appends gets the rest, after those are read and hashed again for the sequential pass
+      if (opts.sink && !opts.positional) return pipe(store, m, opts, undefined, error.chunk)
     }
   }
 
   return pipe(store, m, opts)
 }
 
-async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?: Buffer): Promise<void> {
+/** Bytes of chunk buffers kept between reads of whole versions (a fresh buffer costs a page fault per 4 KiB and GC pressure). */
+export const SPARE_BYTES = 32 * 1024 * 1024
+const spare = new Map<number, Buffer[]>()
+let spareBytes = 0
+
+function takeBuffers(count: number, size: number): Buffer[] {
+  const kept = spare.get(size) ?? []
+  const out = kept.splice(Math.max(0, kept.length - count))
+  spareBytes -= out.length * size
+  while (out.length < count) out.push(Buffer.allocUnsafeSlow(size))
+  return out
+}
+
+function giveBack(buffers: Buffer[]): void {
+  for (const b of buffers) {
+    if (spareBytes + b.length > SPARE_BYTES) return
+    const list = spare.get(b.length) ?? []
+    spare.set(b.length, list)
+    list.push(b)
+    spareBytes += b.length
+  }
+}
+
+/** `handedOut`: chunks before it are read and checked but not given to the sink (it has them). */
+async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?: Buffer, handedOut = 0): Promise<void> {
   const n = m.chunks.length
-  const free: Buffer[] = Array.from({length: Math.min(opts.slots ?? PIPE_SLOTS, n)}, () => Buffer.allocUnsafeSlow(m.chunkSize + 1))
+  const room = opts.headroom ?? 0
+  const buffers = takeBuffers(Math.min(opts.slots ?? PIPE_SLOTS, n), room + m.chunkSize + 1)
+  const free: Buffer[] = buffers.map(b => b.subarray(room))
   const reads = new Map<number, {slot: Buffer; data: Promise<Buffer>}>()
   let started = 0
   const pump = () => {
@@ -166,7 +203,7 @@ async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?:
       const data = await pending // read and checked (chunk hash, step): see pump
       whole?.update(data)
       if (whole && i === n - 1 && whole.digest('hex') !== m.digest) throw locate(store, m)
-      if (opts.sink) {
+      if (opts.sink && i >= handedOut) {
         const s: Promise<void> = opts.sink(data, i * m.chunkSize).then(() => {
           sinks.delete(s)
           free.push(slot)
@@ -186,6 +223,7 @@ async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?:
     if (sinkError) throw sinkError
   } finally {
     await Promise.allSettled([...[...reads.values()].map(r => r.data), ...sinks])
+    giveBack(buffers) // every read and sink using them has settled
   }
 }
 

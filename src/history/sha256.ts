@@ -20,6 +20,7 @@ import {sys} from '../volume/sys.js'
 const HASH = 1
 const STEP = 2
 const FINISH = 4
+const NOW = 8
 
 /** A state between 64-byte blocks (32 bytes), or null: the initial state. */
 export type ChainState = Buffer | null
@@ -75,4 +76,15 @@ export async function readStep(path: string, buf: Buffer, want: number, opts: {h
   const got = await sys.sha256Job(buf, flags, chain?.before ?? null, chain?.offset ?? 0, out, path, want)
   if (got !== want) return {got}
   return {got, hash: opts.hash ? out.toString('hex', 0, 32) : undefined, after: chain ? out.subarray(32, 64) : undefined}
+}
+
+/**
+ * step() on the calling thread, now (no hash of the chunk's own): for bytes
+ * hashed as they stream by, where a trip through the pool per piece, one
+ * after the other, would wait on the pool more than it hashes.
+ */
+export function stepNow(data: Buffer, before: ChainState, offset: number, last: boolean): Buffer {
+  const out = Buffer.allocUnsafe(64)
+  void sys.sha256Job(data, STEP | (last ? FINISH : 0) | NOW, before, offset, out)
+  return out.subarray(32, 64)
 }

@@ -21,6 +21,7 @@ import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import {sys} from '../volume/sys.js'
 import {hashChunk, step, type ChainState} from './sha256.js'
 
 export const CHUNK_SIZE = 256 * 1024
@@ -229,6 +230,21 @@ export class HistoryStore implements ContentCapture {
     return this.putHashedChunk(hash, data)
   }
 
+  /**
+   * putChunk with the hash and the write in one job on the thread pool
+   * (native storeChunkJob: one trip instead of six), for callers that store
+   * many chunks as they arrive (a replica fetching versions). `copy`: the
+   * same job first writes the bytes to this descriptor at this offset too.
+   */
+  async putChunkOnPool(data: Buffer, copy?: {fd: number; pos: number}): Promise<{hash: string; stored: number}> {
+    const out = Buffer.allocUnsafe(33)
+    await sys.storeChunkJob(data, this.chunkDir, `${tmpTag}${(++tmpSeq).toString(36)}`, out, copy?.fd ?? -1, copy?.pos ?? 0)
+    const hash = out.toString('hex', 0, 32)
+    if (out[32] === 1) this.unsynced.add(this.chunkPath(hash))
+    this.remember(hash)
+    return {hash, stored: out[32] === 1 ? data.length : 0}
+  }
+
   /** putChunk for bytes whose hash the caller computed from them. */
   private async putHashedChunk(hash: string, data: Buffer): Promise<{hash: string; stored: number}> {
     if (await this.hasChunk(hash)) return {hash, stored: 0}
@@ -419,8 +435,13 @@ export class HistoryStore implements ContentCapture {
     return {digest, size: b.pos, stored: b.stored}
   }
 
-  /** Stores a version's marks (the hash states between its chunks) unless there are some. */
-  private async putMarks(digest: string, marks: Buffer): Promise<void> {
+  /**
+   * Stores a version's marks (the hash states between its chunks) unless
+   * there are some. Nothing vouches for them (a reader checks each step), so
+   * anyone who hashed the version may store them: a capture here, a replica
+   * that fetched it.
+   */
+  async putMarks(digest: string, marks: Buffer): Promise<void> {
     const file = this.marksPath(digest)
     try {
       await fsp.access(file)
@@ -433,7 +454,8 @@ export class HistoryStore implements ContentCapture {
   /**
    * A version's marks: the SHA-256 state after each of its chunks but the
    * last, 32 bytes each; undefined if there are none (a version stored
-   * before marks were kept, or by a replica) or they have the wrong length.
+   * before marks were kept, by a capture or by a replica) or they have the
+   * wrong length.
    * Nothing vouches for them: a reader checks each step (see sha256.ts).
    */
   async marks(m: Manifest): Promise<Buffer | undefined> {

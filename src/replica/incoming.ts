@@ -1,7 +1,8 @@
 /**
  * Versions a replica fetches, written once from the bytes as they arrive:
  * each chunk into the history store and the whole, in order, into a staging
- * file (.paciofs/incoming/<digest>), with the whole hashed on the way. Only a
+ * file (.paciofs/incoming/<digest>), with the whole hashed on the way (each
+ * chunk hashed and stored in one job on the thread pool). Only a
  * version whose bytes have its size and hash to its digest gets a manifest and
  * is staged. Installing a staged version into the backing directory is then a
  * rename (a file that does not exist yet, when no later record needs the same
@@ -9,11 +10,10 @@
  * mode and xattrs first) or else an in-kernel copy (the file keeps its inode)
  * — the bytes are not read or hashed a second time.
  */
-import {createHash, hash as hashOnce, type Hash} from 'node:crypto'
 import fs from 'node:fs'
 import {constants as C} from 'node:fs'
 import path from 'node:path'
-import {promisify} from 'node:util'
+import {stepNow, type ChainState} from '../history/sha256.js'
 import {CHUNK_SIZE, type HistoryStore} from '../history/store.js'
 import {sys} from '../volume/sys.js'
 
@@ -130,23 +130,33 @@ export class Incoming {
 /** Bytes of one version being written at once, at most, before push() callers wait (room()). */
 const IN_FLIGHT = 16 * 1024 * 1024
 
-const write = promisify(fs.write)
-
-async function writeAll(fd: number, data: Buffer, pos: number): Promise<void> {
-  for (let done = 0; done < data.length;) done += (await write(fd, data, done, data.length - done, pos + done)).bytesWritten
-}
-
 /**
  * One version on its way in. push() takes the bytes in order (and starts
- * their writes on the thread pool, so the disk and the network overlap);
- * finish() waits for the writes and says what the bytes hash to; commit()
- * then writes the manifest and stages the version. A sink that is not
- * committed leaves only chunks behind, each stored under its own hash (so
- * never wrong), which the next fetch of the version finds there.
+ * each whole chunk's writes on the thread pool, so the disk and the network
+ * overlap);
+ * finish() waits for them and says what the bytes hash to; commit() then
+ * writes the marks and the manifest and stages the version. A sink that is
+ * not committed leaves only chunks behind, each stored under its own hash
+ * (so never wrong), which the next fetch of the version finds there.
+ *
+ * Per chunk, two things run: the version's hash steps through it on the
+ * event loop as it arrives (one pass; a chain of pool jobs, one after the
+ * other, waited more on the pool than it hashed on a loaded machine), and
+ * one pool job writes it into the staging file, hashes it for its name and
+ * stores it (storeChunkJob). The
+ * states between chunks are kept as the version's marks (sha256.ts), so
+ * this replica serves the version with the digest checked on every core.
  */
 export class VersionSink {
-  private readonly whole: Hash = createHash('sha256')
   private readonly chunks: string[] = []
+  /** the hash state after each whole chunk so far, in order */
+  private readonly marks: Buffer[] = []
+  /** the version's hash state after the bytes handed to chunk() so far */
+  private state: ChainState = null
+  /** bytes handed to chunk() so far */
+  private hashed = 0
+  /** set when a short chunk (the last) finished the digest */
+  private digestBytes?: Buffer
   /** the chunk being put together from pieces that do not fall on chunk boundaries (a new buffer each: written asynchronously) */
   private buf?: Buffer
   private fill = 0
@@ -163,9 +173,7 @@ export class VersionSink {
   /** Bytes that follow the ones pushed so far (not reused by the caller). The caller checks that they stay within `size`. */
   push(data: Buffer): void {
     if (data.length === 0) return
-    this.track(writeAll(this.fd, data, this.received), data.length)
     this.received += data.length
-    this.whole.update(data)
     let off = 0
     if (this.buf) {
       const take = Math.min(CHUNK_SIZE - this.fill, data.length)
@@ -200,10 +208,24 @@ export class VersionSink {
     this.writes.add(w)
   }
 
+  /** A whole chunk, or the short last one: a step of the version's hash; on the pool, written into the staging file and stored under its own hash (one job). */
   private chunk(data: Buffer): void {
-    const hash = hashOnce('sha256', data, 'hex')
-    this.chunks.push(hash)
-    this.track(this.into.history.putChunk(data, hash), data.length)
+    const last = data.length < CHUNK_SIZE
+    const at = this.hashed
+    const after = stepNow(data, this.state, at, last)
+    this.hashed += data.length
+    if (last) {
+      this.digestBytes = after // push() never makes a short chunk: nothing follows it
+    } else {
+      this.marks.push(after)
+      this.state = after
+    }
+
+    const index = this.chunks.length
+    this.chunks.push('')
+    this.track(this.into.history.putChunkOnPool(data, {fd: this.fd, pos: at}).then(r => {
+      this.chunks[index] = r.hash
+    }), data.length)
     this.buf = undefined
     this.fill = 0
   }
@@ -215,12 +237,16 @@ export class VersionSink {
     if (this.failed !== undefined) throw this.failed
     fs.closeSync(this.fd)
     this.fd = -1
-    return this.whole.digest('hex')
+    // a version that ends with a whole chunk (or has no bytes): finished from the state after it
+    this.digestBytes ??= stepNow(Buffer.alloc(0), this.state, this.hashed, true)
+    return this.digestBytes.toString('hex')
   }
 
-  /** After finish() returned the digest and `received` is the size: the manifest is written and the version staged. */
+  /** After finish() returned the digest and `received` is the size: the marks and the manifest are written and the version staged. */
   async commit(): Promise<void> {
-    await this.into.history.putManifest({v: 1, digest: this.digest, size: this.size, chunkSize: CHUNK_SIZE, chunks: this.chunks})
+    const {history} = this.into
+    if (this.chunks.length > 1) await history.putMarks(this.digest, Buffer.concat(this.marks.slice(0, this.chunks.length - 1)))
+    await history.putManifest({v: 1, digest: this.digest, size: this.size, chunkSize: CHUNK_SIZE, chunks: this.chunks})
     this.into.stage(this.digest, this.file)
   }
 

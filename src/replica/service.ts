@@ -15,7 +15,7 @@ import {sys} from '../volume/sys.js'
 import {PathResolver} from '../volume/paths.js'
 import type {ReplicaHost} from './host.js'
 import {verifyJoin} from './statements.js'
-import {blockToMsg, PREIMAGE_BATCH, REPLICA_METADATA} from './wire.js'
+import {blockToMsg, CONTENT_HEADER, framedContent, PREIMAGE_BATCH, REPLICA_METADATA} from './wire.js'
 
 type Status = Error & {code: grpc.status; details: string}
 const status = (code: grpc.status, details: string): Status => Object.assign(new Error(details), {code, details})
@@ -191,8 +191,9 @@ export class ReplicaService {
           const digest = String(call.request.digest)
           if (!/^[0-9a-f]{64}$/.test(digest)) throw status(grpc.status.INVALID_ARGUMENT, 'digest must be 64 hex digits')
           if (!a.host.history?.has(digest)) throw status(grpc.status.NOT_FOUND, `version ${digest.slice(0, 16)}… is not in this server's history`)
-          // checked against the digest as it is read, in one pass (the last chunk is sent only if the whole
-          // matches); a chunk's buffer is reused once its message was handed to the connection (write's callback)
+          // checked against the digest as it is read (step by step on the pool with the version's marks, else in
+          // one pass; the last chunk is sent only if the whole matches); a chunk's buffer is reused once its
+          // message was handed to the connection (write's callback)
           const history = a.host.history
           const gone = new Promise<never>((_, reject) => {
             const stop = () => reject(status(grpc.status.CANCELLED, 'the stream was cancelled or closed'))
@@ -200,8 +201,9 @@ export class ReplicaService {
             call.on('close', stop)
           })
           gone.catch(() => {})
-          await pipeVersion(history, history.manifest(digest), {whole: true, chunks: false, slots: CONTENT_SLOTS, sink: data => Promise.race([gone,
-            new Promise<void>((resolve, reject) => call.write({data}, (error?: Error | null) => (error ? reject(error) : resolve())))])})
+          // each chunk is read with room before it for its message header (framedContent: no copy into a message)
+          await pipeVersion(history, history.manifest(digest), {whole: true, chunks: false, slots: CONTENT_SLOTS, headroom: CONTENT_HEADER, sink: data => Promise.race([gone,
+            new Promise<void>((resolve, reject) => call.write(framedContent(data), (error?: Error | null) => (error ? reject(error) : resolve())))])})
           call.end()
         })().catch(error => {
           const e = typeof (error as Status).code === 'number' ? error : status(grpc.status.INTERNAL, (error as Error).message)

@@ -27,9 +27,41 @@ export function replicaDefinition(): grpc.ServiceDefinition {
   if (!cached) {
     const def = protoLoader.loadSync(PROTO, {keepCase: true, longs: Number, enums: String, defaults: true, oneofs: false})
     cached = def[REPLICA_SERVICE] as grpc.ServiceDefinition
+    // a ContentPiece already framed in place (framedContent) is sent as it is
+    const content = cached.Content as grpc.MethodDefinition<unknown, unknown>
+    const encode = content.responseSerialize
+    cached = {...cached, Content: {...content, responseSerialize: (piece: unknown) => (Buffer.isBuffer(piece) ? piece : encode(piece))}}
   }
 
   return cached
+}
+
+/** Bytes a ContentPiece's header takes at most: field 1's tag and the data's length as a varint (below 2^28). */
+export const CONTENT_HEADER = 5
+
+/**
+ * The encoded ContentPiece message {data}, without copying `data`: its
+ * header is written into the bytes just before `data` in its buffer, which
+ * the caller keeps free (at least CONTENT_HEADER of them, see PipeOptions'
+ * headroom). The same bytes as protobuf's encoding of {data}. gRPC copies
+ * the message once more into its frame; protobuf's encoder would have made
+ * a copy of its own first.
+ */
+export function framedContent(data: Buffer): Buffer {
+  const header = [0x0a] // field 1, length-delimited
+  for (let n = data.length; ; n = Math.floor(n / 128)) {
+    if (n < 0x80) {
+      header.push(n)
+      break
+    }
+
+    header.push((n & 0x7f) | 0x80)
+  }
+
+  if (data.byteOffset < header.length) throw new PacioError('EINTERNAL', `framedContent: ${header.length} bytes are needed before the data, ${data.byteOffset} are there`)
+  const message = Buffer.from(data.buffer, data.byteOffset - header.length, header.length + data.length)
+  message.set(header, 0)
+  return message
 }
 
 export interface BlockMsg {

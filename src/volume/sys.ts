@@ -17,10 +17,14 @@ interface Sys {
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
   /** the same job reading the file `path` into data first: resolves with the bytes read, hashed only if exactly `want` */
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer, path: string, want: number): Promise<number>
+  /** the history store's putChunk in one job on the thread pool: hash, and write unless present; with fd >= 0, pwrite to it at pos first (see native/sys.c) */
+  storeChunkJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number): Promise<void>
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
   /** glibc's malloc_trim(0) on the thread pool: true if memory went back to the kernel */
   trimMallocJob(): Promise<boolean>
+  /** glibc's mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD (bytes); false if one is refused */
+  tuneMalloc(mmapThreshold: number, trimThreshold: number, topPad: number): boolean
 }
 
 /** readFiles flag: lstat and llistxattr each path, read regular files only (their st_size + 1 bytes) */

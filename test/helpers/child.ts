@@ -19,6 +19,10 @@ export interface ServerChild {
 
 /** Runs `node args` with PACIOFS_CONFIG_DIR=configDir until `ready` matches its output; throws with the output if it exits or times out first. */
 export async function startServerChild(args: string[], configDir: string, ready: RegExp, what: string, timeoutMs: number): Promise<ServerChild> {
+  // PACIOFS_CHILD_NODE_ARGS: node options for each server child, space-separated (profiling a bench:
+  // '--cpu-prof --cpu-prof-dir=/tmp/prof' writes a CPU profile per process as it exits; '--trace-gc')
+  const extra = process.env.PACIOFS_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  args = [...extra, ...args]
   const child = spawn(process.execPath, args, {env: childEnv({PACIOFS_CONFIG_DIR: configDir}), stdio: ['ignore', 'pipe', 'pipe']})
   live.add(child)
   let out = ''

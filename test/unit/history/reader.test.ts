@@ -191,6 +191,49 @@ describe('history reader', () => {
       expect((await proveVersion(store, digest)).marks, 'no marks: proven by the chunk list').to.equal(undefined)
     })
 
+    it('an appending sink (a network stream) gets every chunk once, in order, also when the marks are wrong from chunk 3 on', async () => {
+      const data = randomBytes(6 * CHUNK_SIZE + 9)
+      const {digest} = await store.put(data)
+      const m = store.manifest(digest)
+      const appended = async () => {
+        const parts: Buffer[] = []
+        let next = 0
+        const error = await pipeVersion(store, m, {whole: true, chunks: false, slots: 4, sink: async (piece, pos) => {
+          expect(pos, 'in order, none twice').to.equal(next)
+          next += piece.length
+          parts.push(Buffer.from(piece))
+          await new Promise(r => setTimeout(r, Math.random() * 2))
+        }}).then(() => undefined, (error_: unknown) => error_)
+        return {out: Buffer.concat(parts), error}
+      }
+
+      expect((await appended()).out.equals(data), 'through the marks').to.equal(true)
+      const marks = fs.readFileSync(store.marksPath(digest))
+      marks[3 * 32 + 1] ^= 1 // the state after chunk 3: chunk 3's step misses it
+      fs.writeFileSync(store.marksPath(digest), marks)
+      const wrong = await appended()
+      expect(wrong.error).to.equal(undefined)
+      expect(wrong.out.equals(data), 'chunks 0-2 from the marked pass, 3-6 from the sequential one').to.equal(true)
+
+      alter(store, m, 4)
+      fs.writeFileSync(store.marksPath(digest), await marksOver(m)) // marks that agree with the altered chunk
+      const altered = await appended()
+      expect((altered.error as HistoryError).kind).to.equal('history-tampered')
+      expect(altered.out.length, 'all but the last chunk: never the last').to.equal(6 * CHUNK_SIZE)
+    })
+
+    it('headroom: each chunk comes with that many free bytes before it in its buffer, the bytes unchanged', async () => {
+      const data = randomBytes(3 * CHUNK_SIZE + 5)
+      const {digest} = await store.put(data)
+      const parts: Buffer[] = []
+      await pipeVersion(store, store.manifest(digest), {whole: true, chunks: false, slots: 2, headroom: 5, sink: async piece => {
+        expect(piece.byteOffset).to.be.at.least(5)
+        Buffer.from(piece.buffer, piece.byteOffset - 5, 5).fill(0xee) // the sink may write there
+        parts.push(Buffer.from(piece))
+      }})
+      expect(Buffer.concat(parts).equals(data)).to.equal(true)
+    })
+
     it('an altered chunk is refused even with marks recomputed over it: the last step misses the digest', async () => {
       const {digest} = await store.put(randomBytes(6 * CHUNK_SIZE))
       const m = store.manifest(digest)

@@ -3,7 +3,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {hashChunk, readStep, step, type ChainState} from '../../../src/history/sha256.js'
+import {hashChunk, readStep, step, stepNow, type ChainState} from '../../../src/history/sha256.js'
 
 const CS = 256 * 1024
 
@@ -26,6 +26,21 @@ describe('sha256 on the thread pool', () => {
       const data = randomBytes(n)
       expect(await hashChunk(data)).to.equal(createHash('sha256').update(data).digest('hex'))
     }
+  })
+
+  it('stepNow (on the calling thread) gives the same states and digest as the pool job', async () => {
+    const data = randomBytes(3 * CS + 100)
+    let state: ChainState = null
+    for (let i = 0; i < 4; i++) {
+      const part = data.subarray(i * CS, (i + 1) * CS)
+      const last = i === 3
+      const now = stepNow(part, state, i * CS, last)
+      expect(now.equals((await step(part, state, i * CS, last)).after), `chunk ${i}`).to.equal(true)
+      state = now
+    }
+
+    expect(state!.toString('hex')).to.equal(createHash('sha256').update(data).digest('hex'))
+    expect(() => stepNow(data.subarray(0, 100), null, 0, false), 'a step that does not finish needs whole blocks').to.throw(/64-byte blocks/)
   })
 
   it('a chain of steps gives the digest of the whole, for any length and piece size', async () => {

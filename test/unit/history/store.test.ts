@@ -34,6 +34,49 @@ describe('history store', () => {
     expect((await readAll(store, r.digest)).equals(data)).to.equal(true)
   })
 
+  it('putChunkOnPool hashes and writes a chunk in one pool job: its name, its bytes, once, no temporary file left', async () => {
+    const data = randomBytes(CHUNK_SIZE)
+    const chunkDir = join(store.dir, 'chunks')
+    expect(await store.putChunkOnPool(data)).to.deep.equal({hash: sha(data), stored: CHUNK_SIZE})
+    expect(fs.readFileSync(store.chunkPath(sha(data))).equals(data)).to.equal(true)
+    expect(fs.statSync(store.chunkPath(sha(data))).mode & 0o777).to.equal(0o600)
+    expect(await store.putChunkOnPool(Buffer.from(data)), 'already there').to.deep.equal({hash: sha(data), stored: 0})
+    const same = await Promise.all([1, 2, 3].map(() => store.putChunkOnPool(Buffer.from('one chunk, three writers at once'))))
+    expect(new Set(same.map(r => r.hash)).size).to.equal(1)
+    const names = fs.readdirSync(chunkDir).flatMap(d => fs.readdirSync(join(chunkDir, d)))
+    expect(names.filter(n => n.endsWith('.tmp'))).to.deep.equal([])
+    expect(names).to.have.length(2)
+    expect((await store.putChunkOnPool(Buffer.alloc(0))).hash).to.equal(EMPTY_DIGEST)
+  })
+
+  it('putChunkOnPool with a copy: the same job writes the bytes into another file at an offset too', async () => {
+    const data = randomBytes(CHUNK_SIZE)
+    const file = join(dir, 'staging')
+    const fd = fs.openSync(file, 'w')
+    try {
+      await store.putChunkOnPool(data, {fd, pos: 1000})
+      await store.putChunkOnPool(data, {fd, pos: 1000 + CHUNK_SIZE}) // stored already: still copied
+      const got = fs.readFileSync(file)
+      expect(got.length).to.equal(1000 + 2 * CHUNK_SIZE)
+      expect(got.subarray(1000, 1000 + CHUNK_SIZE).equals(data) && got.subarray(1000 + CHUNK_SIZE).equals(data)).to.equal(true)
+    } finally {
+      fs.closeSync(fd)
+    }
+
+    const err = await store.putChunkOnPool(randomBytes(10), {fd, pos: 0}).catch((error: unknown) => error as NodeJS.ErrnoException)
+    expect([err?.code, err?.message]).to.deep.equal(['EBADF', 'storeChunkJob pwrite: Bad file descriptor'])
+  })
+
+  it('putChunkOnPool rejects with the failing call and its errno', async () => {
+    const data = randomBytes(1000)
+    const sub = join(store.dir, 'chunks', sha(data).slice(0, 2))
+    fs.writeFileSync(sub, 'a file where its directory should be')
+    const err = await store.putChunkOnPool(data).catch((error: unknown) => error as NodeJS.ErrnoException)
+    expect(err).to.be.instanceOf(Error)
+    expect(err!.code).to.equal('ENOTDIR')
+    expect(err!.message).to.match(/storeChunkJob open/)
+  })
+
   it('deduplicates: the same content twice costs nothing the second time', async () => {
     const data = randomBytes(2 * CHUNK_SIZE)
     expect((await store.put(data)).stored).to.equal(data.length)

@@ -6,6 +6,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {proveVersion} from '../../../src/history/reader.js'
 import {CHUNK_SIZE, HistoryStore} from '../../../src/history/store.js'
 import {Incoming} from '../../../src/replica/incoming.js'
 import {sys} from '../../../src/volume/sys.js'
@@ -49,6 +50,32 @@ describe('replica Incoming (fetched versions)', () => {
     expect(history.check(digest)).to.equal(undefined)
     expect(history.manifest(digest).chunks).to.deep.equal([0, 1, 2, 3].map(i => sha(data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE))))
     expect(incoming.isStaged(digest)).to.equal(true)
+  })
+
+  it('keeps the hash states between chunks as the version marks, which the reader checks step by step', async () => {
+    for (const size of [4 * CHUNK_SIZE, 2 * CHUNK_SIZE + 1]) { // ending with a whole chunk, and with a short one
+      const data = randomBytes(size)
+      const digest = sha(data)
+      const {sink, got} = await send(incoming, digest, data, [CHUNK_SIZE + 1000, 333])
+      expect(got).to.equal(digest)
+      await sink.commit()
+      const m = history.manifest(digest)
+      const marks = await history.marks(m)
+      expect(marks?.length).to.equal((m.chunks.length - 1) * 32)
+      const proven = await proveVersion(history, digest)
+      expect(proven.marks?.equals(marks!)).to.equal(true) // proven by steps, not by the fallback
+    }
+  })
+
+  it('a version of no bytes, and of exactly one chunk, hash to their digests (no marks: one chunk or none)', async () => {
+    for (const data of [Buffer.alloc(0), randomBytes(CHUNK_SIZE)]) {
+      const digest = sha(data)
+      const {sink, got} = await send(incoming, digest, data, [CHUNK_SIZE])
+      expect(got).to.equal(digest)
+      await sink.commit()
+      expect(history.check(digest)).to.equal(undefined)
+      expect(await history.marks(history.manifest(digest))).to.equal(undefined)
+    }
   })
 
   it('bytes of the right size that do not hash to the digest: no manifest, nothing staged, the staging file gone', async () => {
