@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {Broadcast} from '../../../src/broadcast/broadcast.js'
@@ -9,7 +10,7 @@ import {collect, tempDir} from './helpers.js'
 
 const child = fileURLToPath(new URL('./crash-child.ts', import.meta.url))
 
-/** Run the child until it has printed `ready`, then SIGKILL it after `afterMs`; returns the names it printed. */
+/** Run the child until it has printed `ready`, then SIGKILL it after `afterMs`; returns the names it wrote as returned. */
 function runAndKill(dir: string, start: number, afterMs: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', 'tsx', child, dir, String(start)], {stdio: ['ignore', 'pipe', 'pipe']})
@@ -27,9 +28,9 @@ function runAndKill(dir: string, start: number, afterMs: number): Promise<string
       err += chunk.toString()
     })
     p.on('error', reject)
-    p.on('close', (code, signal) => { // 'close': after stdout is drained, unlike 'exit'
+    p.on('close', (code, signal) => {
       if (signal !== 'SIGKILL') return reject(new Error(`child exited ${code} ${signal}: ${err}`))
-      const lines = out.split('\n')
+      const lines = readFileSync(join(dir, `returned-${start}.txt`), 'utf8').split('\n')
       lines.pop() // a line cut by the kill is not a returned call
       resolve(lines.filter((l) => l.startsWith('p')))
     })
@@ -47,8 +48,8 @@ describe('broadcast: crash (SIGKILL) loses no returned broadcast', function () {
       // two crashes in a row: the second run recovers from the first, then dies too
       const first = await runAndKill(t.dir, 0, 300 + Math.floor(Math.random() * 700))
       const second = await runAndKill(t.dir, 1_000_000, 200 + Math.floor(Math.random() * 500))
-      expect(first.length, 'first child printed nothing').to.be.above(0)
-      expect(second.length, 'second child printed nothing').to.be.above(0)
+      expect(first.length, 'first child returned nothing').to.be.above(0)
+      expect(second.length, 'second child returned nothing').to.be.above(0)
 
       // the crashed ledger is consistent as it lies (read-only audit, nothing re-sent yet)
       const before = await EmbeddedLedger.openReadOnly(join(t.dir, 'ledger.db'))
@@ -67,7 +68,7 @@ describe('broadcast: crash (SIGKILL) loses no returned broadcast', function () {
       for (const d of deliveries) counts.set(d.payload.toString(), (counts.get(d.payload.toString()) ?? 0) + 1)
       const missing = [...first, ...second].filter((name) => counts.get(name) !== 1)
       expect(missing, `not delivered exactly once: ${missing.slice(0, 5).join(', ')}`).to.deep.equal([])
-      // nothing beyond what the children attempted (at most one unprinted call each)
+      // nothing beyond what the children attempted (at most one call each whose return was not yet written)
       const attempted = new Set([...first, ...second])
       const extra = [...counts.keys()].filter((k) => !attempted.has(k))
       expect(extra.length).to.be.at.most(2)
