@@ -287,6 +287,21 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * Queues job `data`: `execute` on a thread of libuv's pool, then `complete`
+ * on the event loop, which settles *deferred and deletes *work. Returns the
+ * promise the caller hands to JavaScript.
+ */
+static napi_value queue_job(napi_env env, const char *name, napi_async_execute_callback execute,
+                            napi_async_complete_callback complete, void *data, napi_async_work *work, napi_deferred *deferred) {
+  napi_value promise, label;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &label);
+  napi_create_async_work(env, NULL, label, execute, complete, data, work);
+  napi_queue_async_work(env, *work);
+  return promise;
+}
+
+/*
  * sha256Job(data, flags, state, before, out) -> Promise<void>
  *
  * SHA-256 on a libuv pool thread (OpenSSL's, linked into node; it uses the
@@ -444,14 +459,9 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
     napi_get_undefined(env, &undef);
     return undef;
   }
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
   napi_create_reference(env, argv[0], 1, &j->data_ref);
   napi_create_reference(env, argv[4], 1, &j->out_ref);
-  napi_create_string_utf8(env, "paciofs:sha256", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, hash_execute, hash_complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue_job(env, "paciofs:sha256", hash_execute, hash_complete, j, &j->work, &j->deferred);
 }
 
 /*
@@ -571,14 +581,9 @@ static napi_value store_chunk_job(napi_env env, napi_callback_info info) {
     free(j); return type_error(env, "fd must be a descriptor or -1, pos an offset >= 0");
   }
   j->data = data; j->len = len; j->out = out; j->fd = fd < 0 ? -1 : fd; j->pos = pos;
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
   napi_create_reference(env, argv[0], 1, &j->data_ref);
   napi_create_reference(env, argv[3], 1, &j->out_ref);
-  napi_create_string_utf8(env, "paciofs:chunk", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, chunk_execute, chunk_complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue_job(env, "paciofs:chunk", chunk_execute, chunk_complete, j, &j->work, &j->deferred);
 }
 
 /*
@@ -694,12 +699,7 @@ static napi_value trim_malloc_job(napi_env env, napi_callback_info info) {
   (void) info;
   trim_job *j = calloc(1, sizeof *j);
   if (j == NULL) return throw_errno(env, ENOMEM, "trimMallocJob");
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "paciofs:trim", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, trim_execute, trim_complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue_job(env, "paciofs:trim", trim_execute, trim_complete, j, &j->work, &j->deferred);
 }
 
 /*
