@@ -246,7 +246,8 @@ export class HistoryStore implements ContentCapture {
     const hash = out.toString('hex', 0, 32)
     if (out[32] === 1) this.unsynced.add(this.chunkPath(hash))
     this.remember(hash)
-    return {hash, stored: out[32] === 1 ? data.length : 0, after: step ? out.subarray(40, 72) : undefined}
+    const stored = out[32] === 1 ? data.length : 0
+    return step ? {hash, stored, after: out.subarray(40, 72)} : {hash, stored}
   }
 
   /** putChunk for bytes whose hash the caller computed from them. */
