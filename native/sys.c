@@ -731,6 +731,88 @@ static napi_value tune_malloc(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * storeStepJob(data, dir, tag, out, fd, pos, state, before, last) -> Promise<void>
+ *
+ * storeChunkJob and, in the same job, the chunk's step of its version's
+ * hash (as sha256Job's flag 2, and 4 with `last`): from `state` (32 bytes,
+ * or null: the initial state, before = 0) with `before` bytes hashed, through
+ * data; out[40..72) = the state after it, or the digest with last. out must
+ * hold 72 bytes. A replica that has the sender's marks checks each fetched
+ * chunk's step with it, on the pool, instead of one sequential pass.
+ */
+typedef struct {
+  chunk_job c; /* first: chunk_complete frees the whole job */
+  unsigned char state[32];
+  int has_state;
+  uint64_t before;
+  int last;
+} chunk_step_job;
+
+static void chunk_step_execute(napi_env env, void *arg) {
+  chunk_step_job *j = arg;
+  chunk_execute(env, &j->c);
+  if (j->c.err != 0) return;
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  if (j->has_state) {
+    for (int k = 0; k < 8; k++) {
+      const unsigned char *w = j->state + 4 * k;
+      c.h[k] = ((SHA_LONG) w[0] << 24) | ((SHA_LONG) w[1] << 16) | ((SHA_LONG) w[2] << 8) | (SHA_LONG) w[3];
+    }
+    uint64_t bits = j->before * 8;
+    c.Nl = (SHA_LONG) (bits & 0xffffffffu);
+    c.Nh = (SHA_LONG) (bits >> 32);
+  }
+  SHA256_Update(&c, j->c.data, j->c.len);
+  unsigned char *o = j->c.out + 40;
+  if (j->last) {
+    SHA256_Final(o, &c);
+  } else {
+    for (int k = 0; k < 8; k++) {
+      o[4 * k] = (unsigned char) (c.h[k] >> 24); o[4 * k + 1] = (unsigned char) (c.h[k] >> 16);
+      o[4 * k + 2] = (unsigned char) (c.h[k] >> 8); o[4 * k + 3] = (unsigned char) c.h[k];
+    }
+  }
+}
+
+static napi_value store_step_job(napi_env env, napi_callback_info info) {
+  size_t argc = 9; napi_value argv[9];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 9) return type_error(env, "storeStepJob(data, dir, tag, out, fd, pos, state, before, last)");
+  void *data; size_t len; void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
+  if (napi_get_buffer_info(env, argv[3], &out, &out_len) != napi_ok || out_len < 72) return type_error(env, "out must be a Buffer of at least 72 bytes");
+  chunk_step_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "storeStepJob");
+  if (get_string(env, argv[1], j->c.dir, sizeof j->c.dir) != 0 || j->c.dir[0] == 0) { free(j); return type_error(env, "dir must be a string"); }
+  if (get_string(env, argv[2], j->c.tag, sizeof j->c.tag) != 0 || j->c.tag[0] == 0 || strchr(j->c.tag, '/') != NULL) { free(j); return type_error(env, "tag must be a name"); }
+  int32_t fd = -1; int64_t pos = 0;
+  if (napi_get_value_int32(env, argv[4], &fd) != napi_ok || napi_get_value_int64(env, argv[5], &pos) != napi_ok || pos < 0) {
+    free(j); return type_error(env, "fd must be a descriptor or -1, pos an offset >= 0");
+  }
+  double before = 0;
+  if (napi_get_value_double(env, argv[7], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) { free(j); return type_error(env, "before must be a whole number >= 0"); }
+  bool last = false;
+  if (napi_get_value_bool(env, argv[8], &last) != napi_ok) { free(j); return type_error(env, "last must be a boolean"); }
+  napi_valuetype st; napi_typeof(env, argv[6], &st);
+  if (st != napi_null && st != napi_undefined) {
+    void *s; size_t slen;
+    if (napi_get_buffer_info(env, argv[6], &s, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
+    memcpy(j->state, s, 32);
+    j->has_state = 1;
+  } else if (before != 0) {
+    free(j); return type_error(env, "a chain step from the initial state starts at 0");
+  }
+  j->before = (uint64_t) before;
+  if (j->before % 64 != 0 || (!last && len % 64 != 0)) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
+  j->last = last;
+  j->c.data = data; j->c.len = len; j->c.out = out; j->c.fd = fd < 0 ? -1 : fd; j->c.pos = pos;
+  napi_create_reference(env, argv[0], 1, &j->c.data_ref);
+  napi_create_reference(env, argv[3], 1, &j->c.out_ref);
+  return queue_job(env, "paciofs:chunk", chunk_step_execute, chunk_complete, j, &j->c.work, &j->c.deferred);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -747,6 +829,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sha256Each", NULL, sha256_each, NULL, NULL, NULL, napi_default, NULL},
     {"merkleRoot32", NULL, merkle_root32, NULL, NULL, NULL, napi_default, NULL},
     {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_default, NULL},
+    {"storeStepJob", NULL, store_step_job, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -257,7 +257,7 @@ export async function runJoin(req: JoinRequest): Promise<JoinSummary> {
       await stop.until()
     }
 
-    if (process.env.PACIOFS_REPLICA_TIMING) req.onEvent?.(`timing (ms): ${JSON.stringify(Object.fromEntries(Object.entries(follower.timing).map(([k, v]) => [k, Math.round(v)])))}`)
+    if (process.env.PACIOFS_REPLICA_TIMING) req.onEvent?.(`timing (ms): ${JSON.stringify(Object.fromEntries(Object.entries(follower.timing).map(([k, v]) => [k, Math.round(v)])))}, versions ${JSON.stringify(pool.versions)}`)
     return {reason: stop.reason ?? 'stopped', applied: mirror.head.epoch, records: follower.records}
   } finally {
     await cleanup()

@@ -235,14 +235,19 @@ export class HistoryStore implements ContentCapture {
    * (native storeChunkJob: one trip instead of six), for callers that store
    * many chunks as they arrive (a replica fetching versions). `copy`: the
    * same job first writes the bytes to this descriptor at this offset too.
+   * `step`: the same job also takes the chunk's step of its version's hash
+   * (sha256.ts' step(); `after` is then the state after it, or the digest).
    */
-  async putChunkOnPool(data: Buffer, copy?: {fd: number; pos: number}): Promise<{hash: string; stored: number}> {
-    const out = Buffer.allocUnsafe(33)
-    await sys.storeChunkJob(data, this.chunkDir, `${tmpTag}${(++tmpSeq).toString(36)}`, out, copy?.fd ?? -1, copy?.pos ?? 0)
+  async putChunkOnPool(data: Buffer, copy?: {fd: number; pos: number}, step?: {before: Buffer | null; offset: number; last: boolean}): Promise<{hash: string; stored: number; after?: Buffer}> {
+    const out = Buffer.allocUnsafe(step ? 72 : 33)
+    const tag = `${tmpTag}${(++tmpSeq).toString(36)}`
+    if (step) await sys.storeStepJob(data, this.chunkDir, tag, out, copy?.fd ?? -1, copy?.pos ?? 0, step.before, step.offset, step.last)
+    else await sys.storeChunkJob(data, this.chunkDir, tag, out, copy?.fd ?? -1, copy?.pos ?? 0)
     const hash = out.toString('hex', 0, 32)
     if (out[32] === 1) this.unsynced.add(this.chunkPath(hash))
     this.remember(hash)
-    return {hash, stored: out[32] === 1 ? data.length : 0}
+    const stored = out[32] === 1 ? data.length : 0
+    return step ? {hash, stored, after: out.subarray(40, 72)} : {hash, stored}
   }
 
   /** putChunk for bytes whose hash the caller computed from them. */

@@ -146,6 +146,15 @@ const IN_FLIGHT = 16 * 1024 * 1024
  * stores it (storeChunkJob). The
  * states between chunks are kept as the version's marks (sha256.ts), so
  * this replica serves the version with the digest checked on every core.
+ *
+ * A sender that has the version's marks sends them first (useMarks()).
+ * Each chunk's step is then checked against them in its store job, on the
+ * pool, on every core, instead of on the event loop: chunk i must take mark
+ * i-1 (the initial state for chunk 0) to mark i, and the last chunk must
+ * finish into the digest — then the bytes hash to the digest (the same
+ * computation as one pass). Marks are not trusted: if any step misses, the
+ * version is hashed again in one sequential pass over the staging file
+ * (which computes its own marks), and only that pass decides.
  */
 export class VersionSink {
   private readonly chunks: string[] = []
@@ -164,10 +173,34 @@ export class VersionSink {
   private readonly writes = new Set<Promise<void>>()
   private inflight = 0
   private failed?: unknown
+  /** the sender's marks (unchecked), while no step has missed them */
+  private given?: Buffer
+  /** a step missed the sender's marks: the version is hashed in one pass at finish() */
+  private missed = false
+  /** with marks: the chunk that finishes the digest was handed to its job */
+  private lastStepped = false
   received = 0
 
   constructor(private readonly into: Incoming, readonly digest: string, readonly size: number, private readonly file: string) {
     this.fd = fs.openSync(file, C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, 0o600)
+  }
+
+  /**
+   * The sender's marks for this version, before any bytes: each chunk's step
+   * is then checked against them on the pool. Marks of the wrong length for
+   * `size` are not used (the version is hashed as it arrives). Returns
+   * whether they are used.
+   */
+  useMarks(marks: Buffer): boolean {
+    const chunks = Math.ceil(this.size / CHUNK_SIZE)
+    if (this.received > 0 || chunks < 2 || marks.length !== (chunks - 1) * 32) return false
+    this.given = Buffer.from(marks)
+    return true
+  }
+
+  /** Whether the sender's marks were used and every step so far reached them. */
+  get checkedWithMarks(): boolean {
+    return this.given !== undefined && !this.missed
   }
 
   /** Bytes that follow the ones pushed so far (not reused by the caller). The caller checks that they stay within `size`. */
@@ -210,6 +243,11 @@ export class VersionSink {
 
   /** A whole chunk, or the short last one: a step of the version's hash; on the pool, written into the staging file and stored under its own hash (one job). */
   private chunk(data: Buffer): void {
+    if (this.given) {
+      this.chunkWithMarks(data, this.given)
+      return
+    }
+
     const last = data.length < CHUNK_SIZE
     const at = this.hashed
     const after = stepNow(data, this.state, at, last)
@@ -230,6 +268,63 @@ export class VersionSink {
     this.fill = 0
   }
 
+  /** chunk() with the sender's marks: its step is taken in its store job and compared with its mark when that is done. */
+  private chunkWithMarks(data: Buffer, marks: Buffer): void {
+    const at = this.hashed
+    const index = this.chunks.length
+    const last = at + data.length >= this.size
+    const before = index === 0 ? null : marks.subarray((index - 1) * 32, index * 32)
+    const want = last ? Buffer.from(this.digest, 'hex') : marks.subarray(index * 32, (index + 1) * 32)
+    this.hashed += data.length
+    if (!last) this.marks.push(want)
+    this.chunks.push('')
+    // a short chunk that is not the last (the sender stopped early) has no step: the pass at finish() says what it was
+    const short = !last && data.length < CHUNK_SIZE
+    if (short) this.missed = true
+    this.track(this.into.history.putChunkOnPool(data, {fd: this.fd, pos: at}, short ? undefined : {before, offset: at, last}).then(r => {
+      this.chunks[index] = r.hash
+      if (!short && !r.after!.equals(want)) this.missed = true
+    }), data.length)
+    if (last) this.lastStepped = true
+    this.buf = undefined
+    this.fill = 0
+  }
+
+  /**
+   * The sequential pass over the staging file when a step missed the
+   * sender's marks: the digest the bytes hash to, and their own marks.
+   */
+  private async hashStaged(): Promise<string> {
+    const buf = Buffer.allocUnsafe(CHUNK_SIZE)
+    const fh = await fs.promises.open(this.file, C.O_RDONLY | C.O_NOFOLLOW)
+    this.marks.length = 0
+    let state: ChainState = null
+    let digest: Buffer | undefined
+    try {
+      for (let at = 0; ; at += CHUNK_SIZE) {
+        let got = 0
+        while (got < CHUNK_SIZE) {
+          const {bytesRead} = await fh.read(buf, got, CHUNK_SIZE - got, at + got)
+          if (bytesRead === 0) break
+          got += bytesRead
+        }
+
+        const last = at + got >= this.hashed
+        const after = stepNow(buf.subarray(0, got), state, at, last)
+        if (last) {
+          digest = after
+          break
+        }
+
+        this.marks.push(state = after)
+      }
+    } finally {
+      await fh.close()
+    }
+
+    return digest!.toString('hex')
+  }
+
   /** The digest of what was pushed, once every byte is written (the last, short chunk is stored now). */
   async finish(): Promise<string> {
     if (this.buf) this.chunk(this.buf.subarray(0, this.fill))
@@ -237,6 +332,12 @@ export class VersionSink {
     if (this.failed !== undefined) throw this.failed
     fs.closeSync(this.fd)
     this.fd = -1
+    if (this.given) {
+      // every step reached its mark and the last one the digest: the bytes hash to it
+      if (!this.missed && this.lastStepped && this.hashed === this.size) return this.digest
+      return this.hashStaged()
+    }
+
     // a version that ends with a whole chunk (or has no bytes): finished from the state after it
     this.digestBytes ??= stepNow(Buffer.alloc(0), this.state, this.hashed, true)
     return this.digestBytes.toString('hex')

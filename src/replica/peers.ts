@@ -117,6 +117,8 @@ export class PeerPool {
   readonly bad = new Set<string>()
   private turn = 0
   kicked = 0
+  /** versions fetched: checked step by step with the sender's marks, or in one pass (no marks, or a step missed them) */
+  readonly versions = {withMarks: 0, onePass: 0}
 
   constructor(private readonly opts: PoolOptions) {
     this.peers.set(opts.primary.key, new Peer(opts.primary, opts.identity, opts.volume))
@@ -230,10 +232,12 @@ export class PeerPool {
   }
 
   private async fetchFrom(peer: Peer, incoming: Incoming, digest: string, size: number): Promise<void> {
-    const stream = await peer.stream('Content', {digest})
+    const stream = await peer.stream('Content', {digest, marks: true})
     const sink = incoming.receive(digest, size)
     try {
-      for await (const piece of stream as AsyncIterable<{data: Buffer}>) {
+      for await (const piece of stream as AsyncIterable<{data: Buffer; marks?: Buffer}>) {
+        // the sender's marks, first: each chunk's step is checked against them on the pool (not trusted: see incoming.ts)
+        if (piece.marks && piece.marks.length > 0 && sink.received === 0) sink.useMarks(piece.marks)
         const data = Buffer.isBuffer(piece.data) ? piece.data : Buffer.from(piece.data ?? [])
         if (sink.received + data.length > size) throw new PeerLied(peer.key, `it sent more than the ${size} bytes version ${digest.slice(0, 16)}… has`)
         sink.push(data)
@@ -246,6 +250,8 @@ export class PeerPool {
       }
 
       await sink.commit()
+      if (sink.checkedWithMarks) this.versions.withMarks++
+      else this.versions.onePass++
     } catch (error) {
       stream.cancel()
       await sink.abort()

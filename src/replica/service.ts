@@ -201,8 +201,14 @@ export class ReplicaService {
             call.on('close', stop)
           })
           gone.catch(() => {})
+          const m = history.manifest(digest)
+          if (call.request.marks === true) {
+            const marks = await history.marks(m)
+            if (marks) await Promise.race([gone, new Promise<void>((resolve, reject) => call.write({marks}, (error?: Error | null) => (error ? reject(error) : resolve())))])
+          }
+
           // each chunk is read with room before it for its message header (framedContent: no copy into a message)
-          await pipeVersion(history, history.manifest(digest), {whole: true, chunks: false, slots: CONTENT_SLOTS, headroom: CONTENT_HEADER, sink: data => Promise.race([gone,
+          await pipeVersion(history, m, {whole: true, chunks: false, slots: CONTENT_SLOTS, headroom: CONTENT_HEADER, sink: data => Promise.race([gone,
             new Promise<void>((resolve, reject) => call.write(framedContent(data), (error?: Error | null) => (error ? reject(error) : resolve())))])})
           call.end()
         })().catch(error => {

@@ -19,6 +19,8 @@ interface Sys {
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer, path: string, want: number): Promise<number>
   /** the history store's putChunk in one job on the thread pool: hash, and write unless present; with fd >= 0, pwrite to it at pos first (see native/sys.c) */
   storeChunkJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number): Promise<void>
+  /** storeChunkJob and the chunk's step of its version's hash in the same job: out[40..72) = the state after it (the digest with last) */
+  storeStepJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number, state: Buffer | null, before: number, last: boolean): Promise<void>
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
   /** glibc's malloc_trim(0) on the thread pool: true if memory went back to the kernel */

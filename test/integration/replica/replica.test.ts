@@ -3,15 +3,17 @@
 // to the primary. Each replica must end up with the primary's tree and
 // verify clean against its own copy of the ledger.
 import {expect} from 'chai'
-import {randomBytes} from 'node:crypto'
-import {appendFile, chmod, link, mkdir, open, readFile, rename, rm, symlink, truncate, writeFile} from 'node:fs/promises'
+import {createHash, randomBytes} from 'node:crypto'
+import {appendFile, chmod, link, mkdir, open, readdir, readFile, rename, rm, symlink, truncate, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {run} from '../../helpers/exec.js'
 import {paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
 import {memberKey, mountRemote, startServe, type Served} from '../../helpers/remote.js'
 import {startJoin, status, treeOf, waitInSync, type Replica} from '../../helpers/replica.js'
 import {startProxy} from '../../helpers/tcp-proxy.js'
-import {startEvilPeer} from '../../fakes/evil-peer.js'
+import {marksFor, startEvilPeer} from '../../fakes/evil-peer.js'
+import {pipeVersion} from '../../../src/history/reader.js'
+import {HistoryStore} from '../../../src/history/store.js'
 import {loadOrCreateServerTls} from '../../../src/server/tls.js'
 
 /** A mixed workload: every kind of record a replica must apply. */
@@ -299,6 +301,96 @@ describe('paciofs join: faults', function () {
     expect(kick?.member).to.equal(evil.key)
     expect(kick?.who.member).to.equal(me)
     expect(kick?.reason).to.match(/preimage|content/)
+    await verifyClean(rep.dir, owner())
+  })
+
+  /** Files of several 256 KiB chunks (versions with marks), written and synced through the mount. */
+  async function bigFiles(mnt: string, tag: string): Promise<void> {
+    await mkdir(join(mnt, tag), {recursive: true})
+    for (let i = 0; i < 3; i++) await writeFile(join(mnt, tag, `big${i}`), randomBytes(700_000 + i * 300_000))
+    await run('sync', [])
+  }
+
+  /** The marks files of a volume's history store. */
+  async function marksFiles(vol: string): Promise<string[]> {
+    const dir = join(vol, '.paciofs', 'history', 'marks')
+    const out: string[] = []
+    for (const sub of await readdir(dir).catch(() => [] as string[])) {
+      for (const name of await readdir(join(dir, sub))) if (!name.endsWith('.tmp')) out.push(join(dir, sub, name))
+    }
+
+    return out
+  }
+
+  it('the primary\'s marks are wrong: the replica checks each version in one pass instead, keeps its own marks, and converges', async () => {
+    const vol = join(s.dir, 'archive')
+    primary = await startServe([vol], {configDir: owner(), extraArgs: ['--accept', 'any']})
+    const m = await mountRemote(primary, 'archive', join(s.dir, 'mnt'), {configDir: owner()})
+    mounts.push(m)
+    await bigFiles(m.mountpoint, 'big')
+    const end = Date.now() + 30_000
+    while ((await marksFiles(vol)).length < 3) {
+      if (Date.now() > end) throw new Error('the primary kept no marks')
+      await new Promise(r => setTimeout(r, 100))
+    }
+
+    for (const f of await marksFiles(vol)) {
+      const b = await readFile(f)
+      b[b.length - 7] ^= 0x11 // the state after the chunk before the last: its step and the last one miss
+      await writeFile(f, b)
+    }
+
+    process.env.PACIOFS_REPLICA_TIMING = '1'
+    const rep = await startJoin(primary.address, 'archive', join(s.dir, 'rep'), {configDir: join(s.dir, 'server1')}).finally(() => delete process.env.PACIOFS_REPLICA_TIMING)
+    replicas.push(rep)
+    await waitInSync(primary.address, 'archive', owner(), {settleMs: 1000})
+    await sameTree(vol, rep.dir)
+    expect(await rep.stop()).to.equal(0)
+    const versions = /versions \{"withMarks":(\d+),"onePass":(\d+)\}/.exec(rep.output())
+    expect(versions, rep.output()).to.not.equal(null)
+    expect(Number(versions![1])).to.equal(0) // none passed with the wrong marks
+    expect(Number(versions![2])).to.be.at.least(3)
+    expect(rep.output()).to.not.match(/voting it out/) // wrong marks are no lie about the version
+    for (let i = 0; i < 3; i++) {
+      const data = await readFile(join(rep.dir, 'big', `big${i}`))
+      const digest = createHash('sha256').update(data).digest('hex')
+      const kept = await readFile(join(rep.dir, '.paciofs', 'history', 'marks', digest.slice(0, 2), digest))
+      expect(kept.equals(marksFor(data)), `marks of big${i}`).to.equal(true)
+    }
+
+    await verifyClean(rep.dir, owner())
+  })
+
+  it('a peer serving an altered chunk with marks that fit it is voted out, and the replica still converges', async () => {
+    const vol = join(s.dir, 'archive')
+    primary = await startServe([vol], {configDir: owner(), extraArgs: ['--accept', 'any']})
+    const m = await mountRemote(primary, 'archive', join(s.dir, 'mnt'), {configDir: owner()})
+    mounts.push(m)
+    await bigFiles(m.mountpoint, 'x')
+    const store = new HistoryStore(join(vol, '.paciofs', 'history'))
+    const content = async (digest: string) => {
+      if (!store.has(digest)) return undefined
+      const parts: Buffer[] = []
+      await pipeVersion(store, store.manifest(digest), {whole: true, chunks: false, sink: async data => {
+        parts.push(Buffer.from(data))
+      }})
+      return Buffer.concat(parts)
+    }
+
+    const tls = await loadOrCreateServerTls(join(owner(), 'server'))
+    const evil = await startEvilPeer(s.dir, {address: primary.address, fingerprint: tls.fingerprint.toString('hex'), cert: tls.cert.toString()}, 'archive', {content})
+    cleanups.push(() => evil.close())
+    const rep = await startJoin(primary.address, 'archive', join(s.dir, 'rep'), {configDir: join(s.dir, 'server1')})
+    replicas.push(rep)
+    const me = await memberKey(join(s.dir, 'server1'))
+    await waitInSync(primary.address, 'archive', owner(), {key: me, settleMs: 1000})
+    await bigFiles(m.mountpoint, 'y') // asked of the other replicas first: the evil one
+    await waitInSync(primary.address, 'archive', owner(), {key: me, settleMs: 1000})
+    expect(evil.asked.forged).to.be.greaterThan(0)
+    expect(rep.output()).to.match(/content it gave for version .* hashes to .*voting it out/s)
+    expect((await status(primary.address, 'archive', owner())).servers.find(x => x.key === evil.key)?.state).to.equal('kicked')
+    await sameTree(vol, rep.dir)
+    expect(await rep.stop()).to.equal(0)
     await verifyClean(rep.dir, owner())
   })
 

@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import {join} from 'node:path'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore} from '../../../src/history/store.js'
 import {pipeVersion} from '../../../src/history/reader.js'
+import {step} from '../../../src/history/sha256.js'
 import {catchUp} from '../../../src/history/recover.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 
@@ -65,6 +66,19 @@ describe('history store', () => {
 
     const err = await store.putChunkOnPool(randomBytes(10), {fd, pos: 0}).catch((error: unknown) => error as NodeJS.ErrnoException)
     expect([err?.code, err?.message]).to.deep.equal(['EBADF', 'storeChunkJob pwrite: Bad file descriptor'])
+  })
+
+  it('putChunkOnPool with a step: the same job takes the chunk\'s step of its version\'s hash (as step() on the pool does)', async () => {
+    const data = randomBytes(3 * CHUNK_SIZE + 500)
+    const first = await store.putChunkOnPool(data.subarray(0, CHUNK_SIZE), undefined, {before: null, offset: 0, last: false})
+    const second = await step(data.subarray(CHUNK_SIZE, 2 * CHUNK_SIZE), first.after!, CHUNK_SIZE, false)
+    const third = await store.putChunkOnPool(data.subarray(2 * CHUNK_SIZE, 3 * CHUNK_SIZE), undefined, {before: second.after, offset: 2 * CHUNK_SIZE, last: false})
+    const last = await store.putChunkOnPool(data.subarray(3 * CHUNK_SIZE), undefined, {before: third.after!, offset: 3 * CHUNK_SIZE, last: true})
+    expect(last.after!.toString('hex')).to.equal(sha(data))
+    expect([first.hash, third.hash, last.hash]).to.deep.equal([0, 2, 3].map(i => sha(data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE))))
+    expect(first.after!.equals((await step(data.subarray(0, CHUNK_SIZE), null, 0, false)).after)).to.equal(true)
+    const err = await store.putChunkOnPool(randomBytes(100), undefined, {before: null, offset: 0, last: false}).catch((error: unknown) => error as Error)
+    expect((err as Error).message).to.match(/whole 64-byte blocks/) // a state between blocks only
   })
 
   it('putChunkOnPool rejects with the failing call and its errno', async () => {

@@ -7,15 +7,25 @@ import fs from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {proveVersion} from '../../../src/history/reader.js'
+import {stepNow, type ChainState} from '../../../src/history/sha256.js'
 import {CHUNK_SIZE, HistoryStore} from '../../../src/history/store.js'
 import {Incoming} from '../../../src/replica/incoming.js'
 import {sys} from '../../../src/volume/sys.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
+/** The SHA-256 states after each chunk of `data` but the last, as a sender's marks (computed with node:crypto's chunking, not the store's). */
+function marksOf(data: Buffer): Buffer {
+  const out: Buffer[] = []
+  let state: ChainState = null
+  for (let at = 0; at + CHUNK_SIZE < data.length; at += CHUNK_SIZE) out.push(state = stepNow(data.subarray(at, at + CHUNK_SIZE), state, at, false))
+  return Buffer.concat(out)
+}
+
 /** Pushes `data` in pieces of these sizes (cycled), as a peer's messages; returns the digest the sink computed. */
-async function send(incoming: Incoming, digest: string, data: Buffer, pieces: number[]) {
-  const sink = incoming.receive(digest, data.length)
+async function send(incoming: Incoming, digest: string, data: Buffer, pieces: number[], marks?: Buffer, size = data.length) {
+  const sink = incoming.receive(digest, size)
+  const used = marks ? sink.useMarks(marks) : false
   for (let off = 0, i = 0; off < data.length; i++) {
     const n = Math.min(pieces[i % pieces.length], data.length - off)
     sink.push(Buffer.from(data.subarray(off, off + n))) // a fresh buffer per message, as gRPC gives them
@@ -23,7 +33,7 @@ async function send(incoming: Incoming, digest: string, data: Buffer, pieces: nu
     off += n
   }
 
-  return {sink, got: await sink.finish()}
+  return {sink, used, got: await sink.finish()}
 }
 
 describe('replica Incoming (fetched versions)', () => {
@@ -139,6 +149,70 @@ describe('replica Incoming (fetched versions)', () => {
     incoming.release(digest)
     expect(incoming.isStaged(digest)).to.equal(false)
     expect(fs.readdirSync(incoming.dir)).to.deep.equal([])
+  })
+
+  it('with the sender\'s marks: each step is checked against them, the version staged, the marks kept', async () => {
+    for (const size of [5 * CHUNK_SIZE, 3 * CHUNK_SIZE + 77]) {
+      const data = randomBytes(size)
+      const digest = sha(data)
+      const marks = marksOf(data)
+      expect(createHash('sha256').update(data).digest().equals(stepNow(data.subarray(marks.length / 32 * CHUNK_SIZE), marks.subarray(-32), marks.length / 32 * CHUNK_SIZE, true))).to.equal(true)
+      const {sink, used, got} = await send(incoming, digest, data, [CHUNK_SIZE + 5000, 100], marks)
+      expect([used, got, sink.checkedWithMarks]).to.deep.equal([true, digest, true])
+      await sink.commit()
+      expect(history.check(digest)).to.equal(undefined)
+      expect((await history.marks(history.manifest(digest)))?.equals(marks)).to.equal(true)
+      expect(fs.readFileSync(join(incoming.dir, fs.readdirSync(incoming.dir).find(n => n.startsWith(digest))!)).equals(data)).to.equal(true)
+    }
+  })
+
+  it('wrong marks with the right bytes: the sequential pass decides, the version is staged with its own marks', async () => {
+    const data = randomBytes(4 * CHUNK_SIZE + 9)
+    const digest = sha(data)
+    const wrong = marksOf(data)
+    wrong[32 + 3] ^= 0x40 // the state after chunk 1
+    const {sink, used, got} = await send(incoming, digest, data, [CHUNK_SIZE], wrong)
+    expect([used, got, sink.checkedWithMarks]).to.deep.equal([true, digest, false])
+    await sink.commit()
+    const marks = await history.marks(history.manifest(digest))
+    expect(marks?.equals(marksOf(data))).to.equal(true)
+    expect((await proveVersion(history, digest)).marks?.equals(marks!)).to.equal(true)
+  })
+
+  it('an altered chunk is refused, with the true marks and with marks made from the altered bytes', async () => {
+    const good = randomBytes(3 * CHUNK_SIZE)
+    const digest = sha(good)
+    for (const which of [0, 1, 2]) {
+      const bad = Buffer.from(good)
+      bad[which * CHUNK_SIZE + 1234] ^= 1
+      for (const marks of [marksOf(good), marksOf(bad)]) {
+        const {sink, used, got} = await send(incoming, digest, bad, [CHUNK_SIZE * 2, 999], marks)
+        expect(used).to.equal(true)
+        expect(got).to.equal(sha(bad)) // what the bytes hash to, never the digest asked for
+        expect(sink.checkedWithMarks).to.equal(false)
+        await sink.abort()
+        expect(history.has(digest)).to.equal(false)
+        expect(incoming.isStaged(digest)).to.equal(false)
+      }
+    }
+
+    expect(fs.readdirSync(incoming.dir)).to.deep.equal([])
+  })
+
+  it('marks of the wrong length are not used; a sender that stops early with marks is caught by the digest', async () => {
+    const data = randomBytes(3 * CHUNK_SIZE)
+    const digest = sha(data)
+    for (const marks of [Buffer.alloc(0), marksOf(data).subarray(32), Buffer.concat([marksOf(data), Buffer.alloc(32)])]) {
+      const {sink, used, got} = await send(incoming, digest, data, [CHUNK_SIZE], marks)
+      expect([used, got]).to.deep.equal([false, digest]) // hashed as it arrived
+      await sink.abort()
+    }
+
+    const short = await send(incoming, digest, data.subarray(0, 2 * CHUNK_SIZE - 100), [CHUNK_SIZE], marksOf(data), data.length)
+    expect(short.used).to.equal(true)
+    expect(short.got).to.equal(sha(data.subarray(0, 2 * CHUNK_SIZE - 100)))
+    expect(short.sink.received).to.equal(2 * CHUNK_SIZE - 100)
+    await short.sink.abort()
   })
 
   it('does not install over something that is not a regular file', async () => {
