@@ -813,6 +813,50 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
   return queue_job(env, "paciofs:chunk", chunk_step_execute, chunk_complete, j, &j->c.work, &j->c.deferred);
 }
 
+/* execv(file, argv): replaces this process with a new program (same pid, same open descriptors,
+ * standard input, output and error, signals that are ignored stay ignored). Returns only on failure, by throwing. bin/run.js uses it
+ * to start node again with other V8 options for serve and join (src/app/relaunch.ts). */
+static napi_value do_execv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char file[4096];
+  uint32_t n = 0;
+  bool is_array = false;
+  if (argc < 2 || get_string(env, argv[0], file, sizeof file) != 0 ||
+      napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[1], &n) != napi_ok || n == 0 || n > 4096) {
+    return type_error(env, "execv(file, argv): a path and 1-4096 strings");
+  }
+  char **args = calloc(n + 1, sizeof *args);
+  if (args == NULL) return throw_errno(env, ENOMEM, "execv");
+  int bad = 0;
+  for (uint32_t i = 0; i < n && !bad; i++) {
+    napi_value item;
+    size_t len = 0;
+    if (napi_get_element(env, argv[1], i, &item) != napi_ok ||
+        napi_get_value_string_utf8(env, item, NULL, 0, &len) != napi_ok) { bad = 1; break; }
+    args[i] = malloc(len + 1);
+    if (args[i] == NULL || napi_get_value_string_utf8(env, item, args[i], len + 1, &len) != napi_ok) bad = 1;
+  }
+  int e = EINVAL;
+  if (!bad) {
+    /* node marks 0, 1 and 2 close-on-exec: the new program keeps them */
+    int flags[3];
+    for (int fd = 0; fd < 3; fd++) {
+      flags[fd] = fcntl(fd, F_GETFD);
+      if (flags[fd] >= 0) fcntl(fd, F_SETFD, flags[fd] & ~FD_CLOEXEC);
+    }
+    execv(file, args);
+    e = errno;
+    for (int fd = 0; fd < 3; fd++) if (flags[fd] >= 0) fcntl(fd, F_SETFD, flags[fd]);
+  }
+  for (uint32_t i = 0; i < n; i++) free(args[i]);
+  free(args);
+  if (bad) return type_error(env, "execv(file, argv): a path and 1-4096 strings");
+  return throw_errno(env, e, "execv");
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"lutimensNs", NULL, lutimens_ns, NULL, NULL, NULL, napi_default, NULL},
@@ -830,6 +874,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"merkleRoot32", NULL, merkle_root32, NULL, NULL, NULL, napi_default, NULL},
     {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_default, NULL},
     {"storeStepJob", NULL, store_step_job, NULL, NULL, NULL, napi_default, NULL},
+    {"execv", NULL, do_execv, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -21,6 +21,8 @@ interface Sys {
   storeChunkJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number): Promise<void>
   /** storeChunkJob and the chunk's step of its version's hash in the same job: out[40..72) = the state after it (the digest with last) */
   storeStepJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number, state: Buffer | null, before: number, last: boolean): Promise<void>
+  /** execv(2): replaces the process (same pid); returns only by throwing (see src/app/relaunch.ts) */
+  execv(file: string, argv: string[]): never
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */
   limitMallocArenas(n: number): boolean
   /** glibc's malloc_trim(0) on the thread pool: true if memory went back to the kernel */

@@ -6,6 +6,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {mkdir, open, readFile, readdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
+import {SERVER_SEMI_SPACE_MB} from '../../../src/app/relaunch.js'
 import {member, memberKey, mountRemote, startServe, type Served} from '../../helpers/remote.js'
 
 interface LogLine {
@@ -104,6 +105,10 @@ describe('paciofs serve: remote mounts', function () {
     mounts.push(m2)
     await writeFile(join(m1.mountpoint, 'a'), 'one')
     await writeFile(join(m2.mountpoint, 'b'), 'two')
+    // serve replaced itself (same pid) by node with a larger young generation; a mount keeps bin/run.js's cap
+    const cmdline = async (pid?: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+    expect(await cmdline(server.child.pid)).to.include(`--max-semi-space-size=${SERVER_SEMI_SPACE_MB}`)
+    expect(await cmdline(m1.child.pid)).to.include('--max-semi-space-size=2').and.not.include(`--max-semi-space-size=${SERVER_SEMI_SPACE_MB}`)
     expect(await readdir(m1.mountpoint)).to.deep.equal(['a'])
     expect(await readdir(m2.mountpoint)).to.deep.equal(['b'])
     // bob, a member of "two" only, is refused on "one"
