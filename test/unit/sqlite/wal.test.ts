@@ -66,6 +66,32 @@ describe('sqlite/wal: background checkpoints keep the WAL bounded', () => {
     db.close()
   })
 
+  it('no TRUNCATE while PASSIVE rounds leave many frames uncopied (it would hold the writer for their copy): the next round does it', () => {
+    const file = join(dir, 'c.db')
+    const db = open(file)
+    const reader = new Database(file)
+    const cp = new Database(file, {timeout: 1000})
+    const ins = db.prepare('INSERT INTO t(x) VALUES (?)')
+    for (let i = 0; i < 50; i++) ins.run(Buffer.alloc(4000, i))
+    reader.exec('BEGIN')
+    reader.prepare('SELECT count(*) FROM t').get() // a snapshot: PASSIVE copies no frame past it
+    db.transaction(() => {
+      for (let i = 0; i < 200; i++) ins.run(Buffer.alloc(4000, i))
+    })()
+    const t0 = performance.now()
+    const r = checkpointWal(cp, 10)
+    const ms = performance.now() - t0
+    expect(r.restarted).to.equal(false)
+    expect(r.log).to.be.greaterThan(200)
+    expect(ms, 'a TRUNCATE would have waited the 1 s busy timeout for the reader').to.be.lessThan(500)
+    reader.exec('COMMIT')
+    expect(checkpointWal(cp, 10).restarted).to.equal(true)
+    expect(statSync(`${file}-wal`).size).to.equal(0)
+    reader.close()
+    cp.close()
+    db.close()
+  })
+
   /** A writer committing 4 KB rows one transaction each (as a mount's journal writes), with `restartFrames` for the
    * checkpoint thread; stops after `until` says so. Returns how often the WAL file got smaller, and its largest size. */
   async function steadyWriter(restartFrames: number, until: (emptied: number, rows: number) => boolean) {
