@@ -17,7 +17,6 @@ const require = createRequire(import.meta.url)
 
 interface FuseInstance {
   mount(cb: (err?: Error | null) => void): void
-  asyncReleases?(): number
   unmount(cb: (err?: Error | null) => void): void
   context(): {uid: number; gid: number; pid: number}
 }
@@ -135,9 +134,8 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
   // PACIOFS_PASSTHROUGH=0 keeps every request in JS, =reads lets the binding serve reads only,
   // =io reads and writes but no metadata
   const mode = process.env.PACIOFS_PASSTHROUGH
-  const meta = Fuse.passthrough !== undefined && volume.usePassthrough !== undefined && mode !== '0' && mode !== 'reads' && mode !== 'io'
   if (Fuse.passthrough && volume.usePassthrough && mode !== '0') {
-    volume.usePassthrough(Fuse.passthrough, {writes: mode !== 'reads', meta})
+    volume.usePassthrough(Fuse.passthrough, {writes: mode !== 'reads', meta: mode !== 'reads' && mode !== 'io'})
   }
 
   let fuse: FuseInstance
@@ -149,9 +147,6 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
     mkdir: false,
     debug: opts.debug ?? false,
     options: ['allow_other', 'default_permissions', 'use_ino', `fsname=${fsname}`, 'subtype=paciofs'],
-    // the binding answers FUSE_RELEASE at once (close(2) never waits for it) and runs the volume's
-    // release later, before any op that follows it; PACIOFS_ASYNC_RELEASE=0 waits as before
-    asyncRelease: meta && process.env.PACIOFS_ASYNC_RELEASE !== '0',
   })
   await new Promise<void>((resolve, reject) => fuse.mount(err => err ? reject(new PacioError('ENOFUSE', `mount failed at ${abs}: ${err.message}`, {cause: err})) : resolve()))
 
@@ -167,7 +162,7 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
             } catch { /* reported by the caller's check */ }
           }
 
-          writePassthroughStats(Fuse, fuse)
+          writePassthroughStats(Fuse)
           resolve()
         })
       })
@@ -181,10 +176,10 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
  * of released handles the binding served itself, and how many writes it
  * handed to JS (for tests and benchmarks; no effect otherwise).
  */
-function writePassthroughStats(Fuse: FuseClass, fuse: FuseInstance): void {
+function writePassthroughStats(Fuse: FuseClass): void {
   const file = process.env.PACIOFS_PASSTHROUGH_STATS
   if (!file || !Fuse.passthrough) return
   try {
-    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), asyncReleases: fuse.asyncReleases?.() ?? 0}) + '\n')
+    fs.writeFileSync(file, JSON.stringify(Fuse.passthrough.totals()) + '\n')
   } catch { /* a diagnostic only */ }
 }
