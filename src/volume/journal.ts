@@ -129,14 +129,18 @@ export class Journal {
    * whose records these are — one write less per new entry.
    */
   append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[] = []): number[] {
-    const stmt = this.insertStmt!
-    if (settle.length > 0) this.settleStmt ??= this.db.prepare('DELETE FROM intents WHERE id = ?')
-    return this.db.transaction(() => {
-      const keys = rows.map(r => Number(stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at).lastInsertRowid))
-      for (const id of settle) this.settleStmt!.run(id)
+    this.appendTx ??= this.db.transaction((rs: typeof rows, ids: readonly number[]) => {
+      const stmt = this.insertStmt!
+      const keys = rs.map(r => Number(stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at).lastInsertRowid))
+      if (ids.length > 0) this.settleStmt ??= this.db.prepare('DELETE FROM intents WHERE id = ?')
+      for (const id of ids) this.settleStmt!.run(id)
       return keys
-    })()
+    })
+    return this.appendTx(rows, settle)
   }
+
+  /** append's transaction, made once (better-sqlite3 builds a wrapper per transaction() call) */
+  private appendTx?: (rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[]) => number[]
 
   /** Records where on the ledger each hash landed. Returns how many rows changed. */
   place(placements: Placement[]): number {

@@ -93,6 +93,30 @@ describe('PacioFS mount: read/write and metadata passthrough', function () {
     expect(JSON.parse(res.stdout).status, res.stdout).to.equal('clean')
   })
 
+  it('files closed just before the mount is stopped have their digests recorded before the journal closes', async () => {
+    mount = await mountPacio(area.volume, area.mnt)
+    const m = (p: string) => join(area.mnt, 'stop', p)
+    fs.mkdirSync(join(area.mnt, 'stop'))
+    const body = (i: number) => Buffer.from(`closed just before the stop ${i} `.repeat(7 + i))
+    const N = 20
+    for (let i = 0; i < N; i++) fs.writeFileSync(m(`f${i}`), body(i))
+    // no op and no wait after the last close (whose FUSE_RELEASE the kernel sends in the background): SIGTERM at once
+    const code = await mount.stop()
+    mount = undefined
+    expect(code).to.equal(0)
+
+    const log = await paciofs(['log', '--volume', area.volume, '--path', '/stop/*', '--json'])
+    expect(log.code, log.stderr).to.equal(0)
+    const recs = log.stdout.trim().split('\n').map(l => JSON.parse(l).record as {op: string; path: string; digest?: string})
+    for (let i = 0; i < N; i++) {
+      const digest = createHash('sha256').update(body(i)).digest('hex')
+      expect(recs.some(r => r.op === 'write' && r.path === `/stop/f${i}` && r.digest === digest), `f${i}`).to.equal(true)
+    }
+
+    const res = await paciofs(['verify', '--volume', area.volume, '--json'], {timeoutMs: 120_000})
+    expect(JSON.parse(res.stdout).status, res.stdout).to.equal('clean')
+  })
+
   it('PACIOFS_PASSTHROUGH=io leaves metadata to JS', async () => {
     const stats = join(area.dir, 'io.json')
     mount = await mountPacio(area.volume, area.mnt, {env: {PACIOFS_PASSTHROUGH_STATS: stats, PACIOFS_PASSTHROUGH: 'io'}})
