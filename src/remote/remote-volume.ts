@@ -24,6 +24,7 @@ import {AttrCache} from './attr-cache.js'
 import type {Connection} from './connection.js'
 import {ReadAhead} from './read-ahead.js'
 import {WriteStream} from './write-stream.js'
+import {WRITE_RESET} from './frames.js'
 import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
 interface Handle {
@@ -41,6 +42,8 @@ interface Handle {
   sentEnd: number
   /** a write-behind failure not yet reported */
   error?: unknown
+  /** a write-behind failure was reported: the next write over the data channel says so (the server then writes again) */
+  reset?: boolean
   /** the handle's WriteStream (protocol 2), opened by its first write in a session */
   stream?: WriteStream
   /** streamed read-ahead of a sequential reader */
@@ -109,14 +112,21 @@ export class RemoteVolume implements Volume {
     // so messages enter the stream in the order they were written; the answer is waited for apart
     let sending: Promise<unknown>
     try {
-      const stream = await this.writer(h)
+      const data = await this.conn.data?.()
+      const stream = data ? undefined : await this.writer(h)
       const r = await this.remote(h)
-      const msg = encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller)
-      sending = stream
-        ? stream.send(msg, p.size)
-        : this.conn.call('Write', msg).then(res => {
-          if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
-        })
+      if (data && data.generation === r.generation) {
+        const flags = h.reset ? WRITE_RESET : 0
+        h.reset = false
+        sending = data.write(p.buf, HEADROOM, p.size, {fh: r.remote, flags, offset: p.offset, ...p.caller})
+      } else {
+        const msg = encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller)
+        sending = stream
+          ? stream.send(msg, p.size)
+          : this.conn.call('Write', msg).then(res => {
+            if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
+          })
+      }
     } catch (error) {
       sending = Promise.reject(error)
     }
@@ -165,6 +175,7 @@ export class RemoteVolume implements Volume {
     if (h.error !== undefined) {
       const e = h.error
       h.error = undefined
+      h.reset = true
       throw e
     }
   }
@@ -320,6 +331,8 @@ export class RemoteVolume implements Volume {
       const generation = h.generation
       h.ahead = new ReadAhead(async (offset, length) => {
         if (h.generation !== generation) throw errnoError('ENOTCONN', 'session changed')
+        const data = await this.conn.data?.()
+        if (data && data.generation === generation) return data.readStream(r.remote, offset, length)
         return this.conn.openStream('ReadStream', {path: h.path, fh: r.remote, offset, length})
       }, pos)
     }
