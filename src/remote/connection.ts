@@ -12,7 +12,7 @@ import {sign, type Identity} from '../crypto/sign.js'
 import {PacioError} from '../errors.js'
 import {transcript} from './auth.js'
 import {pinnedClient} from './channel.js'
-import {DataChannel} from './data-channel.js'
+import {CallStatus, DataChannel} from './data-channel.js'
 import {fetchServerCert, pinServer} from './known-servers.js'
 import {rpcStats} from './rpc-stats.js'
 import {errnoError, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
@@ -269,10 +269,32 @@ export class Connection {
         throw this.failure(error)
       }
 
-      const meta = new grpc.Metadata()
-      meta.set(SESSION_METADATA, token)
       let reply: Reply
       const done = this.stats.start(method)
+      // over the data channel when there is one: one frame each way instead of an HTTP/2 stream per call
+      const data = await this.data().catch(() => undefined)
+      if (data && data.generation === this.generation && this.token === token) {
+        const def = serviceDefinition()[method]
+        try {
+          reply = def.responseDeserialize(await data.call(method, (def.requestSerialize as (v: unknown) => Buffer)(req), deadline)) as Reply
+          done()
+        } catch (error) {
+          if (error instanceof CallStatus && error.code === grpc.status.UNAUTHENTICATED && attempt === 0) {
+            if (this.token === token) this.dropSession()
+            continue
+          }
+
+          const e = error as NodeJS.ErrnoException
+          if (e.code === 'ENOTCONN' && attempt < this.servers.length && await this.failover() && RETRY_ELSEWHERE.has(method)) continue
+          throw this.failure(error)
+        }
+
+        if (reply.error?.errno) throw errnoError(reply.error.errno, reply.error.message)
+        return reply
+      }
+
+      const meta = new grpc.Metadata()
+      meta.set(SESSION_METADATA, token)
       try {
         reply = await this.unary(method, req, meta, deadline)
         done()

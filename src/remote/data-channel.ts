@@ -14,7 +14,7 @@ import {EventEmitter} from 'node:events'
 import tls from 'node:tls'
 import {sign, type Identity} from '../crypto/sign.js'
 import {certFingerprint, dataTranscript} from './auth.js'
-import {frame, FrameReader, MAX_FRAME, packFields, parseError, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
+import {callBody, frame, FrameReader, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
 import type {ChunkStream} from './read-ahead.js'
 import {errnoError, MAX_CHUNK} from './wire.js'
 
@@ -39,6 +39,19 @@ interface Waiting {
   reject(e: unknown): void
 }
 
+interface Calling {
+  resolve(reply: Buffer): void
+  reject(e: unknown): void
+  timer: NodeJS.Timeout
+}
+
+/** A call refused by the server, shaped like a gRPC ServiceError (code, details). */
+export class CallStatus extends Error {
+  constructor(readonly code: number, readonly details: string) {
+    super(details)
+  }
+}
+
 /** A read stream as read-ahead.ts takes it: 'data' {data}, then 'end' or 'error'. */
 class FrameStream extends EventEmitter implements ChunkStream {
   constructor(private readonly onCancel: () => void) {
@@ -54,6 +67,7 @@ class FrameStream extends EventEmitter implements ChunkStream {
 export class DataChannel {
   private readonly writes = new Map<number, Waiting>()
   private readonly reads = new Map<number, FrameStream>()
+  private readonly calls = new Map<number, Calling>()
   private nextId = 1
   private failure?: unknown
   private timer?: NodeJS.Timeout
@@ -156,6 +170,17 @@ export class DataChannel {
   }
 
   private frame(f: Frame): void {
+    if (f.type === T.OK || f.type === T.STATUS) {
+      const c = this.calls.get(f.id)
+      if (c) {
+        this.calls.delete(f.id)
+        clearTimeout(c.timer)
+        if (f.type === T.OK) return c.resolve(f.body)
+        const st = parseStatus(f.body)
+        return c.reject(new CallStatus(st.code, st.details))
+      }
+    }
+
     if (f.type === T.OK) {
       const w = this.writes.get(f.id)
       if (!w) return
@@ -202,6 +227,24 @@ export class DataChannel {
     })
   }
 
+  /**
+   * A unary call of paciofs.v1.Volume (its encoded request); resolves with the
+   * encoded reply, rejects with a CallStatus if the server refused it, or an
+   * EIO error if no answer came within deadlineMs.
+   */
+  call(method: string, request: Buffer, deadlineMs: number): Promise<Buffer> {
+    if (!this.usable) return Promise.reject(this.failure)
+    const id = this.id()
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.calls.delete(id)
+        reject(errnoError('EIO', 'the server did not answer in time'))
+      }, deadlineMs)
+      this.calls.set(id, {resolve, reject, timer})
+      this.socket.write(frame(T.CALL, id, callBody(method, request)))
+    })
+  }
+
   /** Streams up to `length` bytes from offset (the server stops early only at the end of the file). */
   readStream(fh: number, offset: number, length: number): ChunkStream {
     const id = this.id()
@@ -225,6 +268,11 @@ export class DataChannel {
     this.socket.destroy()
     for (const w of this.writes.values()) w.reject(this.failure)
     this.writes.clear()
+    for (const c of this.calls.values()) {
+      clearTimeout(c.timer)
+      c.reject(this.failure)
+    }
+    this.calls.clear()
     const reads = [...this.reads.values()]
     this.reads.clear()
     for (const r of reads) r.emit('error', this.failure)

@@ -5,16 +5,20 @@
  *
  *   u32 length of what follows ‖ u8 type ‖ u32 request id ‖ body
  *
- * big-endian. Client to server: AUTH (once, first), WRITE, READ, CANCEL.
- * Server to client: NONCE (once, first, id 0), OK, DATA, END, ERROR. A frame
+ * big-endian. Client to server: AUTH (once, first), WRITE, READ, CANCEL,
+ * CALL (any unary call of paciofs.v1.Volume: u8 name length, the method's
+ * name, its protobuf-encoded request). Server to client: NONCE (once,
+ * first, id 0), OK (a write's u32 count, or a call's encoded reply), DATA,
+ * END, ERROR (errno, message), STATUS (a refused call: u32 gRPC status code,
+ * details). A frame
  * longer than MAX_FRAME, an unknown type, or a malformed body ends the
  * connection. No I/O here.
  */
 import {MAX_CHUNK} from './wire.js'
 
 export const T = {
-  AUTH: 1, WRITE: 2, READ: 3, CANCEL: 4,
-  NONCE: 0x80, OK: 0x81, DATA: 0x82, END: 0x83, ERROR: 0x84,
+  AUTH: 1, WRITE: 2, READ: 3, CANCEL: 4, CALL: 5,
+  NONCE: 0x80, OK: 0x81, DATA: 0x82, END: 0x83, ERROR: 0x84, STATUS: 0x85,
 } as const
 
 /**
@@ -124,6 +128,32 @@ export function readBody(fh: number, offset: number, length: number): Buffer {
 export function parseRead(body: Buffer): {fh: number; offset: number; length: number} | undefined {
   if (body.length !== 16 || body.readUInt16BE(4) !== 0) return undefined
   return {fh: body.readUInt32BE(0), offset: body.readUIntBE(6, 6), length: body.readUInt32BE(12)}
+}
+
+export function callBody(method: string, request: Buffer): Buffer {
+  const name = Buffer.from(method)
+  const out = Buffer.allocUnsafe(1 + name.length + request.length)
+  out[0] = name.length
+  name.copy(out, 1)
+  request.copy(out, 1 + name.length)
+  return out
+}
+
+export function parseCall(body: Buffer): {method: string; request: Buffer} | undefined {
+  if (body.length < 1 || body.length < 1 + body[0]) return undefined
+  return {method: body.subarray(1, 1 + body[0]).toString(), request: body.subarray(1 + body[0])}
+}
+
+export function statusBody(code: number, details: string): Buffer {
+  const d = Buffer.from(details.slice(0, 1000))
+  const out = Buffer.allocUnsafe(4 + d.length)
+  out.writeUInt32BE(code >>> 0, 0)
+  d.copy(out, 4)
+  return out
+}
+
+export function parseStatus(body: Buffer): {code: number; details: string} {
+  return body.length >= 4 ? {code: body.readUInt32BE(0), details: body.subarray(4).toString()} : {code: 2, details: 'malformed status frame'}
 }
 
 export function errorBody(errno: string, message: string): Buffer {

@@ -14,14 +14,18 @@
  * Every request is then checked and run as the session's member by the
  * VolumeService, exactly as its gRPC calls are (handles of that session only;
  * a removed member is refused; the session's end closes the connection).
+ * A CALL frame runs the service's own handler of a unary method with the
+ * session's token, as if it had come on the session's gRPC connection: one
+ * frame each way instead of an HTTP/2 stream per call.
  */
 import {randomBytes} from 'node:crypto'
+import * as grpc from '@grpc/grpc-js'
 import type {AddressInfo} from 'node:net'
 import tls from 'node:tls'
 import {verify} from '../crypto/sign.js'
 import {dataTranscript} from '../remote/auth.js'
-import {errorBody, frame, FRAME_HEADER, FrameReader, header, MAX_AUTH_FRAME, MAX_FRAME, parseRead, parseWrite, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
-import {errnoError, MAX_CHUNK, MAX_STREAM} from '../remote/wire.js'
+import {errorBody, frame, FRAME_HEADER, FrameReader, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
+import {errnoError, MAX_CHUNK, MAX_STREAM, SESSION_METADATA, serviceDefinition} from '../remote/wire.js'
 import type {VolumeService} from './service.js'
 import type {Session} from './sessions.js'
 import type {ServerTls} from './tls.js'
@@ -46,12 +50,28 @@ export interface DataServer {
   close(): Promise<void>
 }
 
+/** The unary methods a CALL frame may run (not the handshake, not the streams). */
+function unaryHandlers(service: VolumeService): Map<string, {handler: grpc.handleUnaryCall<unknown, unknown>; def: grpc.MethodDefinition<unknown, unknown>}> {
+  const defs = serviceDefinition()
+  const handlers = service.handlers()
+  const out = new Map<string, {handler: grpc.handleUnaryCall<unknown, unknown>; def: grpc.MethodDefinition<unknown, unknown>}>()
+  for (const [name, def] of Object.entries(defs)) {
+    if (def.requestStream || def.responseStream || name === 'Hello') continue
+    out.set(name, {handler: handlers[name] as grpc.handleUnaryCall<unknown, unknown>, def: def as grpc.MethodDefinition<unknown, unknown>})
+  }
+
+  return out
+}
+
+type Unary = ReturnType<typeof unaryHandlers>
+
 export async function startDataServer(opts: DataServerOptions): Promise<DataServer> {
+  const unary = unaryHandlers(opts.service)
   const sockets = new Set<tls.TLSSocket>()
   const server = tls.createServer({key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2'}, socket => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
-    serveConnection(socket, opts)
+    serveConnection(socket, opts, unary)
   })
   server.on('tlsClientError', () => {}) // a client that fails the handshake: nothing to serve
   const host = opts.host.replace(/^\[|\]$/g, '')
@@ -73,7 +93,7 @@ export async function startDataServer(opts: DataServerOptions): Promise<DataServ
   }
 }
 
-function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions): void {
+function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: Unary): void {
   socket.setNoDelay(true)
   const peer = `${socket.remoteAddress}:${socket.remotePort}`
   const nonce = randomBytes(32)
@@ -195,6 +215,40 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions): void {
     }
   }
 
+  const call = (s: Session, f: Frame) => {
+    const c = parseCall(f.body)
+    const m = c && unary.get(c.method)
+    if (!c || !m) return refuse(`no unary method ${JSON.stringify(c?.method ?? '').slice(0, 100)}`)
+    let request: unknown
+    try {
+      request = m.def.requestDeserialize(c.request)
+    } catch {
+      return send(frame(T.STATUS, f.id, statusBody(grpc.status.INTERNAL, 'malformed request')))
+    }
+
+    const metadata = new grpc.Metadata()
+    metadata.set(SESSION_METADATA, s.token)
+    // the session's own handler, as if on its gRPC connection (this one is attached to the session)
+    const fake = {request, metadata, getPeer: () => s.peer, cancelled: false} as unknown as grpc.ServerUnaryCall<unknown, unknown>
+    m.handler(fake, (error, reply) => {
+      if (error) {
+        const e = error as grpc.ServiceError
+        send(frame(T.STATUS, f.id, statusBody(typeof e.code === 'number' ? e.code : grpc.status.UNKNOWN, String(e.details ?? e.message))))
+        return
+      }
+
+      let out: Buffer
+      try {
+        out = m.def.responseSerialize(reply)
+      } catch (error) {
+        send(frame(T.STATUS, f.id, statusBody(grpc.status.INTERNAL, (error as Error).message)))
+        return
+      }
+
+      send(frame(T.OK, f.id, out))
+    })
+  }
+
   socket.on('data', (chunk: Buffer) => {
     if (closed) return
     let frames: Frame[]
@@ -214,6 +268,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions): void {
       switch (f.type) {
         case T.WRITE: write(session, f); break
         case T.READ: void read(session, f); break
+        case T.CALL: call(session, f); break
         case T.CANCEL: if (reading.has(f.id)) cancelled.add(f.id); break
         default: return refuse(`unknown frame type ${f.type}`)
       }
