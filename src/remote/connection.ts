@@ -15,7 +15,7 @@ import {pinnedClient} from './channel.js'
 import {CallStatus, DataChannel} from './data-channel.js'
 import {fetchServerCert, pinServer} from './known-servers.js'
 import {rpcStats} from './rpc-stats.js'
-import {errnoError, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
+import {errnoError, MAX_MESSAGE, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVICE, SESSION_METADATA, serviceDefinition} from './wire.js'
 
 export interface ConnectionOptions {
   /** host:port, or several separated by commas (failover in that order) */
@@ -273,10 +273,12 @@ export class Connection {
       const done = this.stats.start(method)
       // over the data channel when there is one: one frame each way instead of an HTTP/2 stream per call
       const data = await this.data().catch(() => undefined)
-      if (data && data.generation === this.generation && this.token === token) {
-        const def = serviceDefinition()[method]
+      const def = serviceDefinition()[method]
+      const encoded = data && (def.requestSerialize as (v: unknown) => Buffer)(req)
+      // a request too large for a frame goes over gRPC (which refuses it as it always did)
+      if (data && encoded && encoded.length <= MAX_MESSAGE && data.generation === this.generation && this.token === token) {
         try {
-          reply = def.responseDeserialize(await data.call(method, (def.requestSerialize as (v: unknown) => Buffer)(req), deadline)) as Reply
+          reply = def.responseDeserialize(await data.call(method, encoded, deadline)) as Reply
           done()
         } catch (error) {
           if (error instanceof CallStatus && error.code === grpc.status.UNAUTHENTICATED && attempt === 0) {

@@ -14,7 +14,7 @@
  * longer than MAX_FRAME, an unknown type, or a malformed body ends the
  * connection. No I/O here.
  */
-import {MAX_CHUNK} from './wire.js'
+import {MAX_MESSAGE} from './wire.js'
 
 export const T = {
   AUTH: 1, WRITE: 2, READ: 3, CANCEL: 4, CALL: 5,
@@ -32,8 +32,8 @@ export const WRITE_RESET = 1
 export const FRAME_HEADER = 9
 /** WRITE's fixed part after the header: u32 fh, u8 flags, u8 0, u48 offset, u32 uid, gid, pid */
 export const WRITE_HEADER = FRAME_HEADER + 24
-/** the longest frame either side accepts (a write of MAX_CHUNK and its header) */
-export const MAX_FRAME = WRITE_HEADER + MAX_CHUNK
+/** the longest frame either side accepts: a gRPC message's limit (a chunk and room for the other fields) and a frame header */
+export const MAX_FRAME = 64 + MAX_MESSAGE
 /** the longest frame accepted before the connection is authenticated */
 export const MAX_AUTH_FRAME = 4096
 

@@ -25,7 +25,7 @@ import tls from 'node:tls'
 import {verify} from '../crypto/sign.js'
 import {dataTranscript} from '../remote/auth.js'
 import {errorBody, frame, FRAME_HEADER, FrameReader, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
-import {errnoError, MAX_CHUNK, MAX_STREAM, SESSION_METADATA, serviceDefinition} from '../remote/wire.js'
+import {errnoError, MAX_CHUNK, MAX_MESSAGE, MAX_STREAM, SESSION_METADATA, serviceDefinition} from '../remote/wire.js'
 import type {VolumeService} from './service.js'
 import type {Session} from './sessions.js'
 import type {ServerTls} from './tls.js'
@@ -117,6 +117,37 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     for (const w of drainWaiters.splice(0)) w()
   }
 
+  /**
+   * The session ended: what is under way is answered (the service refuses
+   * anything new as it does on gRPC: an ended session), then the connection
+   * closes. So a client learns how each request ended, and why.
+   */
+  let ended = false
+  let pending = 0
+  let closing: NodeJS.Timeout | undefined
+  const ending = () => {
+    ended = true
+    setTimeout(close, 30_000).unref() // whatever is still under way by then
+    if (pending === 0) closeSoon()
+  }
+
+  // a request that crossed the end on the way is still answered (refused: the session ended)
+  const closeSoon = () => {
+    closing ??= setTimeout(() => {
+      if (closed) return
+      socket.end()
+      setTimeout(close, 2_000).unref()
+    }, 1_000).unref()
+  }
+
+  const started = () => {
+    pending++
+  }
+
+  const finished = () => {
+    if (--pending === 0 && ended) closeSoon()
+  }
+
   const refuse = (reason: string) => {
     opts.onEvent?.(`refused a data channel from ${peer}: ${reason}`)
     if (!closed) socket.end(frame(T.ERROR, 0, errorBody('EACCES', reason)))
@@ -154,7 +185,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     if (!s.served.members.has(s.member)) return refuse(`${s.member.slice(0, 16)}… is no longer a member of volume ${s.served.name}`)
     session = s
     reader.limit = MAX_FRAME
-    unhook = opts.service.onSessionEnd(s, close)
+    unhook = opts.service.onSessionEnd(s, ending)
     send(frame(T.OK, f.id))
   }
 
@@ -164,6 +195,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     if (w.data.length > MAX_CHUNK) return answerError(f.id, errnoError('EFBIG', `a write carries at most ${MAX_CHUNK} bytes`))
     if (w.flags & WRITE_RESET) failed.delete(w.fh)
     queuedBytes += w.data.length
+    started()
     if (queuedBytes > WRITES_QUEUED_BYTES) socket.pause()
     const run = async () => {
       const earlier = failed.get(w.fh)
@@ -182,6 +214,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
       queuedBytes -= w.data.length
       if (queuedBytes <= WRITES_QUEUED_BYTES / 2 && socket.isPaused() && !closed) socket.resume()
       if (chains.get(w.fh) === next) chains.delete(w.fh)
+      finished()
     })
     chains.set(w.fh, next)
   }
@@ -191,6 +224,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     if (!r) return refuse('malformed read')
     if (reading.has(f.id)) return refuse('a read id in use')
     reading.add(f.id)
+    started()
     let offset = r.offset
     let left = Math.min(r.length, MAX_STREAM)
     try {
@@ -212,6 +246,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     } finally {
       reading.delete(f.id)
       cancelled.delete(f.id)
+      finished()
     }
   }
 
@@ -228,9 +263,11 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
 
     const metadata = new grpc.Metadata()
     metadata.set(SESSION_METADATA, s.token)
+    started()
     // the session's own handler, as if on its gRPC connection (this one is attached to the session)
     const fake = {request, metadata, getPeer: () => s.peer, cancelled: false} as unknown as grpc.ServerUnaryCall<unknown, unknown>
     m.handler(fake, (error, reply) => {
+      finished()
       if (error) {
         const e = error as grpc.ServiceError
         send(frame(T.STATUS, f.id, statusBody(typeof e.code === 'number' ? e.code : grpc.status.UNKNOWN, String(e.details ?? e.message))))
@@ -245,7 +282,8 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
         return
       }
 
-      send(frame(T.OK, f.id, out))
+      if (out.length > MAX_MESSAGE) send(frame(T.STATUS, f.id, statusBody(grpc.status.RESOURCE_EXHAUSTED, `the reply has ${out.length} bytes, more than ${MAX_MESSAGE}`)))
+      else send(frame(T.OK, f.id, out))
     })
   }
 
