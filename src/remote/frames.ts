@@ -176,7 +176,8 @@ export class FrameReader {
   /** frames longer than this are refused */
   limit: number
 
-  constructor(limit: number) {
+  /** `alloc`: where a frame spanning several chunks is assembled (a pool's buffer; at least n bytes) */
+  constructor(limit: number, private readonly alloc: (n: number) => Buffer = n => Buffer.allocUnsafe(n)) {
     this.limit = limit
   }
 
@@ -217,7 +218,7 @@ export class FrameReader {
       return first.subarray(0, n)
     }
 
-    const out = Buffer.allocUnsafe(n)
+    const out = this.alloc(n).subarray(0, n)
     let at = 0
     while (at < n) {
       const c = this.chunks[0]

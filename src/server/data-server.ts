@@ -65,13 +65,38 @@ function unaryHandlers(service: VolumeService): Map<string, {handler: grpc.handl
 
 type Unary = ReturnType<typeof unaryHandlers>
 
+/**
+ * Buffers of a whole frame, kept for the next one: a 1 MiB buffer per write
+ * received and per chunk read was most of the server's garbage collection.
+ */
+class FramePool {
+  private readonly free: Buffer[] = []
+  private readonly mine = new WeakSet<ArrayBufferLike>()
+  constructor(private readonly size: number, private readonly keep: number) {}
+
+  get(n: number): Buffer {
+    if (n > this.size) return Buffer.allocUnsafe(n)
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size)
+    this.mine.add(b.buffer)
+    return b
+  }
+
+  /** Gives back a buffer from get() (or any view of one) once nothing refers to it; others are ignored. */
+  put(view: Buffer): void {
+    if (!this.mine.has(view.buffer) || this.free.length >= this.keep) return
+    this.mine.delete(view.buffer) // put once
+    this.free.push(Buffer.from(view.buffer, 0, this.size))
+  }
+}
+
 export async function startDataServer(opts: DataServerOptions): Promise<DataServer> {
   const unary = unaryHandlers(opts.service)
+  const pool = new FramePool(FRAME_HEADER + MAX_CHUNK + 64, 32)
   const sockets = new Set<tls.TLSSocket>()
   const server = tls.createServer({key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2'}, socket => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
-    serveConnection(socket, opts, unary)
+    serveConnection(socket, opts, unary, pool)
   })
   server.on('tlsClientError', () => {}) // a client that fails the handshake: nothing to serve
   const host = opts.host.replace(/^\[|\]$/g, '')
@@ -93,11 +118,11 @@ export async function startDataServer(opts: DataServerOptions): Promise<DataServ
   }
 }
 
-function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: Unary): void {
+function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: Unary, pool: FramePool): void {
   socket.setNoDelay(true)
   const peer = `${socket.remoteAddress}:${socket.remotePort}`
   const nonce = randomBytes(32)
-  const reader = new FrameReader(MAX_AUTH_FRAME)
+  const reader = new FrameReader(MAX_AUTH_FRAME, n => pool.get(n))
   let session: Session | undefined
   let closed = false
   let unhook: (() => void) | undefined
@@ -214,6 +239,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
       queuedBytes -= w.data.length
       if (queuedBytes <= WRITES_QUEUED_BYTES / 2 && socket.isPaused() && !closed) socket.resume()
       if (chains.get(w.fh) === next) chains.delete(w.fh)
+      pool.put(f.body)
       finished()
     })
     chains.set(w.fh, next)
@@ -230,10 +256,17 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     try {
       while (left > 0 && !closed && !cancelled.has(f.id)) {
         const len = Math.min(left, MAX_CHUNK)
-        const buf = Buffer.allocUnsafe(FRAME_HEADER + len)
-        const n = await opts.service.dataOp(s, 'data-read', r.fh, (volume, h) => volume.read(h.path, h.fh, buf.subarray(FRAME_HEADER), len, offset))
+        const buf = pool.get(FRAME_HEADER + len)
+        let n: number
+        try {
+          n = await opts.service.dataOp(s, 'data-read', r.fh, (volume, h) => volume.read(h.path, h.fh, buf.subarray(FRAME_HEADER, FRAME_HEADER + len), len, offset))
+        } catch (error) {
+          pool.put(buf)
+          throw error
+        }
+
         header(buf, T.DATA, f.id, FRAME_HEADER + n)
-        send(buf.subarray(0, FRAME_HEADER + n))
+        send(buf.subarray(0, FRAME_HEADER + n), () => pool.put(buf))
         offset += n
         left -= n
         if (n < len) break
