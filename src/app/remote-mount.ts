@@ -9,6 +9,8 @@
  */
 import {StopSignals} from './stop.js'
 import path from 'node:path'
+import {tuneMallocForStreams} from '../server/malloc.js'
+import {widenReadAhead} from './readahead.js'
 import {checkMountpoint, limitMallocArenas, mountVolume, trimMalloc} from '../fuse/mount.js'
 import {Connection} from '../remote/connection.js'
 import {RemoteVolume} from '../remote/remote-volume.js'
@@ -57,6 +59,7 @@ export async function connectRemote(req: {server: string; volume: string; identi
 export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: string} & RemoteMountedInfo> {
   limitMallocArenas() // before the threads that serve the mount start
   const stopTrimming = trimMalloc()
+  tuneMallocForStreams() // 1 MiB frames of the data channel come from the heap, not fresh mappings (server/malloc.ts)
   const stop = new StopSignals()
   try {
     checkMountpoint(req.mountpoint)
@@ -70,6 +73,7 @@ export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: 
       throw error
     }
 
+    widenReadAhead(mounted.mountpoint)
     const info: RemoteMountedInfo = {mountpoint: mounted.mountpoint, server: req.server, volume: req.volume, volumeId: conn.volumeId, member: identity.pid, fingerprint, pinnedNow}
     if (stop.reason === undefined) {
       req.onReady?.(info)

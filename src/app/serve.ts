@@ -20,6 +20,8 @@ export interface ServeRequest {
   volumes: string[]
   host: string
   port: number
+  /** the data channel's port (0 or undefined: any free one) */
+  dataPort?: number
   identity?: string
   /** where the server keeps its TLS key and certificate (default: CONFIG/server) */
   stateDir?: string
@@ -34,6 +36,7 @@ export interface ServeRequest {
 
 export interface ServeInfo {
   address: string
+  dataPort: number
   fingerprint: string
   tlsCreated: boolean
   volumes: Array<{name: string; dir: string; id: string; created: boolean; members: number}>
@@ -65,11 +68,12 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
         if ((req.syncReplicas ?? 0) > 0) v.volume = synchronousVolume(v.volume, h, req.syncReplicas!)
       }
 
-      const server = await startServer({host: req.host, port: req.port, tls, volumes, replicaHosts: hosts, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})
+      const server = await startServer({host: req.host, port: req.port, dataPort: req.dataPort, tls, volumes, replicaHosts: hosts, maxHandles: req.maxHandles ?? 1024, onEvent: req.onEvent})
       try {
         if (stop.reason === undefined) {
           req.onReady?.({
             address: `${req.host}:${server.port}`,
+            dataPort: server.dataPort,
             fingerprint: showFingerprint(tls.fingerprint),
             tlsCreated: tls.created,
             volumes: [...volumes.values()].map(v => ({name: v.name, dir: v.stack.layout.root, id: v.stack.meta.id, created: v.stack.created, members: v.members.list().length})),

@@ -16,12 +16,14 @@ On first start the server makes a TLS key and certificate in ~/.config/paciofs/s
     {description: 'Serve one volume on the default port, loopback only', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive'},
     {description: 'Let other servers join as replicas without a manual vote', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --accept any'},
     {description: 'Serve two volumes to the network', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --volume /srv/invoices --host 0.0.0.0 --port 8765'},
+    {description: 'Fix the data channel\'s port too (for a firewall)', command: '<%= config.bin %> <%= command.id %> --volume /srv/archive --host 0.0.0.0 --port 8765 --data-port 8766'},
   ]
 
   static override flags = {
     volume: Flags.string({char: 'v', description: 'volume directory (repeat for several volumes; created on first use)', required: true, multiple: true}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     port: Flags.integer({char: 'p', description: 'TCP port (0: any free port, printed at start)', default: 8765, min: 0, max: 65535}),
+    'data-port': Flags.integer({description: 'TCP port of the data channel, where mounts send and fetch file content beside gRPC (same TLS key, same members; 0: any free port, printed at start and told to each client)', default: 0, min: 0, max: 65535}),
     identity: Flags.string({description: 'Ed25519 key of the server\'s operator: signs the ledger envelopes, first member of volumes it creates (default: created in ~/.config/paciofs)'}),
     state: Flags.string({description: 'directory for the server\'s TLS key and certificate (default: ~/.config/paciofs/server)'}),
     'max-handles': Flags.integer({description: 'open files one session may hold (more: EMFILE)', default: 1024, min: 1}),
@@ -34,10 +36,10 @@ On first start the server makes a TLS key and certificate in ~/.config/paciofs/s
     const {flags} = await this.parse(Serve)
     try {
       const summary = await runServe({
-        volumes: flags.volume, host: flags.host, port: flags.port, identity: flags.identity, stateDir: flags.state, maxHandles: flags['max-handles'], accept: flags.accept as 'any' | 'manual', syncReplicas: flags['sync-replicas'],
+        volumes: flags.volume, host: flags.host, port: flags.port, dataPort: flags['data-port'], identity: flags.identity, stateDir: flags.state, maxHandles: flags['max-handles'], accept: flags.accept as 'any' | 'manual', syncReplicas: flags['sync-replicas'],
         onReady: info => {
           if (flags.quiet) return
-          this.log(`${chalk.green('serving')} on ${chalk.bold(info.address)} (protocol paciofs.v1)`)
+          this.log(`${chalk.green('serving')} on ${chalk.bold(info.address)} (protocol paciofs.v1)${info.dataPort ? `, data channel on port ${info.dataPort}` : ''}`)
           this.log(`server key ${info.fingerprint}${info.tlsCreated ? ' (new)' : ''}`)
           for (const v of info.volumes) this.log(`  volume ${chalk.bold(v.name)} ${v.created ? '(new) ' : ''}${v.dir}, ${v.members} member${v.members === 1 ? '' : 's'}`)
         },

@@ -13,9 +13,11 @@
 import {createHash} from 'node:crypto'
 
 const LABEL = Buffer.from('paciofs/v1 session')
+/** The data channel's (protocol 3) transcript has a label of its own: a signature for one is useless for the other. */
+const DATA_LABEL = Buffer.from('paciofs/v1 data')
 
-export function transcript(nonce: Buffer, certFingerprint: Buffer, volume: string, member: string): Buffer {
-  const parts = [LABEL, nonce, certFingerprint, Buffer.from(volume, 'utf8'), Buffer.from(member, 'utf8')]
+export function transcript(nonce: Buffer, certFingerprint: Buffer, volume: string, member: string, label = LABEL): Buffer {
+  const parts = [label, nonce, certFingerprint, Buffer.from(volume, 'utf8'), Buffer.from(member, 'utf8')]
   const out: Buffer[] = []
   for (const p of parts) {
     const len = Buffer.alloc(4)
@@ -24,6 +26,14 @@ export function transcript(nonce: Buffer, certFingerprint: Buffer, volume: strin
   }
 
   return Buffer.concat(out)
+}
+
+/**
+ * What a client signs to attach a data channel to its session: the same
+ * fields as the session's, the nonce being the data connection's own.
+ */
+export function dataTranscript(nonce: Buffer, certFingerprint: Buffer, volume: string, member: string): Buffer {
+  return transcript(nonce, certFingerprint, volume, member, DATA_LABEL)
 }
 
 /** sha256 of a certificate's DER bytes: what the client pins and both sides sign over. */

@@ -24,6 +24,7 @@ import {AttrCache} from './attr-cache.js'
 import type {Connection} from './connection.js'
 import {ReadAhead} from './read-ahead.js'
 import {WriteStream} from './write-stream.js'
+import {WRITE_RESET} from './frames.js'
 import {encodeWriteInPlace, errnoError, HEADROOM, statfsFromWire, statFromWire} from './wire.js'
 
 interface Handle {
@@ -41,6 +42,8 @@ interface Handle {
   sentEnd: number
   /** a write-behind failure not yet reported */
   error?: unknown
+  /** a write-behind failure was reported: the next write over the data channel says so (the server then writes again) */
+  reset?: boolean
   /** the handle's WriteStream (protocol 2), opened by its first write in a session */
   stream?: WriteStream
   /** streamed read-ahead of a sequential reader */
@@ -60,6 +63,8 @@ function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<
 }
 
 const MAX_INFLIGHT = 4
+/** Release calls on their way at most (beyond, a release waits for one) */
+const MAX_RELEASING = 64
 /** Extra deadline of an fsync or release per byte written before it: 1 s per 2 MiB (a 1 GiB file: 15 s + 512 s at most). */
 const MS_PER_UNSYNCED_BYTE = 1000 / (2 * 1024 * 1024)
 
@@ -78,6 +83,8 @@ export class RemoteVolume implements Volume {
   private readonly pool: Buffer[] = []
   private nextFh = 1
   private readonly cache = new AttrCache()
+  /** Release calls on their way (release answers at once) */
+  private readonly releasing = new Map<object, Promise<void> & {path: string}>()
 
   constructor(private readonly conn: Connection) {}
 
@@ -109,14 +116,21 @@ export class RemoteVolume implements Volume {
     // so messages enter the stream in the order they were written; the answer is waited for apart
     let sending: Promise<unknown>
     try {
-      const stream = await this.writer(h)
+      const data = await this.conn.data?.()
+      const stream = data ? undefined : await this.writer(h)
       const r = await this.remote(h)
-      const msg = encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller)
-      sending = stream
-        ? stream.send(msg, p.size)
-        : this.conn.call('Write', msg).then(res => {
-          if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
-        })
+      if (data && data.generation === r.generation) {
+        const flags = h.reset ? WRITE_RESET : 0
+        h.reset = false
+        sending = data.write(p.buf, HEADROOM, p.size, {fh: r.remote, flags, offset: p.offset, ...p.caller})
+      } else {
+        const msg = encodeWriteInPlace(p.buf, p.size, r.remote, p.offset, p.caller)
+        sending = stream
+          ? stream.send(msg, p.size)
+          : this.conn.call('Write', msg).then(res => {
+            if (res.count !== p.size) throw errnoError('EIO', `short write: ${res.count} of ${p.size} bytes at ${p.offset}`)
+          })
+      }
     } catch (error) {
       sending = Promise.reject(error)
     }
@@ -165,6 +179,7 @@ export class RemoteVolume implements Volume {
     if (h.error !== undefined) {
       const e = h.error
       h.error = undefined
+      h.reset = true
       throw e
     }
   }
@@ -186,6 +201,7 @@ export class RemoteVolume implements Volume {
    * make stale, and keeps what the reply says (if nothing else changed meanwhile).
    */
   private async change(method: string, req: Record<string, unknown>, keep?: (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => void) {
+    await this.released(req.path, req.from, req.to)
     const ticket = this.cache.begin()
     let r
     try {
@@ -320,6 +336,8 @@ export class RemoteVolume implements Volume {
       const generation = h.generation
       h.ahead = new ReadAhead(async (offset, length) => {
         if (h.generation !== generation) throw errnoError('ENOTCONN', 'session changed')
+        const data = await this.conn.data?.()
+        if (data && data.generation === generation) return data.readStream(r.remote, offset, length)
         return this.conn.openStream('ReadStream', {path: h.path, fh: r.remote, offset, length})
       }, pos)
     }
@@ -406,6 +424,7 @@ export class RemoteVolume implements Volume {
     const r = await this.remote(h)
     const covered = h.unsynced
     await this.settle()
+    await this.released(h.path) // what other descriptors of the file wrote and closed is covered too
     await this.conn.call('Fsync', {path, fh: r.remote, datasync}, covered * MS_PER_UNSYNCED_BYTE)
     h.unsynced = Math.max(0, h.unsynced - covered)
   }
@@ -418,12 +437,37 @@ export class RemoteVolume implements Volume {
     this.stopAhead(h)
     this.handles.delete(fh)
     this.dirty.delete(h)
-    if (h.generation === this.conn.generation) { // else: the server released it when its session ended
-      await this.settle()
-      await this.conn.call('Release', {path, fh: h.remote}, h.unsynced * MS_PER_UNSYNCED_BYTE)
+    if (failed !== undefined) {
+      // the application saw the failure at close (flush); release the server's handle and say it again
+      if (h.generation === this.conn.generation) await this.conn.call('Release', {path: h.path, fh: h.remote}).catch(() => {})
+      throw failed
     }
 
-    if (failed !== undefined) throw failed
+    if (h.generation !== this.conn.generation) return // the server released it when its session ended
+    await this.settle()
+    // Answered at once: every byte written has been acknowledged by the server (drain above), and
+    // close(2) has returned already. The Release goes on behind; a later change to the same path
+    // waits for it (so the server records them in the order they were made), as does unmounting.
+    while (this.releasing.size >= MAX_RELEASING) await Promise.race(this.releasing.values())
+    const key = {}
+    const p = h.path
+    const work = this.conn.call('Release', {path: p, fh: h.remote}, h.unsynced * MS_PER_UNSYNCED_BYTE)
+      .then(() => {}, () => {}) // as before: the kernel ignores a release's error; the server releases on its own at the session's end
+      .finally(() => this.releasing.delete(key))
+    this.releasing.set(key, Object.assign(work, {path: p}))
+  }
+
+  /** Releases still on their way to the server whose path is p, under p, or above p. */
+  private async released(...paths: unknown[]): Promise<void> {
+    if (this.releasing.size === 0) return
+    const wait: Promise<void>[] = []
+    for (const r of this.releasing.values()) {
+      for (const p of paths) {
+        if (typeof p === 'string' && (r.path === p || r.path.startsWith(p + '/') || p.startsWith(r.path + '/'))) wait.push(r)
+      }
+    }
+
+    await Promise.all(wait)
   }
 
   // ---- namespace and attribute changes -----------------------------------
@@ -497,11 +541,13 @@ export class RemoteVolume implements Volume {
   // ---- lifecycle ---------------------------------------------------------
 
   async sync(): Promise<void> {
+    await Promise.all(this.releasing.values())
     await this.call('Sync', {path: '/'})
   }
 
   async close(): Promise<void> {
     for (const [fh, h] of [...this.handles]) await this.release(h.path, fh).catch(() => {})
+    await Promise.all(this.releasing.values())
     this.conn.close()
   }
 }

@@ -9,8 +9,8 @@ import {fileURLToPath} from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 
-/** The newest protocol version this code speaks (2: WriteStream). */
-export const PROTOCOL_VERSION = 2
+/** The newest protocol version this code speaks (2: WriteStream; 3: the data channel, README). */
+export const PROTOCOL_VERSION = 3
 /** The oldest version a server still answers (1: every write a Write call). */
 export const MIN_PROTOCOL_VERSION = 1
 export const SERVICE = 'paciofs.v1.Volume'

@@ -11,6 +11,7 @@ import type {ServedVolume} from './served.js'
 import type {ReplicaHost} from '../replica/host.js'
 import {ReplicaService} from '../replica/service.js'
 import {replicaDefinition} from '../replica/wire.js'
+import {startDataServer, type DataServer} from './data-server.js'
 import {VolumeService} from './service.js'
 import type {ServerTls} from './tls.js'
 
@@ -22,11 +23,15 @@ export interface ServerOptions {
   /** volumes this server holds for replica servers (paciofs.v1.Replica), by name */
   replicaHosts?: Map<string, ReplicaHost>
   maxHandles: number
+  /** the data channel's port (protocol 3), told to clients in their session: 0 or undefined any free one, false none */
+  dataPort?: number | false
   onEvent?(message: string): void
 }
 
 export interface RunningServer {
   port: number
+  /** the data channel's port, 0 if there is none */
+  dataPort: number
   service: VolumeService
   replicas?: ReplicaService
   /** Drains and stops; resolves when every session has ended. */
@@ -102,9 +107,23 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   })
 
   widenConnectionWindow(server)
+  let data: DataServer | undefined
+  if (opts.dataPort !== false) {
+    try {
+      data = await startDataServer({host: opts.host, port: opts.dataPort ?? 0, tls: opts.tls, service, onEvent: opts.onEvent})
+    } catch (error) {
+      server.forceShutdown()
+      throw new PacioError('EINPUT', `cannot listen on ${host}:${opts.dataPort ?? 0} for the data channel: ${(error as Error).message}`, {cause: error,
+        suggestion: 'another program uses that port: pick another with --data-port (0: any free port)'})
+    }
+
+    service.dataPort = data.port
+  }
+
   let stopping: Promise<void> | undefined
   return {
     port,
+    dataPort: data?.port ?? 0,
     service,
     replicas,
     stop() {
@@ -113,6 +132,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         replicas?.stop()
         await service.quiesce(10_000)
         await service.endAll('server shutting down')
+        await data?.close()
         service.stats.write()
         await new Promise<void>(resolve => {
           const t = setTimeout(() => {

@@ -69,6 +69,8 @@ export class VolumeService {
   private inflight = 0
   private idle?: () => void
   draining = false
+  /** the data channel's port (protocol 3), told to each session; 0: none */
+  dataPort = 0
   readonly stats = rpcStats('server')
 
   constructor(private readonly opts: ServiceOptions) {
@@ -319,6 +321,45 @@ export class VolumeService {
     }
   }
 
+  /** sha256 of the server certificate's DER (what clients sign over). */
+  get fingerprint(): Buffer {
+    return this.opts.fingerprint
+  }
+
+  private readonly endHooks = new Map<Session, Set<() => void>>()
+
+  /** Runs fn when the session ends (the data channels attached to it close); returns the undo. */
+  onSessionEnd(s: Session, fn: () => void): () => void {
+    let set = this.endHooks.get(s)
+    if (!set) this.endHooks.set(s, set = new Set())
+    set.add(fn)
+    return () => set.delete(fn)
+  }
+
+  /**
+   * A read or write of the data channel (data-server.ts) on one of the
+   * session's handles: checked, run as the member and counted like a call
+   * (a release or the session's end waits for it).
+   */
+  async dataOp<T>(s: Session, name: string, fh: number, fn: (volume: ServedVolume['volume'], h: {fh: number; path: string}) => Promise<T>): Promise<T> {
+    if (s.ended || this.draining) throw errnoError('ENOTCONN', s.ended ? 'session ended' : 'the server is shutting down')
+    if (!s.served.members.has(s.member)) throw errnoError('EACCES', `${s.member.slice(0, 16)}… is no longer a member of volume ${s.served.name}`)
+    const h = this.fh(s, fh)
+    this.inflight++
+    const done = this.stats.start(name)
+    const running = actingAs(s.member, () => fn(s.served.volume, h))
+    let set = this.work.get(s)
+    if (!set) this.work.set(s, set = new Set())
+    set.add(running)
+    try {
+      return await running
+    } finally {
+      done()
+      set.delete(running)
+      if (--this.inflight === 0) this.idle?.()
+    }
+  }
+
   private fh(s: Session, fh: string | number): {fh: number; path: string} {
     const n = Number(fh)
     const path = s.handles.get(n)
@@ -346,6 +387,8 @@ export class VolumeService {
 
   private async endSession(s: Session, call: grpc.ServerWritableStream<unknown, unknown>, reason: string): Promise<void> {
     s.ended = true
+    for (const fn of this.endHooks.get(s) ?? []) fn()
+    this.endHooks.delete(s)
     this.event(`session of ${s.member.slice(0, 16)}… on ${s.served.name} ended (${reason})`)
     // calls still running finish first: a handle is never closed under a write
     while ((this.work.get(s)?.size ?? 0) > 0) await Promise.allSettled([...this.work.get(s)!])
@@ -431,7 +474,7 @@ export class VolumeService {
         this.event(`session of ${member.slice(0, 16)}… on ${served.name} from ${s.peer}`)
         call.on('cancelled', () => s.end('client went away'))
         call.on('close', () => s.end('connection closed'))
-        call.write({token: s.token, volume_id: served.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK})
+        call.write({token: s.token, volume_id: served.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK, data_port: this.dataPort})
       },
 
       Getattr: this.op<R>('getattr', (r, s) => shared(s, async () => ({stat: statToWire(await v(s).getattr(path(s, r.path)))}))),

@@ -43,7 +43,7 @@ export function paciofs(args: string[], opts: {configDir?: string; cacheDir?: st
 
 export async function mountPacio(volume: string, mountpoint: string, opts: {configDir?: string; extraArgs?: string[]; env?: NodeJS.ProcessEnv; upMs?: number} = {}): Promise<PacioMount> {
   await mkdir(mountpoint, {recursive: true})
-  const child = spawn(process.execPath, [...NODE_ARGS, BIN, 'mount', mountpoint, '--volume', volume, ...(opts.extraArgs ?? [])], {
+  const child = spawn(process.execPath, [...(process.env.PACIOFS_MOUNT_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...NODE_ARGS, BIN, 'mount', mountpoint, '--volume', volume, ...(opts.extraArgs ?? [])], {
     env: childEnv({PACIOFS_CONFIG_DIR: opts.configDir ?? join(REPO, '.tmp', 'config'), ...opts.env}),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
