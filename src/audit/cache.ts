@@ -123,8 +123,28 @@ function parse(text: string, volumeId: string): VerifiedIndex | undefined {
   return {checkpoint: h.checkpoint, checker: h.checker, maxJseq: h.maxJseq, anchoredRows: h.anchoredRows, tree}
 }
 
+/** Indexes this process wrote (names their temporary files). */
+let written = 0
+
+/** An index written beside its final name: commit() renames it into place, discard() removes it. */
+export interface PendingIndex {
+  commit(): void
+  discard(): void
+}
+
 /** Writes the index beside its final name, in pieces (never one string of the whole), then renames it into place. */
 export function saveIndex(dir: string, index: VerifiedIndex): void {
+  writeIndex(dir, index).commit()
+}
+
+/**
+ * Writes the index to a temporary file beside its final name, in pieces
+ * (never one string of the whole); the caller then commits or discards it.
+ * verify writes it while the workers still scan the disk (the tree is
+ * complete by then and is not changed by the scan) and keeps it only if the
+ * scan's findings allow.
+ */
+export function writeIndex(dir: string, index: VerifiedIndex): PendingIndex {
   const strings = new Map<string, number>()
   const str = (s: string) => {
     let k = strings.get(s)
@@ -149,7 +169,7 @@ export function saveIndex(dir: string, index: VerifiedIndex): void {
   const ref = (r: RecordRef): StoredRef => [r.epoch, strings.get(r.txid)!, strings.get(r.author)!, r.uid ?? null, r.op ?? null]
   fs.mkdirSync(dir, {recursive: true, mode: 0o700})
   const file = fileFor(dir, index.checkpoint.ledgerId)
-  const tmp = `${file}.${process.pid}.tmp`
+  const tmp = `${file}.${process.pid}.${++written}.tmp` // unique: two verifies in one process may each hold one
   const fd = fs.openSync(tmp, 'w', 0o600)
   try {
     let pieces: string[] = []
@@ -179,11 +199,26 @@ export function saveIndex(dir: string, index: VerifiedIndex): void {
 
     for (const [p, n] of index.tree.entries) put(JSON.stringify([p, ids.get(n)]))
     flush()
-  } finally {
+  } catch (error) {
     fs.closeSync(fd)
+    fs.rmSync(tmp, {force: true})
+    throw error
   }
 
-  fs.renameSync(tmp, file)
+  fs.closeSync(fd)
+  let settled = false
+  return {
+    commit() {
+      if (settled) return
+      settled = true
+      fs.renameSync(tmp, file)
+    },
+    discard() {
+      if (settled) return
+      settled = true
+      fs.rmSync(tmp, {force: true})
+    },
+  }
 }
 
 export type {RecordRef}
