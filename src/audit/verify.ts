@@ -347,7 +347,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     if (!divergences.some(d => TRUST_KINDS.has(d.kind)) && head.epoch > 0 && !unchanged) {
       await new Promise(resolve => setImmediate(resolve))
       try {
-        pendingIndex = writeIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
+        pendingIndex = await writeIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
           anchoredRows: (index?.anchoredRows ?? 0) + replay.applied, tree})
       } catch { /* a cache that cannot be written only costs time next run */ }
     }

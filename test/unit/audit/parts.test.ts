@@ -178,14 +178,14 @@ describe('verify internals', () => {
       expect(loadIndex(dir, 'vol-1'), 'a truncated index is no index').to.equal(undefined)
     })
 
-    it('an index written ahead is not an index until committed; discarded, it leaves no file; the one it replaces stays until then', () => {
+    it('an index written ahead is not an index until committed; discarded, it leaves no file; the one it replaces stays until then', async () => {
       const t = new ExpectedTree()
       t.apply(rec({op: 'mkdir', path: '/d', type: 'dir', mode: 0o40755, uid: 1, gid: 2}), ref(1))
       const checker = {v: 1 as const, nextEpoch: 2, senders: {}}
       const at = (epoch: number) => ({ledgerId: 'vol-1', epoch, headHash: 'h'.repeat(64), time: 1, producer: 'p', signature: 's'})
       saveIndex(dir, {checkpoint: at(1), checker, maxJseq: 1, anchoredRows: 1, tree: t})
-      const dropped = writeIndex(dir, {checkpoint: at(2), checker, maxJseq: 2, anchoredRows: 2, tree: t})
-      const kept = writeIndex(dir, {checkpoint: at(3), checker, maxJseq: 3, anchoredRows: 3, tree: t})
+      const dropped = await writeIndex(dir, {checkpoint: at(2), checker, maxJseq: 2, anchoredRows: 2, tree: t})
+      const kept = await writeIndex(dir, {checkpoint: at(3), checker, maxJseq: 3, anchoredRows: 3, tree: t})
       expect(fs.readdirSync(dir)).to.have.length(3)
       expect(loadIndex(dir, 'vol-1')!.checkpoint.epoch, 'the old index until a commit').to.equal(1)
       dropped.discard()
