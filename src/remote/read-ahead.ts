@@ -110,8 +110,8 @@ export class ReadAhead {
   }
 
   /**
-   * Copies up to len bytes at pos into buf: the count (0 at the end of the
-   * file), or undefined if this read-ahead cannot serve pos.
+   * Copies len bytes at pos into buf (fewer only at the end of the file, 0
+   * there): the count, or undefined if this read-ahead cannot serve pos.
    */
   async read(buf: Buffer, len: number, pos: number): Promise<number | undefined> {
     const first = this.windows[0]
@@ -124,19 +124,32 @@ export class ReadAhead {
         this.broken = true
         return undefined
       }
-      if (n > 0) {
-        this.consumed(pos + n)
+
+      // All of it, or up to the end of the file: FUSE takes a shorter count for the end of the file, so
+      // bytes not here yet (a window still streaming, or the next one not asked for) are waited for.
+      const at = pos + n
+      if (n === len) {
+        this.consumed(at)
         return n
       }
 
-      // nothing at pos yet: the window that will hold it
-      const w = this.windows.find(x => pos < x.end)
-      if (!w || w.failed) {
+      const w = this.windows.find(x => at < x.end)
+      if (!w) { // the read goes past every window asked for: ask for the next
+        const asked = this.ahead
+        this.consumed(at)
+        if (this.ahead > asked) continue
         this.broken = true
         return undefined
       }
-      if (w.eof && pos >= w.next) return 0
-      if (w.done && pos >= w.next) {
+      if (w.failed) {
+        this.broken = true
+        return undefined
+      }
+      if (w.eof && at >= w.next) {
+        if (n > 0) this.consumed(at)
+        return n
+      }
+      if (w.done && at >= w.next) {
         this.broken = true
         return undefined
       }

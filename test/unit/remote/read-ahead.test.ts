@@ -123,4 +123,44 @@ describe('remote: streamed read-ahead, windows arriving interleaved', () => {
     expectBytes(buf, 65536, 2 * 65536)
     ra.close()
   })
+  it('answers a read only when all its bytes are here (a short count means the end of the file to FUSE)', async () => {
+    const streams: Array<{s: EventEmitter & {cancel(): void}; offset: number}> = []
+    const ra = new ReadAhead(async offset => {
+      const s = Object.assign(new EventEmitter(), {cancel: () => {}})
+      streams.push({s, offset})
+      return s
+    }, 0, {window: 4 * 20_000})
+    const piece = (offset: number, n: number) => {
+      const data = Buffer.alloc(n)
+      for (let i = 0; i < n; i++) data[i] = (offset + i) % 251
+      return {error: null, data}
+    }
+
+    await new Promise(r => setImmediate(r))
+    streams[0].s.emit('data', piece(0, 20_000))
+    const buf = Buffer.alloc(50_000)
+    let answered: number | undefined | 'not yet' = 'not yet'
+    const first = ra.read(buf, 50_000, 0).then(n => (answered = n))
+    await new Promise(r => setTimeout(r, 20))
+    expect(answered, 'answered with the 20,000 bytes that had come').to.equal('not yet')
+    streams[0].s.emit('data', piece(20_000, 20_000))
+    await new Promise(r => setTimeout(r, 20))
+    expect(answered).to.equal('not yet')
+    streams[0].s.emit('data', piece(40_000, 20_000))
+    expect(await first).to.equal(50_000)
+    expectBytes(buf, 50_000, 0)
+    // a read across into the next window waits for that window's stream
+    streams[0].s.emit('data', piece(60_000, 20_000))
+    streams[0].s.emit('end')
+    const across = ra.read(buf, 30_000, 70_000)
+    await new Promise(r => setImmediate(r))
+    const next = streams.find(x => x.offset === 80_000)
+    expect(next, 'the next window was asked for').to.not.equal(undefined)
+    next!.s.emit('data', piece(80_000, 15_000))
+    next!.s.emit('end') // the file ends at 95,000
+    expect(await across).to.equal(25_000)
+    expectBytes(buf, 25_000, 70_000)
+    expect(await ra.read(buf, 30_000, 95_000)).to.equal(0)
+    ra.close()
+  })
 })
