@@ -198,40 +198,6 @@ static napi_value do_lremovexattr(napi_env env, napi_callback_info info) {
 }
 
 /*
- * The directory of the path readFiles looks at, opened once for the paths of
- * that directory that follow (O_PATH: only a handle for the *at calls); the
- * path walk from / is then made once per directory rather than once per
- * system call. Falls back to the whole path (AT_FDCWD) when the directory
- * cannot be opened.
- */
-typedef struct {
-  int fd;
-  size_t len;
-  char dir[PATH_BUF];
-} dir_cache;
-
-static int dir_of(dir_cache *c, const char *path, const char **name) {
-  const char *slash = strrchr(path, '/');
-  if (slash == NULL || slash[1] == 0) { *name = path; return AT_FDCWD; }
-  *name = slash + 1;
-  size_t len = slash == path ? 1 : (size_t) (slash - path);
-  if (c->fd >= 0 && c->len == len && memcmp(c->dir, path, len) == 0) return c->fd;
-  if (c->fd >= 0) close(c->fd);
-  c->fd = -1;
-  memcpy(c->dir, path, len);
-  c->dir[len] = 0;
-  c->len = len;
-  c->fd = open(c->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (c->fd < 0) { *name = path; return AT_FDCWD; }
-  return c->fd;
-}
-
-/* llistxattr/flistxattr's result as readFiles reports it: the length of the name list, 0 for none (or an error) */
-static double xattr_length(ssize_t x) {
-  return x > 0 ? (double) x : 0;
-}
-
-/*
  * readFiles(paths, start, end, flags, expect, data, out) -> index reached
  *
  * verify's batch of small reads: for paths[start..end) it makes the system
@@ -249,10 +215,6 @@ static double xattr_length(ssize_t x) {
  * otherwise expect[i] + 1 when expect is given and expect[i] >= 0, else up to
  * 64 KiB. It stops before a path whose bytes no longer fit, unless that is
  * the first (then [7] is -1), and returns the index it stopped at.
- * Each path is looked up from its directory, opened once for a run of paths
- * in it (dir_of), and the lstat is an fstatat there; a regular file's xattr
- * names are listed on its open descriptor (flistxattr), anything else's by
- * path (llistxattr): the same answers with fewer walks of the whole path.
  */
 #define SMALL_CAP 65536
 static napi_value read_files(napi_env env, napi_callback_info info) {
@@ -279,7 +241,6 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
   if (start < end && (size_t) (end - start) * 9 > out_len) end = start + (uint32_t) (out_len / 9);
   size_t used = 0;
   char path[PATH_BUF];
-  dir_cache dc = {-1, 0, {0}};
   uint32_t i = start;
   for (; i < end; i++) {
     double *o = out + (size_t) (i - start) * 9;
@@ -287,14 +248,14 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
     o[7] = -1;
     napi_value v;
     if (napi_get_element(env, argv[0], i, &v) != napi_ok || get_string(env, v, path, sizeof path) != 0) { o[0] = ENAMETOOLONG; continue; }
-    const char *name;
-    int dfd = dir_of(&dc, path, &name); /* paths of one directory come together: each is looked up from it, not from / */
     size_t want;
-    struct stat st;
     if (flags & 1) {
-      if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) { o[0] = errno; continue; }
+      struct stat st;
+      if (lstat(path, &st) != 0) { o[0] = errno; continue; }
       o[1] = st.st_mode; o[2] = st.st_uid; o[3] = st.st_gid; o[4] = (double) st.st_size;
-      if (!S_ISREG(st.st_mode)) { o[5] = xattr_length(llistxattr(path, NULL, 0)); continue; }
+      ssize_t x = llistxattr(path, NULL, 0);
+      o[5] = x > 0 ? (double) x : 0;
+      if (!S_ISREG(st.st_mode)) continue;
       want = (size_t) st.st_size + 1;
     } else if (expect != NULL && i < expect_len && expect[i] >= 0) {
       want = (size_t) expect[i] + 1;
@@ -303,16 +264,10 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
     }
     if (want > cap - used) {
       if (i > start) break; /* the caller hashes what it has and comes back for this one */
-      if (flags & 1) o[5] = xattr_length(llistxattr(path, NULL, 0));
       continue; /* [7] = -1: too large, the caller streams it */
     }
-    /* the scan never follows a link; O_NONBLOCK: should the file have become a FIFO since the lstat, open does not wait */
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & 1) ? O_NOFOLLOW | O_NONBLOCK : 0));
-    if (fd < 0) {
-      if (flags & 1) { o[8] = errno; o[5] = xattr_length(llistxattr(path, NULL, 0)); } else o[0] = errno;
-      continue;
-    }
-    if (flags & 1) o[5] = xattr_length(flistxattr(fd, NULL, 0));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & 1) ? O_NOFOLLOW : 0)); /* the scan never follows a link */
+    if (fd < 0) { if (flags & 1) o[8] = errno; else o[0] = errno; continue; }
     size_t got = 0;
     int err = 0;
     while (got < want) {
@@ -327,7 +282,6 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
     o[6] = (double) used; o[7] = (double) got;
     used += got;
   }
-  if (dc.fd >= 0) close(dc.fd);
   napi_value r; napi_create_uint32(env, i, &r);
   return r;
 }

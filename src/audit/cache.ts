@@ -123,41 +123,8 @@ function parse(text: string, volumeId: string): VerifiedIndex | undefined {
   return {checkpoint: h.checkpoint, checker: h.checker, maxJseq: h.maxJseq, anchoredRows: h.anchoredRows, tree}
 }
 
-/** Indexes this process wrote (names their temporary files). */
-let written = 0
-
-/** An index written beside its final name: commit() renames it into place, discard() removes it. */
-export interface PendingIndex {
-  commit(): void
-  discard(): void
-}
-
 /** Writes the index beside its final name, in pieces (never one string of the whole), then renames it into place. */
 export function saveIndex(dir: string, index: VerifiedIndex): void {
-  const writing = writeSteps(dir, index)
-  let step = writing.next()
-  while (!step.done) step = writing.next()
-  step.value.commit()
-}
-
-/**
- * Writes the index to a temporary file beside its final name, in pieces
- * (never one string of the whole), giving the event loop a turn after each
- * piece; the caller then commits or discards it. verify writes it while the
- * workers still scan the disk (the tree is complete by then and is not
- * changed by the scan; the turns let their answers be compared as they
- * come rather than pile up) and keeps it only if the scan's findings allow.
- */
-export async function writeIndex(dir: string, index: VerifiedIndex): Promise<PendingIndex> {
-  const writing = writeSteps(dir, index)
-  for (let step = writing.next(); ; step = writing.next()) {
-    if (step.done) return step.value
-    await new Promise(resolve => setImmediate(resolve))
-  }
-}
-
-/** The writing of an index: yields after each piece written, returns the pending index. */
-function * writeSteps(dir: string, index: VerifiedIndex): Generator<void, PendingIndex> {
   const strings = new Map<string, number>()
   const str = (s: string) => {
     let k = strings.get(s)
@@ -182,16 +149,15 @@ function * writeSteps(dir: string, index: VerifiedIndex): Generator<void, Pendin
   const ref = (r: RecordRef): StoredRef => [r.epoch, strings.get(r.txid)!, strings.get(r.author)!, r.uid ?? null, r.op ?? null]
   fs.mkdirSync(dir, {recursive: true, mode: 0o700})
   const file = fileFor(dir, index.checkpoint.ledgerId)
-  const tmp = `${file}.${process.pid}.${++written}.tmp` // unique: two verifies in one process may each hold one
+  const tmp = `${file}.${process.pid}.tmp`
   const fd = fs.openSync(tmp, 'w', 0o600)
-  let done = false
   try {
     let pieces: string[] = []
     let size = 0
-    const full = () => size >= 1 << 20
     const put = (s: string) => {
       pieces.push(s, '\n')
       size += s.length
+      if (size >= 1 << 20) flush()
     }
 
     const flush = () => {
@@ -203,53 +169,21 @@ function * writeSteps(dir: string, index: VerifiedIndex): Generator<void, Pendin
     const header: Header = {format: FORMAT, version: VERSION, checkpoint: index.checkpoint, checker: index.checker, maxJseq: index.maxJseq,
       anchoredRows: index.anchoredRows, strings: strings.size, inodes: inodes.length, paths: index.tree.entries.size}
     put(JSON.stringify(header))
-    for (const s of strings.keys()) {
-      put(JSON.stringify(s))
-      if (full()) {
-        flush()
-        yield
-      }
-    }
-
+    for (const s of strings.keys()) put(JSON.stringify(s))
     for (const n of inodes) {
       const stored: StoredInode = [n.type, n.mode ?? null, n.uid ?? null, n.gid ?? null, n.size ?? null, n.digest ?? null, n.target ?? null, n.rdev ?? null,
         n.xattrs && n.xattrs.size > 0 ? [...n.xattrs] : null, ref(n.last), n.interrupted ? ref(n.interrupted) : null,
         n.mtime ?? null]
       put(JSON.stringify(stored))
-      if (full()) {
-        flush()
-        yield
-      }
     }
 
-    for (const [p, n] of index.tree.entries) {
-      put(JSON.stringify([p, ids.get(n)]))
-      if (full()) {
-        flush()
-        yield
-      }
-    }
-
+    for (const [p, n] of index.tree.entries) put(JSON.stringify([p, ids.get(n)]))
     flush()
-    done = true
   } finally {
     fs.closeSync(fd)
-    if (!done) fs.rmSync(tmp, {force: true})
   }
 
-  let settled = false
-  return {
-    commit() {
-      if (settled) return
-      settled = true
-      fs.renameSync(tmp, file)
-    },
-    discard() {
-      if (settled) return
-      settled = true
-      fs.rmSync(tmp, {force: true})
-    },
-  }
+  fs.renameSync(tmp, file)
 }
 
 export type {RecordRef}

@@ -72,12 +72,10 @@ export class HistoryJobs {
     return [this.firstJseq[slot], this.firstOrder[slot], ...(this.more.get(slot) ?? [])]
   }
 
-  /** `sorted`: in digest order, so that the versions a worker claims together share their manifest and chunk directories (readFiles opens each once). */
-  private send(sorted = true): void {
+  private send(): void {
     const set = this.pending
     this.pending = []
     if (set.length === 0 || !this.pool) return
-    if (sorted) set.sort()
     const run = this.pool.run('history', set, (idx, out) => {
       for (let k = 0; k < idx.length; k++) if (out[k]) this.problems.set(set[idx[k]], out[k] as HistoryProblem)
     })
@@ -92,7 +90,7 @@ export class HistoryJobs {
     const large = [...this.slots].filter(([, k]) => this.sizes[k] > STREAM_MAX).sort((a, b) => this.sizes[b[1]] - this.sizes[a[1]]).map(([d]) => d)
     for (let i = 0; i < large.length; i += SET_SIZE) {
       this.pending = large.slice(i, i + SET_SIZE)
-      this.send(false) // largest first
+      this.send()
     }
 
     await Promise.all(this.runs)

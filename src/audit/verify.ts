@@ -25,7 +25,7 @@ import type {FsRecord} from '../volume/types.js'
 import {Anchors} from './anchors.js'
 import {Replay} from './replay.js'
 import {RowReader, type CheckedRow} from './rows.js'
-import {defaultCacheDir, dropIndex, loadIndex, writeIndex, type PendingIndex, type VerifiedIndex} from './cache.js'
+import {defaultCacheDir, dropIndex, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {TreeComparer} from './compare.js'
 import {ExpectedTree} from './expected.js'
 import {HistoryJobs} from './history.js'
@@ -146,7 +146,6 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   let journal: Journal | undefined
   let pool: WorkerPool | undefined
   let releaseScan: (() => void) | undefined
-  let pendingIndex: PendingIndex | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
     const head = await ledger.head()
@@ -339,32 +338,21 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
 
     // 5. the disk
     opts.onPhase?.('scan')
-    // What this verify established becomes the verified index. Every finding that makes the records untrustworthy is known
-    // by now (the scan and the history check only add findings about content), and the scan does not change the tree:
-    // the index is written while the workers scan (once the walk has posted its sets), and kept below unless the history
-    // store turns out damaged.
-    const unchanged = index !== undefined && index.checkpoint.epoch === head.epoch && index.maxJseq === maxJseq
-    if (!divergences.some(d => TRUST_KINDS.has(d.kind)) && head.epoch > 0 && !unchanged) {
-      await new Promise(resolve => setImmediate(resolve))
-      try {
-        pendingIndex = await writeIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
-          anchoredRows: (index?.anchoredRows ?? 0) + replay.applied, tree})
-      } catch { /* a cache that cannot be written only costs time next run */ }
-    }
-
     await scanning
     divergences.push(...await historyFindings)
     const cmp = comparer
     divergences.push(...cmp.finish())
 
+    const trustworthy = !divergences.some(d => TRUST_KINDS.has(d.kind))
+    const unchanged = index !== undefined && index.checkpoint.epoch === head.epoch && index.maxJseq === maxJseq
     if (divergences.some(d => HISTORY_KINDS.has(d.kind))) {
-      pendingIndex?.discard()
       try {
         dropIndex(cacheDir, meta.id)
       } catch { /* then a later incremental run may miss what this one found: it is reported now */ }
-    } else if (pendingIndex && !divergences.some(d => TRUST_KINDS.has(d.kind))) {
+    } else if (trustworthy && head.epoch > 0 && !unchanged) {
       try {
-        pendingIndex.commit()
+        saveIndex(cacheDir, {checkpoint: await ledger.checkpoint(head.epoch), checker: checker.snapshot(), maxJseq,
+          anchoredRows: (index?.anchoredRows ?? 0) + replay.applied, tree})
       } catch { /* a cache that cannot be written only costs time next run */ }
     }
 
@@ -381,10 +369,6 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       ms: Date.now() - started,
     }
   } finally {
-    try {
-      pendingIndex?.discard() // not kept (committed already, or verify failed)
-    } catch { /* only a temporary file left in the cache */ }
-
     releaseScan?.() // a walk still waiting ends (its sets fail on the closed pool)
     await pool?.close()
     journal?.close()

@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import {join} from 'node:path'
 import {Anchors} from '../../../src/audit/anchors.js'
-import {loadIndex, saveIndex, writeIndex} from '../../../src/audit/cache.js'
+import {loadIndex, saveIndex} from '../../../src/audit/cache.js'
 import {ExpectedTree} from '../../../src/audit/expected.js'
 import {HistoryJobs} from '../../../src/audit/history.js'
 import {WorkerPool} from '../../../src/audit/pool.js'
@@ -178,25 +178,6 @@ describe('verify internals', () => {
       expect(loadIndex(dir, 'vol-1'), 'a truncated index is no index').to.equal(undefined)
     })
 
-    it('an index written ahead is not an index until committed; discarded, it leaves no file; the one it replaces stays until then', async () => {
-      const t = new ExpectedTree()
-      t.apply(rec({op: 'mkdir', path: '/d', type: 'dir', mode: 0o40755, uid: 1, gid: 2}), ref(1))
-      const checker = {v: 1 as const, nextEpoch: 2, senders: {}}
-      const at = (epoch: number) => ({ledgerId: 'vol-1', epoch, headHash: 'h'.repeat(64), time: 1, producer: 'p', signature: 's'})
-      saveIndex(dir, {checkpoint: at(1), checker, maxJseq: 1, anchoredRows: 1, tree: t})
-      const dropped = await writeIndex(dir, {checkpoint: at(2), checker, maxJseq: 2, anchoredRows: 2, tree: t})
-      const kept = await writeIndex(dir, {checkpoint: at(3), checker, maxJseq: 3, anchoredRows: 3, tree: t})
-      expect(fs.readdirSync(dir)).to.have.length(3)
-      expect(loadIndex(dir, 'vol-1')!.checkpoint.epoch, 'the old index until a commit').to.equal(1)
-      dropped.discard()
-      dropped.commit() // settled: no effect
-      expect(loadIndex(dir, 'vol-1')!.checkpoint.epoch).to.equal(1)
-      kept.commit()
-      kept.discard() // settled: no effect
-      expect(loadIndex(dir, 'vol-1')!.checkpoint.epoch).to.equal(3)
-      expect(fs.readdirSync(dir)).to.have.length(1)
-    })
-
     it('the journal hands out salt ‖ record exactly, NUL bytes and all', () => {
       const j = Journal.open(join(dir, 'journal.db'), 'vol-1')
       const rows = Array.from({length: 300}, (_, i) => {
@@ -295,48 +276,6 @@ describe('verify internals', () => {
       expect(at(2).slice(6, 8)).to.deep.equal([5, 3])
       expect(at(3).slice(7, 8)).to.deep.equal([5]) // followed to 'a' (the store's own files are read as open(2) does)
       expect(at(4)[0]).to.equal(os.constants.errno.ENOENT)
-    })
-
-    it('sys.readFiles: paths of several directories in any order, a FIFO, xattrs on a file and on a directory: each as lstat and open of the whole path give it', () => {
-      const d = join(dir, 'rf-dirs')
-      fs.mkdirSync(join(d, 'sub', 'deep'), {recursive: true})
-      fs.writeFileSync(join(d, 'a'), 'top')
-      fs.writeFileSync(join(d, 'sub', 'a'), 'sub file')
-      fs.writeFileSync(join(d, 'sub', 'deep', 'z'), '')
-      sys.lsetxattr(join(d, 'sub', 'a'), 'user.one', Buffer.from('1'), 0)
-      sys.lsetxattr(join(d, 'sub', 'deep'), 'user.two', Buffer.from('2'), 0)
-      sys.mknod(join(d, 'fifo'), 0o010644, 0)
-      const paths = [join(d, 'a'), join(d, 'sub', 'a'), join(d, 'sub', 'deep', 'z'), join(d, 'a'), join(d, 'sub', 'deep'), join(d, 'fifo'),
-        join(d, 'sub', 'nope'), join(d, 'sub') + '/', join(d, 'sub', 'a')]
-      const out = new Float64Array(paths.length * READ_META)
-      const data = Buffer.alloc(1024)
-      expect(sys.readFiles(paths, 0, paths.length, READ_LSTAT, null, data, out)).to.equal(paths.length)
-      const at = (i: number) => Array.from(out.subarray(i * READ_META, (i + 1) * READ_META))
-      const bytes = (i: number) => data.toString('utf8', at(i)[6], at(i)[6] + at(i)[7])
-      for (const i of [0, 1, 2, 3, 4, 5, 7, 8]) {
-        const st = fs.lstatSync(paths[i])
-        expect(at(i).slice(0, 5), paths[i]).to.deep.equal([0, st.mode, st.uid, st.gid, st.size])
-        expect(at(i)[5] > 0, `${paths[i]} has xattrs`).to.equal(sys.llistxattr(paths[i]).length > 0)
-      }
-
-      expect([bytes(0), bytes(1), bytes(2), bytes(3), bytes(8)]).to.deep.equal(['top', 'sub file', '', 'top', 'sub file'])
-      expect(at(1)[5]).to.be.above(0)
-      expect(at(4)[5], 'a directory\'s xattrs').to.be.above(0)
-      expect(at(5)[7], 'a FIFO is not read (and does not block)').to.equal(-1)
-      expect(at(6)[0]).to.equal(os.constants.errno.ENOENT)
-      expect(at(7)[1] & 0o170000).to.equal(0o040000)
-
-      // history reads (no lstat) from several directories, then a relative path (looked up from the working directory)
-      const exp = Float64Array.from([3, 8, 0])
-      const cwd = process.cwd()
-      process.chdir(join(d, 'sub'))
-      try {
-        expect(sys.readFiles([join(d, 'a'), join(d, 'sub', 'a'), 'deep/z', 'a'], 0, 4, 0, Float64Array.from([...exp, 8]), data, out)).to.equal(4)
-      } finally {
-        process.chdir(cwd)
-      }
-
-      expect([bytes(0), bytes(1), bytes(2), bytes(3)]).to.deep.equal(['top', 'sub file', '', 'sub file'])
     })
 
     it('history jobs: versions streamed to the workers while records come in (more than one set) and the large ones at the end are all checked; one finding per path and version, in ledger order', async function () {
