@@ -344,6 +344,33 @@ typedef struct {
   int err;
 } hash_job;
 
+/* One step of a SHA-256 chain: from `state` (the 32-byte big-endian state after `before` bytes, a
+ * multiple of 64; NULL: the initial state) through data; writes the state after it to out[0..32), or
+ * with `last` the finished digest. */
+static void sha256_step(const unsigned char *state, uint64_t before, const void *data, size_t len, int last, unsigned char *out) {
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  if (state != NULL) {
+    for (int k = 0; k < 8; k++) {
+      const unsigned char *w = state + 4 * k;
+      c.h[k] = ((SHA_LONG) w[0] << 24) | ((SHA_LONG) w[1] << 16) | ((SHA_LONG) w[2] << 8) | (SHA_LONG) w[3];
+    }
+    uint64_t bits = before * 8;
+    c.Nl = (SHA_LONG) (bits & 0xffffffffu);
+    c.Nh = (SHA_LONG) (bits >> 32);
+  }
+  SHA256_Update(&c, data, len);
+  if (last) {
+    SHA256_Final(out, &c);
+    return;
+  }
+  for (int k = 0; k < 8; k++) {
+    unsigned char *w = out + 4 * k;
+    w[0] = (unsigned char) (c.h[k] >> 24); w[1] = (unsigned char) (c.h[k] >> 16);
+    w[2] = (unsigned char) (c.h[k] >> 8); w[3] = (unsigned char) c.h[k];
+  }
+}
+
 static void hash_execute(napi_env env, void *arg) {
   (void) env;
   hash_job *j = arg;
@@ -363,29 +390,7 @@ static void hash_execute(napi_env env, void *arg) {
     j->len = j->want;
   }
   if (j->flags & 1) SHA256(j->data, j->len, j->out);
-  if (j->flags & 2) {
-    SHA256_CTX c;
-    SHA256_Init(&c);
-    if (j->has_state) {
-      for (int k = 0; k < 8; k++) {
-        const unsigned char *w = j->state + 4 * k;
-        c.h[k] = ((SHA_LONG) w[0] << 24) | ((SHA_LONG) w[1] << 16) | ((SHA_LONG) w[2] << 8) | (SHA_LONG) w[3];
-      }
-      uint64_t bits = j->before * 8;
-      c.Nl = (SHA_LONG) (bits & 0xffffffffu);
-      c.Nh = (SHA_LONG) (bits >> 32);
-    }
-    SHA256_Update(&c, j->data, j->len);
-    if (j->flags & 4) {
-      SHA256_Final(j->out + 32, &c);
-    } else {
-      for (int k = 0; k < 8; k++) {
-        unsigned char *w = j->out + 32 + 4 * k;
-        w[0] = (unsigned char) (c.h[k] >> 24); w[1] = (unsigned char) (c.h[k] >> 16);
-        w[2] = (unsigned char) (c.h[k] >> 8); w[3] = (unsigned char) c.h[k];
-      }
-    }
-  }
+  if (j->flags & 2) sha256_step(j->has_state ? j->state : NULL, j->before, j->data, j->len, j->flags & 4, j->out + 32);
 }
 
 static void hash_complete(napi_env env, napi_status status, void *arg) {
@@ -753,27 +758,7 @@ static void chunk_step_execute(napi_env env, void *arg) {
   chunk_step_job *j = arg;
   chunk_execute(env, &j->c);
   if (j->c.err != 0) return;
-  SHA256_CTX c;
-  SHA256_Init(&c);
-  if (j->has_state) {
-    for (int k = 0; k < 8; k++) {
-      const unsigned char *w = j->state + 4 * k;
-      c.h[k] = ((SHA_LONG) w[0] << 24) | ((SHA_LONG) w[1] << 16) | ((SHA_LONG) w[2] << 8) | (SHA_LONG) w[3];
-    }
-    uint64_t bits = j->before * 8;
-    c.Nl = (SHA_LONG) (bits & 0xffffffffu);
-    c.Nh = (SHA_LONG) (bits >> 32);
-  }
-  SHA256_Update(&c, j->c.data, j->c.len);
-  unsigned char *o = j->c.out + 40;
-  if (j->last) {
-    SHA256_Final(o, &c);
-  } else {
-    for (int k = 0; k < 8; k++) {
-      o[4 * k] = (unsigned char) (c.h[k] >> 24); o[4 * k + 1] = (unsigned char) (c.h[k] >> 16);
-      o[4 * k + 2] = (unsigned char) (c.h[k] >> 8); o[4 * k + 3] = (unsigned char) c.h[k];
-    }
-  }
+  sha256_step(j->has_state ? j->state : NULL, j->before, j->c.data, j->c.len, j->last, j->c.out + 40);
 }
 
 static napi_value store_step_job(napi_env env, napi_callback_info info) {
