@@ -35,6 +35,24 @@ function fakeFile(size: number, chunk: number, opts: {failAt?: number; silent?: 
   return {open, opened}
 }
 
+/** A read-ahead whose streams the test feeds by hand (each opened stream is kept with its offset). */
+function manualStreams(window: number) {
+  const streams: Array<{s: EventEmitter & {cancel(): void}; offset: number}> = []
+  const ra = new ReadAhead(async offset => {
+    const s = Object.assign(new EventEmitter(), {cancel: () => {}})
+    streams.push({s, offset})
+    return s
+  }, 0, {window})
+  return {ra, streams}
+}
+
+/** A reply carrying the file's n bytes at offset (byte i = i % 251). */
+function piece(offset: number, n: number) {
+  const data = Buffer.alloc(n)
+  for (let i = 0; i < n; i++) data[i] = (offset + i) % 251
+  return {error: null, data}
+}
+
 const expectBytes = (buf: Buffer, n: number, pos: number) => {
   for (let i = 0; i < n; i++) if (buf[i] !== (pos + i) % 251) throw new Error(`byte ${pos + i} is ${buf[i]}`)
 }
@@ -97,17 +115,8 @@ describe('remote: streamed read-ahead', () => {
 
 describe('remote: streamed read-ahead, windows arriving interleaved', () => {
   it('keeps chunks in file order when two windows stream at once', async () => {
-    const streams: Array<{s: EventEmitter & {cancel(): void}; offset: number}> = []
-    const ra = new ReadAhead(async offset => {
-      const s = Object.assign(new EventEmitter(), {cancel: () => {}})
-      streams.push({s, offset})
-      return s
-    }, 0, {window: 2 * 65536})
-    const chunk = (offset: number) => {
-      const data = Buffer.alloc(65536)
-      for (let i = 0; i < data.length; i++) data[i] = (offset + i) % 251
-      return {error: null, data}
-    }
+    const {ra, streams} = manualStreams(2 * 65536)
+    const chunk = (offset: number) => piece(offset, 65536)
 
     await new Promise(r => setImmediate(r))
     streams[0].s.emit('data', chunk(0))
@@ -124,17 +133,7 @@ describe('remote: streamed read-ahead, windows arriving interleaved', () => {
     ra.close()
   })
   it('answers a read only when all its bytes are here (a short count means the end of the file to FUSE)', async () => {
-    const streams: Array<{s: EventEmitter & {cancel(): void}; offset: number}> = []
-    const ra = new ReadAhead(async offset => {
-      const s = Object.assign(new EventEmitter(), {cancel: () => {}})
-      streams.push({s, offset})
-      return s
-    }, 0, {window: 4 * 20_000})
-    const piece = (offset: number, n: number) => {
-      const data = Buffer.alloc(n)
-      for (let i = 0; i < n; i++) data[i] = (offset + i) % 251
-      return {error: null, data}
-    }
+    const {ra, streams} = manualStreams(4 * 20_000)
 
     await new Promise(r => setImmediate(r))
     streams[0].s.emit('data', piece(0, 20_000))
