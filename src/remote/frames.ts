@@ -1,7 +1,8 @@
 /**
  * The data channel's framing (protocol 3), shared by client and server. The
- * data channel is a TLS connection beside the gRPC one that carries only the
- * bytes of reads and writes; everything else stays on gRPC. Every frame is
+ * data channel is a TLS connection beside the gRPC one that carries the
+ * bytes of reads and writes and the unary calls; gRPC keeps opening the
+ * session (and is the fallback). Every frame is
  *
  *   u32 length of what follows ‖ u8 type ‖ u32 request id ‖ body
  *
