@@ -15,12 +15,15 @@
  * ReadStream calls of 4 MiB windows, at most two ahead), dropped on any write
  * or truncate by this client; other reads are one Read call each.
  * Attributes the server sends back with a change answer the kernel's next
- * questions for a short while (attr-cache.ts).
+ * questions for a short while (attr-cache.ts), and the names of directories
+ * this client made and changed alone answer lookups of names that are not
+ * there (name-cache.ts).
  */
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import {posix} from 'node:path'
 import type {Caller, TimeSpec, Volume} from '../volume/types.js'
 import {AttrCache} from './attr-cache.js'
+import {NameCache, type NameChanges} from './name-cache.js'
 import type {Connection} from './connection.js'
 import {ReadAhead} from './read-ahead.js'
 import {WriteStream} from './write-stream.js'
@@ -83,6 +86,9 @@ export class RemoteVolume implements Volume {
   private readonly pool: Buffer[] = []
   private nextFh = 1
   private readonly cache = new AttrCache()
+  private readonly names = new NameCache()
+  /** the session the name cache's knowledge came from */
+  private namesGeneration = -1
   /** Release calls on their way (release answers at once) */
   private readonly releasing = new Map<object, Promise<void> & {path: string}>()
 
@@ -200,18 +206,36 @@ export class RemoteVolume implements Volume {
    * A call that changes something: the attribute cache forgets what it may
    * make stale, and keeps what the reply says (if nothing else changed meanwhile).
    */
-  private async change(method: string, req: Record<string, unknown>, keep?: (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => void) {
+  private async change(method: string, req: Record<string, unknown>, keep?: (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => void,
+    names?: (c: NameChanges) => void) {
     await this.released(req.path, req.from, req.to)
     const ticket = this.cache.begin()
+    // a change to a name: what the name cache knows holds on only if the reply's version follows its last
+    const naming = names !== undefined || method === 'Link' || method === 'Rename'
+    if (naming) {
+      this.namesSession()
+      this.names.begin()
+    }
+
     let r
+    let version: bigint | undefined
     try {
       r = await this.call(method, req)
+      version = names ? BigInt(r.names_version ?? 0) : undefined
     } finally {
       this.cache.end()
+      if (naming) this.names.end(version, names)
     }
 
     if (keep) this.cache.fill(ticket, c => keep(r, c))
     return r
+  }
+
+  /** The name cache knows nothing of another session's server. */
+  private namesSession(): void {
+    if (this.namesGeneration === this.conn.generation) return
+    this.names.forget()
+    this.namesGeneration = this.conn.generation
   }
 
   private forgetReadahead(): void {
@@ -243,7 +267,11 @@ export class RemoteVolume implements Volume {
   // ---- reads -------------------------------------------------------------
 
   async getattr(path: string): Promise<BigIntStats> {
-    return this.cache.stat(path) ?? statFromWire((await this.call('Getattr', {path})).stat)
+    const cached = this.cache.stat(path)
+    if (cached) return cached
+    this.namesSession()
+    if (this.names.absent(path)) throw errnoError('ENOENT', `no such file or directory: ${path}`)
+    return statFromWire((await this.call('Getattr', {path})).stat)
   }
 
   async fgetattr(path: string, fh: number): Promise<BigIntStats> {
@@ -316,7 +344,7 @@ export class RemoteVolume implements Volume {
     const r = await this.change('Create', {path, flags, mode, caller: this.caller(caller)}, (r, c) => {
       c.stat(path, r.stat ? statFromWire(r.stat) : undefined)
       c.stat(posix.dirname(path), r.parent ? statFromWire(r.parent) : undefined)
-    })
+    }, n => n.added(path))
     return this.add(path, flags, Number(r.fh))
   }
 
@@ -486,15 +514,15 @@ export class RemoteVolume implements Volume {
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    await this.change('Mknod', {path, mode, rdev, caller: this.caller(caller)}, keepMade(path))
+    await this.change('Mknod', {path, mode, rdev, caller: this.caller(caller)}, keepMade(path), n => n.added(path))
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
-    await this.change('Mkdir', {path, mode, caller: this.caller(caller)}, keepMade(path))
+    await this.change('Mkdir', {path, mode, caller: this.caller(caller)}, keepMade(path), n => n.added(path, true))
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    await this.change('Symlink', {from: target, to: path, caller: this.caller(caller)}, keepMade(path))
+    await this.change('Symlink', {from: target, to: path, caller: this.caller(caller)}, keepMade(path), n => n.added(path))
   }
 
   async link(existing: string, path: string, caller: Caller): Promise<void> {
@@ -502,11 +530,11 @@ export class RemoteVolume implements Volume {
   }
 
   async unlink(path: string, caller: Caller): Promise<void> {
-    await this.change('Unlink', {path, caller: this.caller(caller)}, keepMade(path))
+    await this.change('Unlink', {path, caller: this.caller(caller)}, keepMade(path), n => n.removed(path))
   }
 
   async rmdir(path: string, caller: Caller): Promise<void> {
-    await this.change('Rmdir', {path, caller: this.caller(caller)}, keepMade(path))
+    await this.change('Rmdir', {path, caller: this.caller(caller)}, keepMade(path), n => n.removed(path))
   }
 
   async rename(from: string, to: string, caller: Caller): Promise<void> {

@@ -16,6 +16,7 @@ import {encodeDataInPlace, errnoError, HEADROOM, MAX_CHUNK, MAX_STREAM, MIN_PROT
 import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {ServedVolume} from './served.js'
+import {namespaceClock} from './namespace-clock.js'
 import {Sessions, type Session} from './sessions.js'
 import {rpcStats} from '../remote/rpc-stats.js'
 
@@ -426,10 +427,16 @@ export class VolumeService {
       }
     }
 
-    /** A change to the entry at p: the reply carries its directory's attributes after it (and, if made, the entry's). */
-    const changed = async (s: Session, p: string, made: boolean, change: Promise<unknown>) => {
-      await change
-      return {parent: await statOf(() => v(s).getattr(posix.dirname(p))), stat: made ? await statOf(() => v(s).getattr(p)) : undefined}
+    /** A change to a name (namespace-clock.ts): the version it made, if it ran alone. */
+    const named = <T>(s: Session, work: () => Promise<T>) => namespaceClock(s.served).change(work)
+    /**
+     * A change to the entry at p: the reply carries its directory's attributes after it (and, if made, the
+     * entry's), and the namespace version it made.
+     */
+    const changed = async (s: Session, p: string, made: boolean, change: () => Promise<unknown>) => {
+      const {version} = await named(s, change)
+      return {parent: await statOf(() => v(s).getattr(posix.dirname(p))), stat: made ? await statOf(() => v(s).getattr(p)) : undefined,
+        names_version: String(version ?? 0n)}
     }
 
     type R = Record<string, any>
@@ -494,7 +501,8 @@ export class VolumeService {
       // the reply carries the new file's and its directory's attributes: the client need not ask for them
       Create: this.op<R>('create', (r, s) => shared(s, async () => {
         const p = path(s, r.path)
-        const reply: R = await this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))
+        const {value: reply, version} = await named(s, () => this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))) as {value: R; version?: bigint}
+        reply.names_version = String(version ?? 0n)
         reply.stat = await statOf(() => v(s).fgetattr(p, Number(reply.fh)))
         reply.parent = await statOf(() => v(s).getattr(posix.dirname(p)))
         return reply
@@ -552,31 +560,31 @@ export class VolumeService {
         const type = r.mode & C.S_IFMT
         if (type === C.S_IFCHR || type === C.S_IFBLK) throw errnoError('EPERM', 'device nodes cannot be made through the network')
         const p = path(s, r.path)
-        return changed(s, p, true, v(s).mknod(p, r.mode, 0, callerOf(r.caller)))
+        return changed(s, p, true, () => v(s).mknod(p, r.mode, 0, callerOf(r.caller)))
       })),
       Mkdir: this.op<R>('mkdir', (r, s) => shared(s, () => {
         const p = path(s, r.path)
-        return changed(s, p, true, v(s).mkdir(p, r.mode, callerOf(r.caller)))
+        return changed(s, p, true, () => v(s).mkdir(p, r.mode, callerOf(r.caller)))
       })),
       Symlink: this.op<R>('symlink', (r, s) => exclusive(s, () => {
         const target = String(r.from)
         if (target.length === 0 || target.includes('\0') || Buffer.byteLength(target) > 4095) throw errnoError('EINVAL', 'bad symlink target')
         const p = path(s, r.to)
-        return changed(s, p, true, v(s).symlink(target, p, callerOf(r.caller)))
+        return changed(s, p, true, () => v(s).symlink(target, p, callerOf(r.caller)))
       })),
-      Link: this.op<R>('link', (r, s) => exclusive(s, () => empty(v(s).link(path(s, r.from), path(s, r.to), callerOf(r.caller))))),
+      Link: this.op<R>('link', (r, s) => exclusive(s, () => empty(named(s, () => v(s).link(path(s, r.from), path(s, r.to), callerOf(r.caller)))))),
       Unlink: this.op<R>('unlink', (r, s) => shared(s, () => {
         const p = path(s, r.path)
-        return changed(s, p, false, v(s).unlink(p, callerOf(r.caller)))
+        return changed(s, p, false, () => v(s).unlink(p, callerOf(r.caller)))
       })),
       Rmdir: this.op<R>('rmdir', (r, s) => shared(s, () => {
         const p = path(s, r.path)
-        return changed(s, p, false, v(s).rmdir(p, callerOf(r.caller)))
+        return changed(s, p, false, () => v(s).rmdir(p, callerOf(r.caller)))
       })),
       Rename: this.op<R>('rename', (r, s) => exclusive(s, async () => {
         const from = path(s, r.from)
         const to = path(s, r.to)
-        await v(s).rename(from, to, callerOf(r.caller))
+        await named(s, () => v(s).rename(from, to, callerOf(r.caller)))
         this.sessions.renamed(s.served, from, to)
         return {}
       })),
