@@ -3,7 +3,7 @@
 // restarting under a running client.
 import {expect} from 'chai'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdir, open, readFile, readdir, writeFile} from 'node:fs/promises'
+import {mkdir, open, readFile, readdir, stat, unlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
 import {SERVER_SEMI_SPACE_MB} from '../../../src/app/relaunch.js'
@@ -93,6 +93,43 @@ describe('paciofs serve: remote mounts', function () {
 
     const verified = await paciofs(['verify', '--volume', vol], {configDir: alice(), cacheDir: join(s.dir, 'vcache')})
     expect(verified.code, verified.stdout + verified.stderr).to.equal(0)
+  })
+
+  it('a mount answering lookups of new names itself still sees another mount\'s new name within about a second', async () => {
+    server = await startServe([join(s.dir, 'names')], {configDir: alice()})
+    const ma = await mountRemote(server, 'names', join(s.dir, 'mnt-a'), {configDir: alice()})
+    mounts.push(ma)
+    const mb = await mountRemote(server, 'names', join(s.dir, 'mnt-b'), {configDir: alice()})
+    mounts.push(mb)
+    const exists = (p: string) => stat(p).then(() => true, (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e
+      return false
+    })
+    const d = join(ma.mountpoint, 'd')
+    await mkdir(d) // a knows d's names from here on (it made it)
+    for (let i = 0; i < 20; i++) await writeFile(join(d, `a${i}`), 'a')
+    expect(await exists(join(d, 'nothing'))).to.equal(false)
+    expect(await exists(join(d, 'a7'))).to.equal(true)
+
+    // b makes a name in d while a goes on creating: a sees it within about a second
+    await writeFile(join(mb.mountpoint, 'd', 'from-b'), 'b')
+    const t0 = Date.now()
+    let i = 20
+    while (!(await exists(join(d, 'from-b')))) {
+      expect(Date.now() - t0, 'a mount did not see another mount\'s new name in time').to.be.below(1500)
+      await writeFile(join(d, `a${i++}`), 'a')
+    }
+
+    // and once more without a's own changes in between (its knowledge ages out)
+    await writeFile(join(d, 'a-last'), 'a')
+    await writeFile(join(mb.mountpoint, 'd', 'from-b2'), 'b')
+    await waitFor('a to see from-b2', () => exists(join(d, 'from-b2')), 1500)
+    expect((await readdir(d)).length).to.equal(i + 3)
+    // b's unlink is seen too, and a's create of the same name afterwards works
+    await unlink(join(mb.mountpoint, 'd', 'from-b'))
+    await waitFor('a to see from-b gone', async () => !(await exists(join(d, 'from-b'))), 1500)
+    await writeFile(join(d, 'from-b'), 'a again')
+    expect(await readFile(join(mb.mountpoint, 'd', 'from-b'), 'utf8')).to.equal('a again')
   })
 
   it('serves two volumes at once, each with its own members and ledger', async () => {
