@@ -11,6 +11,9 @@
  *   meta      create + close + unlink of N empty files             (>= 0.3x local)
  *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
  *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB)
+ *   local-k   context, no target: the same K writers on the local mount against one writer
+ *             there alone (the same disk and page cache: one file of CLIENT-SIZE may stay in
+ *             the page cache where K of them do not)
  *   tls       context, no target: MB/s from one Node process to another over TLS on loopback
  *             (SIZE MiB, before and after the rest): the remote mount's data crosses such a connection
  * Prints a Markdown table with the load average; --smoke runs everything
@@ -130,6 +133,19 @@ async function main(): Promise<number> {
     rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
       note: `"local" column: one remote client alone${failed.length > 0 ? `; ${failed.length} of ${clients} clients FAILED: ${failed[0].slice(0, 200)}` : ''}`})
     if (failed.length > 0) rows.at(-1)!.met = false
+    // the same K writers on the local mount: what the disk and the volume do with K files at once
+    say(`local: 1 then ${clients} writers of ${clientMiB} MiB`)
+    const localOne = await fio(join(local.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+    const tl = performance.now()
+    await Promise.all(all.map(async (_m, i) => {
+      const dir = join(local.mountpoint, `client-${i}`)
+      await mkdir(dir)
+      await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+    }))
+    const localAggregate = (clients * clientMiB * 1048576) / 1e6 / ((performance.now() - tl) / 1000)
+    rows.push({bench: 'local-k', metric: `local mount, ${clients} writers x ${clientMiB} MiB at once: aggregate vs one writer alone (MB/s)`, local: localOne.writeBytesPerSec / 1e6, remote: localAggregate,
+      ratio: ratio(localAggregate, localOne.writeBytesPerSec / 1e6), target: '', met: true, note: 'context for the row above: the same disk without the network; "remote" column: the local aggregate'})
+    say(`local: ${clients} writers aggregate ${localAggregate.toFixed(1)} MB/s, one alone ${(localOne.writeBytesPerSec / 1e6).toFixed(1)} MB/s (load ${load()})`)
     const tlsAfter = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
     rows.push({bench: 'tls', metric: `TLS on loopback, one Node process to another, ${sizeMiB} MiB (MB/s; before / after)`, local: tlsBefore, remote: tlsAfter, target: '', met: true,
       note: 'the ceiling of any data path through one Node TLS connection here'})
