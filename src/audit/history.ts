@@ -2,7 +2,8 @@
  * Verify's check of the history store: every version a record being verified
  * names (create, write, truncate with a digest) must be in the store, intact:
  * its manifest present and well-formed, each chunk present and hashing to its
- * name. Each distinct version is checked once per verify, on the worker
+ * name (a version of one chunk: that chunk, with the recorded size, hashing
+ * to the version's digest). Each distinct version is checked once per verify, on the worker
  * threads (after the scan of the disk: small versions as the journal pass
  * finds them, the large ones at its end, largest first, so that the cores
  * finish together); the cost follows the records being verified (all with
@@ -39,6 +40,7 @@ export class HistoryJobs {
   private readonly problems = new Map<string, HistoryProblem>()
   private readonly runs: Array<Promise<void>> = []
   private pending: string[] = []
+  private pendingSizes: number[] = []
 
   /** `pool`: undefined when there is no history store to check (only the records are collected). */
   constructor(private readonly pool?: WorkerPool) {}
@@ -63,6 +65,7 @@ export class HistoryJobs {
     this.firstOrder.push(order)
     if (this.pool && size <= STREAM_MAX) {
       this.pending.push(digest)
+      this.pendingSizes.push(size)
       if (this.pending.length >= SET_SIZE) this.send()
     }
   }
@@ -74,11 +77,13 @@ export class HistoryJobs {
 
   private send(): void {
     const set = this.pending
+    const sizes = this.pendingSizes
     this.pending = []
+    this.pendingSizes = []
     if (set.length === 0 || !this.pool) return
     const run = this.pool.run('history', set, (idx, out) => {
       for (let k = 0; k < idx.length; k++) if (out[k]) this.problems.set(set[idx[k]], out[k] as HistoryProblem)
-    })
+    }, sizes)
     run.catch(() => {}) // awaited in finish()
     this.runs.push(run)
   }
@@ -90,6 +95,7 @@ export class HistoryJobs {
     const large = [...this.slots].filter(([, k]) => this.sizes[k] > STREAM_MAX).sort((a, b) => this.sizes[b[1]] - this.sizes[a[1]]).map(([d]) => d)
     for (let i = 0; i < large.length; i += SET_SIZE) {
       this.pending = large.slice(i, i + SET_SIZE)
+      this.pendingSizes = this.pending.map(d => this.sizes[this.slots.get(d)!])
       this.send()
     }
 

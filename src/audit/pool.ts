@@ -59,12 +59,12 @@ export class WorkerPool {
     this.pending.clear()
   }
 
-  /** Runs `items` on the pool; onAnswer gets each batch of results (indices into items). */
-  run(kind: JobSet['kind'], items: string[], onAnswer: Pending['onAnswer']): Promise<void> {
+  /** Runs `items` on the pool; onAnswer gets each batch of results (indices into items). `sizes`: see JobSet. */
+  run(kind: JobSet['kind'], items: string[], onAnswer: Pending['onAnswer'], sizes?: number[]): Promise<void> {
     if (this.failed) return Promise.reject(this.failed)
     if (items.length === 0) return Promise.resolve()
     const id = this.nextId++
-    const set: JobSet = {id, kind, items, claim: new SharedArrayBuffer(4)}
+    const set: JobSet = {id, kind, items, sizes, claim: new SharedArrayBuffer(4)}
     return new Promise((resolve, reject) => {
       this.pending.set(id, {left: items.length, onAnswer, resolve, reject})
       for (const w of this.workers) w.postMessage(set)

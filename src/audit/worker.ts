@@ -10,14 +10,17 @@
  *
  *  scan     item = an absolute path: lstat, xattrs (name -> sha256 of the
  *           value), then a regular file's sha256 or a symlink's target.
- *  history  item = a content digest: the stored version's manifest and each
- *           chunk, checked (as HistoryStore.check does it).
+ *  history  item = a content digest (and the size its record gives): the
+ *           stored version checked, with the store's own verdict
+ *           (HistoryStore.check) for anything that is not intact. A version
+ *           of one chunk is one read of that chunk (the store keeps no
+ *           manifest for it); a larger one its manifest, then each chunk.
  */
 import {hash as oneShot, createHash} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import {parentPort, workerData} from 'node:worker_threads'
-import {EMPTY_DIGEST, HistoryError, HistoryStore, type HistoryProblem, type Manifest} from '../history/store.js'
+import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore, type HistoryProblem, type Manifest} from '../history/store.js'
 import {READ_LSTAT, READ_META, sys} from '../volume/sys.js'
 
 /** [type, mode, uid, gid, size, digest or link target, xattrs, error] */
@@ -28,6 +31,8 @@ export interface JobSet {
   id: number
   kind: 'scan' | 'history'
   items: string[]
+  /** history: the size of each version as its record gives it (0: not known) */
+  sizes?: number[]
   claim: SharedArrayBuffer
 }
 
@@ -104,6 +109,7 @@ const meta = new Float64Array(GROUP * READ_META)
 const ERRNO = new Map(Object.entries(os.constants.errno).map(([code, n]) => [n, code]))
 const codeOf = (errno: number) => ERRNO.get(errno) ?? `errno ${errno}`
 type Emit = (i: number, r: ScanResult | HistoryResult, bytes: number) => void
+type Group = (items: string[], start: number, end: number, emit: Emit, sizes?: number[]) => void
 
 const S_IFMT = 0o170000
 const TYPES = new Map([[0o100000, 'file'], [0o040000, 'dir'], [0o120000, 'symlink'], [0o010000, 'fifo'], [0o020000, 'chr'], [0o060000, 'blk'], [0o140000, 'sock']])
@@ -151,23 +157,54 @@ function scanGroup(items: string[], start: number, end: number, emit: Emit): voi
   }
 }
 
+/** The store's own verdict on a version (what a reader would meet), for anything the quick reads did not find intact. */
+const verdict = (digest: string): HistoryResult => store.check(digest, checkedChunks) ?? 0
+
 /**
- * store.check for items[start..end) (content digests), with the manifests
- * read in one readFiles call, then every chunk not checked yet in as few as
- * fit: the same findings, in the same order per version, as store.check.
+ * Versions of one chunk (their record's size at most CHUNK_SIZE): one read of
+ * the chunk named by the digest, as many as fit per readFiles call. Intact:
+ * the recorded size and hashing to the digest; anything else takes the
+ * store's verdict.
  */
-function historyGroup(items: string[], start: number, end: number, emit: Emit): void {
+function singleChunks(items: string[], todo: number[], sizes: number[], emit: Emit): void {
+  const paths = todo.map(i => chunkPath(items[i])) // 64 hex digits (checked by the caller)
+  const expect = Float64Array.from(todo, i => sizes[i])
+  for (let k = 0; k < paths.length;) {
+    const reached = sys.readFiles(paths, k, paths.length, 0, expect, data, meta)
+    for (let j = k; j < reached; j++) {
+      const o = (j - k) * READ_META
+      const i = todo[j]
+      const ok = meta[o] === 0 && meta[o + 7] === expect[j] && oneShot('sha256', data.subarray(meta[o + 6], meta[o + 6] + meta[o + 7]), 'hex') === items[i]
+      emit(i, ok ? 0 : verdict(items[i]), 0)
+    }
+
+    k = reached
+  }
+}
+
+/**
+ * store.check for items[start..end) (content digests): versions of one chunk
+ * by singleChunks; the others with their manifests read in one readFiles
+ * call, then every chunk not checked yet in as few as fit: the same findings,
+ * in the same order per version, as store.check.
+ */
+function historyGroup(items: string[], start: number, end: number, emit: Emit, sizes?: number[]): void {
   if (checkedChunks.size > 8192) checkedChunks.clear() // versions come deduplicated: this only saves re-reading chunks shared by large versions
   const todo: number[] = []
   const paths: string[] = []
+  const single: number[] = []
   for (let i = start; i < end; i++) {
     const d = items[i]
+    const size = sizes?.[i] ?? 0
     if (d === EMPTY_DIGEST || !HEX64.test(d)) emit(i, store.check(d, checkedChunks) ?? 0, 0)
+    else if (size > 0 && size <= CHUNK_SIZE) single.push(i)
     else {
       todo.push(i)
       paths.push(manifestPath(d)) // d is 64 hex digits
     }
   }
+
+  if (single.length > 0) singleChunks(items, single, sizes!, emit)
 
   const manifests = new Map<number, Manifest>()
   for (let k = 0; k < paths.length;) {
@@ -175,13 +212,21 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit): 
     for (let j = k; j < reached; j++) {
       const o = (j - k) * READ_META
       const i = todo[j]
-      if (meta[o] === 0 && meta[o + 7] < 0) {
-        emit(i, store.check(items[i], checkedChunks) ?? 0, 0) // a manifest too large to read here
+      if (meta[o] !== 0 || meta[o + 7] < 0) {
+        // no manifest (a version of one chunk recorded without its size, or none: the store looks for its chunk) or one too large to read here
+        emit(i, verdict(items[i]), 0)
+        continue
+      }
+
+      // a chunk named by the digest: a version of one chunk (an older store kept a manifest for it too), or a file put where a version
+      // of several chunks is; the store reads that chunk, not the manifest: its verdict
+      if (fs.existsSync(chunkPath(items[i]))) {
+        emit(i, verdict(items[i]), 0)
         continue
       }
 
       try {
-        manifests.set(i, HistoryStore.parseManifest(items[i], meta[o] === 0 ? data.toString('utf8', meta[o + 6], meta[o + 6] + meta[o + 7]) : undefined))
+        manifests.set(i, HistoryStore.parseManifest(items[i], data.toString('utf8', meta[o + 6], meta[o + 6] + meta[o + 7])))
       } catch (error) {
         if (!(error instanceof HistoryError)) throw error
         emit(i, {kind: error.kind, detail: error.message}, 0)
@@ -232,7 +277,7 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit): 
 
 parentPort!.on('message', (set: JobSet) => {
   const claim = new Int32Array(set.claim)
-  const group = set.kind === 'scan' ? scanGroup : historyGroup
+  const group: Group = set.kind === 'scan' ? scanGroup : historyGroup
   let idx: number[] = []
   let out: Answer['out'] = []
   let bytes = 0
@@ -251,7 +296,7 @@ parentPort!.on('message', (set: JobSet) => {
 
   const n = set.items.length
   for (let i = Atomics.add(claim, 0, GROUP); i < n; i = Atomics.add(claim, 0, GROUP)) {
-    group(set.items, i, Math.min(n, i + GROUP), emit)
+    group(set.items, i, Math.min(n, i + GROUP), emit, set.sizes)
     if (idx.length >= BATCH || bytes >= BATCH_BYTES) send()
   }
 

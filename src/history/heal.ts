@@ -5,8 +5,9 @@
  * findings; the volume is at rest.
  *
  * Every chunk file whose bytes do not hash to its name, or that is missing,
- * is written anew, and so is the manifest, unless it already describes the
- * version. Nothing is deleted: a damaged chunk or manifest is moved to
+ * is written anew, and so is the manifest of a version of several chunks,
+ * unless it already describes the version (a version of one chunk is its
+ * chunk: store.ts). Nothing is deleted: a damaged chunk or manifest is moved to
  * `aside` first (evidence for the auditor). New files are fsync'ed, then
  * renamed into place, then their directory is fsync'ed: a crash leaves the old
  * file or the healed one. A chunk shared with other versions is healed for
@@ -15,7 +16,7 @@
 import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {CHUNK_SIZE, EMPTY_DIGEST, type HistoryStore, type Manifest} from './store.js'
+import {CHUNK_SIZE, EMPTY_DIGEST, HistoryStore, type Manifest} from './store.js'
 
 export interface HealResult {
   /** chunk files written (missing or damaged before) */
@@ -95,6 +96,7 @@ export class Healer {
 
     if (whole.digest('hex') !== digest) throw new Error(`the bytes given to heal version ${digest.slice(0, 16)}… are another version`)
     const m: Manifest = {v: 1, digest, size, chunkSize: CHUNK_SIZE, chunks}
+    if (HistoryStore.isImplicit(m)) return out // one chunk: it is the version, no manifest is read
     let stored: Manifest | undefined
     try {
       stored = JSON.parse(fs.readFileSync(this.store.manifestPath(digest), 'utf8')) as Manifest

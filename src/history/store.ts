@@ -3,7 +3,7 @@
  * and deduplicated, in the volume's state directory:
  *
  *   .paciofs/history/chunks/ab/<sha256>       the bytes of one chunk
- *   .paciofs/history/manifests/ab/<sha256>.json  per content digest: size and the chunk list
+ *   .paciofs/history/manifests/ab/<sha256>.json  per content digest of several chunks: size and the chunk list
  *   .paciofs/history/marks/ab/<sha256>         per digest of several chunks: the SHA-256 state after each
  *                                              chunk but the last (32 bytes each), so the digest can be
  *                                              checked on every core at once (sha256.ts); optional, unprotected
@@ -16,6 +16,13 @@
  * chunks are immutable blobs written once (tmp + rename) and read by the mount
  * and the CLI at the same time without any lock between them; a chunk's name
  * is its hash, so a damaged or missing one is found by name.
+ *
+ * A version of one chunk (at most CHUNK_SIZE bytes: most documents) is that
+ * chunk: its chunk's hash is its digest and its size the chunk's length, so
+ * it gets no manifest (one file per version instead of two; verify reads one
+ * file per stored version instead of two). The store answers its manifest
+ * from the chunk (manifest(), has()); a manifest an older store wrote for
+ * such a version is not read any more, the chunk decides.
  */
 import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
@@ -261,6 +268,11 @@ export class HistoryStore implements ContentCapture {
   /** Stores the manifest of a version this store has just hashed (its chunk list and digest come from the same bytes). */
   async putManifest(m: Manifest): Promise<void> {
     this.vouch(m)
+    if (HistoryStore.isImplicit(m)) {
+      this.rememberVersion(m.digest) // the chunk (or nothing, for the empty version) is the version: no manifest
+      return
+    }
+
     const file = this.manifestPath(m.digest)
     try {
       await fsp.access(file)
@@ -342,10 +354,8 @@ export class HistoryStore implements ContentCapture {
       chunks.push(digest)
     }
 
-    const m: Manifest = {v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks}
-    this.vouch(m)
-    const manifest = this.manifestPath(digest)
-    if (!this.versions.has(digest) && !fs.existsSync(manifest)) this.writeOnceSync(manifest, JSON.stringify(m))
+    // no manifest: the chunk is the version (see the top of this file)
+    this.vouch({v: 1, digest, size: data.length, chunkSize: CHUNK_SIZE, chunks})
     this.rememberVersion(digest)
     return {digest, size: data.length, stored}
   }
@@ -511,13 +521,40 @@ export class HistoryStore implements ContentCapture {
   // ---- reading -----------------------------------------------------------
 
   has(digest: string): boolean {
-    return digest === EMPTY_DIGEST || fs.existsSync(this.manifestPath(digest))
+    return digest === EMPTY_DIGEST || fs.existsSync(this.chunkPath(digest)) || fs.existsSync(this.manifestPath(digest))
+  }
+
+  /**
+   * Whether a manifest needs no file: the empty version, or one chunk whose
+   * hash is the version's digest (the chunk's name and length say it all).
+   */
+  static isImplicit(m: Manifest): boolean {
+    return m.chunks.length === 0 ? m.size === 0 : m.chunks.length === 1 && m.chunks[0] === m.digest && m.size > 0 && m.size <= CHUNK_SIZE
+  }
+
+  /**
+   * The manifest of a version of one chunk, from the chunk named by its
+   * digest (its length is the version's size); undefined if there is no such
+   * chunk (a version of several chunks, or none). A chunk file of no bytes
+   * or more than CHUNK_SIZE was altered (the reader's hash check would say
+   * so too).
+   */
+  private implicitManifest(digest: string): Manifest | undefined {
+    const st = fs.statSync(this.chunkPath(digest), {throwIfNoEntry: false})
+    if (!st) return undefined
+    if (!st.isFile() || st.size === 0 || st.size > CHUNK_SIZE) {
+      throw new HistoryError('history-tampered', `chunk 0 (${digest}) of version ${digest} does not match its hash: the history store was altered`)
+    }
+
+    return {v: 1, digest, size: st.size, chunkSize: CHUNK_SIZE, chunks: [digest]}
   }
 
   /** The manifest of a version; HistoryError if it is absent or malformed. */
   manifest(digest: string): Manifest {
     if (!HEX64.test(digest)) throw new HistoryError('history-tampered', `not a content digest: ${JSON.stringify(digest)}`)
     if (digest === EMPTY_DIGEST) return {v: 1, digest, size: 0, chunkSize: CHUNK_SIZE, chunks: []}
+    const implicit = this.implicitManifest(digest)
+    if (implicit) return implicit
     let raw: string | undefined
     try {
       raw = readSmall(this.manifestPath(digest)).toString('utf8')
@@ -699,28 +736,49 @@ export class HistoryStore implements ContentCapture {
 
   // ---- accounting --------------------------------------------------------
 
+  /**
+   * `manifests` counts the versions: those with a manifest, and every chunk
+   * no manifest names (a version of one chunk; also a chunk a crash left
+   * behind before its version's manifest was written; a version of one chunk
+   * that is also a chunk of a larger version is not counted on its own).
+   */
   stats(): HistoryStats {
     const s: HistoryStats = {manifests: 0, chunks: 0, storedBytes: 0, logicalBytes: 0, savedBytes: 0}
-    let chunkBytes = 0
+    const chunkSizes = new Map<string, number>()
     for (const sub of safeReaddir(this.chunkDir)) {
       for (const name of safeReaddir(path.join(this.chunkDir, sub))) {
         if (name.endsWith('.tmp')) continue
-        s.chunks++
-        chunkBytes += fs.statSync(path.join(this.chunkDir, sub, name)).size
+        chunkSizes.set(name, fs.statSync(path.join(this.chunkDir, sub, name)).size)
       }
     }
 
+    let chunkBytes = 0
+    for (const size of chunkSizes.values()) chunkBytes += size
+    s.chunks = chunkSizes.size
     s.storedBytes = chunkBytes
+    const alone = new Set(chunkSizes.keys()) // chunks that are versions of their own
     for (const sub of safeReaddir(this.manifestDir)) {
       for (const name of safeReaddir(path.join(this.manifestDir, sub))) {
         if (!name.endsWith('.json')) continue
         const file = path.join(this.manifestDir, sub, name)
-        s.manifests++
         s.storedBytes += fs.statSync(file).size
+        let m: Manifest
         try {
-          s.logicalBytes += (JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest).size
-        } catch { /* a damaged manifest is verify's business */ }
+          m = JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest
+        } catch {
+          s.manifests++ // a damaged manifest is verify's business
+          continue
+        }
+
+        s.manifests++
+        s.logicalBytes += m.size
+        if (Array.isArray(m.chunks)) for (const c of m.chunks) alone.delete(c)
       }
+    }
+
+    for (const c of alone) {
+      s.manifests++
+      s.logicalBytes += chunkSizes.get(c)!
     }
 
     for (const sub of safeReaddir(this.marksDir)) {

@@ -237,7 +237,7 @@ describe('paciofs repair', function () {
     const store = join(vol, '.paciofs', 'history')
     const old = sha('first version\n') // doc.txt's first version: only in the history store now
     const bigChunk = sha(Buffer.alloc(256 * 1024, 'b')) // a chunk of big.bin's (current) version
-    await fs.promises.rm(join(store, 'manifests', old.slice(0, 2), `${old}.json`))
+    await fs.promises.rm(join(store, 'chunks', old.slice(0, 2), old)) // a version of one chunk: the chunk is all the store has of it
     await fs.promises.writeFile(join(store, 'chunks', bigChunk.slice(0, 2), bigChunk), 'tampered chunk')
     const before = await verify(vol)
     expect(pairs(before.findings)).to.deep.equal(['history-missing /doc.txt', 'history-tampered /big.bin'])

@@ -8,7 +8,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {spawnSync} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {Anchors} from '../../../src/audit/anchors.js'
 import {loadIndex, saveIndex} from '../../../src/audit/cache.js'
 import {ExpectedTree} from '../../../src/audit/expected.js'
@@ -285,10 +285,10 @@ describe('verify internals', () => {
       const small: string[] = []
       for (let i = 0; i < 4500; i++) small.push((await store.put(Buffer.from(`version ${i}`))).digest)
       const large = await store.put(randomBytes(CHUNK_SIZE * 5))
-      // damage: a chunk in the first set, one in the second, a manifest gone, and the last chunk of the large version
+      // damage: a chunk in the first set, one in the second, a version of one chunk gone, and the last chunk of the large version
       fs.writeFileSync(store.chunkPath(small[10]), 'version 1X')
       fs.writeFileSync(store.chunkPath(small[4400]), 'garbage')
-      fs.rmSync(store.manifestPath(small[2000]))
+      fs.rmSync(store.chunkPath(small[2000]))
       const lastChunk = store.chunkPath(store.manifest(large.digest).chunks[4])
       fs.writeFileSync(lastChunk, randomBytes(CHUNK_SIZE))
 
@@ -302,7 +302,7 @@ describe('verify internals', () => {
         }
 
         add('/big', large.digest, large.size)
-        small.forEach((d, i) => add(`/f${i}`, d, 10))
+        small.forEach((d, i) => add(`/f${i}`, d, `version ${i}`.length))
         add('/copy', small[10], 10) // the same damaged version at another path: a finding there too
         add('/f10', small[10], 10) // ... and again at the same path: not twice
         const found = await jobs.finish((jseq, order) => {
@@ -346,8 +346,11 @@ describe('verify internals', () => {
       const bad = await store.put(randomBytes(CHUNK_SIZE + 1))
       const chunk = store.chunkPath(store.manifest(bad.digest).chunks[1])
       fs.writeFileSync(chunk, Buffer.concat([fs.readFileSync(chunk), Buffer.from('!')]))
+      // a version of one chunk as older stores kept it, with a manifest, its chunk gone
       const gone = await store.put(randomBytes(100))
-      fs.rmSync(store.manifestPath(gone.digest))
+      fs.mkdirSync(dirname(store.manifestPath(gone.digest)), {recursive: true})
+      fs.writeFileSync(store.manifestPath(gone.digest), JSON.stringify({v: 1, digest: gone.digest, size: 100, chunkSize: CHUNK_SIZE, chunks: [gone.digest]}))
+      fs.rmSync(store.chunkPath(gone.digest))
       // the same length, other bytes; shorter; its chunk gone; a manifest that is not JSON
       const flipped = await store.put(randomBytes(3000))
       fs.writeFileSync(store.chunkPath(flipped.digest), randomBytes(3000))
@@ -355,8 +358,18 @@ describe('verify internals', () => {
       fs.writeFileSync(store.chunkPath(short.digest), randomBytes(10))
       const noChunk = await store.put(randomBytes(5000))
       fs.rmSync(store.chunkPath(noChunk.digest))
-      const garbled = await store.put(randomBytes(200))
+      const garbled = await store.put(randomBytes(CHUNK_SIZE + 200))
       fs.writeFileSync(store.manifestPath(garbled.digest), '{"v":1,')
+      // versions of one chunk: an older store's manifest of one, garbled (not read: the chunk decides); a chunk of no bytes;
+      // a chunk put where a version of several chunks is (its reader would read it)
+      const legacy = await store.put(randomBytes(700))
+      fs.mkdirSync(dirname(store.manifestPath(legacy.digest)), {recursive: true})
+      fs.writeFileSync(store.manifestPath(legacy.digest), '{"v":1,')
+      const emptied = await store.put(randomBytes(900))
+      fs.writeFileSync(store.chunkPath(emptied.digest), '')
+      const planted = await store.put(randomBytes(2 * CHUNK_SIZE + 3))
+      fs.mkdirSync(dirname(store.chunkPath(planted.digest)), {recursive: true})
+      fs.writeFileSync(store.chunkPath(planted.digest), 'planted')
       // a manifest larger than the worker reads at once (1,000 chunks: ~67 KB), all the same good chunk
       const one = await store.put(randomBytes(CHUNK_SIZE))
       const huge = 'ab'.repeat(32)
@@ -367,8 +380,8 @@ describe('verify internals', () => {
       const swapped = await store.put(randomBytes(2 * CHUNK_SIZE))
       const ms = store.manifest(swapped.digest)
       fs.writeFileSync(store.manifestPath(swapped.digest), JSON.stringify({...ms, chunks: [ms.chunks[1], ms.chunks[0]]}))
-      const borrowed = await store.put(randomBytes(CHUNK_SIZE))
-      fs.writeFileSync(store.manifestPath(borrowed.digest), JSON.stringify({...store.manifest(one.digest), digest: borrowed.digest}))
+      const borrowed = await store.put(randomBytes(2 * CHUNK_SIZE))
+      fs.writeFileSync(store.manifestPath(borrowed.digest), JSON.stringify({...store.manifest(borrowed.digest), chunks: [one.digest, one.digest]}))
 
       const pool = new WorkerPool(2, join(root, STATE_DIR, 'history'))
       try {
@@ -389,18 +402,25 @@ describe('verify internals', () => {
         expect(seen.get('/sub/s9')).to.include({type: 'file', mode: st.mode, uid: st.uid, gid: st.gid})
 
         const digests = [good.digest, bad.digest, gone.digest, flipped.digest, short.digest, noChunk.digest, garbled.digest, one.digest, huge,
-          EMPTY_DIGEST, 'not-a-digest', ...Array.from({length: 40}, () => 'cd'.repeat(32)), swapped.digest, borrowed.digest]
-        const got: unknown[] = []
-        await pool.run('history', digests, (idx, out) => idx.forEach((i, k) => (got[i] = out[k] || undefined)))
-        for (const [i, d] of digests.entries()) expect(got[i], d).to.deep.equal(await store.check(d))
-        expect(got[0]).to.equal(undefined)
-        expect(got[1]).to.include({kind: 'history-tampered'})
-        expect(got[2]).to.include({kind: 'history-missing'})
-        expect(got.slice(3, 11).map(g => (g as {kind?: string} | undefined)?.kind)).to.deep.equal(
-          ['history-tampered', 'history-tampered', 'history-missing', 'history-tampered', undefined, 'history-tampered', undefined, 'history-tampered'])
-        expect(got[11]).to.include({kind: 'history-missing'})
-        for (const g of got.slice(-2)) expect(g).to.include({kind: 'history-tampered'}) // swapped, borrowed (and huge above): every chunk intact, the whole not
-        expect((got.at(-1) as {detail: string}).detail).to.match(/does not reassemble/)
+          EMPTY_DIGEST, 'not-a-digest', ...Array.from({length: 40}, () => 'cd'.repeat(32)), legacy.digest, emptied.digest, planted.digest,
+          swapped.digest, borrowed.digest]
+        // the sizes the records give (0: none); a version of one chunk is then checked by one read of its chunk
+        const recorded = [good.size, bad.size, 100, 3000, 3000, 5000, garbled.size, CHUNK_SIZE, 1000 * CHUNK_SIZE, 0, 0, ...Array(40).fill(10), 700, 900,
+          planted.size, swapped.size, borrowed.size]
+        for (const sizes of [undefined, recorded]) {
+          const got: unknown[] = []
+          await pool.run('history', digests, (idx, out) => idx.forEach((i, k) => (got[i] = out[k] || undefined)), sizes)
+          for (const [i, d] of digests.entries()) expect(got[i], `${d} ${sizes ? 'with' : 'without'} sizes`).to.deep.equal(await store.check(d))
+          expect(got[0]).to.equal(undefined)
+          expect(got[1]).to.include({kind: 'history-tampered'})
+          expect(got[2]).to.include({kind: 'history-missing'})
+          expect(got.slice(3, 11).map(g => (g as {kind?: string} | undefined)?.kind)).to.deep.equal(
+            ['history-tampered', 'history-tampered', 'history-missing', 'history-tampered', undefined, 'history-tampered', undefined, 'history-tampered'])
+          expect(got[11]).to.include({kind: 'history-missing'})
+          expect(got.slice(-5, -2).map(g => (g as {kind?: string} | undefined)?.kind)).to.deep.equal([undefined, 'history-tampered', 'history-tampered'])
+          for (const g of got.slice(-2)) expect(g).to.include({kind: 'history-tampered'}) // swapped, borrowed (and huge above): every chunk intact, the whole not
+          expect((got.at(-1) as {detail: string}).detail).to.match(/does not reassemble/)
+        }
       } finally {
         await pool.close()
       }

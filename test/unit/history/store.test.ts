@@ -91,6 +91,46 @@ describe('history store', () => {
     expect(err!.message).to.match(/storeChunkJob open/)
   })
 
+  it('a version of one chunk is its chunk: no manifest file, its manifest answered from the chunk; tampering and loss still found', async () => {
+    const data = randomBytes(CHUNK_SIZE)
+    const r = await store.put(data)
+    const small = await store.put(Buffer.from('a small document'))
+    const file = join(dir, 'f')
+    fs.writeFileSync(file, 'captured from a file')
+    const fd = fs.openSync(file, 'r')
+    const captured = await store.capture(fd).finally(() => fs.closeSync(fd))
+    for (const v of [r, small, captured]) {
+      expect(fs.existsSync(store.manifestPath(v.digest)), 'no manifest').to.equal(false)
+      expect(store.has(v.digest)).to.equal(true)
+      expect(store.manifest(v.digest)).to.deep.equal({v: 1, digest: v.digest, size: v.size, chunkSize: CHUNK_SIZE, chunks: [v.digest]})
+      expect(store.check(v.digest)).to.equal(undefined)
+    }
+
+    expect((await readAll(store, r.digest)).equals(data)).to.equal(true)
+    expect(store.stats()).to.deep.include({manifests: 3, chunks: 3, logicalBytes: data.length + small.size + captured.size})
+    fs.writeFileSync(store.chunkPath(small.digest), 'a small documenT')
+    expect(store.check(small.digest)).to.deep.include({kind: 'history-tampered'})
+    fs.writeFileSync(store.chunkPath(small.digest), '')
+    expect(store.check(small.digest)).to.deep.include({kind: 'history-tampered'})
+    fs.rmSync(store.chunkPath(small.digest))
+    expect(store.has(small.digest)).to.equal(false)
+    expect(store.check(small.digest)).to.deep.include({kind: 'history-missing'})
+  })
+
+  it('reads a version of one chunk an older store kept a manifest for; the chunk decides, the manifest is not read', async () => {
+    const old = await store.put(Buffer.from('stored by an older store'))
+    fs.mkdirSync(join(store.manifestDir, old.digest.slice(0, 2)), {recursive: true})
+    fs.writeFileSync(store.manifestPath(old.digest), JSON.stringify({v: 1, digest: old.digest, size: old.size, chunkSize: CHUNK_SIZE, chunks: [old.digest]}))
+    expect(store.stats()).to.deep.include({manifests: 1, logicalBytes: old.size})
+    fs.writeFileSync(store.manifestPath(old.digest), '{"v": 1, garbled')
+    expect(store.check(old.digest)).to.equal(undefined)
+    expect((await readAll(store, old.digest)).toString()).to.equal('stored by an older store')
+    fs.rmSync(store.chunkPath(old.digest)) // the manifest left: its chunk is missing
+    expect(store.check(old.digest)).to.deep.include({kind: 'history-tampered'}) // the garbled manifest is all there is
+    fs.writeFileSync(store.manifestPath(old.digest), JSON.stringify({v: 1, digest: old.digest, size: old.size, chunkSize: CHUNK_SIZE, chunks: [old.digest]}))
+    expect(store.check(old.digest)).to.deep.include({kind: 'history-missing'})
+  })
+
   it('deduplicates: the same content twice costs nothing the second time', async () => {
     const data = randomBytes(2 * CHUNK_SIZE)
     expect((await store.put(data)).stored).to.equal(data.length)
