@@ -68,7 +68,9 @@ for (const writer of ['worker', 'inline'] as WriterPlacement[]) {
     })
 
     it('group-commits concurrent appends into one block', async () => {
-      const l = await open({groupWindowMs: 20})
+      // a window far longer than the 200 calls take, even on a loaded machine (a 20 ms
+      // window was once outlasted by a descheduled test process at load 17)
+      const l = await open({groupWindowMs: 500})
       const results = await Promise.all(Array.from({length: 200}, (_, i) => l.append([p(`x${i}`)])))
       const epochs = new Set(results.map((r) => r[0].epoch))
       expect(epochs.size).to.equal(1)
