@@ -4,7 +4,10 @@
  * gRPC channel's, attached to the current session by the session's token and
  * the member key's signature over the connection's nonce. Requests carry ids
  * and are answered in any order: writes (OK with the count, or ERROR) and
- * read streams (DATA frames, then END or ERROR).
+ * read streams (DATA frames, then END or ERROR). A read's data is handed to
+ * its reader piece by piece as the TLS records arrive (views, not copied
+ * into a frame of its own), so a FUSE read is answered as soon as its bytes
+ * are here, not when the whole 1 MiB frame around them is.
  *
  * A connection that closes fails everything waiting with ENOTCONN; one that
  * stays silent while requests wait (`silenceMs`) is closed and they fail
@@ -85,7 +88,9 @@ export class DataChannel {
         },
       })
       socket.setNoDelay(true)
-      const reader = new FrameReader(MAX_FRAME)
+      // a read's data goes to its reader piece by piece as it arrives: not held back until a whole
+      // frame (1 MiB) is here, and not copied into a frame buffer of its own
+      const reader = new FrameReader(MAX_FRAME, undefined, type => type === T.DATA)
       let settled = false
       const fail = (e: unknown) => {
         if (settled) return
