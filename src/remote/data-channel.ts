@@ -17,7 +17,7 @@ import {EventEmitter} from 'node:events'
 import tls from 'node:tls'
 import {sign, type Identity} from '../crypto/sign.js'
 import {certFingerprint, dataTranscript} from './auth.js'
-import {callBody, frame, FrameReader, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
+import {callBody, DATA_CIPHERS, frame, FrameReader, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
 import type {ChunkStream} from './read-ahead.js'
 import {errnoError, MAX_CHUNK} from './wire.js'
 
@@ -81,7 +81,7 @@ export class DataChannel {
   static open(o: DataChannelOptions): Promise<DataChannel> {
     return new Promise<DataChannel>((resolve, reject) => {
       const socket = tls.connect({
-        host: o.host, port: o.port, ca: o.cert, servername: 'paciofs-server', minVersion: 'TLSv1.2',
+        host: o.host, port: o.port, ca: o.cert, servername: 'paciofs-server', minVersion: 'TLSv1.2', ciphers: DATA_CIPHERS,
         checkServerIdentity: (_host, cert) => {
           const fp = cert.raw ? certFingerprint(cert.raw).toString('hex') : ''
           return fp === o.fingerprint ? undefined : new Error(`the data channel's certificate ${fp.slice(0, 16)}… is not the pinned one ${o.fingerprint.slice(0, 16)}…`)
@@ -154,6 +154,12 @@ export class DataChannel {
     })
     this.socket.on('error', e => this.fail(errnoError('ENOTCONN', `data channel: ${e.message}`)))
     this.socket.on('close', () => this.fail(errnoError('ENOTCONN', 'the server closed the data channel')))
+  }
+
+  /** The negotiated TLS version and cipher suite (diagnostics). */
+  get cipher(): {version: string; name: string} {
+    const c = this.socket.getCipher()
+    return {version: c.version, name: c.name}
   }
 
   /** Whether requests may be sent. */

