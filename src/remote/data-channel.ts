@@ -4,7 +4,10 @@
  * gRPC channel's, attached to the current session by the session's token and
  * the member key's signature over the connection's nonce. Requests carry ids
  * and are answered in any order: writes (OK with the count, or ERROR) and
- * read streams (DATA frames, then END or ERROR).
+ * read streams (DATA frames, then END or ERROR). A read's data is handed to
+ * its reader piece by piece as the TLS records arrive (views, not copied
+ * into a frame of its own), so a FUSE read is answered as soon as its bytes
+ * are here, not when the whole 1 MiB frame around them is.
  *
  * A connection that closes fails everything waiting with ENOTCONN; one that
  * stays silent while requests wait (`silenceMs`) is closed and they fail
@@ -14,7 +17,7 @@ import {EventEmitter} from 'node:events'
 import tls from 'node:tls'
 import {sign, type Identity} from '../crypto/sign.js'
 import {certFingerprint, dataTranscript} from './auth.js'
-import {callBody, frame, FrameReader, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
+import {callBody, DATA_CIPHERS, frame, FrameReader, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
 import type {ChunkStream} from './read-ahead.js'
 import {errnoError, MAX_CHUNK} from './wire.js'
 
@@ -78,14 +81,16 @@ export class DataChannel {
   static open(o: DataChannelOptions): Promise<DataChannel> {
     return new Promise<DataChannel>((resolve, reject) => {
       const socket = tls.connect({
-        host: o.host, port: o.port, ca: o.cert, servername: 'paciofs-server', minVersion: 'TLSv1.2',
+        host: o.host, port: o.port, ca: o.cert, servername: 'paciofs-server', minVersion: 'TLSv1.2', ciphers: DATA_CIPHERS,
         checkServerIdentity: (_host, cert) => {
           const fp = cert.raw ? certFingerprint(cert.raw).toString('hex') : ''
           return fp === o.fingerprint ? undefined : new Error(`the data channel's certificate ${fp.slice(0, 16)}… is not the pinned one ${o.fingerprint.slice(0, 16)}…`)
         },
       })
       socket.setNoDelay(true)
-      const reader = new FrameReader(MAX_FRAME)
+      // a read's data goes to its reader piece by piece as it arrives: not held back until a whole
+      // frame (1 MiB) is here, and not copied into a frame buffer of its own
+      const reader = new FrameReader(MAX_FRAME, undefined, type => type === T.DATA)
       let settled = false
       const fail = (e: unknown) => {
         if (settled) return
@@ -149,6 +154,12 @@ export class DataChannel {
     })
     this.socket.on('error', e => this.fail(errnoError('ENOTCONN', `data channel: ${e.message}`)))
     this.socket.on('close', () => this.fail(errnoError('ENOTCONN', 'the server closed the data channel')))
+  }
+
+  /** The negotiated TLS version and cipher suite (diagnostics). */
+  get cipher(): {version: string; name: string} {
+    const c = this.socket.getCipher()
+    return {version: c.version, name: c.name}
   }
 
   /** Whether requests may be sent. */

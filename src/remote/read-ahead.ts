@@ -98,9 +98,9 @@ export class ReadAhead {
 
   /** Windows stream side by side: chunks are kept in file order. */
   private keep(c: Chunk): void {
-    let i = this.chunks.length
-    while (i > 0 && this.chunks[i - 1].offset > c.offset) i--
-    this.chunks.splice(i, 0, c)
+    const last = this.chunks.at(-1)
+    if (!last || last.offset < c.offset) this.chunks.push(c)
+    else this.chunks.splice(this.after(c.offset), 0, c)
   }
 
   private poke(): void {
@@ -118,19 +118,21 @@ export class ReadAhead {
     if (this.closed || !first) return undefined
     const start = this.chunks[0]?.offset ?? first.next
     if (pos < start || pos >= this.ahead) return undefined
+    let got = 0 // copied so far (kept across waits: the chunks arrive in pieces)
     for (;;) {
-      const n = this.copy(buf, len, pos)
+      const n = this.copy(buf, got, len - got, pos + got)
       if (n === undefined) {
         this.broken = true
         return undefined
       }
 
+      got += n
       // All of it, or up to the end of the file: FUSE takes a shorter count for the end of the file, so
       // bytes not here yet (a window still streaming, or the next one not asked for) are waited for.
-      const at = pos + n
-      if (n === len) {
+      const at = pos + got
+      if (got === len) {
         this.consumed(at)
-        return n
+        return got
       }
 
       const w = this.windows.find(x => at < x.end)
@@ -146,8 +148,8 @@ export class ReadAhead {
         return undefined
       }
       if (w.eof && at >= w.next) {
-        if (n > 0) this.consumed(at)
-        return n
+        if (got > 0) this.consumed(at)
+        return got
       }
       if (w.done && at >= w.next) {
         this.broken = true
@@ -172,19 +174,34 @@ export class ReadAhead {
     }
   }
 
-  /** Copies from the chunks at pos (contiguous ones, up to len); undefined if the data there is too old. */
-  private copy(buf: Buffer, len: number, pos: number): number | undefined {
+  /** Copies from the chunks at pos (contiguous ones, up to len) into buf at `into`; undefined if the data there is too old. */
+  private copy(buf: Buffer, into: number, len: number, pos: number): number | undefined {
     let n = 0
-    for (const c of this.chunks) {
-      if (n >= len) break
+    const ttl = this.opts.ttlMs ?? 1000
+    const now = this.now()
+    for (let i = this.after(pos); i < this.chunks.length && n < len; i++) {
+      const c = this.chunks[i]
       const at = pos + n
-      if (c.offset + c.data.length <= at) continue
       if (c.offset > at) break
-      if (this.now() - c.at >= (this.opts.ttlMs ?? 1000)) return undefined
-      n += c.data.copy(buf, n, at - c.offset, Math.min(c.data.length, at - c.offset + len - n))
+      if (now - c.at >= ttl) return undefined
+      n += c.data.copy(buf, into + n, at - c.offset, Math.min(c.data.length, at - c.offset + len - n))
     }
 
     return n
+  }
+
+  /** The index of the first chunk that ends after pos (the chunks are in file order and do not overlap). */
+  private after(pos: number): number {
+    let lo = 0
+    let hi = this.chunks.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      const c = this.chunks[mid]
+      if (c.offset + c.data.length <= pos) lo = mid + 1
+      else hi = mid
+    }
+
+    return lo
   }
 
   /** Whether a read at pos is ahead of everything asked for (the reader jumped: start again there). */

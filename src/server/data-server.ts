@@ -24,7 +24,7 @@ import type {AddressInfo} from 'node:net'
 import tls from 'node:tls'
 import {verify} from '../crypto/sign.js'
 import {dataTranscript} from '../remote/auth.js'
-import {errorBody, frame, FRAME_HEADER, FrameReader, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
+import {DATA_CIPHERS, errorBody, frame, FRAME_HEADER, FrameReader, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
 import {errnoError, MAX_CHUNK, MAX_MESSAGE, MAX_STREAM, SESSION_METADATA, serviceDefinition} from '../remote/wire.js'
 import type {VolumeService} from './service.js'
 import type {Session} from './sessions.js'
@@ -93,7 +93,7 @@ export async function startDataServer(opts: DataServerOptions): Promise<DataServ
   const unary = unaryHandlers(opts.service)
   const pool = new FramePool(FRAME_HEADER + MAX_CHUNK + 64, 32)
   const sockets = new Set<tls.TLSSocket>()
-  const server = tls.createServer({key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2'}, socket => {
+  const server = tls.createServer({key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2', ciphers: DATA_CIPHERS, honorCipherOrder: true}, socket => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
     serveConnection(socket, opts, unary, pool)

@@ -131,6 +131,33 @@ describe('paciofs serve: the data channel', function () {
     expect(Buffer.concat(got).toString()).to.equal('hello')
     await c.call('Release', {fh})
     expect(await readFile(join(dir, 'vol', 'f'), 'utf8')).to.equal('hello')
+    expect(ch!.cipher, 'encrypted, AES-128-GCM preferred by both ends').to.deep.equal({version: 'TLSv1.3', name: 'TLS_AES_128_GCM_SHA256'})
+  })
+
+  it('streams a read of several frames intact, handed on in pieces as they arrive', async () => {
+    const c = await h.connect(h.owner, 'vol')
+    const ch = (await c.data())!
+    const {fh} = await c.call('Create', {path: '/big', flags: 2, mode: 0o644, caller})
+    const size = 3 * 1024 * 1024 + 12_345
+    const data = Buffer.from(Array.from({length: size}, (_, i) => (i * 31 + (i >> 13)) % 256))
+    for (let at = 0; at < size; at += 1024 * 1024) {
+      const n = Math.min(1024 * 1024, size - at)
+      const buf = Buffer.alloc(WRITE_HEADER + n)
+      data.copy(buf, WRITE_HEADER, at, at + n)
+      await ch.write(buf, WRITE_HEADER, n, {fh: Number(fh), flags: 0, offset: at, ...caller})
+    }
+
+    const pieces: Buffer[] = []
+    await new Promise<void>((resolve, reject) => {
+      const s = ch.readStream(Number(fh), 0, size + 100) // past the end: the server stops there
+      s.on('data', (r: {data?: Buffer}) => pieces.push(r.data!))
+      s.on('end', resolve)
+      s.on('error', reject)
+    })
+    expect(Buffer.concat(pieces).equals(data)).to.equal(true)
+    expect(pieces.length, 'more pieces than frames (1 MiB each): handed on as they arrived').to.be.greaterThan(4)
+    expect(pieces.every(p => p.length <= 1024 * 1024)).to.equal(true)
+    await c.call('Release', {fh})
   })
 
   it('refuses a connection that does not authenticate, or sends anything before it does', async () => {
@@ -142,6 +169,8 @@ describe('paciofs serve: the data channel', function () {
     // a write straight away
     let raw = await Raw.open(port)
     expect((await raw.next())?.type).to.equal(T.NONCE)
+    // (a client with Node's own preference, AES-256 first, gets the server's: AES-128-GCM)
+    expect(raw.socket.getCipher().name).to.equal('TLS_AES_128_GCM_SHA256')
     raw.send(writeFrame(1, Number(fh), Buffer.from('planted')))
     const refusal = await raw.next()
     expect(refusal?.type).to.equal(T.ERROR)

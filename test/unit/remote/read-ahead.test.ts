@@ -163,3 +163,45 @@ describe('remote: streamed read-ahead, windows arriving interleaved', () => {
     ra.close()
   })
 })
+
+describe('remote: streamed read-ahead, data in small pieces', () => {
+  it('serves reads from many small pieces of two windows arriving interleaved, waiting readers included', async () => {
+    const window = 64 * 1024
+    const {ra, streams} = manualStreams(window)
+    await new Promise(r => setImmediate(r))
+    const sent = [0, 0] // bytes sent of window 0 and 1
+    const feed = (w: number, n: number) => {
+      const s = streams.find(x => x.offset === w * window)!
+      const k = Math.min(n, window - sent[w])
+      if (k > 0) s.s.emit('data', piece(w * window + sent[w], k))
+      sent[w] += k
+    }
+
+    // a 50,000-byte read waits while pieces of 1,000 bytes trickle in
+    const buf = Buffer.alloc(50_000)
+    const first = ra.read(buf, 50_000, 0)
+    for (let i = 0; i < 30; i++) {
+      feed(0, 1000)
+      await new Promise(r => setImmediate(r))
+    }
+
+    feed(0, 25_000)
+    expect(await first).to.equal(50_000)
+    expectBytes(buf, 50_000, 0)
+    await new Promise(r => setImmediate(r))
+    expect(streams.map(x => x.offset)).to.deep.equal([0, window]) // the second window was asked for
+    // the second window's pieces come before the rest of the first one's
+    while (sent[1] < window) feed(1, 777)
+    while (sent[0] < window) feed(0, 333)
+    let pos = 50_000
+    for (const len of [4096, 131_072 - 54_096 - 1, 1]) {
+      const b = Buffer.alloc(len)
+      expect(await ra.read(b, len, pos)).to.equal(len)
+      expectBytes(b, len, pos)
+      pos += len
+    }
+
+    expect(pos).to.equal(2 * window)
+    ra.close()
+  })
+})
