@@ -146,8 +146,9 @@ export class Recorder implements DeliverySink {
       keys = this.journal.append(batch.map(q => q.row), settle)
       for (const q of batch) if (q.intent) q.intent.settled = true
     } catch (error) {
-      // busy: another connection (a WAL checkpoint) held the journal's lock past the busy timeout,
-      // which a profiler's signals cut short; the batch, and what comes meanwhile, is written later
+      // busy: another connection (a WAL checkpoint) held the journal's lock past the busy timeout
+      // (seen under a profiler, whose signals most likely cut SQLite's busy waits short): the batch,
+      // and what comes meanwhile, is written later
       if (isBusy(error) && Date.now() - (this.busySince ??= Date.now()) < BUSY_GIVE_UP_MS) {
         this.queue = batch.concat(this.queue)
         this.scheduled = true
