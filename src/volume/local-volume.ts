@@ -578,7 +578,7 @@ export class LocalVolume implements Volume {
    * if it never got that far, it is dropped here.
    */
   private async withIntent<T>(op: string, path: string, work: (intent: Intent) => Promise<T>): Promise<T> {
-    const intent = this.recorder.intend(op, path)
+    const intent = await this.recorder.intend(op, path)
     try {
       return await work(intent)
     } finally {

@@ -49,6 +49,17 @@ export interface Intent {
 
 const SALT_POOL = 32 * 1024
 
+/** How long placements wait after the journal was busy. */
+const PLACE_RETRY_MS = 50
+/** How long a record or an intent waits after the journal was busy, and for how long in all before it fails. */
+const BUSY_RETRY_MS = 20
+const BUSY_GIVE_UP_MS = 30_000
+
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, ...). */
+function isBusy(error: unknown): boolean {
+  return String((error as {code?: unknown} | undefined)?.code ?? '').startsWith('SQLITE_BUSY')
+}
+
 /** Tag of a re-sent payload whose journal key is not at hand (it is placed by its hash). */
 const NO_KEY = -1
 
@@ -63,6 +74,8 @@ export class Recorder implements DeliverySink {
   private saltPool = Buffer.alloc(0)
   private saltOffset = 0
   private failedWith: unknown
+  /** when the journal first answered busy to the batch being written (undefined: it did not) */
+  private busySince?: number
 
   constructor(private readonly journal: Journal, private readonly bc: BroadcastPort, readonly member: string) {}
 
@@ -84,8 +97,16 @@ export class Recorder implements DeliverySink {
   }
 
   /** See Journal.intend: a new entry is about to appear at path. */
-  intend(op: string, path: string): Intent {
-    return {id: this.journal.intend(op, path), settled: false}
+  async intend(op: string, path: string): Promise<Intent> {
+    for (const since = Date.now(); ;) {
+      try {
+        return {id: this.journal.intend(op, path), settled: false}
+      } catch (error) {
+        if (!isBusy(error) || Date.now() - since >= BUSY_GIVE_UP_MS) throw error
+      }
+
+      await new Promise(resolve => setTimeout(resolve, BUSY_RETRY_MS)) // busy: see flushJournal
+    }
   }
 
   /** Drops an intent not yet dropped with its record. */
@@ -125,11 +146,22 @@ export class Recorder implements DeliverySink {
       keys = this.journal.append(batch.map(q => q.row), settle)
       for (const q of batch) if (q.intent) q.intent.settled = true
     } catch (error) {
+      // busy: another connection (a WAL checkpoint) held the journal's lock past the busy timeout
+      // (seen under a profiler, whose signals most likely cut SQLite's busy waits short): the batch,
+      // and what comes meanwhile, is written later
+      if (isBusy(error) && Date.now() - (this.busySince ??= Date.now()) < BUSY_GIVE_UP_MS) {
+        this.queue = batch.concat(this.queue)
+        this.scheduled = true
+        setTimeout(() => this.flushJournal(), BUSY_RETRY_MS)
+        return
+      }
+
       this.failedWith = error
       for (const q of batch) q.reject(error)
       return
     }
 
+    this.busySince = undefined
     this.send(batch.map(q => q.row.hash), keys)
     for (const q of batch) q.resolve(q.row.hash)
   }
@@ -165,14 +197,38 @@ export class Recorder implements DeliverySink {
 
   private place(d: Delivery, jseq?: number): void {
     this.placements.push({jseq, hash: d.payload, epoch: d.epoch, txid: d.txid, pid: d.pid, seq: d.seq})
+    this.placeSoon()
+  }
+
+  /**
+   * Writes the placements waiting, on a later turn. A journal that is busy (another connection,
+   * e.g. a WAL checkpoint, holds its lock past the busy timeout) gets them again PLACE_RETRY_MS
+   * later: a placement only says where a committed record landed, and a row left unplaced is
+   * placed by recover() at the next open anyway. Any other error fails the recorder (committed()
+   * reports it) instead of escaping from the timer and ending the process with its mount.
+   */
+  private placeSoon(delayMs = 0): void {
     if (this.placing) return
     this.placing = true
-    setImmediate(() => {
+    const write = () => {
       this.placing = false
       const batch = this.placements
       this.placements = []
-      this.journal.place(batch)
-    })
+      try {
+        this.journal.place(batch)
+      } catch (error) {
+        if (!isBusy(error)) {
+          this.failedWith ??= error
+          return
+        }
+
+        this.placements = batch.concat(this.placements)
+        this.placeSoon(PLACE_RETRY_MS)
+      }
+    }
+
+    if (delayMs > 0) setTimeout(write, delayMs)
+    else setImmediate(write)
   }
 
   /** Resolves when every record made so far is committed on the ledger and placed in the journal. */
@@ -181,6 +237,7 @@ export class Recorder implements DeliverySink {
     await this.bc.flush()
     while (this.unsettled > 0) await new Promise<void>(resolve => this.settledWaiters.push(resolve))
     await new Promise(resolve => setImmediate(resolve)) // the placements are written
+    while (this.placing && this.failedWith === undefined) await new Promise(resolve => setTimeout(resolve, PLACE_RETRY_MS)) // (after a busy journal)
     if (this.failedWith) throw this.failedWith
   }
 
