@@ -570,24 +570,46 @@ static void chunk_complete(napi_env env, napi_status status, void *arg) {
   free(j);
 }
 
+/*
+ * The arguments storeChunkJob and storeStepJob share, (data, dir, tag, out, fd,
+ * pos), read into a zeroed job of `size` bytes whose first member is the
+ * chunk_job (out must hold `out_min` bytes). Returns the job, or NULL with a
+ * JS exception pending. The references to data and out are taken by
+ * chunk_refs once the rest of the arguments passed.
+ */
+static chunk_job *chunk_args(napi_env env, napi_value *argv, size_t size, size_t out_min, const char *name) {
+  void *data; size_t len; void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) { type_error(env, "data must be a Buffer"); return NULL; }
+  if (napi_get_buffer_info(env, argv[3], &out, &out_len) != napi_ok || out_len < out_min) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "out must be a Buffer of at least %zu bytes", out_min);
+    type_error(env, msg);
+    return NULL;
+  }
+  chunk_job *j = calloc(1, size);
+  if (j == NULL) { throw_errno(env, ENOMEM, name); return NULL; }
+  if (get_string(env, argv[1], j->dir, sizeof j->dir) != 0 || j->dir[0] == 0) { free(j); type_error(env, "dir must be a string"); return NULL; }
+  if (get_string(env, argv[2], j->tag, sizeof j->tag) != 0 || j->tag[0] == 0 || strchr(j->tag, '/') != NULL) { free(j); type_error(env, "tag must be a name"); return NULL; }
+  int32_t fd = -1; int64_t pos = 0;
+  if (napi_get_value_int32(env, argv[4], &fd) != napi_ok || napi_get_value_int64(env, argv[5], &pos) != napi_ok || pos < 0) {
+    free(j); type_error(env, "fd must be a descriptor or -1, pos an offset >= 0"); return NULL;
+  }
+  j->data = data; j->len = len; j->out = out; j->fd = fd < 0 ? -1 : fd; j->pos = pos;
+  return j;
+}
+
+static void chunk_refs(napi_env env, napi_value *argv, chunk_job *j) {
+  napi_create_reference(env, argv[0], 1, &j->data_ref);
+  napi_create_reference(env, argv[3], 1, &j->out_ref);
+}
+
 static napi_value store_chunk_job(napi_env env, napi_callback_info info) {
   size_t argc = 6; napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 6) return type_error(env, "storeChunkJob(data, dir, tag, out, fd, pos)");
-  void *data; size_t len; void *out; size_t out_len;
-  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
-  if (napi_get_buffer_info(env, argv[3], &out, &out_len) != napi_ok || out_len < 33) return type_error(env, "out must be a Buffer of at least 33 bytes");
-  chunk_job *j = calloc(1, sizeof *j);
-  if (j == NULL) return throw_errno(env, ENOMEM, "storeChunkJob");
-  if (get_string(env, argv[1], j->dir, sizeof j->dir) != 0 || j->dir[0] == 0) { free(j); return type_error(env, "dir must be a string"); }
-  if (get_string(env, argv[2], j->tag, sizeof j->tag) != 0 || j->tag[0] == 0 || strchr(j->tag, '/') != NULL) { free(j); return type_error(env, "tag must be a name"); }
-  int32_t fd = -1; int64_t pos = 0;
-  if (napi_get_value_int32(env, argv[4], &fd) != napi_ok || napi_get_value_int64(env, argv[5], &pos) != napi_ok || pos < 0) {
-    free(j); return type_error(env, "fd must be a descriptor or -1, pos an offset >= 0");
-  }
-  j->data = data; j->len = len; j->out = out; j->fd = fd < 0 ? -1 : fd; j->pos = pos;
-  napi_create_reference(env, argv[0], 1, &j->data_ref);
-  napi_create_reference(env, argv[3], 1, &j->out_ref);
+  chunk_job *j = chunk_args(env, argv, sizeof *j, 33, "storeChunkJob");
+  if (j == NULL) return NULL;
+  chunk_refs(env, argv, j);
   return queue_job(env, "paciofs:chunk", chunk_execute, chunk_complete, j, &j->work, &j->deferred);
 }
 
@@ -765,17 +787,8 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
   size_t argc = 9; napi_value argv[9];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 9) return type_error(env, "storeStepJob(data, dir, tag, out, fd, pos, state, before, last)");
-  void *data; size_t len; void *out; size_t out_len;
-  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
-  if (napi_get_buffer_info(env, argv[3], &out, &out_len) != napi_ok || out_len < 72) return type_error(env, "out must be a Buffer of at least 72 bytes");
-  chunk_step_job *j = calloc(1, sizeof *j);
-  if (j == NULL) return throw_errno(env, ENOMEM, "storeStepJob");
-  if (get_string(env, argv[1], j->c.dir, sizeof j->c.dir) != 0 || j->c.dir[0] == 0) { free(j); return type_error(env, "dir must be a string"); }
-  if (get_string(env, argv[2], j->c.tag, sizeof j->c.tag) != 0 || j->c.tag[0] == 0 || strchr(j->c.tag, '/') != NULL) { free(j); return type_error(env, "tag must be a name"); }
-  int32_t fd = -1; int64_t pos = 0;
-  if (napi_get_value_int32(env, argv[4], &fd) != napi_ok || napi_get_value_int64(env, argv[5], &pos) != napi_ok || pos < 0) {
-    free(j); return type_error(env, "fd must be a descriptor or -1, pos an offset >= 0");
-  }
+  chunk_step_job *j = (chunk_step_job *) chunk_args(env, argv, sizeof *j, 72, "storeStepJob");
+  if (j == NULL) return NULL;
   double before = 0;
   if (napi_get_value_double(env, argv[7], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) { free(j); return type_error(env, "before must be a whole number >= 0"); }
   bool last = false;
@@ -790,11 +803,9 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
     free(j); return type_error(env, "a chain step from the initial state starts at 0");
   }
   j->before = (uint64_t) before;
-  if (j->before % 64 != 0 || (!last && len % 64 != 0)) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
+  if (j->before % 64 != 0 || (!last && j->c.len % 64 != 0)) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
   j->last = last;
-  j->c.data = data; j->c.len = len; j->c.out = out; j->c.fd = fd < 0 ? -1 : fd; j->c.pos = pos;
-  napi_create_reference(env, argv[0], 1, &j->c.data_ref);
-  napi_create_reference(env, argv[3], 1, &j->c.out_ref);
+  chunk_refs(env, argv, &j->c);
   return queue_job(env, "paciofs:chunk", chunk_step_execute, chunk_complete, j, &j->c.work, &j->c.deferred);
 }
 
