@@ -762,15 +762,14 @@ export class HistoryStore implements ContentCapture {
         if (!name.endsWith('.json')) continue
         const file = path.join(this.manifestDir, sub, name)
         s.storedBytes += fs.statSync(file).size
+        s.manifests++
         let m: Manifest
         try {
           m = JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest
         } catch {
-          s.manifests++ // a damaged manifest is verify's business
-          continue
+          continue // a damaged manifest is verify's business
         }
 
-        s.manifests++
         s.logicalBytes += m.size
         if (Array.isArray(m.chunks)) for (const c of m.chunks) alone.delete(c)
       }
