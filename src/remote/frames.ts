@@ -223,7 +223,7 @@ export class FrameReader {
       const len = this.peekLength()
       if (len < 5 || len + 4 > this.limit) throw new RangeError(`a frame of ${len + 4} bytes (at most ${this.limit})`)
       if (this.streamed && this.buffered >= FRAME_HEADER) {
-        const type = this.chunks[0].length > 4 ? this.chunks[0][4] : this.peekHeader()[4]
+        const type = this.peekHeader()[4]
         if (this.streamed(type)) {
           if (this.pieces(type, len + 4 - FRAME_HEADER, out)) continue
           return out
