@@ -9,7 +9,8 @@ import {decodeCanonical} from '../crypto/canonical.js'
 import {PacioError} from '../errors.js'
 import type {Block, Checkpoint} from '../ledger/types.js'
 import {Journal} from '../volume/journal.js'
-import {layoutOf, readMeta} from '../volume/layout.js'
+import {layoutOf, lockHolder, readMeta} from '../volume/layout.js'
+import {checkOpLog} from '../volume/oplog.js'
 import type {FsRecord} from '../volume/types.js'
 import {globToRegExp} from './glob.js'
 import {checkChoice, openVolumeLedger} from './ledger.js'
@@ -53,10 +54,12 @@ export async function* readLog(q: LogQuery): AsyncGenerator<LogEntry> {
   if (q.chain !== undefined) checkChoice(layout, meta, {chain: q.chain})
   const opened = await openVolumeLedger(layout, meta, {write: false})
   const {ledger} = opened
-  let journal: Journal
+  let journal: Journal | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
+    checkOpLog(layout.opLog, journal.opLogJournaled(), lockHolder(layout) !== undefined)
   } catch (error) {
+    journal?.close()
     await opened.close()
     throw error
   }

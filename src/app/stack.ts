@@ -10,11 +10,13 @@ import {generateIdentity, loadIdentity, saveIdentity, type Identity} from '../cr
 import {HistoryStore} from '../history/store.js'
 import {catchUp} from '../history/recover.js'
 import {undoUnrecorded} from '../volume/intents.js'
+import {recoverOpLog} from '../volume/oplog.js'
 import {Journal} from '../volume/journal.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import type {AuditableLedger} from '../ledger/types.js'
 import {lockVolume, openLayout, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {LocalVolume} from '../volume/local-volume.js'
+import {EMPTY_DIGEST} from '../volume/content.js'
 import {Recorder} from '../volume/recorder.js'
 import {loadOrCreateIdentity} from './identity.js'
 import {checkChoice, newLedgerMeta, openVolumeLedger, type LedgerChoice} from './ledger.js'
@@ -93,6 +95,20 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
       await recorder.committed()
     }
 
+    // creates the FUSE binding made and answered, whose records a crash kept from the journal
+    const opLog = await recoverOpLog(layout.opLog, layout.root, {
+      journaled: () => journal.opLogJournaled(),
+      record: async e => {
+        await recorder.record({op: 'create', path: e.path, type: 'file', mode: e.mode, uid: e.uid, gid: e.gid, size: 0, digest: EMPTY_DIGEST, writing: true},
+          e.who, undefined, {at: e.at, opLogSeq: e.seq})
+      },
+    })
+    undo.push(() => fs.closeSync(opLog.fd)) // after the volume has closed (undo runs backwards)
+    if (opLog.recovered > 0) {
+      await recorder.committed()
+      opts.onWarning?.(`recovery: journaled ${opLog.recovered} create record(s) from the op log (made and answered before a crash)`)
+    }
+
     const undone = undoUnrecorded(journal, layout.root).filter(u => u.undone)
     for (const u of undone) opts.onWarning?.(`recovery: removed ${u.path}: ${u.op} was cut off by a crash before its record (the call had not returned)`)
 
@@ -103,7 +119,7 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     }
 
     process.umask(0) // modes come from the callers, already masked by the kernel
-    const volume = new LocalVolume(layout.root, recorder, {history})
+    const volume = new LocalVolume(layout.root, recorder, {history, opLog: {fd: opLog.fd, nextSeq: opLog.nextSeq}})
     undo.push(() => volume.close())
     return {
       layout, meta, created, member: user.pid, volume, history, ledger, recorder,

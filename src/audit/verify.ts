@@ -18,6 +18,7 @@ import {parseCommitted, parseCommittedText} from '../crypto/canonical.js'
 import {CorruptStateError, PacioError} from '../errors.js'
 import type {AuditableLedger, Block, Checkpoint} from '../ledger/types.js'
 import {Journal} from '../volume/journal.js'
+import {checkOpLog} from '../volume/oplog.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import {layoutOf, lockHolder, readMeta, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {normalize} from '../volume/paths.js'
@@ -148,6 +149,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
   let releaseScan: (() => void) | undefined
   try {
     journal = Journal.open(layout.journal, meta.id, {readonly: true})
+    checkOpLog(layout.opLog, journal.opLogJournaled(), lockHolder(layout) !== undefined)
     const head = await ledger.head()
 
     // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)

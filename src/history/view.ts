@@ -358,6 +358,15 @@ export class HistoryView implements Volume {
     return this.inner.close()
   }
 
+  /** Creates made by the binding (never below the view: its root is skipped there). */
+  startFastCreate(onError: (error: unknown) => void): boolean {
+    return this.inner.startFastCreate?.(onError) ?? false
+  }
+
+  stopFastCreate(): void {
+    this.inner.stopFastCreate?.()
+  }
+
   /** The present's handles may be served by the binding; the past's (fh >= FH_BASE) never are. */
   usePassthrough(pt: Passthrough, opts?: {writes?: boolean; meta?: boolean}): void {
     pt.xattrSkip(ROOT)

@@ -38,9 +38,10 @@ export class InodeContent {
   /**
    * A writer opens the file; `empty` when it starts with no bytes (new, O_TRUNC
    * or size 0). With `native`, the handle is attached to the binding, which then
-   * keeps the running digest (if one starts here) instead of this object.
+   * keeps the running digest (if one starts here) instead of this object;
+   * `attached`: the binding attached it itself (a create it made, see oplog.ts).
    */
-  openWriter(empty: boolean, native?: {pt: Passthrough; fh: number; fd: number; append: boolean}): void {
+  openWriter(empty: boolean, native?: {pt: Passthrough; fh: number; fd: number; append: boolean}, attached = false): void {
     this.writers++
     const fresh = this.writers === 1 && !this.dirty && empty
     this.hash = fresh && !native ? createHash('sha256') : undefined
@@ -53,7 +54,8 @@ export class InodeContent {
 
     if (native) {
       const {pt, fh, fd, append} = native
-      pt.attach(fh, fd, (fresh ? pt.PT_HASH : 0) | (append ? pt.PT_APPEND : 0))
+      // (a create the binding made is attached already, hashing from its first write)
+      if (!attached) pt.attach(fh, fd, (fresh ? pt.PT_HASH : 0) | (append ? pt.PT_APPEND : 0))
       this.pt = pt
       this.natives.add(fh)
     }

@@ -126,21 +126,33 @@ export class Journal {
   /**
    * Inserts a batch in one transaction; returns each row's jseq. `settle`:
    * intents (see intend) dropped in the same transaction, for the operations
-   * whose records these are — one write less per new entry.
+   * whose records these are — one write less per new entry. `opLogSeq`: the
+   * highest op log number (oplog.ts) among these records, noted with them.
    */
-  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[] = []): number[] {
-    this.appendTx ??= this.db.transaction((rs: typeof rows, ids: readonly number[]) => {
+  append(rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[] = [], opLogSeq?: number): number[] {
+    this.appendTx ??= this.db.transaction((rs: typeof rows, ids: readonly number[], mark: number | undefined) => {
       const stmt = this.insertStmt!
       const keys = rs.map(r => Number(stmt.run(r.hash, r.salt, r.record, r.op, r.path, r.at).lastInsertRowid))
       if (ids.length > 0) this.settleStmt ??= this.db.prepare('DELETE FROM intents WHERE id = ?')
       for (const id of ids) this.settleStmt!.run(id)
+      if (mark !== undefined) {
+        this.opLogStmt ??= this.db.prepare("INSERT INTO meta(key, value) VALUES ('oplog', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+        this.opLogStmt.run(String(mark))
+      }
       return keys
     })
-    return this.appendTx(rows, settle)
+    return this.appendTx(rows, settle, opLogSeq)
   }
 
   /** append's transaction, made once (better-sqlite3 builds a wrapper per transaction() call) */
-  private appendTx?: (rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[]) => number[]
+  private appendTx?: (rows: Array<Pick<JournalRow, 'hash' | 'salt' | 'record' | 'op' | 'path' | 'at'>>, settle: readonly number[], opLogSeq: number | undefined) => number[]
+  private opLogStmt?: Database.Statement
+
+  /** The highest op log number (oplog.ts) whose record is journaled; -1 if none. */
+  opLogJournaled(): number {
+    const v = this.getMeta('oplog')
+    return v === undefined ? -1 : Number(v)
+  }
 
   /** Records where on the ledger each hash landed. Returns how many rows changed. */
   place(placements: Placement[]): number {

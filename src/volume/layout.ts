@@ -43,6 +43,8 @@ export interface VolumeLayout {
   ledger: string
   broadcast: string
   journal: string
+  /** creates the FUSE binding made before their records were journaled (oplog.ts) */
+  opLog: string
   nodeKey: string
   lock: string
   history: string
@@ -58,6 +60,7 @@ export function layoutOf(root: string): VolumeLayout {
     ledger: path.join(state, 'ledger.db'),
     broadcast: path.join(state, 'broadcast.db'),
     journal: path.join(state, 'journal.db'),
+    opLog: path.join(state, 'oplog'),
     nodeKey: path.join(state, 'node.key'),
     lock: path.join(state, 'lock'),
     history: path.join(state, 'history'),

@@ -40,6 +40,8 @@ export interface LocalVolumeOptions {
   digestIntervalMs?: number
   /** Keeps every recorded version of every file (src/history); absent: no history. */
   history?: ContentCapture
+  /** The op log (oplog.ts, already recovered) for creates made by the FUSE binding; its owner closes it after the volume. */
+  opLog?: {fd: number; nextSeq: number}
 }
 
 /** Files up to this size are captured before their record; larger sequentially written ones after it, in the background. */
@@ -93,10 +95,13 @@ export class LocalVolume implements Volume {
   private readonly gid = process.getgid?.() ?? 0
   private pt?: Passthrough
   private ptWrites = true // false: the binding serves reads only (gates never open)
+  private readonly opLogFile?: {fd: number; nextSeq: number}
+  private fastCreates?: {onError: (error: unknown) => void}
 
   constructor(readonly root: string, private readonly recorder: Recorder, opts: LocalVolumeOptions = {}) {
     this.paths = new PathResolver(root)
     this.history = opts.history
+    this.opLogFile = opts.opLog
     const every = opts.digestIntervalMs ?? 30_000
     if (every > 0) {
       this.timer = setInterval(() => this.digestOpenFiles(), every)
@@ -262,6 +267,51 @@ export class LocalVolume implements Volume {
     } catch (error) {
       fs.closeSync(fd)
       throw error
+    }
+  }
+
+  /**
+   * Lets the binding make creates of new files for writing on its own threads
+   * (Passthrough.createStart): each is in the op log before it is answered,
+   * and reaches adoptCreated before any later op reaches this volume.
+   */
+  startFastCreate(onError: (error: unknown) => void): boolean {
+    const pt = this.pt
+    if (!pt || !this.ptWrites || !this.opLogFile || this.fastCreates) return false
+    this.fastCreates = {onError}
+    this.recorder.onOpLogJournaled = seq => pt.createConsumed(seq)
+    pt.createStart(this.opLogFile.fd, this.opLogFile.nextSeq, items => this.adoptCreated(items))
+    return true
+  }
+
+  stopFastCreate(): void {
+    if (!this.fastCreates || !this.pt) return
+    this.adoptCreated(this.pt.createStop())
+    this.fastCreates = undefined
+  }
+
+  /**
+   * Creates the binding made (flat, 10 values each: see Passthrough.createStart):
+   * each becomes a handle open for writing, as createNow makes it, and its
+   * create record is journaled with its op log number.
+   */
+  private adoptCreated(items: Array<number | string>): void {
+    const onError = this.fastCreates?.onError ?? (() => {})
+    for (let i = 0; i + 10 <= items.length; i += 10) {
+      const [seq, path, fd, , ouid, ogid, cuid, cgid, cpid, at] = items.slice(i, i + 10) as [number, string, number, number, number, number, number, number, number, number]
+      try {
+        const st = fs.fstatSync(fd, {bigint: true})
+        const h: Handle = {fd, path, append: false, native: true}
+        h.content = this.inode(st)
+        h.content.openWriter(true, this.native(h), true)
+        h.content.dirty = true
+        this.handles.set(fd, h)
+        this.openGate(fd, h)
+        this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: ouid, gid: ogid, size: 0, digest: EMPTY_DIGEST, writing: true},
+          {uid: cuid, gid: cgid, pid: cpid}, undefined, {at, opLogSeq: seq}).catch(onError)
+      } catch (error) {
+        onError(error)
+      }
     }
   }
 
@@ -684,6 +734,7 @@ export class LocalVolume implements Volume {
   }
 
   async close(): Promise<void> {
+    this.stopFastCreate()
     if (this.timer) clearInterval(this.timer)
     for (const [fh, h] of this.handles) await this.release(h.path, fh).catch(() => {})
     await this.sync()

@@ -50,4 +50,19 @@ export interface Passthrough {
    * These ops change nothing, so there is nothing to record for them.
    */
   meta(flags: number): void
+  /**
+   * Creates of new files for writing (not O_APPEND) on plain volume paths are
+   * made by the binding from now on: it appends an entry to the op log `fd`
+   * (numbered from `seq`, from offset 0; oplog.ts) before it makes the file,
+   * attaches the handle (gate open, running digest), answers, and hands them
+   * to `cb` in order before any later op reaches the volume, as flat arrays of
+   * [seq, path, fd, flags, owner uid, owner gid, caller uid, caller gid, caller pid, at] per create.
+   */
+  createStart(fd: number, seq: number, cb: (items: Array<number | string>) => void): void
+  /** Ends createStart; returns the creates not yet handed to its callback. */
+  createStop(): Array<number | string>
+  /** Every op log entry up to `seq` is journaled (the binding may start the log again). */
+  createConsumed(seq: number): void
+  /** Creates made by the binding since it was loaded. */
+  createTotal(): number
 }

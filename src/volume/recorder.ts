@@ -37,6 +37,7 @@ export type RecordBody = Omit<FsRecord, 'v' | 'who' | 'at'>
 interface Queued {
   row: {hash: Buffer; salt: Buffer; record: Buffer; op: string; path: string; at: number}
   intent?: Intent
+  opLogSeq?: number
   resolve: (hash: Buffer) => void
   reject: (e: unknown) => void
 }
@@ -76,6 +77,8 @@ export class Recorder implements DeliverySink {
   private failedWith: unknown
   /** when the journal first answered busy to the batch being written (undefined: it did not) */
   private busySince?: number
+  /** Hears the highest op log number (oplog.ts) once its record is journaled. */
+  onOpLogJournaled?: (seq: number) => void
 
   constructor(private readonly journal: Journal, private readonly bc: BroadcastPort, readonly member: string) {}
 
@@ -119,15 +122,17 @@ export class Recorder implements DeliverySink {
   /**
    * Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger.
    * `intent`: the operation's intent, dropped in the record's own journal transaction.
+   * `made`: an operation the FUSE binding made and logged already (oplog.ts): its
+   * time, and its op log number, noted in the record's journal transaction.
    */
-  record(body: RecordBody, caller: Caller, intent?: Intent): Promise<Buffer> {
+  record(body: RecordBody, caller: Caller, intent?: Intent, made?: {at: number; opLogSeq: number}): Promise<Buffer> {
     if (this.failedWith) return Promise.reject(this.failedWith)
-    const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: actingMember() ?? this.member}, at: Date.now()}
+    const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: actingMember() ?? this.member}, at: made?.at ?? Date.now()}
     for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
     const salt = this.salt()
     const {bytes, hash} = Recorder.obfuscate(rec, salt)
     return new Promise((resolve, reject) => {
-      this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, intent, resolve, reject})
+      this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, intent, opLogSeq: made?.opLogSeq, resolve, reject})
       if (!this.scheduled) {
         this.scheduled = true
         queueMicrotask(() => this.flushJournal())
@@ -140,10 +145,14 @@ export class Recorder implements DeliverySink {
     const batch = this.queue
     this.queue = []
     let keys: number[]
+    let mark: number | undefined
     try {
       const settle: number[] = []
-      for (const q of batch) if (q.intent && !q.intent.settled) settle.push(q.intent.id)
-      keys = this.journal.append(batch.map(q => q.row), settle)
+      for (const q of batch) {
+        if (q.intent && !q.intent.settled) settle.push(q.intent.id)
+        if (q.opLogSeq !== undefined) mark = Math.max(mark ?? -1, q.opLogSeq)
+      }
+      keys = this.journal.append(batch.map(q => q.row), settle, mark)
       for (const q of batch) if (q.intent) q.intent.settled = true
     } catch (error) {
       // busy: another connection (a WAL checkpoint) held the journal's lock past the busy timeout
@@ -162,6 +171,7 @@ export class Recorder implements DeliverySink {
     }
 
     this.busySince = undefined
+    if (mark !== undefined) this.onOpLogJournaled?.(mark)
     this.send(batch.map(q => q.row.hash), keys)
     for (const q of batch) q.resolve(q.row.hash)
   }
