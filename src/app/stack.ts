@@ -95,18 +95,19 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
       await recorder.committed()
     }
 
-    // creates the FUSE binding made and answered, whose records a crash kept from the journal
+    // creates and unlinks the FUSE binding made and answered, whose records a crash kept from the journal
     const opLog = await recoverOpLog(layout.opLog, layout.root, {
       journaled: () => journal.opLogJournaled(),
       record: async e => {
-        await recorder.record({op: 'create', path: e.path, type: 'file', mode: e.mode, uid: e.uid, gid: e.gid, size: 0, digest: EMPTY_DIGEST, writing: true},
-          e.who, undefined, {at: e.at, opLogSeq: e.seq})
+        const made = {at: e.at, opLogSeq: e.seq}
+        if (e.op === 'unlink') await recorder.record({op: 'unlink', path: e.path}, e.who, undefined, made)
+        else await recorder.record({op: 'create', path: e.path, type: 'file', mode: e.mode, uid: e.uid, gid: e.gid, size: 0, digest: EMPTY_DIGEST, writing: true}, e.who, undefined, made)
       },
     })
     undo.push(() => fs.closeSync(opLog.fd)) // after the volume has closed (undo runs backwards)
     if (opLog.recovered > 0) {
       await recorder.committed()
-      opts.onWarning?.(`recovery: journaled ${opLog.recovered} create record(s) from the op log (made and answered before a crash)`)
+      opts.onWarning?.(`recovery: journaled ${opLog.recovered} create/unlink record(s) from the op log (made and answered before a crash)`)
     }
 
     const undone = undoUnrecorded(journal, layout.root).filter(u => u.undone)

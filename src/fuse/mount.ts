@@ -149,8 +149,8 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
     options: ['allow_other', 'default_permissions', 'use_ino', `fsname=${fsname}`, 'subtype=paciofs'],
   })
   await new Promise<void>((resolve, reject) => fuse.mount(err => err ? reject(new PacioError('ENOFUSE', `mount failed at ${abs}: ${err.message}`, {cause: err})) : resolve()))
-  // creates of new files on the binding's threads, each in the op log before it is answered (the
-  // volume journals its record afterwards); PACIOFS_FAST_CREATE=0 leaves them to the volume
+  // creates of new files and unlinks on the binding's threads, each in the op log before it is
+  // answered (the volume journals its record afterwards); PACIOFS_FAST_CREATE=0 leaves them to the volume
   if (mode !== '0' && mode !== 'reads' && mode !== 'io' && process.env.PACIOFS_FAST_CREATE !== '0') {
     volume.startFastCreate?.(error => opts.onInternalError?.('create', error))
   }
@@ -188,6 +188,6 @@ function writePassthroughStats(Fuse: FuseClass): void {
   const file = process.env.PACIOFS_PASSTHROUGH_STATS
   if (!file || !Fuse.passthrough) return
   try {
-    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), fastCreates: Fuse.passthrough.createTotal()}) + '\n')
+    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), fast: Fuse.passthrough.createTotal()}) + '\n')
   } catch { /* a diagnostic only */ }
 }

@@ -271,9 +271,9 @@ export class LocalVolume implements Volume {
   }
 
   /**
-   * Lets the binding make creates of new files for writing on its own threads
-   * (Passthrough.createStart): each is in the op log before it is answered,
-   * and reaches adoptCreated before any later op reaches this volume.
+   * Lets the binding make creates of new files for writing, and unlinks, on
+   * its own threads (Passthrough.createStart): each is in the op log before it
+   * is answered, and reaches adoptCreated before any later op reaches this volume.
    */
   startFastCreate(onError: (error: unknown) => void): boolean {
     const pt = this.pt
@@ -291,15 +291,21 @@ export class LocalVolume implements Volume {
   }
 
   /**
-   * Creates the binding made (flat, 10 values each: see Passthrough.createStart):
-   * each becomes a handle open for writing, as createNow makes it, and its
-   * create record is journaled with its op log number.
+   * Creates and unlinks the binding made (flat, 11 values each: see
+   * Passthrough.createStart). A create becomes a handle open for writing, as
+   * createNow makes it; each record is journaled with its op log number.
    */
   private adoptCreated(items: Array<number | string>): void {
     const onError = this.fastCreates?.onError ?? (() => {})
-    for (let i = 0; i + 10 <= items.length; i += 10) {
-      const [seq, path, fd, , ouid, ogid, cuid, cgid, cpid, at] = items.slice(i, i + 10) as [number, string, number, number, number, number, number, number, number, number]
+    for (let i = 0; i + 11 <= items.length; i += 11) {
+      const [op, seq, path, fd, , ouid, ogid, cuid, cgid, cpid, at] = items.slice(i, i + 11) as [number, number, string, number, number, number, number, number, number, number, number]
+      const who = {uid: cuid, gid: cgid, pid: cpid}
       try {
+        if (op !== this.pt!.OP_CREATE) {
+          this.recorder.record({op: 'unlink', path}, who, undefined, {at, opLogSeq: seq}).catch(onError)
+          continue
+        }
+
         const st = fs.fstatSync(fd, {bigint: true})
         const h: Handle = {fd, path, append: false, native: true}
         h.content = this.inode(st)
@@ -308,7 +314,7 @@ export class LocalVolume implements Volume {
         this.handles.set(fd, h)
         this.openGate(fd, h)
         this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: ouid, gid: ogid, size: 0, digest: EMPTY_DIGEST, writing: true},
-          {uid: cuid, gid: cgid, pid: cpid}, undefined, {at, opLogSeq: seq}).catch(onError)
+          who, undefined, {at, opLogSeq: seq}).catch(onError)
       } catch (error) {
         onError(error)
       }
@@ -502,7 +508,11 @@ export class LocalVolume implements Volume {
   /** Digest work in flight; namespace changes wait for it so records keep their order per path. */
   private track(work: Promise<void>): Promise<void> {
     this.digests.add(work)
-    return work.finally(() => this.digests.delete(work))
+    this.pt?.createBusy(1) // the binding makes no unlink meanwhile (its record would come first)
+    return work.finally(() => {
+      this.digests.delete(work)
+      this.pt?.createBusy(-1)
+    })
   }
 
   private async settled(): Promise<void> {

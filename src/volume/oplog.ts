@@ -1,8 +1,9 @@
 /**
- * The op log: creates the FUSE binding made on its own threads and answered
- * before the volume journaled their records (patches/: fastcreate.h). The
- * binding appends each one here before it touches the disk, so a kill -9
- * cannot lose an answered create, and the entry doubles as the crash intent.
+ * The op log: creates and unlinks the FUSE binding made on its own threads
+ * and answered before the volume journaled their records (patches/:
+ * fastcreate.h). The binding appends each one here before it touches the
+ * disk, so a kill -9 cannot lose an answered one, and the entry doubles as
+ * the crash intent.
  * The volume journals the record afterwards and notes the entry's number in
  * the journal (meta 'oplog') in the same transaction. A mount after a crash
  * journals the entries beyond that number (recoverOpLog), then empties the
@@ -11,11 +12,12 @@
  *
  * Entry (little-endian): "PFO1", u32 length of the rest, u32 crc32 of the
  * rest, then u64 seq, u64 at (ms since the epoch), u32 uid, u32 gid, i32 pid
- * (the caller), u8 op (2 = create), u32 mode, u32 owner uid, u32 owner gid,
- * u32 open flags, u32 path length, path bytes. The scan ends at the first
+ * (the caller), u8 op (2 = create, 3 = unlink), u32 mode, u32 owner uid,
+ * u32 owner gid, u32 open flags (these four 0 for an unlink), u32 path
+ * length, path bytes. The scan ends at the first
  * entry that does not check out or whose number is not above the one before
  * (the binding starts again at offset 0 once everything is journaled, so
- * older entries may follow; a failed create spoils its entry's magic).
+ * older entries may follow; a failed operation spoils its entry's magic).
  */
 import fs from 'node:fs'
 import zlib from 'node:zlib'
@@ -24,14 +26,15 @@ import type {Caller} from './types.js'
 
 const MAGIC = 0x314f4650 // "PFO1"
 const FIXED = 49
-const OP_CREATE = 2
+const OPS: Record<number, 'create' | 'unlink'> = {2: 'create', 3: 'unlink'}
+const CODES = {create: 2, unlink: 3}
 /** The kernel stamps ctime with a coarse clock: allow it to lag the entry's time by this much. */
 const CLOCK_SLACK_MS = 50
 
 export interface OpLogEntry {
   seq: number
   at: number
-  op: 'create'
+  op: 'create' | 'unlink'
   path: string
   who: Caller
   mode: number
@@ -49,7 +52,7 @@ export function encodeOpLogEntry(e: OpLogEntry): Buffer {
   body.writeUInt32LE(e.who.uid, 16)
   body.writeUInt32LE(e.who.gid, 20)
   body.writeInt32LE(e.who.pid, 24)
-  body[28] = OP_CREATE
+  body[28] = CODES[e.op]
   body.writeUInt32LE(e.mode, 29)
   body.writeUInt32LE(e.uid, 33)
   body.writeUInt32LE(e.gid, 37)
@@ -75,9 +78,10 @@ export function parseOpLog(buf: Buffer): OpLogEntry[] {
     if (zlib.crc32(body) !== buf.readUInt32LE(off + 8)) break
     const seq = Number(body.readBigUInt64LE(0))
     const pathLen = body.readUInt32LE(45)
-    if (body[28] !== OP_CREATE || FIXED + pathLen !== len || seq <= last) break
+    const op = OPS[body[28]]
+    if (op === undefined || FIXED + pathLen !== len || seq <= last) break
     out.push({
-      seq, at: Number(body.readBigUInt64LE(8)), op: 'create', path: body.subarray(FIXED).toString('utf8'),
+      seq, at: Number(body.readBigUInt64LE(8)), op, path: body.subarray(FIXED).toString('utf8'),
       who: {uid: body.readUInt32LE(16), gid: body.readUInt32LE(20), pid: body.readInt32LE(24)},
       mode: body.readUInt32LE(29), uid: body.readUInt32LE(33), gid: body.readUInt32LE(37), flags: body.readUInt32LE(41),
     })
@@ -111,17 +115,20 @@ export function pendingOpLog(file: string, journaled: number): OpLogEntry[] {
 }
 
 /**
- * Was the create of this entry made on disk? Only the last entry can name one
- * that was not (the binding writes the entry first and holds its lock until
- * the file is made): a regular file at the path, changed no earlier than the entry.
+ * Did the operation of this entry happen on disk? Only the last entry can name
+ * one that did not (the binding writes the entry first and holds its lock
+ * until the disk has changed): a create made a regular file at the path,
+ * changed no earlier than the entry; an unlink left nothing there.
  */
 function madeOnDisk(root: string, e: OpLogEntry): boolean {
+  let st: fs.Stats
   try {
-    const st = fs.lstatSync(root + e.path)
-    return st.isFile() && st.ctimeMs >= e.at - CLOCK_SLACK_MS
+    st = fs.lstatSync(root + e.path)
   } catch {
-    return false
+    return e.op === 'unlink'
   }
+
+  return e.op === 'create' && st.isFile() && st.ctimeMs >= e.at - CLOCK_SLACK_MS
 }
 
 /**

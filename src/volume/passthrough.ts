@@ -50,19 +50,27 @@ export interface Passthrough {
    * These ops change nothing, so there is nothing to record for them.
    */
   meta(flags: number): void
+  /** Op of an item of createStart: a create (fd: the new handle). */
+  readonly OP_CREATE: number
+  /** Op of an item of createStart: an unlink (fd: -1). */
+  readonly OP_UNLINK: number
   /**
-   * Creates of new files for writing (not O_APPEND) on plain volume paths are
-   * made by the binding from now on: it appends an entry to the op log `fd`
-   * (numbered from `seq`, from offset 0; oplog.ts) before it makes the file,
-   * attaches the handle (gate open, running digest), answers, and hands them
-   * to `cb` in order before any later op reaches the volume, as flat arrays of
-   * [seq, path, fd, flags, owner uid, owner gid, caller uid, caller gid, caller pid, at] per create.
+   * Creates of new files for writing (not O_APPEND) and unlinks on plain
+   * volume paths are made by the binding from now on (unlinks only while no
+   * op handed to the volume runs and no digest is being taken: createBusy):
+   * it appends an entry to the op log `fd` (numbered from `seq`, from offset
+   * 0; oplog.ts) before it changes the disk, attaches a created handle (gate
+   * open, running digest), answers, and hands them to `cb` in order before any
+   * later op reaches the volume, as flat arrays of 11 values per item:
+   * [op, seq, path, fd, flags, owner uid, owner gid, caller uid, caller gid, caller pid, at].
    */
   createStart(fd: number, seq: number, cb: (items: Array<number | string>) => void): void
-  /** Ends createStart; returns the creates not yet handed to its callback. */
+  /** Ends createStart; returns the items not yet handed to its callback. */
   createStop(): Array<number | string>
   /** Every op log entry up to `seq` is journaled (the binding may start the log again). */
   createConsumed(seq: number): void
-  /** Creates made by the binding since it was loaded. */
-  createTotal(): number
+  /** Creates and unlinks made by the binding since it was loaded. */
+  createTotal(): {creates: number; unlinks: number}
+  /** The volume began (+1) or ended (-1) taking a digest: meanwhile unlinks come to the volume. */
+  createBusy(delta: number): void
 }

@@ -58,7 +58,7 @@ export interface Volume {
   /** Optional: let the FUSE binding serve read/write of open files on its own threads (see passthrough.ts). */
   usePassthrough?(pt: Passthrough, opts?: {writes?: boolean; meta?: boolean}): void
   /**
-   * Lets the binding make creates on its own threads, logged to the op log
+   * Lets the binding make creates and unlinks on its own threads, logged to the op log
    * (oplog.ts) before it answers; the volume records them afterwards. False if
    * this volume cannot (no op log, no passthrough). `onError`: a record that failed.
    */
