@@ -150,9 +150,10 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
   })
   await new Promise<void>((resolve, reject) => fuse.mount(err => err ? reject(new PacioError('ENOFUSE', `mount failed at ${abs}: ${err.message}`, {cause: err})) : resolve()))
   // creates of new files and unlinks on the binding's threads, each in the op log before it is
-  // answered (the volume journals its record afterwards); PACIOFS_FAST_CREATE=0 leaves them to the volume
+  // answered (the volume journals its record afterwards); PACIOFS_FAST_CREATE=0 leaves them to the volume.
+  // Releases are answered there too and run by the volume afterwards (PACIOFS_FAST_RELEASE=0: not)
   if (mode !== '0' && mode !== 'reads' && mode !== 'io' && process.env.PACIOFS_FAST_CREATE !== '0') {
-    volume.startFastCreate?.(error => opts.onInternalError?.('create', error))
+    volume.startFastCreate?.(error => opts.onInternalError?.('create', error), {releases: process.env.PACIOFS_FAST_RELEASE !== '0'})
   }
 
   let unmounting: Promise<void> | undefined

@@ -359,8 +359,8 @@ export class HistoryView implements Volume {
   }
 
   /** Creates made by the binding (never below the view: its root is skipped there). */
-  startFastCreate(onError: (error: unknown) => void): boolean {
-    return this.inner.startFastCreate?.(onError) ?? false
+  startFastCreate(onError: (error: unknown) => void, opts?: {releases?: boolean}): boolean {
+    return this.inner.startFastCreate?.(onError, opts) ?? false
   }
 
   stopFastCreate(): void {

@@ -275,12 +275,12 @@ export class LocalVolume implements Volume {
    * its own threads (Passthrough.createStart): each is in the op log before it
    * is answered, and reaches adoptCreated before any later op reaches this volume.
    */
-  startFastCreate(onError: (error: unknown) => void): boolean {
+  startFastCreate(onError: (error: unknown) => void, opts: {releases?: boolean} = {}): boolean {
     const pt = this.pt
     if (!pt || !this.ptWrites || !this.opLogFile || this.fastCreates) return false
     this.fastCreates = {onError}
     this.recorder.onOpLogJournaled = seq => pt.createConsumed(seq)
-    pt.createStart(this.opLogFile.fd, this.opLogFile.nextSeq, items => this.adoptCreated(items))
+    pt.createStart(this.opLogFile.fd, this.opLogFile.nextSeq, items => this.adoptCreated(items), opts.releases ?? false)
     return true
   }
 
@@ -291,9 +291,11 @@ export class LocalVolume implements Volume {
   }
 
   /**
-   * Creates and unlinks the binding made (flat, 11 values each: see
-   * Passthrough.createStart). A create becomes a handle open for writing, as
-   * createNow makes it; each record is journaled with its op log number.
+   * Creates, unlinks and releases the binding made or answered (flat, 11
+   * values each: see Passthrough.createStart). A create becomes a handle open
+   * for writing, as createNow makes it; each record is journaled with its op
+   * log number. A release runs here as the kernel's would have (its digest is
+   * tracked before this returns, so later operations wait for it as usual).
    */
   private adoptCreated(items: Array<number | string>): void {
     const onError = this.fastCreates?.onError ?? (() => {})
@@ -301,6 +303,12 @@ export class LocalVolume implements Volume {
       const [op, seq, path, fd, , ouid, ogid, cuid, cgid, cpid, at] = items.slice(i, i + 11) as [number, number, string, number, number, number, number, number, number, number, number]
       const who = {uid: cuid, gid: cgid, pid: cpid}
       try {
+        if (op === this.pt!.OP_RELEASE) {
+          const pt = this.pt!
+          this.release(path, fd).catch(onError).finally(() => pt.createBusy(-1))
+          continue
+        }
+
         if (op !== this.pt!.OP_CREATE) {
           this.recorder.record({op: 'unlink', path}, who, undefined, {at, opLogSeq: seq}).catch(onError)
           continue

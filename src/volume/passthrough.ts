@@ -54,6 +54,8 @@ export interface Passthrough {
   readonly OP_CREATE: number
   /** Op of an item of createStart: an unlink (fd: -1). */
   readonly OP_UNLINK: number
+  /** Op of an item of createStart: a release the binding answered (fd: the fh), busy until the volume ends it with createBusy(-1). */
+  readonly OP_RELEASE: number
   /**
    * Creates of new files for writing (not O_APPEND) and unlinks on plain
    * volume paths are made by the binding from now on (unlinks only while no
@@ -63,8 +65,10 @@ export interface Passthrough {
    * open, running digest), answers, and hands them to `cb` in order before any
    * later op reaches the volume, as flat arrays of 11 values per item:
    * [op, seq, path, fd, flags, owner uid, owner gid, caller uid, caller gid, caller pid, at].
+   * `releases`: releases are answered by the binding too and handed over the
+   * same way (at most 256 at a time; beyond, a release waits for the volume).
    */
-  createStart(fd: number, seq: number, cb: (items: Array<number | string>) => void): void
+  createStart(fd: number, seq: number, cb: (items: Array<number | string>) => void, releases: boolean): void
   /** Ends createStart; returns the items not yet handed to its callback. */
   createStop(): Array<number | string>
   /** Every op log entry up to `seq` is journaled (the binding may start the log again). */

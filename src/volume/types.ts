@@ -61,8 +61,9 @@ export interface Volume {
    * Lets the binding make creates and unlinks on its own threads, logged to the op log
    * (oplog.ts) before it answers; the volume records them afterwards. False if
    * this volume cannot (no op log, no passthrough). `onError`: a record that failed.
+   * `releases`: the binding answers releases too (the volume runs them afterwards, in order).
    */
-  startFastCreate?(onError: (error: unknown) => void): boolean
+  startFastCreate?(onError: (error: unknown) => void, opts?: {releases?: boolean}): boolean
   /** Ends startFastCreate and records what the binding made meanwhile (before the journal closes). */
   stopFastCreate?(): void
 }
