@@ -8,6 +8,7 @@
 import {createHash, type Hash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
+import type {CaptureResume} from '../history/store.js'
 import type {Passthrough} from './passthrough.js'
 
 const read = promisify(fs.read)
@@ -25,8 +26,39 @@ export class InodeContent {
   /** Open passthrough handles writing this inode: the binding counts and hashes their writes. */
   private readonly natives = new Set<number>()
   private pt: Passthrough | undefined
+  /**
+   * Bumped whenever the bytes may change other than by the sequential writer
+   * going on (a writer opens, a write elsewhere, a truncate): a history
+   * capture's resume point is kept with the epoch it was taken in and is
+   * void in any other.
+   */
+  private epochNo = 0
+  private resumeAt: {epoch: number; point: CaptureResume} | undefined
 
   constructor(readonly key: string) {}
+
+  get epoch(): number {
+    return this.epochNo
+  }
+
+  /** Keeps a capture's resume point, taken while the epoch was `epoch` (unless it has changed since). */
+  keepResume(epoch: number, point: CaptureResume | undefined): void {
+    if (point && epoch === this.epochNo) this.resumeAt = {epoch, point}
+  }
+
+  /**
+   * Where the next capture may go on from: the file has been written only
+   * sequentially beyond it since it was taken. With a running digest only
+   * (a passthrough handle's stops for good at any other write).
+   */
+  resumePoint(): CaptureResume | undefined {
+    return this.resumeAt?.epoch === this.epochNo ? this.resumeAt.point : undefined
+  }
+
+  private newEpoch(): void {
+    this.epochNo++
+    this.resumeAt = undefined
+  }
 
   /** Bumped by every change to the bytes; a digest computed under an older generation is stale. */
   get gen(): number {
@@ -42,6 +74,7 @@ export class InodeContent {
    */
   openWriter(empty: boolean, native?: {pt: Passthrough; fh: number; fd: number; append: boolean}): void {
     this.writers++
+    this.newEpoch()
     const fresh = this.writers === 1 && !this.dirty && empty
     this.hash = fresh && !native ? createHash('sha256') : undefined
     this.hashedUpTo = 0
@@ -77,6 +110,7 @@ export class InodeContent {
       this.hashedUpTo += data.length
     } else {
       this.hash = undefined
+      this.newEpoch()
     }
   }
 
@@ -84,6 +118,7 @@ export class InodeContent {
   invalidate(): void {
     this.ownGen++
     this.hash = undefined
+    this.newEpoch()
     for (const fh of this.natives) this.pt!.invalidate(fh)
   }
 

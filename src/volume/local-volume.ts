@@ -365,7 +365,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c.key, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
+        await this.captureLater(path, h.fd, c, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
         return
       }
 
@@ -381,8 +381,10 @@ export class LocalVolume implements Volume {
    * It reads the file's first `size` bytes: a change to them waits for it, a
    * write beyond them (the writer going on) does not.
    */
-  private async captureLater(path: string, fd: number, key: string, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
+  private async captureLater(path: string, fd: number, c: InodeContent, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
     const history = this.history!
+    const key = c.key
+    const epoch = c.epoch // now, as the gate closes: a change below upTo from here on waits for the capture or ends the epoch
     let release!: () => void
     const gate: Capturing = {done: new Promise<void>(resolve => (release = resolve)), upTo: size}
     const prior = this.capturing.get(key)
@@ -396,9 +398,14 @@ export class LocalVolume implements Volume {
       const held = rfd
       rfd = undefined
       // only the first `size` bytes: a sequential writer may already have written beyond them
-      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, {upTo: size})))
+      // the file is unchanged below an earlier capture's resume point of this epoch (the prior
+      // capture's, say): this one reads only what was written since
+      const from = c.epoch === epoch ? c.resumePoint() : undefined
+      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, from ? {upTo: size, from} : {upTo: size})))
         .then(async got => {
-          if (got.digest === digest) await history.done(token)
+          if (got.digest !== digest) return
+          c.keepResume(epoch, got.resume)
+          await history.done(token)
         })
         .catch(() => {}) // stays promised: caught up on the next mount
         .finally(() => {
