@@ -5,22 +5,25 @@
  * other pattern (random writes, appends to existing data, truncation, several
  * writers) falls back to re-reading the file when the digest is needed.
  */
-import {createHash, type Hash} from 'node:crypto'
+import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
 import type {CaptureResume} from '../history/store.js'
 import type {Passthrough} from './passthrough.js'
+import {RunningDigest} from './running-digest.js'
 
 const read = promisify(fs.read)
 const open = promisify(fs.open)
 const close = promisify(fs.close)
 const CHUNK = 1 << 20
+/** Writes smaller than this are written and hashed at once: a trip through the thread pool would cost more. */
+const POOL_WRITE_MIN = 64 * 1024
 
 export class InodeContent {
   writers = 0
   dirty = false
-  private hash: Hash | undefined
-  private hashedUpTo = 0
+  /** the running digest, for a file written sequentially from empty through the volume (not a passthrough handle) */
+  private running: RunningDigest | undefined
   /** Changes made here (writes through the volume, invalidations, detached passthrough handles). */
   private ownGen = 0
   /** Open passthrough handles writing this inode: the binding counts and hashes their writes. */
@@ -76,8 +79,7 @@ export class InodeContent {
     this.writers++
     this.newEpoch()
     const fresh = this.writers === 1 && !this.dirty && empty
-    this.hash = fresh && !native ? createHash('sha256') : undefined
-    this.hashedUpTo = 0
+    this.running = fresh && !native ? new RunningDigest() : undefined
     for (const fh of this.natives) {
       // a second writer: no running digest, and its writes come through the volume
       this.pt!.gate(fh, false)
@@ -105,19 +107,42 @@ export class InodeContent {
   /** Bytes [pos, pos+data.length) were written (not through a passthrough handle). */
   wrote(pos: number, data: Buffer, appendMode: boolean): void {
     this.ownGen++
-    if (this.hash && !appendMode && pos === this.hashedUpTo) {
-      this.hash.update(data)
-      this.hashedUpTo += data.length
-    } else {
-      this.hash = undefined
-      this.newEpoch()
+    if (!this.running || appendMode || !this.running.add(pos, data)) this.lostRunning()
+  }
+
+  /**
+   * A write that goes on the running digest with whole 64-byte blocks: its
+   * pwrite and its hash in one thread-pool job (running-digest.ts), off the
+   * event loop. Undefined if the write does not fit or is small (the caller
+   * writes it itself and calls wrote()).
+   */
+  writeOnPool(fd: number, data: Buffer, pos: number, appendMode: boolean): Promise<number> | undefined {
+    const r = this.running
+    if (!r || appendMode || data.length < POOL_WRITE_MIN || !r.fitsPool(pos, data.length)) return undefined
+    this.ownGen++
+    const done = r.writeOnPool(fd, data, pos)
+    const lost = () => {
+      if (r.broken && this.running === r) this.lostRunning()
     }
+
+    done.then(lost, lost)
+    return done
+  }
+
+  /** Until the running digest's pool writes have finished. */
+  async idle(): Promise<void> {
+    await this.running?.settled()
+  }
+
+  private lostRunning(): void {
+    this.running = undefined
+    this.newEpoch()
   }
 
   /** The bytes changed in a way the running digest cannot follow (truncate, mmap, ...). */
   invalidate(): void {
     this.ownGen++
-    this.hash = undefined
+    this.running = undefined
     this.newEpoch()
     for (const fh of this.natives) this.pt!.invalidate(fh)
   }
@@ -128,7 +153,11 @@ export class InodeContent {
    * handle's digest comes with its own fstat, taken under the binding's lock.
    */
   incremental(size: number): {size: number; digest: string} | undefined {
-    if (this.hash) return this.hashedUpTo === size ? {size, digest: this.hash.copy().digest('hex')} : undefined
+    if (this.running) {
+      const digest = this.running.size === size ? this.running.digest() : undefined
+      return digest === undefined ? undefined : {size, digest}
+    }
+
     if (this.natives.size !== 1) return undefined
     const [fh] = this.natives
     const s = this.pt!.state(fh)

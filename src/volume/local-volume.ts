@@ -303,6 +303,9 @@ export class LocalVolume implements Volume {
       return n
     }
 
+    // a sequential writer's whole blocks: written and hashed on the thread pool (content.ts)
+    const pooled = h.content?.writeOnPool(h.fd, buf.subarray(0, len), pos, h.append)
+    if (pooled) return pooled
     const n = fs.writeSync(h.fd, buf, 0, len, pos)
     h.content?.wrote(pos, buf.subarray(0, n), h.append)
     return n
@@ -349,6 +352,7 @@ export class LocalVolume implements Volume {
   /** Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`. */
   private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
+      await c.idle() // the running digest's writes under way
       const gen = c.gen
       const st = fs.fstatSync(h.fd, {bigint: true})
       if (st.nlink === 0n) {

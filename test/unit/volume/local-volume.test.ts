@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {createHash} from 'node:crypto'
+import crypto, {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -53,6 +53,22 @@ describe('LocalVolume (no FUSE)', () => {
     expect(recs[1].who.uid).to.equal(65534)
     expect(bc.delivered).to.have.length(2)
     expect([...journal.iterate()].every(r => r.epoch !== null)).to.equal(true)
+  })
+
+  it('a sequential writer\'s large writes (on the thread pool, several at once) and a short tail: the file and its digest exact', async () => {
+    const data = crypto.randomBytes(4 * 1024 * 1024 + 1000)
+    const fh = await vol.create('/big', 0o644, C.O_WRONLY, root)
+    const MiB = 1024 * 1024
+    // two at a time, as a server's requests for one handle may be
+    for (let at = 0; at < 4 * MiB; at += 2 * MiB) {
+      await Promise.all([0, MiB].map(d => vol.write('/big', fh, data.subarray(at + d, at + d + MiB), MiB, at + d, root)))
+    }
+
+    expect(await vol.write('/big', fh, data.subarray(4 * MiB), 1000, 4 * MiB, root)).to.equal(1000)
+    await vol.release('/big', fh)
+    await vol.sync()
+    expect(fs.readFileSync(path.join(dir, 'big')).equals(data)).to.equal(true)
+    expect(records().at(-1)).to.include({op: 'write', size: data.length, digest: sha(data)})
   })
 
   it('re-reads the file for the digest after random writes', async () => {
