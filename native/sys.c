@@ -10,7 +10,7 @@
  * and a negative `errno`, like Node's own fs errors.
  *
  * Also sha256Job, the history store's hashing on the libuv thread pool,
- * writeHashJob, a server's sequential write with its running hash there,
+ * hashFileJob, a sequential writer's running hash there,
  * storeChunkJob, its chunk writes there, trimMallocJob, glibc's malloc_trim
  * there too, and sha256Each and merkleRoot32, the embedded ledger's batch
  * hashing (see the comments above them).
@@ -811,56 +811,62 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
 }
 
 /*
- * writeHashJob(data, fd, pos, state, before, out) -> Promise<number>
+ * hashFileJob(path, pos, len, state, before, out) -> Promise<number>
  *
- * A server's write of a file written sequentially, off the event loop: one
- * job on the libuv pool pwrites data to fd at pos (the whole of it, or up
- * to an error) and then, if all of it was written and out is a Buffer,
- * takes data's step of the file's running SHA-256 from `state` (32 bytes,
- * null: the initial state) after `before` bytes: out[0..32) = the state
- * after it (sha256Job's chain step; before and data.length must be
- * multiples of 64). Resolves with the bytes written; rejects with the
- * errno of a pwrite that wrote nothing. data must not change until then.
+ * A sequential writer's running SHA-256, taken off the event loop after the
+ * write: one job on the libuv pool reads bytes [pos, pos+len) of the file
+ * `path` back (from the page cache: they were just written; a server passes
+ * /proc/self/fd/N of the writer's descriptor) and takes their step of the
+ * chain from `state` (32 bytes, null: the initial state) after `before`
+ * bytes: out[0..32) = the state after it (sha256Job's chain step; before and
+ * len must be multiples of 64). Resolves with the bytes read; only if that
+ * is len were they hashed. Rejects with the errno of an open or read that
+ * failed.
  */
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref data_ref, out_ref;
-  const unsigned char *data;
-  size_t len;
-  int fd;
+  napi_ref out_ref;
+  char *path;
   int64_t pos;
+  size_t len;
   unsigned char state[32];
   int has_state;
   uint64_t before;
-  unsigned char *out; /* NULL: no hash */
-  size_t done;
+  unsigned char *out;
+  size_t got;
   int err;
-} write_job;
+} file_hash_job;
 
-static void write_execute(napi_env env, void *arg) {
+static void file_hash_execute(napi_env env, void *arg) {
   (void) env;
-  write_job *j = arg;
-  while (j->done < j->len) {
-    ssize_t n = pwrite(j->fd, j->data + j->done, j->len - j->done, (off_t) (j->pos + (int64_t) j->done));
+  file_hash_job *j = arg;
+  unsigned char *buf = malloc(j->len > 0 ? j->len : 1);
+  if (buf == NULL) { j->err = ENOMEM; return; }
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { j->err = errno; free(buf); return; }
+  while (j->got < j->len) {
+    ssize_t n = pread(fd, buf + j->got, j->len - j->got, (off_t) (j->pos + (int64_t) j->got));
     if (n < 0) { if (errno == EINTR) continue; j->err = errno; break; }
     if (n == 0) break;
-    j->done += (size_t) n;
+    j->got += (size_t) n;
   }
-  if (j->done == j->len && j->out != NULL) sha256_step(j->has_state ? j->state : NULL, j->before, j->data, j->len, 0, j->out);
+  close(fd);
+  if (j->err == 0 && j->got == j->len) sha256_step(j->has_state ? j->state : NULL, j->before, buf, j->len, 0, j->out);
+  free(buf);
 }
 
-static void write_complete(napi_env env, napi_status status, void *arg) {
-  write_job *j = arg;
-  if (status == napi_ok && (j->err == 0 || j->done > 0)) {
+static void file_hash_complete(napi_env env, napi_status status, void *arg) {
+  file_hash_job *j = arg;
+  if (status == napi_ok && j->err == 0) {
     napi_value n;
-    napi_create_double(env, (double) j->done, &n);
+    napi_create_double(env, (double) j->got, &n);
     napi_resolve_deferred(env, j->deferred, n);
   } else {
     int e = status == napi_ok ? j->err : ECANCELED;
     napi_value msg, code, err, num;
     char text[160];
-    snprintf(text, sizeof text, "writeHashJob %s: %s", status == napi_ok ? "pwrite" : "cancelled", strerror(e));
+    snprintf(text, sizeof text, "hashFileJob %s: %s", status == napi_ok ? "read" : "cancelled", strerror(e));
     napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
     napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
     napi_create_error(env, code, msg, &err);
@@ -869,44 +875,41 @@ static void write_complete(napi_env env, napi_status status, void *arg) {
     napi_set_named_property(env, err, "code", code);
     napi_reject_deferred(env, j->deferred, err);
   }
-  napi_delete_reference(env, j->data_ref);
-  if (j->out_ref != NULL) napi_delete_reference(env, j->out_ref);
+  napi_delete_reference(env, j->out_ref);
   napi_delete_async_work(env, j->work);
+  free(j->path);
   free(j);
 }
 
-static napi_value write_hash_job(napi_env env, napi_callback_info info) {
+static napi_value hash_file_job(napi_env env, napi_callback_info info) {
   size_t argc = 6; napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) return type_error(env, "writeHashJob(data, fd, pos, state, before, out)");
-  void *data; size_t len;
-  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return type_error(env, "data must be a Buffer");
-  int32_t fd = -1; int64_t pos = -1; double before = 0;
-  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) return type_error(env, "fd must be a descriptor");
-  if (napi_get_value_int64(env, argv[2], &pos) != napi_ok || pos < 0) return type_error(env, "pos must be an offset >= 0");
+  if (argc < 6) return type_error(env, "hashFileJob(path, pos, len, state, before, out)");
+  char path[PATH_BUF];
+  if (get_string(env, argv[0], path, sizeof path) != 0 || path[0] == 0) return type_error(env, "path must be a string");
+  int64_t pos = -1, len = -1; double before = 0;
+  if (napi_get_value_int64(env, argv[1], &pos) != napi_ok || pos < 0) return type_error(env, "pos must be an offset >= 0");
+  if (napi_get_value_int64(env, argv[2], &len) != napi_ok || len < 0 || len > (1 << 30)) return type_error(env, "len must be 0 to 1 GiB");
   if (napi_get_value_double(env, argv[4], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) return type_error(env, "before must be a whole number >= 0");
-  write_job *j = calloc(1, sizeof *j);
-  if (j == NULL) return throw_errno(env, ENOMEM, "writeHashJob");
-  j->data = data; j->len = len; j->fd = fd; j->pos = pos; j->before = (uint64_t) before;
-  napi_valuetype ot; napi_typeof(env, argv[5], &ot);
-  if (ot != napi_null && ot != napi_undefined) {
-    void *out; size_t out_len;
-    if (napi_get_buffer_info(env, argv[5], &out, &out_len) != napi_ok || out_len < 32) { free(j); return type_error(env, "out must be a Buffer of at least 32 bytes or null"); }
-    if (j->before % 64 != 0 || len % 64 != 0) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
-    j->out = out;
-  }
+  if ((uint64_t) before % 64 != 0 || len % 64 != 0) return type_error(env, "a chain step needs whole 64-byte blocks");
+  void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[5], &out, &out_len) != napi_ok || out_len < 32) return type_error(env, "out must be a Buffer of at least 32 bytes");
+  file_hash_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "hashFileJob");
+  j->pos = pos; j->len = (size_t) len; j->before = (uint64_t) before; j->out = out;
   napi_valuetype st; napi_typeof(env, argv[3], &st);
   if (st != napi_null && st != napi_undefined) {
     void *sv; size_t slen;
     if (napi_get_buffer_info(env, argv[3], &sv, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
     memcpy(j->state, sv, 32);
     j->has_state = 1;
-  } else if (j->before != 0 && j->out != NULL) {
+  } else if (j->before != 0) {
     free(j); return type_error(env, "a chain step from the initial state starts at 0");
   }
-  napi_create_reference(env, argv[0], 1, &j->data_ref);
-  if (j->out != NULL) napi_create_reference(env, argv[5], 1, &j->out_ref);
-  return queue_job(env, "paciofs:write", write_execute, write_complete, j, &j->work, &j->deferred);
+  j->path = strdup(path);
+  if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "hashFileJob"); }
+  napi_create_reference(env, argv[5], 1, &j->out_ref);
+  return queue_job(env, "paciofs:hashfile", file_hash_execute, file_hash_complete, j, &j->work, &j->deferred);
 }
 
 /* execv(file, argv): replaces this process with a new program (same pid, same open descriptors,
@@ -971,7 +974,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_default, NULL},
     {"storeStepJob", NULL, store_step_job, NULL, NULL, NULL, napi_default, NULL},
     {"execv", NULL, do_execv, NULL, NULL, NULL, napi_default, NULL},
-    {"writeHashJob", NULL, write_hash_job, NULL, NULL, NULL, napi_default, NULL},
+    {"hashFileJob", NULL, hash_file_job, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

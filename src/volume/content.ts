@@ -16,8 +16,8 @@ const read = promisify(fs.read)
 const open = promisify(fs.open)
 const close = promisify(fs.close)
 const CHUNK = 1 << 20
-/** Writes smaller than this are written and hashed at once: a trip through the thread pool would cost more. */
-const POOL_WRITE_MIN = 64 * 1024
+/** Writes smaller than this are hashed at once: a trip through the thread pool would cost more. */
+const POOL_HASH_MIN = 64 * 1024
 
 export class InodeContent {
   writers = 0
@@ -104,34 +104,33 @@ export class InodeContent {
     this.ownGen += this.pt!.detach(fh) ?? 0
   }
 
-  /** Bytes [pos, pos+data.length) were written (not through a passthrough handle). */
-  wrote(pos: number, data: Buffer, appendMode: boolean): void {
-    this.ownGen++
-    if (!this.running || appendMode || !this.running.add(pos, data)) this.lostRunning()
-  }
-
   /**
-   * A write that goes on the running digest with whole 64-byte blocks: its
-   * pwrite and its hash in one thread-pool job (running-digest.ts), off the
-   * event loop. Undefined if the write does not fit or is small (the caller
-   * writes it itself and calls wrote()).
+   * Bytes [pos, pos+data.length) were written (not through a passthrough
+   * handle). With `fd`, the descriptor they were written through: a large
+   * sequential write is then hashed on the thread pool, read back through it
+   * (running-digest.ts); the caller keeps it open until idle().
    */
-  writeOnPool(fd: number, data: Buffer, pos: number, appendMode: boolean): Promise<number> | undefined {
-    const r = this.running
-    if (!r || appendMode || data.length < POOL_WRITE_MIN || !r.fitsPool(pos, data.length)) return undefined
+  wrote(pos: number, data: Buffer, appendMode: boolean, fd?: number): void {
     this.ownGen++
-    const done = r.writeOnPool(fd, data, pos)
-    const lost = () => {
-      if (r.broken && this.running === r) this.lostRunning()
+    const r = this.running
+    if (r && !appendMode && fd !== undefined && data.length >= POOL_HASH_MIN && r.fitsPool(pos, data.length)) {
+      const job = r.hashLater(`/proc/self/fd/${fd}`, pos, data.length).then(() => {
+        if (r.broken && this.running === r) this.lostRunning()
+      })
+      this.jobs.add(job)
+      void job.finally(() => this.jobs.delete(job))
+      return
     }
 
-    done.then(lost, lost)
-    return done
+    if (!r || appendMode || !r.add(pos, data)) this.lostRunning()
   }
 
-  /** Until the running digest's pool writes have finished. */
+  /** Running-digest jobs on the pool (of this and any earlier running digest: each reads a descriptor back). */
+  private readonly jobs = new Set<Promise<void>>()
+
+  /** Until the running digest's pool jobs have finished (before a digest, and before a writer's descriptor is closed). */
   async idle(): Promise<void> {
-    await this.running?.settled()
+    while (this.jobs.size > 0) await Promise.allSettled([...this.jobs])
   }
 
   private lostRunning(): void {

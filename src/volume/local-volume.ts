@@ -303,11 +303,8 @@ export class LocalVolume implements Volume {
       return n
     }
 
-    // a sequential writer's whole blocks: written and hashed on the thread pool (content.ts)
-    const pooled = h.content?.writeOnPool(h.fd, buf.subarray(0, len), pos, h.append)
-    if (pooled) return pooled
     const n = fs.writeSync(h.fd, buf, 0, len, pos)
-    h.content?.wrote(pos, buf.subarray(0, n), h.append)
+    h.content?.wrote(pos, buf.subarray(0, n), h.append, h.fd) // a large sequential write is hashed on the pool, read back through h.fd
     return n
   }
 
@@ -345,6 +342,7 @@ export class LocalVolume implements Volume {
     } finally {
       this.handles.delete(fh)
       this.detach(fh, h)
+      await h.content?.idle() // its running digest's jobs read the file back through h.fd
       fs.closeSync(h.fd)
     }
   }

@@ -2,11 +2,15 @@
  * The SHA-256 of a file written sequentially from its start, kept up to date
  * as the bytes pass (content.ts's InodeContent holds one per written inode).
  * It is kept as a chain state between 64-byte blocks (src/history/sha256.ts),
- * not as a Node Hash, so that a write of whole blocks can be hashed by the
- * same thread-pool job that pwrites it (sys.writeHashJob): a server's event
- * loop then neither copies the bytes into the page cache nor hashes them
- * (both were most of its time per MiB written). Bytes short of a whole block
- * wait in `tail` for the next write.
+ * not as a Node Hash, so that a large write of whole blocks can be hashed
+ * after it returned, on the thread pool (sys.hashFileJob reads the bytes
+ * back from the page cache, as the FUSE binding's hasher thread does for a
+ * local mount): a server's event loop, which also decrypts every byte the
+ * clients send, then does not hash them, and its writes do not wait for the
+ * pool either. Those jobs run one after the other (each starts from the
+ * state the one before left), and a small write that comes meanwhile is
+ * hashed after them (a copy waits); the digest is there once they are done.
+ * Bytes short of a whole block wait in `tail` for the next write.
  */
 import {stepNow} from '../history/sha256.js'
 import {sys} from './sys.js'
@@ -18,67 +22,81 @@ export class RunningDigest {
   /** bytes the state covers (a multiple of 64) */
   private blocks = 0
   private tail: Buffer = EMPTY
-  /** bytes of pool writes under way (dispatched, not finished) */
+  /** bytes written but still to be hashed on the pool */
   private pending = 0
-  /** the last pool write: the next one hashes from the state after it */
+  /** the last pool job: the next one hashes from the state after it */
   private chain: Promise<void> = Promise.resolve()
-  /** a write did not go as the digest needs (partial, failed): it no longer follows the bytes */
+  /** a pool job failed (the file could not be read back): it no longer follows the bytes */
   broken = false
 
-  /** Bytes it covers, counting writes under way. */
+  /** Bytes it covers, counting those still to be hashed. */
   get size(): number {
     return this.blocks + this.tail.length + this.pending
   }
 
-  /** True if a write of `len` bytes at `pos` may go to the pool: whole blocks, right after whole blocks. */
+  /** True if `len` bytes written at `pos` may be hashed on the pool: whole blocks, right after whole blocks. */
   fitsPool(pos: number, len: number): boolean {
-    return !this.broken && len > 0 && len % 64 === 0 && this.tail.length === 0 && pos === this.size
+    // all bytes so far are contiguous and the state covers whole blocks: the tail they leave is size % 64
+    return !this.broken && len > 0 && len % 64 === 0 && this.size % 64 === 0 && pos === this.size
   }
 
   /**
-   * pwrite and hash in one thread-pool job (the caller checked fitsPool);
-   * resolves with the bytes written. Writes go to the pool one after the
-   * other (each hashes from the state the one before left); `data` must not
-   * change until it resolves.
+   * Bytes [pos, pos+len) were written (the caller checked fitsPool): they are
+   * read back from `path` (which must stay the file until settled()) and
+   * hashed on the pool, after those before them. Returns that job's promise.
    */
-  writeOnPool(fd: number, data: Buffer, pos: number): Promise<number> {
-    this.pending += data.length
-    const before = this.chain
-    const run = (async () => {
-      await before
-      const out = this.broken ? null : Buffer.allocUnsafe(32)
-      let n: number
+  hashLater(path: string, pos: number, len: number): Promise<void> {
+    this.pending += len
+    const run = this.chain.then(async () => {
       try {
-        n = await sys.writeHashJob(data, fd, pos, this.state, this.blocks, out)
-      } catch (error) {
-        this.broken = true
-        throw error
+        if (this.broken || this.tail.length > 0) return void (this.broken = true)
+        const out = Buffer.allocUnsafe(32)
+        const got = await sys.hashFileJob(path, pos, len, this.state, this.blocks, out).catch(() => -1)
+        if (got === len) {
+          this.state = out
+          this.blocks += len
+        } else {
+          this.broken = true
+        }
       } finally {
-        this.pending -= data.length
+        this.pending -= len
       }
-
-      if (out && n === data.length) {
-        this.state = out
-        this.blocks += n
-      } else {
-        this.broken = true
-      }
-
-      return n
-    })()
-    this.chain = run.then(() => {}, () => {})
+    })
+    this.chain = run
     return run
   }
 
-  /** Bytes written at `pos` without the pool (synchronously): hashed now; false if they do not continue the digest. */
+  /**
+   * Bytes written at `pos` and hashed on the event loop (a small write):
+   * now, or after the pool jobs before them (a copy waits); false if they
+   * do not continue the digest.
+   */
   add(pos: number, data: Buffer): boolean {
-    if (this.broken || this.pending > 0 || pos !== this.size) return false
+    if (this.broken || pos !== this.size) return false
+    if (this.pending === 0) {
+      this.addNow(data)
+      return true
+    }
+
+    const copy = Buffer.from(data)
+    this.pending += copy.length
+    this.chain = this.chain.then(() => {
+      try {
+        if (!this.broken) this.addNow(copy)
+      } finally {
+        this.pending -= copy.length
+      }
+    })
+    return true
+  }
+
+  private addNow(data: Buffer): void {
     let rest = data
     if (this.tail.length > 0) {
       const take = Math.min(64 - this.tail.length, rest.length)
       this.tail = Buffer.concat([this.tail, rest.subarray(0, take)])
       rest = rest.subarray(take)
-      if (this.tail.length < 64) return true
+      if (this.tail.length < 64) return
       this.state = stepNow(this.tail, this.state, this.blocks, false)
       this.blocks += 64
       this.tail = EMPTY
@@ -91,15 +109,14 @@ export class RunningDigest {
     }
 
     this.tail = whole < rest.length ? Buffer.from(rest.subarray(whole)) : EMPTY
-    return true
   }
 
-  /** Until no pool write is under way. */
+  /** Until nothing is left to hash on the pool. */
   async settled(): Promise<void> {
     while (this.pending > 0) await this.chain
   }
 
-  /** The digest of the bytes so far (hex); undefined while pool writes are under way or once broken. */
+  /** The digest of the bytes so far (hex); undefined while some are still to be hashed, or once broken. */
   digest(): string | undefined {
     if (this.broken || this.pending > 0) return undefined
     return stepNow(this.tail, this.state, this.blocks, true).toString('hex')

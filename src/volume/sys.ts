@@ -22,10 +22,10 @@ interface Sys {
   /** storeChunkJob and the chunk's step of its version's hash in the same job: out[40..72) = the state after it (the digest with last) */
   storeStepJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number, state: Buffer | null, before: number, last: boolean): Promise<void>
   /**
-   * pwrite of data to fd at pos on the thread pool and, with out, its chain step of a running SHA-256
-   * (from state after `before` bytes; out[0..32) = the state after it): resolves with the bytes written
+   * reads bytes [pos, pos+len) of the file `path` back on the thread pool and takes their chain step of a
+   * running SHA-256 (from state after `before` bytes; out[0..32) = the state after it): resolves with the bytes read
    */
-  writeHashJob(data: Buffer, fd: number, pos: number, state: Buffer | null, before: number, out: Buffer | null): Promise<number>
+  hashFileJob(path: string, pos: number, len: number, state: Buffer | null, before: number, out: Buffer): Promise<number>
   /** execv(2): replaces the process (same pid); returns only by throwing (see src/app/relaunch.ts) */
   execv(file: string, argv: string[]): never
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */

@@ -1,6 +1,7 @@
-// The running digest of a sequential writer: whole blocks written and hashed
-// on the thread pool (one job each), anything else hashed at once; either
-// way it must be the SHA-256 of exactly the bytes the file holds.
+// The running digest of a sequential writer: whole blocks read back and
+// hashed on the thread pool after the write (one job each, in order),
+// anything else hashed at once; either way it must be the SHA-256 of exactly
+// the bytes the file holds.
 import {expect} from 'chai'
 import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
@@ -23,23 +24,26 @@ describe('RunningDigest', () => {
     fs.rmSync(dir, {recursive: true, force: true})
   })
 
-  /** Writes `data` in pieces of the given sizes, each on the pool where it fits, else synchronously. */
+  const file = () => path.join(dir, 'f')
+
+  /** Writes `data` in pieces of the given sizes; each hashed on the pool where it fits, else at once. */
   async function write(r: RunningDigest, data: Buffer, sizes: number[]): Promise<{pooled: number}> {
     let at = 0
     let pooled = 0
     for (let i = 0; at < data.length; i++) {
       const piece = data.subarray(at, at + sizes[i % sizes.length])
+      fs.writeSync(fd, piece, 0, piece.length, at)
       if (r.fitsPool(at, piece.length)) {
         pooled++
-        expect(await r.writeOnPool(fd, piece, at)).to.equal(piece.length)
+        void r.hashLater(file(), at, piece.length) // not waited for: the next write goes on at once
       } else {
-        fs.writeSync(fd, piece, 0, piece.length, at)
-        expect(r.add(at, piece)).to.equal(true)
+        expect(r.add(at, piece)).to.equal(true) // after the pool jobs before it, if any are under way
       }
 
       at += piece.length
     }
 
+    await r.settled()
     return {pooled}
   }
 
@@ -59,42 +63,43 @@ describe('RunningDigest', () => {
     })
   }
 
-  it('pool writes dispatched at once are hashed in order; no digest while any is under way', async () => {
+  it('while pool jobs are under way: no digest yet, and a small write is hashed after them', async () => {
     const data = randomBytes(8 * 65_536)
+    fs.writeSync(fd, data, 0, data.length, 0)
     const r = new RunningDigest()
-    const runs: Array<Promise<number>> = []
     for (let at = 0; at < data.length; at += 65_536) {
       expect(r.fitsPool(at, 65_536), `at ${at}`).to.equal(true)
-      runs.push(r.writeOnPool(fd, data.subarray(at, at + 65_536), at))
+      void r.hashLater(file(), at, 65_536)
     }
 
+    expect(r.size).to.equal(data.length)
     expect(r.digest(), 'under way').to.equal(undefined)
-    expect(r.add(data.length, Buffer.from('x')), 'a synchronous write while pool writes are under way').to.equal(false)
-    await Promise.all(runs)
+    const x = Buffer.from('x')
+    fs.writeSync(fd, x, 0, 1, data.length)
+    expect(r.add(data.length, x), 'a small write while pool jobs are under way: hashed after them').to.equal(true)
+    x.fill('y') // the caller's buffer may change: a copy waits
+    expect(r.fitsPool(data.length + 1, 65_536), 'whole blocks after a tail').to.equal(false)
     await r.settled()
-    expect(r.digest()).to.equal(sha(data))
+    expect(r.digest()).to.equal(sha(Buffer.concat([data, Buffer.from('x')])))
   })
 
-  it('a write elsewhere does not continue it; a failed pool write breaks it and reports the errno', async () => {
+  it('a write elsewhere does not continue it; bytes that cannot be read back break it', async () => {
     const r = new RunningDigest()
     expect(r.fitsPool(64, 65_536), 'not at the end').to.equal(false)
     expect(r.add(5, Buffer.from('x'))).to.equal(false)
-    const ro = fs.openSync(path.join(dir, 'f'), 'r')
-    try {
-      let code: string | undefined
-      await r.writeOnPool(ro, Buffer.alloc(65_536), 0).catch((e: NodeJS.ErrnoException) => (code = e.code))
-      expect(code).to.equal('EBADF')
-    } finally {
-      fs.closeSync(ro)
-    }
-
+    void r.hashLater(file(), 0, 65_536) // the file is empty: nothing to read back
+    await r.settled()
     expect(r.broken).to.equal(true)
     expect(r.digest()).to.equal(undefined)
+    const gone = new RunningDigest()
+    await gone.hashLater(path.join(dir, 'missing'), 0, 64)
+    expect(gone.broken).to.equal(true)
   })
 
-  it('writeHashJob refuses a chain step that is not whole blocks, and writes without hashing when out is null', async () => {
-    expect(() => sys.writeHashJob(Buffer.alloc(65), fd, 0, null, 0, Buffer.alloc(32))).to.throw(/whole 64-byte blocks/)
-    expect(await sys.writeHashJob(Buffer.from('hello'), fd, 3, null, 0, null)).to.equal(5)
-    expect(fs.readFileSync(path.join(dir, 'f')).subarray(3).toString()).to.equal('hello')
+  it('hashFileJob refuses a chain step that is not whole blocks, and rejects with the errno of a file it cannot open', async () => {
+    expect(() => sys.hashFileJob(file(), 0, 65, null, 0, Buffer.alloc(32))).to.throw(/whole 64-byte blocks/)
+    let code: string | undefined
+    await sys.hashFileJob(path.join(dir, 'missing'), 0, 64, null, 0, Buffer.alloc(32)).catch((e: NodeJS.ErrnoException) => (code = e.code))
+    expect(code).to.equal('ENOENT')
   })
 })
