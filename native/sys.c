@@ -811,7 +811,7 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
 }
 
 /*
- * hashFileJob(path, pos, len, state, before, out) -> Promise<number>
+ * hashFileJob(path, pos, len, state, before, out, buf) -> Promise<number>
  *
  * A sequential writer's running SHA-256, taken off the event loop after the
  * write: one job on the libuv pool reads bytes [pos, pos+len) of the file
@@ -819,14 +819,17 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
  * /proc/self/fd/N of the writer's descriptor) and takes their step of the
  * chain from `state` (32 bytes, null: the initial state) after `before`
  * bytes: out[0..32) = the state after it (sha256Job's chain step; before and
- * len must be multiples of 64). Resolves with the bytes read; only if that
- * is len were they hashed. Rejects with the errno of an open or read that
- * failed.
+ * len must be multiples of 64). The bytes are read into `buf` (at least len
+ * bytes, the caller's, untouched until the promise settles: no malloc of a
+ * large block per job, whose lock the event loop's small allocations would
+ * wait for). Resolves with the bytes read; only if that is len were they
+ * hashed. Rejects with the errno of an open or read that failed.
  */
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref out_ref;
+  napi_ref out_ref, buf_ref;
+  unsigned char *buf;
   char *path;
   int64_t pos;
   size_t len;
@@ -841,10 +844,9 @@ typedef struct {
 static void file_hash_execute(napi_env env, void *arg) {
   (void) env;
   file_hash_job *j = arg;
-  unsigned char *buf = malloc(j->len > 0 ? j->len : 1);
-  if (buf == NULL) { j->err = ENOMEM; return; }
+  unsigned char *buf = j->buf;
   int fd = open(j->path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) { j->err = errno; free(buf); return; }
+  if (fd < 0) { j->err = errno; return; }
   while (j->got < j->len) {
     ssize_t n = pread(fd, buf + j->got, j->len - j->got, (off_t) (j->pos + (int64_t) j->got));
     if (n < 0) { if (errno == EINTR) continue; j->err = errno; break; }
@@ -853,7 +855,6 @@ static void file_hash_execute(napi_env env, void *arg) {
   }
   close(fd);
   if (j->err == 0 && j->got == j->len) sha256_step(j->has_state ? j->state : NULL, j->before, buf, j->len, 0, j->out);
-  free(buf);
 }
 
 static void file_hash_complete(napi_env env, napi_status status, void *arg) {
@@ -876,15 +877,16 @@ static void file_hash_complete(napi_env env, napi_status status, void *arg) {
     napi_reject_deferred(env, j->deferred, err);
   }
   napi_delete_reference(env, j->out_ref);
+  napi_delete_reference(env, j->buf_ref);
   napi_delete_async_work(env, j->work);
   free(j->path);
   free(j);
 }
 
 static napi_value hash_file_job(napi_env env, napi_callback_info info) {
-  size_t argc = 6; napi_value argv[6];
+  size_t argc = 7; napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) return type_error(env, "hashFileJob(path, pos, len, state, before, out)");
+  if (argc < 7) return type_error(env, "hashFileJob(path, pos, len, state, before, out, buf)");
   char path[PATH_BUF];
   if (get_string(env, argv[0], path, sizeof path) != 0 || path[0] == 0) return type_error(env, "path must be a string");
   int64_t pos = -1, len = -1; double before = 0;
@@ -894,9 +896,11 @@ static napi_value hash_file_job(napi_env env, napi_callback_info info) {
   if ((uint64_t) before % 64 != 0 || len % 64 != 0) return type_error(env, "a chain step needs whole 64-byte blocks");
   void *out; size_t out_len;
   if (napi_get_buffer_info(env, argv[5], &out, &out_len) != napi_ok || out_len < 32) return type_error(env, "out must be a Buffer of at least 32 bytes");
+  void *buf; size_t buf_len;
+  if (napi_get_buffer_info(env, argv[6], &buf, &buf_len) != napi_ok || buf_len < (size_t) len) return type_error(env, "buf must be a Buffer of at least len bytes");
   file_hash_job *j = calloc(1, sizeof *j);
   if (j == NULL) return throw_errno(env, ENOMEM, "hashFileJob");
-  j->pos = pos; j->len = (size_t) len; j->before = (uint64_t) before; j->out = out;
+  j->pos = pos; j->len = (size_t) len; j->before = (uint64_t) before; j->out = out; j->buf = buf;
   napi_valuetype st; napi_typeof(env, argv[3], &st);
   if (st != napi_null && st != napi_undefined) {
     void *sv; size_t slen;
@@ -909,6 +913,7 @@ static napi_value hash_file_job(napi_env env, napi_callback_info info) {
   j->path = strdup(path);
   if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "hashFileJob"); }
   napi_create_reference(env, argv[5], 1, &j->out_ref);
+  napi_create_reference(env, argv[6], 1, &j->buf_ref);
   return queue_job(env, "paciofs:hashfile", file_hash_execute, file_hash_complete, j, &j->work, &j->deferred);
 }
 

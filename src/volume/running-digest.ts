@@ -16,6 +16,8 @@ import {stepNow} from '../history/sha256.js'
 import {sys} from './sys.js'
 
 const EMPTY = Buffer.alloc(0)
+/** the read-back buffer's size: a server's writes are at most 1 MiB */
+const SCRATCH = 1 << 20
 
 export class RunningDigest {
   private state: Buffer | null = null
@@ -26,6 +28,8 @@ export class RunningDigest {
   private pending = 0
   /** the last pool job: the next one hashes from the state after it */
   private chain: Promise<void> = Promise.resolve()
+  /** where the pool jobs read the bytes back (one job at a time) */
+  private scratch: Buffer | undefined
   /** a pool job failed (the file could not be read back): it no longer follows the bytes */
   broken = false
 
@@ -51,7 +55,8 @@ export class RunningDigest {
       try {
         if (this.broken || this.tail.length > 0) return void (this.broken = true)
         const out = Buffer.allocUnsafe(32)
-        const got = await sys.hashFileJob(path, pos, len, this.state, this.blocks, out).catch(() => -1)
+        if (!this.scratch || this.scratch.length < len) this.scratch = Buffer.allocUnsafeSlow(Math.max(len, SCRATCH))
+        const got = await sys.hashFileJob(path, pos, len, this.state, this.blocks, out, this.scratch).catch(() => -1)
         if (got === len) {
           this.state = out
           this.blocks += len

@@ -97,9 +97,9 @@ describe('RunningDigest', () => {
   })
 
   it('hashFileJob refuses a chain step that is not whole blocks, and rejects with the errno of a file it cannot open', async () => {
-    expect(() => sys.hashFileJob(file(), 0, 65, null, 0, Buffer.alloc(32))).to.throw(/whole 64-byte blocks/)
+    expect(() => sys.hashFileJob(file(), 0, 65, null, 0, Buffer.alloc(32), Buffer.alloc(128))).to.throw(/whole 64-byte blocks/)
     let code: string | undefined
-    await sys.hashFileJob(path.join(dir, 'missing'), 0, 64, null, 0, Buffer.alloc(32)).catch((e: NodeJS.ErrnoException) => (code = e.code))
+    await sys.hashFileJob(path.join(dir, 'missing'), 0, 64, null, 0, Buffer.alloc(32), Buffer.alloc(64)).catch((e: NodeJS.ErrnoException) => (code = e.code))
     expect(code).to.equal('ENOENT')
   })
 })
