@@ -131,6 +131,7 @@ export class InodeContent {
   /** Until the running digest's pool jobs have finished (before a digest, and before a writer's descriptor is closed). */
   async idle(): Promise<void> {
     while (this.jobs.size > 0) await Promise.allSettled([...this.jobs])
+    await this.running?.settled() // a small write hashed after them
   }
 
   private lostRunning(): void {
