@@ -14,6 +14,8 @@
  *   local-k   context, no target: the same K writers on the local mount against one writer
  *             there alone (the same disk and page cache: one file of CLIENT-SIZE may stay in
  *             the page cache where K of them do not)
+ *   cpu       context, no target: CPU seconds per GiB written, of the server and of the mounts
+ *             (all threads, from /proc), in the remote sequential write and in the K clients' run
  *   tls       context, no target: MB/s from one Node process to another over TLS on loopback
  *             (SIZE MiB, before and after the rest): the remote mount's data crosses such a connection
  * Prints a Markdown table with the load average; --smoke runs everything
@@ -29,7 +31,7 @@ import {removeTree} from '../test/helpers/tmp.js'
 import {fio} from './fs/fio.js'
 import {smallFiles} from './fs/files.js'
 import {tlsCeiling} from './fs/tls-ceiling.js'
-import {watchRss} from './fs/proc.js'
+import {cpuSample, watchRss} from './fs/proc.js'
 
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`)
 const load = () => loadavg().map(l => l.toFixed(1)).join(' ')
@@ -77,13 +79,22 @@ async function main(): Promise<number> {
     const both = {local: local.mountpoint, remote: remote.mountpoint}
     const tlsBefore = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
 
+    // CPU seconds of processes over an interval, per GiB written
+    const cpuOf = async (pids: number[]) => (await Promise.all(pids.map(async pid => (await cpuSample(pid)).total))).reduce((a, b) => a + b, 0)
+    const perGiB = (s: number, mib: number) => s / (mib / 1024)
+    const cpu: Record<string, number> = {}
     // sequential write and read
     const seq: Record<string, {w: number; r: number}> = {}
     for (const [name, mnt] of Object.entries(both)) {
       const dir = join(mnt, 'seq')
       await mkdir(dir)
       say(`${name}: fio write ${sizeMiB} MiB`)
+      const procs = name === 'local' ? [local.child.pid!] : [server.child.pid!, remote.child.pid!]
+      const before = await Promise.all(procs.map(pid => cpuOf([pid])))
       const w = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      const after = await Promise.all(procs.map(pid => cpuOf([pid])))
+      if (name === 'local') cpu.localWrite = perGiB(after[0] - before[0], sizeMiB)
+      else [cpu.serverWrite, cpu.mountWrite] = [perGiB(after[0] - before[0], sizeMiB), perGiB(after[1] - before[1], sizeMiB)]
       await dropCaches()
       say(`${name}: fio read ${sizeMiB} MiB`)
       const r = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=read'], timeoutMs)
@@ -117,6 +128,8 @@ async function main(): Promise<number> {
     const all = [remote, ...extra]
     const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
     const rss = await watchRss(server.child.pid!)
+    const mountPids = all.map(m => m.child.pid!)
+    const cpu0 = [await cpuOf([server.child.pid!]), await cpuOf(mountPids)]
     const t0 = performance.now()
     // a client that fails is reported in the table (with the server's RSS, measured all the same)
     const results = await Promise.allSettled(all.map(async (m, i) => {
@@ -127,6 +140,8 @@ async function main(): Promise<number> {
     const failed = results.flatMap(r => (r.status === 'rejected' ? [String((r.reason as Error)?.message ?? r.reason).split('\n')[0]] : []))
     for (const f of failed) say(`a client failed: ${f}`)
     const wall = (performance.now() - t0) / 1000
+    cpu.serverClients = perGiB(await cpuOf([server.child.pid!]) - cpu0[0], clients * clientMiB)
+    cpu.mountClients = perGiB(await cpuOf(mountPids) - cpu0[1], clients * clientMiB)
     const peak = await rss.stop()
     const aggregate = (clients * clientMiB * 1048576) / 1e6 / wall
     const single = one.writeBytesPerSec / 1e6
@@ -149,6 +164,10 @@ async function main(): Promise<number> {
     const tlsAfter = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
     rows.push({bench: 'tls', metric: `TLS on loopback, one Node process to another, ${sizeMiB} MiB (MB/s; before / after)`, local: tlsBefore, remote: tlsAfter, target: '', met: true,
       note: 'the ceiling of any data path through one Node TLS connection here'})
+    const c = (n: number) => n.toFixed(2)
+    rows.push({bench: 'cpu', metric: `CPU s per GiB written, all threads: server / remote mount (local mount: ${c(cpu.localWrite)})`, local: cpu.serverWrite, remote: cpu.mountWrite, target: '', met: true,
+      note: `sequential write; with ${clients} clients at once: server ${c(cpu.serverClients)}, mounts ${c(cpu.mountClients)}`})
+    say(`CPU s/GiB: local mount ${c(cpu.localWrite)}; remote write server ${c(cpu.serverWrite)} mount ${c(cpu.mountWrite)}; ${clients} clients server ${c(cpu.serverClients)} mounts ${c(cpu.mountClients)}`)
     rows.push({bench: 'server-rss', metric: `server peak RSS with ${clients} clients writing (MB, ${peak.method})`, remote: peak.peakMB, target: '< 300', met: peak.peakMB < 300})
     say(`clients: aggregate ${aggregate.toFixed(1)} MB/s, one alone ${single.toFixed(1)} MB/s, server peak RSS ${peak.peakMB} MB (load ${load()})`)
   } finally {

@@ -10,6 +10,7 @@
  * and a negative `errno`, like Node's own fs errors.
  *
  * Also sha256Job, the history store's hashing on the libuv thread pool,
+ * hashFileJob, a sequential writer's running hash there,
  * storeChunkJob, its chunk writes there, trimMallocJob, glibc's malloc_trim
  * there too, and sha256Each and merkleRoot32, the embedded ledger's batch
  * hashing (see the comments above them).
@@ -809,6 +810,113 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
   return queue_job(env, "paciofs:chunk", chunk_step_execute, chunk_complete, j, &j->c.work, &j->c.deferred);
 }
 
+/*
+ * hashFileJob(path, pos, len, state, before, out, buf) -> Promise<number>
+ *
+ * A sequential writer's running SHA-256, taken off the event loop after the
+ * write: one job on the libuv pool reads bytes [pos, pos+len) of the file
+ * `path` back (from the page cache: they were just written; a server passes
+ * /proc/self/fd/N of the writer's descriptor) and takes their step of the
+ * chain from `state` (32 bytes, null: the initial state) after `before`
+ * bytes: out[0..32) = the state after it (sha256Job's chain step; before and
+ * len must be multiples of 64). The bytes are read into `buf` (at least len
+ * bytes, the caller's, untouched until the promise settles: no malloc of a
+ * large block per job, whose lock the event loop's small allocations would
+ * wait for). Resolves with the bytes read; only if that is len were they
+ * hashed. Rejects with the errno of an open or read that failed.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref out_ref, buf_ref;
+  unsigned char *buf;
+  char *path;
+  int64_t pos;
+  size_t len;
+  unsigned char state[32];
+  int has_state;
+  uint64_t before;
+  unsigned char *out;
+  size_t got;
+  int err;
+} file_hash_job;
+
+static void file_hash_execute(napi_env env, void *arg) {
+  (void) env;
+  file_hash_job *j = arg;
+  unsigned char *buf = j->buf;
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { j->err = errno; return; }
+  while (j->got < j->len) {
+    ssize_t n = pread(fd, buf + j->got, j->len - j->got, (off_t) (j->pos + (int64_t) j->got));
+    if (n < 0) { if (errno == EINTR) continue; j->err = errno; break; }
+    if (n == 0) break;
+    j->got += (size_t) n;
+  }
+  close(fd);
+  if (j->err == 0 && j->got == j->len) sha256_step(j->has_state ? j->state : NULL, j->before, buf, j->len, 0, j->out);
+}
+
+static void file_hash_complete(napi_env env, napi_status status, void *arg) {
+  file_hash_job *j = arg;
+  if (status == napi_ok && j->err == 0) {
+    napi_value n;
+    napi_create_double(env, (double) j->got, &n);
+    napi_resolve_deferred(env, j->deferred, n);
+  } else {
+    int e = status == napi_ok ? j->err : ECANCELED;
+    napi_value msg, code, err, num;
+    char text[160];
+    snprintf(text, sizeof text, "hashFileJob %s: %s", status == napi_ok ? "read" : "cancelled", strerror(e));
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &err);
+    napi_create_int32(env, -e, &num);
+    napi_set_named_property(env, err, "errno", num);
+    napi_set_named_property(env, err, "code", code);
+    napi_reject_deferred(env, j->deferred, err);
+  }
+  napi_delete_reference(env, j->out_ref);
+  napi_delete_reference(env, j->buf_ref);
+  napi_delete_async_work(env, j->work);
+  free(j->path);
+  free(j);
+}
+
+static napi_value hash_file_job(napi_env env, napi_callback_info info) {
+  size_t argc = 7; napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 7) return type_error(env, "hashFileJob(path, pos, len, state, before, out, buf)");
+  char path[PATH_BUF];
+  if (get_string(env, argv[0], path, sizeof path) != 0 || path[0] == 0) return type_error(env, "path must be a string");
+  int64_t pos = -1, len = -1; double before = 0;
+  if (napi_get_value_int64(env, argv[1], &pos) != napi_ok || pos < 0) return type_error(env, "pos must be an offset >= 0");
+  if (napi_get_value_int64(env, argv[2], &len) != napi_ok || len < 0 || len > (1 << 30)) return type_error(env, "len must be 0 to 1 GiB");
+  if (napi_get_value_double(env, argv[4], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) return type_error(env, "before must be a whole number >= 0");
+  if ((uint64_t) before % 64 != 0 || len % 64 != 0) return type_error(env, "a chain step needs whole 64-byte blocks");
+  void *out; size_t out_len;
+  if (napi_get_buffer_info(env, argv[5], &out, &out_len) != napi_ok || out_len < 32) return type_error(env, "out must be a Buffer of at least 32 bytes");
+  void *buf; size_t buf_len;
+  if (napi_get_buffer_info(env, argv[6], &buf, &buf_len) != napi_ok || buf_len < (size_t) len) return type_error(env, "buf must be a Buffer of at least len bytes");
+  file_hash_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "hashFileJob");
+  j->pos = pos; j->len = (size_t) len; j->before = (uint64_t) before; j->out = out; j->buf = buf;
+  napi_valuetype st; napi_typeof(env, argv[3], &st);
+  if (st != napi_null && st != napi_undefined) {
+    void *sv; size_t slen;
+    if (napi_get_buffer_info(env, argv[3], &sv, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
+    memcpy(j->state, sv, 32);
+    j->has_state = 1;
+  } else if (j->before != 0) {
+    free(j); return type_error(env, "a chain step from the initial state starts at 0");
+  }
+  j->path = strdup(path);
+  if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "hashFileJob"); }
+  napi_create_reference(env, argv[5], 1, &j->out_ref);
+  napi_create_reference(env, argv[6], 1, &j->buf_ref);
+  return queue_job(env, "paciofs:hashfile", file_hash_execute, file_hash_complete, j, &j->work, &j->deferred);
+}
+
 /* execv(file, argv): replaces this process with a new program (same pid, same open descriptors,
  * standard input, output and error, signals that are ignored stay ignored). Returns only on failure, by throwing. bin/run.js uses it
  * to start node again with other V8 options for serve and join (src/app/relaunch.ts). */
@@ -871,6 +979,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"tuneMalloc", NULL, tune_malloc, NULL, NULL, NULL, napi_default, NULL},
     {"storeStepJob", NULL, store_step_job, NULL, NULL, NULL, napi_default, NULL},
     {"execv", NULL, do_execv, NULL, NULL, NULL, napi_default, NULL},
+    {"hashFileJob", NULL, hash_file_job, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -5,28 +5,63 @@
  * other pattern (random writes, appends to existing data, truncation, several
  * writers) falls back to re-reading the file when the digest is needed.
  */
-import {createHash, type Hash} from 'node:crypto'
+import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
+import type {CaptureResume} from '../history/store.js'
 import type {Passthrough} from './passthrough.js'
+import {RunningDigest} from './running-digest.js'
 
 const read = promisify(fs.read)
 const open = promisify(fs.open)
 const close = promisify(fs.close)
 const CHUNK = 1 << 20
+/** Writes smaller than this are hashed at once: a trip through the thread pool would cost more. */
+const POOL_HASH_MIN = 64 * 1024
 
 export class InodeContent {
   writers = 0
   dirty = false
-  private hash: Hash | undefined
-  private hashedUpTo = 0
+  /** the running digest, for a file written sequentially from empty through the volume (not a passthrough handle) */
+  private running: RunningDigest | undefined
   /** Changes made here (writes through the volume, invalidations, detached passthrough handles). */
   private ownGen = 0
   /** Open passthrough handles writing this inode: the binding counts and hashes their writes. */
   private readonly natives = new Set<number>()
   private pt: Passthrough | undefined
+  /**
+   * Bumped whenever the bytes may change other than by the sequential writer
+   * going on (a writer opens, a write elsewhere, a truncate): a history
+   * capture's resume point is kept with the epoch it was taken in and is
+   * void in any other.
+   */
+  private epochNo = 0
+  private resumeAt: {epoch: number; point: CaptureResume} | undefined
 
   constructor(readonly key: string) {}
+
+  get epoch(): number {
+    return this.epochNo
+  }
+
+  /** Keeps a capture's resume point, taken while the epoch was `epoch` (unless it has changed since). */
+  keepResume(epoch: number, point: CaptureResume | undefined): void {
+    if (point && epoch === this.epochNo) this.resumeAt = {epoch, point}
+  }
+
+  /**
+   * Where the next capture may go on from: the file has been written only
+   * sequentially beyond it since it was taken. With a running digest only
+   * (a passthrough handle's stops for good at any other write).
+   */
+  resumePoint(): CaptureResume | undefined {
+    return this.resumeAt?.epoch === this.epochNo ? this.resumeAt.point : undefined
+  }
+
+  private newEpoch(): void {
+    this.epochNo++
+    this.resumeAt = undefined
+  }
 
   /** Bumped by every change to the bytes; a digest computed under an older generation is stale. */
   get gen(): number {
@@ -43,9 +78,9 @@ export class InodeContent {
    */
   openWriter(empty: boolean, native?: {pt: Passthrough; fh: number; fd: number; append: boolean}, attached = false): void {
     this.writers++
+    this.newEpoch()
     const fresh = this.writers === 1 && !this.dirty && empty
-    this.hash = fresh && !native ? createHash('sha256') : undefined
-    this.hashedUpTo = 0
+    this.running = fresh && !native ? new RunningDigest() : undefined
     for (const fh of this.natives) {
       // a second writer: no running digest, and its writes come through the volume
       this.pt!.gate(fh, false)
@@ -71,21 +106,46 @@ export class InodeContent {
     this.ownGen += this.pt!.detach(fh) ?? 0
   }
 
-  /** Bytes [pos, pos+data.length) were written (not through a passthrough handle). */
-  wrote(pos: number, data: Buffer, appendMode: boolean): void {
+  /**
+   * Bytes [pos, pos+data.length) were written (not through a passthrough
+   * handle). With `fd`, the descriptor they were written through: a large
+   * sequential write is then hashed on the thread pool, read back through it
+   * (running-digest.ts); the caller keeps it open until idle().
+   */
+  wrote(pos: number, data: Buffer, appendMode: boolean, fd?: number): void {
     this.ownGen++
-    if (this.hash && !appendMode && pos === this.hashedUpTo) {
-      this.hash.update(data)
-      this.hashedUpTo += data.length
-    } else {
-      this.hash = undefined
+    const r = this.running
+    if (r && !appendMode && fd !== undefined && data.length >= POOL_HASH_MIN && r.fitsPool(pos, data.length)) {
+      const job = r.hashLater(`/proc/self/fd/${fd}`, pos, data.length).then(() => {
+        if (r.broken && this.running === r) this.lostRunning()
+      })
+      this.jobs.add(job)
+      void job.finally(() => this.jobs.delete(job))
+      return
     }
+
+    if (!r || appendMode || !r.add(pos, data)) this.lostRunning()
+  }
+
+  /** Running-digest jobs on the pool (of this and any earlier running digest: each reads a descriptor back). */
+  private readonly jobs = new Set<Promise<void>>()
+
+  /** Until the running digest's pool jobs have finished (before a digest, and before a writer's descriptor is closed). */
+  async idle(): Promise<void> {
+    while (this.jobs.size > 0) await Promise.allSettled([...this.jobs])
+    await this.running?.settled() // a small write hashed after them
+  }
+
+  private lostRunning(): void {
+    this.running = undefined
+    this.newEpoch()
   }
 
   /** The bytes changed in a way the running digest cannot follow (truncate, mmap, ...). */
   invalidate(): void {
     this.ownGen++
-    this.hash = undefined
+    this.running = undefined
+    this.newEpoch()
     for (const fh of this.natives) this.pt!.invalidate(fh)
   }
 
@@ -95,7 +155,11 @@ export class InodeContent {
    * handle's digest comes with its own fstat, taken under the binding's lock.
    */
   incremental(size: number): {size: number; digest: string} | undefined {
-    if (this.hash) return this.hashedUpTo === size ? {size, digest: this.hash.copy().digest('hex')} : undefined
+    if (this.running) {
+      const digest = this.running.size === size ? this.running.digest() : undefined
+      return digest === undefined ? undefined : {size, digest}
+    }
+
     if (this.natives.size !== 1) return undefined
     const [fh] = this.natives
     const s = this.pt!.state(fh)

@@ -368,7 +368,7 @@ export class LocalVolume implements Volume {
     }
 
     const n = fs.writeSync(h.fd, buf, 0, len, pos)
-    h.content?.wrote(pos, buf.subarray(0, n), h.append)
+    h.content?.wrote(pos, buf.subarray(0, n), h.append, h.fd) // a large sequential write is hashed on the pool, read back through h.fd
     return n
   }
 
@@ -406,6 +406,7 @@ export class LocalVolume implements Volume {
     } finally {
       this.handles.delete(fh)
       this.detach(fh, h)
+      await h.content?.idle() // its running digest's jobs read the file back through h.fd
       fs.closeSync(h.fd)
     }
   }
@@ -413,6 +414,7 @@ export class LocalVolume implements Volume {
   /** Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`. */
   private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
+      await c.idle() // the running digest's writes under way
       const gen = c.gen
       const st = fs.fstatSync(h.fd, {bigint: true})
       if (st.nlink === 0n) {
@@ -429,7 +431,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c.key, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
+        await this.captureLater(path, h.fd, c, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
         return
       }
 
@@ -445,8 +447,10 @@ export class LocalVolume implements Volume {
    * It reads the file's first `size` bytes: a change to them waits for it, a
    * write beyond them (the writer going on) does not.
    */
-  private async captureLater(path: string, fd: number, key: string, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
+  private async captureLater(path: string, fd: number, c: InodeContent, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
     const history = this.history!
+    const key = c.key
+    const epoch = c.epoch // now, as the gate closes: a change below upTo from here on waits for the capture or ends the epoch
     let release!: () => void
     const gate: Capturing = {done: new Promise<void>(resolve => (release = resolve)), upTo: size}
     const prior = this.capturing.get(key)
@@ -460,9 +464,14 @@ export class LocalVolume implements Volume {
       const held = rfd
       rfd = undefined
       // only the first `size` bytes: a sequential writer may already have written beyond them
-      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, {upTo: size})))
+      // the file is unchanged below an earlier capture's resume point of this epoch (the prior
+      // capture's, say): this one reads only what was written since
+      const from = c.epoch === epoch ? c.resumePoint() : undefined
+      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, from ? {upTo: size, from} : {upTo: size})))
         .then(async got => {
-          if (got.digest === digest) await history.done(token)
+          if (got.digest !== digest) return
+          c.keepResume(epoch, got.resume)
+          await history.done(token)
         })
         .catch(() => {}) // stays promised: caught up on the next mount
         .finally(() => {

@@ -21,6 +21,11 @@ interface Sys {
   storeChunkJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number): Promise<void>
   /** storeChunkJob and the chunk's step of its version's hash in the same job: out[40..72) = the state after it (the digest with last) */
   storeStepJob(data: Buffer, dir: string, tag: string, out: Buffer, fd: number, pos: number, state: Buffer | null, before: number, last: boolean): Promise<void>
+  /**
+   * reads bytes [pos, pos+len) of the file `path` back on the thread pool and takes their chain step of a
+   * running SHA-256 (from state after `before` bytes; out[0..32) = the state after it), read into buf: resolves with the bytes read
+   */
+  hashFileJob(path: string, pos: number, len: number, state: Buffer | null, before: number, out: Buffer, buf: Buffer): Promise<number>
   /** execv(2): replaces the process (same pid); returns only by throwing (see src/app/relaunch.ts) */
   execv(file: string, argv: string[]): never
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */

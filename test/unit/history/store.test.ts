@@ -190,6 +190,45 @@ describe('history store', () => {
     }
   })
 
+  it('a capture resumed from an earlier one of the same growing file stores the version a capture from the start does', async () => {
+    const file = join(dir, 'growing')
+    const data = randomBytes(21 * CHUNK_SIZE + 77) // several reads of the capture (4 MiB each)
+    const first = 9 * CHUNK_SIZE + 5 // the writer had got this far: a short last chunk
+    fs.writeFileSync(file, data.subarray(0, first))
+    const fd = fs.openSync(file, 'r+')
+    try {
+      const r1 = await store.capture(fd, undefined, {upTo: first})
+      expect(r1.digest).to.equal(sha(data.subarray(0, first)))
+      expect(r1.resume?.pos, 'whole chunks only').to.equal(9 * CHUNK_SIZE)
+      fs.writeSync(fd, data, first, data.length - first, first) // the writer goes on
+      const r2 = await store.capture(fd, undefined, {upTo: data.length, from: r1.resume})
+      const r3 = await store.capture(fd, undefined, {upTo: data.length - 3, from: r2.resume}) // reads only a short tail
+      const fresh = new HistoryStore(join(dir, 'fresh'), {create: true})
+      for (const [got, size] of [[r2, data.length], [r3, data.length - 3]] as const) {
+        const whole = await fresh.capture(fd, undefined, {upTo: size})
+        expect(got.digest, `size ${size}`).to.equal(sha(data.subarray(0, size)))
+        expect(got.digest).to.equal(whole.digest)
+        expect(store.manifest(got.digest)).to.deep.equal(fresh.manifest(whole.digest))
+        expect(await store.marks(store.manifest(got.digest)), 'marks').to.deep.equal(await fresh.marks(fresh.manifest(whole.digest)))
+        expect((await readAll(store, got.digest)).equals(data.subarray(0, size))).to.equal(true)
+      }
+
+      expect(r2.stored, 'r2 stored only the chunks beyond the resume point').to.equal(data.length - 9 * CHUNK_SIZE)
+      // what the resume point covers is not read again: changed there (which the caller rules out), the version still has the old bytes
+      fs.writeSync(fd, Buffer.alloc(10, 1), 0, 10, 0)
+      const trusted = await store.capture(fd, undefined, {upTo: data.length, from: r2.resume})
+      expect(trusted.digest).to.equal(sha(data))
+      // a resume point that does not fit the file (longer than it, or malformed) is not used
+      fs.ftruncateSync(fd, 12 * CHUNK_SIZE)
+      const cut = fs.readFileSync(file)
+      expect((await store.capture(fd, undefined, {from: r2.resume})).digest, 'beyond EOF').to.equal(sha(cut))
+      const bad = {pos: 3 * CHUNK_SIZE, chunks: r2.resume!.chunks.slice(0, 2), marks: r2.resume!.marks.slice(0, 2)}
+      expect((await store.capture(fd, undefined, {from: bad})).digest, 'malformed').to.equal(sha(cut))
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
   it('after a crash, a promised version of a file\'s first bytes is caught up though the file grew beyond them', async () => {
     const first = randomBytes(9 * CHUNK_SIZE + 3)
     fs.writeFileSync(join(dir, 'grown'), Buffer.concat([first, randomBytes(5 * CHUNK_SIZE)])) // the writer went on

@@ -4,11 +4,11 @@
 // each got EIO when their writes waited behind captures of their own files),
 // and a write that would change the bytes being read must.
 import {expect} from 'chai'
-import {createHash} from 'node:crypto'
+import crypto, {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import type {CaptureOptions, CaptureResult, ContentCapture} from '../../../src/history/store.js'
+import {CHUNK_SIZE, HistoryStore, type CaptureOptions, type CaptureResult, type ContentCapture} from '../../../src/history/store.js'
 import {Journal} from '../../../src/volume/journal.js'
 import {LocalVolume} from '../../../src/volume/local-volume.js'
 import {Recorder} from '../../../src/volume/recorder.js'
@@ -120,5 +120,96 @@ describe('LocalVolume: background captures and writes', () => {
     await vol.release('/big', fh)
     await vol.close()
     expect(history.finished).to.deep.equal([createHash('sha256').update(first).digest('hex')])
+  })
+})
+
+/** A real store that notes where each capture was told to resume from (undefined: from the start). */
+class ResumeSpy extends HistoryStore {
+  readonly froms: Array<number | undefined> = []
+  override async capture(fd: number, known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult> {
+    this.froms.push(opts?.from?.pos)
+    return super.capture(fd, known, opts)
+  }
+}
+
+describe('LocalVolume: a growing file\'s captures resume from the previous one', () => {
+  let dir: string
+  let journal: Journal
+  let vol: LocalVolume
+  let store: ResumeSpy
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-capresume-'))
+    fs.mkdirSync(path.join(dir, '.paciofs'))
+    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
+    const bc = new InstantBroadcast()
+    store = new ResumeSpy(path.join(dir, '.paciofs', 'history'), {create: true})
+    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 0, history: store})
+  })
+
+  afterEach(async () => {
+    await vol.close()
+    journal.close()
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  const writeAt = async (fh: number, data: Buffer, at: number) => {
+    for (let off = 0; off < data.length; off += MiB) await vol.write('/big', fh, data.subarray(off, off + MiB), Math.min(MiB, data.length - off), at + off, root)
+  }
+
+  /** Until the background captures so far have stored their versions. */
+  const stored = async (digests: string[]) => {
+    for (let i = 0; i < 500 && !digests.every(d => store.has(d)); i++) await new Promise(resolve => setTimeout(resolve, 20))
+  }
+
+  it('each version of a sequential writer is read from where the last capture ended, and is the version a capture from the start stores', async () => {
+    const data = crypto.randomBytes(25 * MiB + 1000)
+    const cuts = [9 * MiB + 100, 18 * MiB]
+    const fh = await vol.create('/big', 0o644, C.O_RDWR, root)
+    let at = 0
+    for (const cut of cuts) {
+      await writeAt(fh, data.subarray(at, cut), at)
+      at = cut
+      await vol.fsync('/big', fh, false)
+      await stored([sha(data.subarray(0, cut))]) // before the writer goes on (a capture still running would be the prior one)
+    }
+
+    await writeAt(fh, data.subarray(at), at)
+    await vol.release('/big', fh)
+    await vol.close()
+    const sizes = [...cuts, data.length]
+    // the first from the start; then from the whole chunks of the one before (9 MiB + 100 -> 36 chunks of 256 KiB)
+    expect(store.froms).to.deep.equal([undefined, 36 * CHUNK_SIZE, 18 * MiB])
+    const fresh = new HistoryStore(path.join(dir, 'fresh'), {create: true})
+    for (const size of sizes) {
+      const digest = sha(data.subarray(0, size))
+      expect(store.has(digest), `version of ${size} bytes stored`).to.equal(true)
+      const fd = fs.openSync(path.join(dir, 'big'), 'r')
+      try {
+        expect((await fresh.capture(fd, undefined, {upTo: size})).digest).to.equal(digest)
+      } finally {
+        fs.closeSync(fd)
+      }
+
+      expect(store.manifest(digest)).to.deep.equal(fresh.manifest(digest))
+    }
+
+    expect(store.pending(), 'no capture left owed').to.deep.equal([])
+  })
+
+  it('a write below the last capture ends the resume: the next version is read whole', async () => {
+    const data = crypto.randomBytes(10 * MiB)
+    const fh = await vol.create('/big', 0o644, C.O_RDWR, root)
+    await writeAt(fh, data.subarray(0, 9 * MiB), 0)
+    await vol.fsync('/big', fh, false)
+    await stored([sha(data.subarray(0, 9 * MiB))])
+    data.fill(5, 0, 4096)
+    await vol.write('/big', fh, data.subarray(0, 4096), 4096, 0, root) // rewrites the start
+    await writeAt(fh, data.subarray(9 * MiB), 9 * MiB)
+    await vol.release('/big', fh)
+    await vol.close()
+    expect(store.froms).to.deep.equal([undefined, undefined])
+    expect(store.has(sha(data)), 'the version with the new start').to.equal(true)
   })
 })

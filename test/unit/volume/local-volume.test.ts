@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {createHash} from 'node:crypto'
+import crypto, {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -53,6 +53,31 @@ describe('LocalVolume (no FUSE)', () => {
     expect(recs[1].who.uid).to.equal(65534)
     expect(bc.delivered).to.have.length(2)
     expect([...journal.iterate()].every(r => r.epoch !== null)).to.equal(true)
+  })
+
+  it('a sequential writer\'s large writes (hashed on the thread pool, several at once) and a short tail: the file and its digest exact, without reading the file again', async () => {
+    const data = crypto.randomBytes(4 * 1024 * 1024 + 1000)
+    const fh = await vol.create('/big', 0o644, C.O_WRONLY, root)
+    const MiB = 1024 * 1024
+    // two at a time, as a server's requests for one handle may be
+    for (let at = 0; at < 4 * MiB; at += 2 * MiB) {
+      await Promise.all([0, MiB].map(d => vol.write('/big', fh, data.subarray(at + d, at + d + MiB), MiB, at + d, root)))
+    }
+
+    expect(await vol.write('/big', fh, data.subarray(4 * MiB), 1000, 4 * MiB, root)).to.equal(1000) // while the pool may still hash
+    await vol.fsync('/big', fh, false)
+    expect(fs.readFileSync(path.join(dir, 'big')).equals(data)).to.equal(true)
+    expect(records().at(-1)).to.include({op: 'write', size: data.length, digest: sha(data)})
+    // the digest came from the bytes as they passed, not from reading the file again: changed behind
+    // the volume's back after the writes, the file does not change the digest of the next release
+    await vol.write('/big', fh, Buffer.alloc(MiB, 1), MiB, data.length, root)
+    const fd = fs.openSync(path.join(dir, 'big'), 'r+')
+    await new Promise(resolve => setTimeout(resolve, 200)) // the pool has read the write back
+    fs.writeSync(fd, Buffer.from('behind'), 0, 6, 0)
+    fs.closeSync(fd)
+    await vol.release('/big', fh)
+    await vol.sync()
+    expect(records().at(-1)).to.include({op: 'write', size: data.length + MiB, digest: sha(Buffer.concat([data, Buffer.alloc(MiB, 1)]))})
   })
 
   it('re-reads the file for the digest after random writes', async () => {
