@@ -1,13 +1,18 @@
 /**
  * Remote mount against local mount, side by side on loopback, in one run.
  *
- *   node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--json out.json]
+ *   node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--reps N] [--only PARTS] [--json out.json]
  *
  * One PacioFS volume mounted locally (`paciofs mount`), another served by
  * `paciofs serve` and mounted with `paciofs mount --server` (each in its own
  * process; dist/ must be built). Measures, alternating local and remote:
  *   seqwrite  fio sequential write of SIZE MiB, bs=1M, end_fsync=1 (target remote >= 0.6x local)
- *   seqread   fio sequential read of it, page cache dropped first  (>= 0.6x local)
+ *   seqread   fio sequential read of it, cold: after both volumes are quiet (the version of the
+ *             file just written stored), `sync` and the page cache dropped; REPS reads a side,
+ *             alternating which side reads first, median (>= 0.6x local); CPU s/GiB of the
+ *             mount(s) and the server
+ *   seqread-warm  context, no target: the same with the backing files in the page cache
+ *             (one read each discarded first), median of REPS
  *   meta      create + close + unlink of N empty files             (>= 0.3x local)
  *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
  *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB)
@@ -31,7 +36,18 @@ import {removeTree} from '../test/helpers/tmp.js'
 import {fio} from './fs/fio.js'
 import {smallFiles} from './fs/files.js'
 import {tlsCeiling} from './fs/tls-ceiling.js'
-import {cpuSample, watchRss} from './fs/proc.js'
+import {watchRss} from './fs/proc.js'
+import {cpuSeconds, median, quietThenCold} from './fs/quiet.js'
+
+const PARTS = ['seq', 'meta', 'clients', 'tls']
+const USAGE = `node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--reps N] [--only PARTS] [--json out.json]
+
+  --only PARTS   comma-separated, of: ${PARTS.join(', ')} (default: all)
+  --reps N       cold and warm reads of each side (default 3; smoke 1); the table gives the median
+
+examples:
+  node --import tsx bench/remote.ts --size 1024 --files 2000 --clients 8 --client-size 1024
+  node --import tsx bench/remote.ts --size 1024 --only seq --reps 5`
 
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`)
 const load = () => loadavg().map(l => l.toFixed(1)).join(' ')
@@ -47,15 +63,22 @@ interface Row {
   note?: string
 }
 
-async function dropCaches(): Promise<void> {
-  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => {})
-}
-
 async function main(): Promise<number> {
   const {values} = parseArgs({options: {
     smoke: {type: 'boolean', default: false},
     size: {type: 'string'}, files: {type: 'string'}, clients: {type: 'string'}, 'client-size': {type: 'string'}, json: {type: 'string'},
+    reps: {type: 'string'}, only: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false},
   }})
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
+
+  const parts = new Set(values.only?.split(',') ?? PARTS)
+  for (const p of parts) if (!PARTS.includes(p)) throw new Error(`--only: unknown part ${p} (parts: ${PARTS.join(', ')})`)
+  const want = (p: string) => parts.has(p)
+  const reps = Number(values.reps ?? (values.smoke ? 1 : 3))
+  if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, not ${values.reps}`)
   const smoke = values.smoke!
   const sizeMiB = Number(values.size ?? (smoke ? 8 : 1024))
   const files = Number(values.files ?? (smoke ? 50 : 10_000))
@@ -68,6 +91,7 @@ async function main(): Promise<number> {
   const mounts: PacioMount[] = []
   let server: Served | undefined
   const rows: Row[] = []
+  let rss: Awaited<ReturnType<Awaited<ReturnType<typeof watchRss>>['stop']>> | undefined
   const loadBefore = load()
   try {
     say(`local mount, server and remote mount under ${root} (load ${loadBefore})`)
@@ -77,99 +101,144 @@ async function main(): Promise<number> {
     const remote = await mountRemote(server, 'remote', join(root, 'mnt-remote'), {configDir: config})
     mounts.push(remote)
     const both = {local: local.mountpoint, remote: remote.mountpoint}
-    const tlsBefore = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
-
-    // CPU seconds of processes over an interval, per GiB written
-    const cpuOf = async (pids: number[]) => (await Promise.all(pids.map(async pid => (await cpuSample(pid)).total))).reduce((a, b) => a + b, 0)
-    const perGiB = (s: number, mib: number) => s / (mib / 1024)
-    const cpu: Record<string, number> = {}
-    // sequential write and read
-    const seq: Record<string, {w: number; r: number}> = {}
-    for (const [name, mnt] of Object.entries(both)) {
-      const dir = join(mnt, 'seq')
-      await mkdir(dir)
-      say(`${name}: fio write ${sizeMiB} MiB`)
-      const procs = name === 'local' ? [local.child.pid!] : [server.child.pid!, remote.child.pid!]
-      const before = await Promise.all(procs.map(pid => cpuOf([pid])))
-      const w = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-      const after = await Promise.all(procs.map(pid => cpuOf([pid])))
-      if (name === 'local') cpu.localWrite = perGiB(after[0] - before[0], sizeMiB)
-      else [cpu.serverWrite, cpu.mountWrite] = [perGiB(after[0] - before[0], sizeMiB), perGiB(after[1] - before[1], sizeMiB)]
-      await dropCaches()
-      say(`${name}: fio read ${sizeMiB} MiB`)
-      const r = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=read'], timeoutMs)
-      seq[name] = {w: w.writeBytesPerSec / 1e6, r: r.readBytesPerSec / 1e6}
-    }
-
     const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100
-    const wr = ratio(seq.remote.w, seq.local.w)
-    const rr = ratio(seq.remote.r, seq.local.r)
-    rows.push({bench: 'seqwrite', metric: `fio write ${sizeMiB} MiB bs=1M end_fsync (MB/s)`, local: seq.local.w, remote: seq.remote.w, ratio: wr, target: '>= 0.6x', met: wr >= 0.6})
-    say(`seq write MB/s local ${seq.local.w.toFixed(1)} remote ${seq.remote.w.toFixed(1)}; read local ${seq.local.r.toFixed(1)} remote ${seq.remote.r.toFixed(1)} (load ${load()})`)
-    rows.push({bench: 'seqread', metric: `fio read ${sizeMiB} MiB bs=1M (MB/s)`, local: seq.local.r, remote: seq.remote.r, ratio: rr, target: '>= 0.6x', met: rr >= 0.6})
+    const tlsBefore = want('tls') ? await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs) : 0
+
+    // sequential write, then cold reads (quiet volumes, page cache dropped), alternating which side reads first
+    const pids = {local: local.child.pid!, remote: remote.child.pid!, server: server.child.pid!}
+    const volumes = [join(root, 'local'), join(root, 'remote')]
+    const perGiB = (s: number, mib: number) => s / (mib / 1024)
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
+    const cpu: Record<string, number> = {}
+    if (want('seq')) {
+      const seq: Record<string, {w: number; r: number[]; warm: number[]; cpu: number[][]}> = {}
+      for (const [name, mnt] of Object.entries(both)) {
+        const dir = join(mnt, 'seq')
+        await mkdir(dir)
+        say(`${name}: fio write ${sizeMiB} MiB`)
+        const own = name === 'local' ? [pids.local] : [pids.server, pids.remote]
+        const c0 = await cpuSeconds(own)
+        const w = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+        const c1 = await cpuSeconds(own)
+        if (name === 'local') cpu.localWrite = perGiB(c1[0] - c0[0], sizeMiB)
+        else [cpu.serverWrite, cpu.mountWrite] = [perGiB(c1[0] - c0[0], sizeMiB), perGiB(c1[1] - c0[1], sizeMiB)]
+        seq[name] = {w: w.writeBytesPerSec / 1e6, r: [], warm: [], cpu: []}
+      }
+
+      const gib = sizeMiB / 1024
+      const readOnce = async (name: string) => {
+        const own = name === 'local' ? [pids.local] : [pids.remote, pids.server]
+        const c0 = await cpuSeconds(own)
+        const r = await fio(join(both[name as keyof typeof both], 'seq'), ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=read'], timeoutMs)
+        const c1 = await cpuSeconds(own)
+        return {mbs: r.readBytesPerSec / 1e6, cpu: c1.map((c, i) => (c - c0[i]) / gib)}
+      }
+
+      for (let rep = 0; rep < reps; rep++) {
+        for (const name of rep % 2 === 0 ? ['local', 'remote'] : ['remote', 'local']) {
+          const q = await quietThenCold(Object.values(pids), volumes, {maxMs: smoke ? 10_000 : 300_000})
+          say(`${name}: fio read ${sizeMiB} MiB, cold (rep ${rep + 1}/${reps}; quiet after ${(q.waitedMs / 1000).toFixed(1)} s${q.quiet ? '' : ', NOT quiet'}; load ${load()})`)
+          const {mbs, cpu} = await readOnce(name)
+          seq[name].r.push(mbs)
+          seq[name].cpu.push(cpu)
+          say(`${name}: ${mbs.toFixed(1)} MB/s, CPU s/GiB ${cpu.map(c => c.toFixed(2)).join(' / ')}`)
+        }
+      }
+
+      // warm, as context: the backing file in the page cache on both sides (one read discarded first)
+      for (const name of ['local', 'remote']) await readOnce(name)
+      for (let rep = 0; rep < reps; rep++) {
+        for (const name of rep % 2 === 0 ? ['local', 'remote'] : ['remote', 'local']) seq[name].warm.push((await readOnce(name)).mbs)
+      }
+
+      const wr = ratio(seq.remote.w, seq.local.w)
+      const rr = ratio(median(seq.remote.r), median(seq.local.r))
+      const ww = ratio(median(seq.remote.warm), median(seq.local.warm))
+      const list = (xs: number[]) => xs.map(x => x.toFixed(0)).join(', ')
+      const cpuOf = (name: string, i: number) => median(seq[name].cpu.map(c => c[i])).toFixed(2)
+      rows.push({bench: 'seqwrite', metric: `fio write ${sizeMiB} MiB bs=1M end_fsync (MB/s)`, local: seq.local.w, remote: seq.remote.w, ratio: wr, target: '>= 0.6x', met: wr >= 0.6})
+      say(`seq write MB/s local ${seq.local.w.toFixed(1)} remote ${seq.remote.w.toFixed(1)}; cold read local ${list(seq.local.r)} remote ${list(seq.remote.r)}; warm local ${list(seq.local.warm)} remote ${list(seq.remote.warm)} (load ${load()})`)
+      rows.push({bench: 'seqread', metric: `fio read ${sizeMiB} MiB bs=1M, cold (MB/s)`, local: median(seq.local.r), remote: median(seq.remote.r), ratio: rr, target: '>= 0.6x', met: rr >= 0.6,
+        note: `median of ${reps}, alternating; local ${list(seq.local.r)}, remote ${list(seq.remote.r)}; CPU s/GiB: local mount ${cpuOf('local', 0)}, remote mount ${cpuOf('remote', 0)}, server ${cpuOf('remote', 1)}`})
+      rows.push({bench: 'seqread-warm', metric: `fio read ${sizeMiB} MiB bs=1M, backing file in the page cache (MB/s)`, local: median(seq.local.warm), remote: median(seq.remote.warm), ratio: ww, target: '', met: true,
+        note: `context; median of ${reps} after one discarded read each; local ${list(seq.local.warm)}, remote ${list(seq.remote.warm)}`})
+    }
 
     // metadata
-    const meta: Record<string, number> = {}
-    for (const [name, mnt] of Object.entries(both)) {
-      say(`${name}: create+close+unlink ${files} files`)
-      const res = await smallFiles('churn', join(mnt, 'meta'), files, {size: 0, timeoutMs})
-      meta[name] = files / (res.totalMs / 1000)
+    if (want('meta')) {
+      const meta: Record<string, number> = {}
+      for (const [name, mnt] of Object.entries(both)) {
+        say(`${name}: create+close+unlink ${files} files`)
+        const res = await smallFiles('churn', join(mnt, 'meta'), files, {size: 0, timeoutMs})
+        meta[name] = files / (res.totalMs / 1000)
+      }
+
+      say(`meta files/s local ${meta.local.toFixed(1)} remote ${meta.remote.toFixed(1)} (load ${load()})`)
+      const mr = ratio(meta.remote, meta.local)
+      rows.push({bench: 'meta', metric: `create + close + unlink, ${files} files (files/s)`, local: meta.local, remote: meta.remote, ratio: mr, target: '>= 0.3x', met: mr >= 0.3})
     }
 
-    say(`meta files/s local ${meta.local.toFixed(1)} remote ${meta.remote.toFixed(1)} (load ${load()})`)
-    const mr = ratio(meta.remote, meta.local)
-    rows.push({bench: 'meta', metric: `create + close + unlink, ${files} files (files/s)`, local: meta.local, remote: meta.remote, ratio: mr, target: '>= 0.3x', met: mr >= 0.3})
-
     // K clients at once, each its own mount process
-    say(`${clients} remote clients writing ${clientMiB} MiB each`)
-    const extra: PacioMount[] = []
-    for (let i = 1; i < clients; i++) extra.push(await mountRemote(server, 'remote', join(root, `mnt-c${i}`), {configDir: config}))
-    mounts.push(...extra)
-    const all = [remote, ...extra]
-    const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-    const rss = await watchRss(server.child.pid!)
-    const mountPids = all.map(m => m.child.pid!)
-    const cpu0 = [await cpuOf([server.child.pid!]), await cpuOf(mountPids)]
-    const t0 = performance.now()
-    // a client that fails is reported in the table (with the server's RSS, measured all the same)
-    const results = await Promise.allSettled(all.map(async (m, i) => {
-      const dir = join(m.mountpoint, `client-${i}`)
-      await mkdir(dir)
-      await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-    }))
-    const failed = results.flatMap(r => (r.status === 'rejected' ? [String((r.reason as Error)?.message ?? r.reason).split('\n')[0]] : []))
-    for (const f of failed) say(`a client failed: ${f}`)
-    const wall = (performance.now() - t0) / 1000
-    cpu.serverClients = perGiB(await cpuOf([server.child.pid!]) - cpu0[0], clients * clientMiB)
-    cpu.mountClients = perGiB(await cpuOf(mountPids) - cpu0[1], clients * clientMiB)
-    const peak = await rss.stop()
-    const aggregate = (clients * clientMiB * 1048576) / 1e6 / wall
-    const single = one.writeBytesPerSec / 1e6
-    rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
-      note: `"local" column: one remote client alone${failed.length > 0 ? `; ${failed.length} of ${clients} clients FAILED: ${failed[0].slice(0, 200)}` : ''}`})
-    if (failed.length > 0) rows.at(-1)!.met = false
-    // the same K writers on the local mount: what the disk and the volume do with K files at once
-    say(`local: 1 then ${clients} writers of ${clientMiB} MiB`)
-    const localOne = await fio(join(local.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-    const tl = performance.now()
-    await Promise.all(all.map(async (_m, i) => {
-      const dir = join(local.mountpoint, `client-${i}`)
-      await mkdir(dir)
-      await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-    }))
-    const localAggregate = (clients * clientMiB * 1048576) / 1e6 / ((performance.now() - tl) / 1000)
-    rows.push({bench: 'local-k', metric: `local mount, ${clients} writers x ${clientMiB} MiB at once: aggregate vs one writer alone (MB/s)`, local: localOne.writeBytesPerSec / 1e6, remote: localAggregate,
-      ratio: ratio(localAggregate, localOne.writeBytesPerSec / 1e6), target: '', met: true, note: 'context for the row above: the same disk without the network; "remote" column: the local aggregate'})
-    say(`local: ${clients} writers aggregate ${localAggregate.toFixed(1)} MB/s, one alone ${(localOne.writeBytesPerSec / 1e6).toFixed(1)} MB/s (load ${load()})`)
-    const tlsAfter = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
-    rows.push({bench: 'tls', metric: `TLS on loopback, one Node process to another, ${sizeMiB} MiB (MB/s; before / after)`, local: tlsBefore, remote: tlsAfter, target: '', met: true,
-      note: 'the ceiling of any data path through one Node TLS connection here'})
-    const c = (n: number) => n.toFixed(2)
-    rows.push({bench: 'cpu', metric: `CPU s per GiB written, all threads: server / remote mount (local mount: ${c(cpu.localWrite)})`, local: cpu.serverWrite, remote: cpu.mountWrite, target: '', met: true,
-      note: `sequential write; with ${clients} clients at once: server ${c(cpu.serverClients)}, mounts ${c(cpu.mountClients)}`})
-    say(`CPU s/GiB: local mount ${c(cpu.localWrite)}; remote write server ${c(cpu.serverWrite)} mount ${c(cpu.mountWrite)}; ${clients} clients server ${c(cpu.serverClients)} mounts ${c(cpu.mountClients)}`)
-    rows.push({bench: 'server-rss', metric: `server peak RSS with ${clients} clients writing (MB, ${peak.method})`, remote: peak.peakMB, target: '< 300', met: peak.peakMB < 300})
-    say(`clients: aggregate ${aggregate.toFixed(1)} MB/s, one alone ${single.toFixed(1)} MB/s, server peak RSS ${peak.peakMB} MB (load ${load()})`)
+    if (want('clients')) {
+      say(`${clients} remote clients writing ${clientMiB} MiB each`)
+      const extra: PacioMount[] = []
+      for (let i = 1; i < clients; i++) extra.push(await mountRemote(server, 'remote', join(root, `mnt-c${i}`), {configDir: config}))
+      mounts.push(...extra)
+      const all = [remote, ...extra]
+      await mkdir(join(remote.mountpoint, 'seq'), {recursive: true})
+      await mkdir(join(local.mountpoint, 'seq'), {recursive: true})
+      const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      const watch = await watchRss(server.child.pid!)
+      const mountPids = all.map(m => m.child.pid!)
+      const cpu0 = [sum(await cpuSeconds([pids.server])), sum(await cpuSeconds(mountPids))]
+      const t0 = performance.now()
+      // a client that fails is reported in the table (with the server's RSS, measured all the same)
+      const results = await Promise.allSettled(all.map(async (m, i) => {
+        const dir = join(m.mountpoint, `client-${i}`)
+        await mkdir(dir)
+        await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      }))
+      const failed = results.flatMap(r => (r.status === 'rejected' ? [String((r.reason as Error)?.message ?? r.reason).split('\n')[0]] : []))
+      for (const f of failed) say(`a client failed: ${f}`)
+      const wall = (performance.now() - t0) / 1000
+      cpu.serverClients = perGiB(sum(await cpuSeconds([pids.server])) - cpu0[0], clients * clientMiB)
+      cpu.mountClients = perGiB(sum(await cpuSeconds(mountPids)) - cpu0[1], clients * clientMiB)
+      const peak = await watch.stop()
+      const aggregate = (clients * clientMiB * 1048576) / 1e6 / wall
+      const single = one.writeBytesPerSec / 1e6
+      rss = peak
+      say(`clients: aggregate ${aggregate.toFixed(1)} MB/s, one alone ${single.toFixed(1)} MB/s, server peak RSS ${peak.peakMB} MB (load ${load()})`)
+      rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
+        note: `"local" column: one remote client alone${failed.length > 0 ? `; ${failed.length} of ${clients} clients FAILED: ${failed[0].slice(0, 200)}` : ''}`})
+      if (failed.length > 0) rows.at(-1)!.met = false
+      // the same K writers on the local mount: what the disk and the volume do with K files at once
+      say(`local: 1 then ${clients} writers of ${clientMiB} MiB`)
+      const localOne = await fio(join(local.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      const tl = performance.now()
+      await Promise.all(all.map(async (_m, i) => {
+        const dir = join(local.mountpoint, `client-${i}`)
+        await mkdir(dir)
+        await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      }))
+      const localAggregate = (clients * clientMiB * 1048576) / 1e6 / ((performance.now() - tl) / 1000)
+      rows.push({bench: 'local-k', metric: `local mount, ${clients} writers x ${clientMiB} MiB at once: aggregate vs one writer alone (MB/s)`, local: localOne.writeBytesPerSec / 1e6, remote: localAggregate,
+        ratio: ratio(localAggregate, localOne.writeBytesPerSec / 1e6), target: '', met: true, note: 'context for the row above: the same disk without the network; "remote" column: the local aggregate'})
+      say(`local: ${clients} writers aggregate ${localAggregate.toFixed(1)} MB/s, one alone ${(localOne.writeBytesPerSec / 1e6).toFixed(1)} MB/s (load ${load()})`)
+    }
+
+    if (want('tls')) {
+      const tlsAfter = await tlsCeiling(join(config, 'server'), sizeMiB, timeoutMs)
+      rows.push({bench: 'tls', metric: `TLS on loopback, one Node process to another, ${sizeMiB} MiB (MB/s; before / after)`, local: tlsBefore, remote: tlsAfter, target: '', met: true,
+        note: 'the ceiling of any data path through one Node TLS connection here'})
+    }
+
+    if (want('seq')) {
+      const c = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(2))
+      rows.push({bench: 'cpu', metric: `CPU s per GiB written, all threads: server / remote mount (local mount: ${c(cpu.localWrite)})`, local: cpu.serverWrite, remote: cpu.mountWrite, target: '', met: true,
+        note: `sequential write${want('clients') ? `; with ${clients} clients at once: server ${c(cpu.serverClients)}, mounts ${c(cpu.mountClients)}` : ''}`})
+      say(`CPU s/GiB written: local mount ${c(cpu.localWrite)}; remote write server ${c(cpu.serverWrite)} mount ${c(cpu.mountWrite)}; ${clients} clients server ${c(cpu.serverClients)} mounts ${c(cpu.mountClients)}`)
+    }
+    if (rss) rows.push({bench: 'server-rss', metric: `server peak RSS with ${clients} clients writing (MB, ${rss.method})`, remote: rss.peakMB, target: '< 300', met: rss.peakMB < 300})
   } finally {
     for (const m of mounts.splice(0).reverse()) await m.stop().catch(() => m.kill())
     if (server) await server.stop().catch(() => server!.kill())
