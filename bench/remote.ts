@@ -250,7 +250,7 @@ async function main(): Promise<number> {
   process.stdout.write(`load average before: ${loadBefore}, after: ${loadAfter}${smoke ? ' (smoke: numbers not judged)' : ''}\n\n`)
   process.stdout.write('| benchmark | local | remote | remote / local | target | met |\n| --- | --: | --: | --: | --- | --- |\n')
   for (const r of rows) process.stdout.write(`| ${r.metric}${r.note ? ` (${r.note})` : ''} | ${f(r.local)} | ${f(r.remote)} | ${r.ratio === undefined ? '' : `${r.ratio}x`} | ${r.target} | ${smoke || r.target === '' ? '–' : r.met ? 'yes' : 'no'} |\n`)
-  if (values.json) await writeFile(values.json, JSON.stringify({date: new Date().toISOString(), smoke, sizeMiB, files, clients, clientMiB, loadBefore, loadAfter, rows}, null, 2))
+  if (values.json) await writeFile(values.json, JSON.stringify({date: new Date().toISOString(), root, smoke, sizeMiB, files, clients, clientMiB, loadBefore, loadAfter, rows}, null, 2))
   return 0
 }
 
