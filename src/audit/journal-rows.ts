@@ -1,14 +1,18 @@
 /**
- * A first verify's journal rows, read and checked on the worker threads.
- * Reading 200,000 rows out of SQLite and hashing each salt ‖ record was most
- * of the main thread's journal pass; the workers, idle then for much of
- * it, do both (RowReader, the same verdicts), a range of jseqs at a time,
- * while the main thread checks the ledger. The main thread gets each range
- * as one batch: the rows' keys, hash columns, verdicts and one string of
- * their texts, and only parses and replays. At most AHEAD ranges are out
- * at once, so the batches waiting for the main thread stay small.
+ * A first verify's journal rows, read and checked on a worker thread of
+ * their own. Reading 200,000 rows out of SQLite and hashing each
+ * salt ‖ record was most of the main thread's journal pass; the worker does
+ * both (RowReader, the same verdicts), a range of jseqs at a time, while the
+ * main thread checks the ledger, and ends with the pass (so that its memory
+ * is gone before the comparison, where verify's memory peaks). The main
+ * thread gets each range as one batch: the rows' keys, hash columns,
+ * verdicts and one string of their texts, and only parses and replays. At
+ * most AHEAD ranges are out at once, so the batches waiting for the main
+ * thread stay small; a range is small enough (RANGE) that its string dies
+ * young.
  */
-import type {WorkerPool} from './pool.js'
+import {WorkerPool} from './pool.js'
+import type {WorkerSetup} from './worker.js'
 import type {RowReader} from './rows.js'
 
 /** Journal rows per range. */
@@ -75,8 +79,18 @@ export function readBatch(reader: RowReader, after: number, upTo: number): Journ
   return {jseqs, hashes: hashes.slice(0, 32 * jseqs.length), odd, ok: ok.slice(0, jseqs.length), texts: scratch.toString('utf8', 0, used), lens, actual}
 }
 
-/** The rows after 0 up to maxJseq, range by range in journal order, read on the pool's workers. */
-export async function * journalBatches(pool: WorkerPool, maxJseq: number): AsyncGenerator<JournalBatch> {
+/** The rows after 0 up to maxJseq, range by range in journal order, read on a worker started for them (`pool`: on that pool instead). */
+export async function * journalBatches(journal: NonNullable<WorkerSetup['journal']>, maxJseq: number, pool?: WorkerPool): AsyncGenerator<JournalBatch> {
+  const own = pool ? undefined : new WorkerPool(1, '', journal)
+  const on = (pool ?? own)!
+  try {
+    yield * batches(on, maxJseq)
+  } finally {
+    await own?.close()
+  }
+}
+
+async function * batches(pool: WorkerPool, maxJseq: number): AsyncGenerator<JournalBatch> {
   const runs: Array<Promise<JournalBatch>> = []
   let next = 0
   const ask = () => {

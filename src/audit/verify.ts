@@ -152,7 +152,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     const head = await ledger.head()
 
     // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
-    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history, {file: layout.journal, volumeId: meta.id})
+    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
     // entries that arrive before the expected tree is complete wait here; later ones are compared at once.
     // The walk runs only SCAN_AHEAD sets ahead of the tree: the workers check the history store's versions
     // as the journal pass finds them, and scan the rest once the tree is there (nothing waits in memory).
@@ -310,8 +310,8 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
       const reader = new RowReader(journal)
       for (const row of newRows(journal, reader, anchors, index.maxJseq)) checkRow(row.jseq, row.hash, 0, row.hash.length, row.ok, row.actual, row.text)
     } else {
-      // every row: read and checked on the workers, a range at a time (journal-rows.ts); parsed and replayed here
-      for await (const b of journalBatches(pool, maxJseq)) {
+      // every row: read and checked on a worker of its own, a range at a time (journal-rows.ts); parsed and replayed here
+      for await (const b of journalBatches({file: layout.journal, volumeId: meta.id}, maxJseq)) {
         const keys = Buffer.from(b.hashes.buffer, b.hashes.byteOffset, b.hashes.byteLength)
         const {texts} = b
         const odd = b.odd.length > 0 ? new Map(b.odd) : undefined

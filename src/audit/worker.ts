@@ -23,7 +23,7 @@
 import {hash as oneShot, createHash} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
-import {parentPort, receiveMessageOnPort, workerData} from 'node:worker_threads'
+import {parentPort, workerData} from 'node:worker_threads'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore, type HistoryProblem, type Manifest} from '../history/store.js'
 import {READ_LSTAT, READ_META, sys} from '../volume/sys.js'
 import {readBatch, type JournalBatch} from './journal-rows.js'
@@ -288,7 +288,7 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit, s
   }
 }
 
-/** The journal, read-only, when verify reads its rows here (the modules load only then). */
+/** The journal, read-only, in a worker started to read its rows (journal-rows.ts; the modules load only there). */
 async function openJournal(): Promise<RowReader | undefined> {
   if (!setup.journal) return undefined
   const [{Journal}, {RowReader}] = await Promise.all([import('../volume/journal.js'), import('./rows.js')])
@@ -307,31 +307,7 @@ function journalGroup(items: string[], start: number, end: number, emit: Emit): 
   }
 }
 
-/**
- * Sets in the order they came, but for journal ranges: the main thread waits
- * for those, so between two groups of a scan or history set a worker takes
- * the messages waiting and runs a journal range at once.
- */
-const queue: JobSet[] = []
-let running = false
-parentPort!.on('message', (set: JobSet) => {
-  queue.push(set)
-  if (running) return
-  running = true
-  try {
-    for (let next = queue.shift(); next; next = queue.shift()) onSet(next)
-  } finally {
-    running = false
-  }
-})
-
-function takeUrgent(): void {
-  for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!)) {
-    const set = m.message as JobSet
-    if (set.kind === 'journal') onSet(set)
-    else queue.push(set)
-  }
-}
+parentPort!.on('message', (set: JobSet) => onSet(set))
 
 function onSet(set: JobSet): void {
   const claim = new Int32Array(set.claim)
@@ -356,7 +332,6 @@ function onSet(set: JobSet): void {
   for (let i = Atomics.add(claim, 0, GROUP); i < n; i = Atomics.add(claim, 0, GROUP)) {
     group(set.items, i, Math.min(n, i + GROUP), emit, set.sizes)
     if (idx.length >= BATCH || bytes >= BATCH_BYTES) send()
-    if (set.kind !== 'journal') takeUrgent()
   }
 
   if (idx.length > 0) send()

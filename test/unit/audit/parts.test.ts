@@ -258,10 +258,9 @@ describe('verify internals', () => {
       for (const r of reader.after(0)) want.push([r.jseq, r.ok, r.hash.toString('hex'), r.ok ? '' : r.actual, r.text])
       j.close()
 
-      const pool = new WorkerPool(2, join(dir, 'no-history'), {file, volumeId: 'vol-1'})
-      try {
-        const got: typeof want = []
-        for await (const b of journalBatches(pool, n)) {
+      const got: typeof want = []
+      {
+        for await (const b of journalBatches({file, volumeId: 'vol-1'}, n)) {
           const odd = new Map(b.odd)
           let at = 0
           let bad = 0
@@ -272,22 +271,21 @@ describe('verify internals', () => {
           }
         }
 
-        expect(got.length).to.equal(n)
-        expect(got).to.deep.equal(want)
-        expect(got.filter(g => !g[1]).map(g => g[0])).to.deep.equal([8, 10, 21, RANGE + 4, 2 * RANGE + 51])
-        for (const [jseq, ok, , actual] of got) {
-          const r = rows[jseq - 1]
-          if (!ok) expect(actual, `row ${jseq}`).to.equal(sha(Buffer.concat([r.salt, r.record])))
-        }
-      } finally {
-        await pool.close()
+      }
+
+      expect(got.length).to.equal(n)
+      expect(got).to.deep.equal(want)
+      expect(got.filter(g => !g[1]).map(g => g[0])).to.deep.equal([8, 10, 21, RANGE + 4, 2 * RANGE + 51])
+      for (const [jseq, ok, , actual] of got) {
+        const r = rows[jseq - 1]
+        if (!ok) expect(actual, `row ${jseq}`).to.equal(sha(Buffer.concat([r.salt, r.record])))
       }
     })
 
     it('a pool started without a journal fails a journal range with a clear error', async () => {
       const pool = new WorkerPool(1, join(dir, 'no-history'))
       try {
-        const it = journalBatches(pool, 10)
+        const it = journalBatches({file: join(dir, 'none.db'), volumeId: 'vol-1'}, 10, pool)
         let error: Error | undefined
         try {
           await it.next()
