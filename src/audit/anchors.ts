@@ -72,13 +72,6 @@ export class Anchors {
     return p === 0 ? undefined : p - 1
   }
 
-  /** get() of the len bytes at keys[off] (no Buffer per lookup: a first verify makes 200,000). */
-  getAt(keys: Buffer, off: number, len: number): number | undefined {
-    if (len !== KEY) return this.odd.get(keys.toString('latin1', off, off + len))
-    const p = this.slots[this.find(keys, off)]
-    return p === 0 ? undefined : p - 1
-  }
-
   /** A journal row has this hash: it is not "missing". */
   markMatched(pos: number): void {
     this.matched[pos] = 1

@@ -6,8 +6,7 @@
  * in the order they were submitted (the scan, then the history store).
  */
 import {Worker} from 'node:worker_threads'
-import type {JournalBatch} from './journal-rows.js'
-import type {Answer, HistoryResult, JobSet, ScanResult, WorkerSetup} from './worker.js'
+import type {Answer, HistoryResult, JobSet, ScanResult} from './worker.js'
 
 const here = new URL('.', import.meta.url)
 // under tsx (tests, benches) the worker is TypeScript and needs the same loader
@@ -19,7 +18,7 @@ const LIMITS = {maxYoungGenerationSizeMb: 8}
 
 interface Pending {
   left: number
-  onAnswer: (idx: number[], out: Array<ScanResult | HistoryResult | JournalBatch>, bytes: number) => void
+  onAnswer: (idx: number[], out: Array<ScanResult | HistoryResult>, bytes: number) => void
   resolve: () => void
   reject: (e: Error) => void
 }
@@ -31,13 +30,11 @@ export class WorkerPool {
   private failed?: Error
   private closing?: Promise<void>
 
-  /** `journal`: the volume's journal, for 'journal' sets (read-only) */
-  constructor(n: number, historyDir: string, journal?: WorkerSetup['journal']) {
-    const workerData: WorkerSetup = {historyDir, journal}
+  constructor(n: number, historyDir: string) {
     this.workers = Array.from({length: n}, () => {
       const w = isTs
-        ? new Worker(`import('tsx/esm/api').then(t => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}) })`, {eval: true, workerData, resourceLimits: LIMITS})
-        : new Worker(WORKER_URL, {workerData, resourceLimits: LIMITS})
+        ? new Worker(`import('tsx/esm/api').then(t => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}) })`, {eval: true, workerData: {historyDir}, resourceLimits: LIMITS})
+        : new Worker(WORKER_URL, {workerData: {historyDir}, resourceLimits: LIMITS})
       w.on('message', (a: Answer) => {
         const p = this.pending.get(a.id)
         if (!p) return

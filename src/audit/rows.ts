@@ -35,20 +35,18 @@ export class RowReader {
   private readonly row: CheckedRow = {jseq: 0, hash: this.key, ok: false, actual: '', text: ''}
   /** rows checked again from their bytes */
   exact = 0
-  private utf8?: boolean
 
   constructor(private readonly journal: Journal) {}
 
-  /** Every row after afterJseq (up to and including upTo), in journal order. The object yielded is reused. */
-  * after(afterJseq: number, upTo = Number.MAX_SAFE_INTEGER): Generator<CheckedRow> {
-    this.utf8 ??= this.journal.textEncoding() === 'UTF-8'
-    if (!this.utf8) {
-      for (const r of this.journal.auditRows(afterJseq, upTo)) yield this.fromBytes(r)
+  /** Every row after afterJseq, in journal order. The object yielded is reused. */
+  * after(afterJseq: number): Generator<CheckedRow> {
+    if (this.journal.textEncoding() !== 'UTF-8') {
+      for (const r of this.journal.auditRows(afterJseq)) yield this.fromBytes(r)
       return
     }
 
     const {scratch, row} = this
-    for (const [jseq, hashHex, saltHex, text] of this.journal.auditTextRows(afterJseq, upTo)) {
+    for (const [jseq, hashHex, saltHex, text] of this.journal.auditTextRows(afterJseq)) {
       const saltLength = saltHex.length >> 1
       if (saltLength + text.length * 3 > SCRATCH || hashHex.length !== 64 || text.includes('\uFFFD')) {
         yield this.exactRow(jseq)

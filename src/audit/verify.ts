@@ -24,7 +24,6 @@ import {normalize} from '../volume/paths.js'
 import type {FsRecord} from '../volume/types.js'
 import {Anchors} from './anchors.js'
 import {Replay} from './replay.js'
-import {journalBatches} from './journal-rows.js'
 import {RowReader, type CheckedRow} from './rows.js'
 import {defaultCacheDir, dropIndex, loadIndex, saveIndex, type VerifiedIndex} from './cache.js'
 import {TreeComparer} from './compare.js'
@@ -250,81 +249,61 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     let records = 0
     let beyondHead = 0
     let beyondMax = 0
+    // incrementally: the rows the new blocks anchor, and any row added since the last verify
+    const reader = new RowReader(journal)
+    const rows = index ? newRows(journal, reader, anchors, index.maxJseq) : reader.after(0)
     const maxJseq = journal.maxJseq()
-    /** One journal row, its hash column at keys[off, off + len), checked (ok: it hashes, with its salt, to that column). */
-    const checkRow = (jseq: number, keys: Buffer, off: number, len: number, ok: boolean, actual: string, text: string) => {
+    for (const row of rows) {
       records++
-      const order = anchors.getAt(keys, off, len)
+      const {jseq, hash, ok} = row
+      const order = anchors.get(hash)
       if (order !== undefined) anchors.markMatched(order) // accounted for: not "record missing"
       let record: FsRecord | undefined
       if (ok) {
         try {
-          record = parseCommittedText(text) as unknown as FsRecord
+          record = parseCommittedText(row.text) as unknown as FsRecord
         } catch { /* reported below */ }
       }
 
       if (!record || typeof record !== 'object') {
         let path: string | undefined
         try {
-          path = (parseCommittedText(text) as {path?: unknown}).path as string | undefined
+          path = (parseCommittedText(row.text) as {path?: unknown}).path as string | undefined
         } catch { /* not even JSON */ }
 
-        if (typeof path !== 'string') path = journal!.row(jseq)!.path
+        if (typeof path !== 'string') path = journal.row(jseq)!.path
         if (order !== undefined) replay.skip(order)
         tree.untrusted.add(path)
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: keys.toString('hex', off, off + len), found: actual,
-            record: order === undefined ? rowRef(journal!, jseq) : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
+          divergences.push({path, kind: 'record-tampered', expected: hash.toString('hex'), found: row.actual,
+            record: order === undefined ? rowRef(journal, jseq) : anchors.ref(order), detail: 'the journal record does not hash, with its salt, to its value on the ledger'})
         }
 
-        return
+        continue
       }
 
       const path = record.path
       if (order === undefined) {
         tree.untrusted.add(path)
-        const rowEpoch = journal!.row(jseq)!.epoch
-        if (rowEpoch !== null && brokenEpochs.has(rowEpoch)) return // its block is reported already
+        const rowEpoch = journal.row(jseq)!.epoch
+        if (rowEpoch !== null && brokenEpochs.has(rowEpoch)) continue // its block is reported already
         if (rowEpoch !== null && rowEpoch > head.epoch) {
           beyondHead++ // placed in a block the ledger no longer has: reported once below
           beyondMax = Math.max(beyondMax, rowEpoch)
-          return
+          continue
         }
 
         if (within(path)) {
-          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent', record: withOp(rowRef(journal!, jseq), record.op),
+          divergences.push({path, kind: 'record-tampered', expected: 'on the ledger', found: 'absent', record: withOp(rowRef(journal, jseq), record.op),
             detail: `journal record (${record.op}) whose hash the ledger does not hold`})
         }
 
-        return
+        continue
       }
 
       replay.add(order, record, anchors.recordRef(order, record.who.member, record.who.uid, record.op))
       if (record.digest !== undefined && within(record.path) && (record.op === 'create' || record.op === 'write' || record.op === 'truncate')) {
         versions.add(record.digest, record.size ?? 0, jseq, order)
-      }
-    }
-
-    if (index) {
-      // incrementally: the rows the new blocks anchor, and any row added since the last verify
-      const reader = new RowReader(journal)
-      for (const row of newRows(journal, reader, anchors, index.maxJseq)) checkRow(row.jseq, row.hash, 0, row.hash.length, row.ok, row.actual, row.text)
-    } else {
-      // every row: read and checked on a worker of its own, a range at a time (journal-rows.ts); parsed and replayed here
-      for await (const b of journalBatches({file: layout.journal, volumeId: meta.id}, maxJseq)) {
-        const keys = Buffer.from(b.hashes.buffer, b.hashes.byteOffset, b.hashes.byteLength)
-        const {texts} = b
-        const odd = b.odd.length > 0 ? new Map(b.odd) : undefined
-        let at = 0
-        let bad = 0
-        for (let i = 0; i < b.jseqs.length; i++) {
-          const text = texts.slice(at, (at += b.lens[i]))
-          const ok = b.ok[i] === 1
-          const actual = ok ? '' : b.actual[bad++]
-          const o = odd?.get(i)
-          if (o) checkRow(b.jseqs[i], Buffer.from(o.buffer, o.byteOffset, o.byteLength), 0, o.length, ok, actual, text)
-          else checkRow(b.jseqs[i], keys, 32 * i, 32, ok, actual, text)
-        }
       }
     }
 

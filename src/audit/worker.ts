@@ -15,10 +15,6 @@
  *           (HistoryStore.check) for anything that is not intact. A version
  *           of one chunk is one read of that chunk (the store keeps no
  *           manifest for it); a larger one its manifest, then each chunk.
- *  journal  item = a range of journal rows, 'after:upTo' (jseqs): each row's
- *           salted hash checked (RowReader), answered as one JournalBatch
- *           (journal-rows.ts). The journal is opened read-only at the first
- *           such item.
  */
 import {hash as oneShot, createHash} from 'node:crypto'
 import fs from 'node:fs'
@@ -26,22 +22,14 @@ import os from 'node:os'
 import {parentPort, workerData} from 'node:worker_threads'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore, type HistoryProblem, type Manifest} from '../history/store.js'
 import {READ_LSTAT, READ_META, sys} from '../volume/sys.js'
-import {readBatch, type JournalBatch} from './journal-rows.js'
-import type {RowReader} from './rows.js'
 
 /** [type, mode, uid, gid, size, digest or link target, xattrs, error] */
 export type ScanResult = [string, number, number, number, number, string | undefined, Array<[string, string]> | undefined, string | undefined]
 export type HistoryResult = HistoryProblem | 0
 
-/** What a worker needs besides its jobs: the history store, and the journal (verify's first pass) */
-export interface WorkerSetup {
-  historyDir: string
-  journal?: {file: string; volumeId: string}
-}
-
 export interface JobSet {
   id: number
-  kind: 'scan' | 'history' | 'journal'
+  kind: 'scan' | 'history'
   items: string[]
   /** history: the size of each version as its record gives it (0: not known) */
   sizes?: number[]
@@ -51,7 +39,7 @@ export interface JobSet {
 export interface Answer {
   id: number
   idx: number[]
-  out: Array<ScanResult | HistoryResult | JournalBatch>
+  out: Array<ScanResult | HistoryResult>
   bytes: number
 }
 
@@ -104,8 +92,7 @@ function hashFile(p: string, hint: number): {digest: string; size: number} {
   }
 }
 
-const setup = workerData as WorkerSetup
-const store = new HistoryStore(setup.historyDir)
+const store = new HistoryStore((workerData as {historyDir: string}).historyDir)
 // store.manifestPath and chunkPath without path.join's normalising (one call per file): digests and chunk hashes are 64 hex digits here
 const manifestPath = (digest: string) => `${store.manifestDir}/${digest.slice(0, 2)}/${digest}.json`
 const chunkPath = (hash: string) => `${store.chunkDir}/${hash.slice(0, 2)}/${hash}`
@@ -121,7 +108,7 @@ const data = Buffer.allocUnsafe(1 << 20) // > CHUNK_SIZE + 1: any chunk fits (la
 const meta = new Float64Array(GROUP * READ_META)
 const ERRNO = new Map(Object.entries(os.constants.errno).map(([code, n]) => [n, code]))
 const codeOf = (errno: number) => ERRNO.get(errno) ?? `errno ${errno}`
-type Emit = (i: number, r: ScanResult | HistoryResult | JournalBatch, bytes: number) => void
+type Emit = (i: number, r: ScanResult | HistoryResult, bytes: number) => void
 type Group = (items: string[], start: number, end: number, emit: Emit, sizes?: number[]) => void
 
 const S_IFMT = 0o170000
@@ -288,30 +275,9 @@ function historyGroup(items: string[], start: number, end: number, emit: Emit, s
   }
 }
 
-/** The journal, read-only, in a worker started to read its rows (journal-rows.ts; the modules load only there). */
-async function openJournal(): Promise<RowReader | undefined> {
-  if (!setup.journal) return undefined
-  const [{Journal}, {RowReader}] = await Promise.all([import('../volume/journal.js'), import('./rows.js')])
-  // the rows are read once, in order: a small page cache (SQLite's pages of a worker otherwise add up to 16 MiB to the RSS)
-  return new RowReader(Journal.open(setup.journal.file, setup.journal.volumeId, {readonly: true, cacheKiB: 1024}))
-}
-
-const reader = await openJournal()
-
-/** Ranges of journal rows, 'after:upTo': each answered as one batch. */
-function journalGroup(items: string[], start: number, end: number, emit: Emit): void {
-  if (!reader) throw new Error('this verify worker was started without a journal')
-  for (let i = start; i < end; i++) {
-    const [after, upTo] = items[i].split(':').map(Number)
-    emit(i, readBatch(reader, after, upTo), 0)
-  }
-}
-
-parentPort!.on('message', (set: JobSet) => onSet(set))
-
-function onSet(set: JobSet): void {
+parentPort!.on('message', (set: JobSet) => {
   const claim = new Int32Array(set.claim)
-  const group: Group = set.kind === 'scan' ? scanGroup : set.kind === 'history' ? historyGroup : journalGroup
+  const group: Group = set.kind === 'scan' ? scanGroup : historyGroup
   let idx: number[] = []
   let out: Answer['out'] = []
   let bytes = 0
@@ -335,4 +301,4 @@ function onSet(set: JobSet): void {
   }
 
   if (idx.length > 0) send()
-}
+})

@@ -90,12 +90,10 @@ export class Journal {
    * `backgroundCheckpoints`: a writer's WAL checkpoints run in a worker thread (for a mount; close() stops it),
    * on the host's thread when given one that can (see checkpointer.ts), else on a thread of their own.
    */
-  /** `cacheKiB`: SQLite's page cache for this connection (better-sqlite3's default is 16 MiB; a reader that only streams the rows needs little) */
-  static open(file: string, volumeId: string, opts: {readonly?: boolean; backgroundCheckpoints?: boolean | CheckpointHost; cacheKiB?: number} = {}): Journal {
+  static open(file: string, volumeId: string, opts: {readonly?: boolean; backgroundCheckpoints?: boolean | CheckpointHost} = {}): Journal {
     let db: Database.Database
     try {
       db = new Database(file, {readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false})
-      if (opts.cacheKiB !== undefined) db.pragma(`cache_size = -${Math.max(64, Math.floor(opts.cacheKiB))}`)
       if (!opts.readonly) {
         db.pragma('journal_mode = WAL')
         db.pragma('synchronous = NORMAL')
@@ -193,20 +191,19 @@ export class Journal {
    * in journal order, streamed: [jseq, hash, salt length, salt ‖ record]
    * (one buffer: it is what the salted hash covers).
    */
-  * auditRows(afterJseq = 0, upTo = Number.MAX_SAFE_INTEGER): IterableIterator<AuditRow> {
-    yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? AND jseq <= ? ORDER BY jseq`).raw(true).iterate(afterJseq, upTo) as IterableIterator<AuditRow>
+  * auditRows(afterJseq = 0): IterableIterator<AuditRow> {
+    yield * this.db.prepare(`${AUDIT_SELECT} WHERE jseq > ? ORDER BY jseq`).raw(true).iterate(afterJseq) as IterableIterator<AuditRow>
   }
 
   /**
    * auditRows as strings (no buffer per row: an auditor reads 100,000s):
    * [jseq, hash hex, salt hex, record text]. The text is the record's bytes
    * read as UTF-8; whoever hashes it must fall back to auditRow(jseq) for
-   * a row whose bytes may not survive that (see audit/rows.ts). Rows up to
-   * and including upTo.
+   * a row whose bytes may not survive that (see audit/rows.ts).
    */
-  * auditTextRows(afterJseq = 0, upTo = Number.MAX_SAFE_INTEGER): IterableIterator<AuditTextRow> {
-    yield * this.db.prepare('SELECT jseq, lower(hex(hash)), hex(salt), CAST(record AS TEXT) FROM records WHERE jseq > ? AND jseq <= ? ORDER BY jseq')
-      .raw(true).iterate(afterJseq, upTo) as IterableIterator<AuditTextRow>
+  * auditTextRows(afterJseq = 0): IterableIterator<AuditTextRow> {
+    yield * this.db.prepare('SELECT jseq, lower(hex(hash)), hex(salt), CAST(record AS TEXT) FROM records WHERE jseq > ? ORDER BY jseq')
+      .raw(true).iterate(afterJseq) as IterableIterator<AuditTextRow>
   }
 
   /** The text encoding of the database file ('UTF-8' for every journal PacioFS writes). */

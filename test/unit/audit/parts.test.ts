@@ -13,7 +13,6 @@ import {Anchors} from '../../../src/audit/anchors.js'
 import {loadIndex, saveIndex} from '../../../src/audit/cache.js'
 import {ExpectedTree} from '../../../src/audit/expected.js'
 import {HistoryJobs} from '../../../src/audit/history.js'
-import {journalBatches, RANGE} from '../../../src/audit/journal-rows.js'
 import {WorkerPool} from '../../../src/audit/pool.js'
 import {Replay} from '../../../src/audit/replay.js'
 import {RowReader} from '../../../src/audit/rows.js'
@@ -235,68 +234,6 @@ describe('verify internals', () => {
       expect(reader.exact).to.be.lessThan(100)
       expect([...reader.after(195)].length).to.equal(5)
       j.close()
-    })
-
-    it('journal rows read on the workers (a first verify): the verdicts, hash columns and texts RowReader gives on the main thread, tampered rows included', async () => {
-      const file = join(dir, 'journal-pool.db')
-      const j = Journal.open(file, 'vol-1')
-      const n = 2 * RANGE + 77 // three ranges, the last one short
-      const rows = Array.from({length: n}, (_, i) => {
-        const salt = randomBytes(32)
-        const text = i === 300 ? JSON.stringify({i, big: 'y'.repeat(70_000)}) : JSON.stringify({i, s: i % 9 === 0 ? 'ü\uFFFD€x' : 'plain'})
-        const record = Buffer.from(text)
-        return {hash: createHash('sha256').update(salt).update(record).digest(), salt, record, op: 'write', path: `/f${i}`, at: i}
-      })
-      // tampered: a changed character (in each range), an invalid byte where U+FFFD was, a hash column of the wrong length
-      for (const i of [7, RANGE + 3, 2 * RANGE + 50]) rows[i].record = Buffer.from(rows[i].record.toString().replace('plain', 'plaiN'))
-      const at9 = rows[9].record.indexOf(Buffer.from('\uFFFD'))
-      rows[9].record = Buffer.concat([rows[9].record.subarray(0, at9), Buffer.from([0xff]), rows[9].record.subarray(at9 + 3)])
-      rows[20].hash = rows[20].hash.subarray(0, 20)
-      j.append(rows)
-      const reader = new RowReader(j)
-      const want: Array<[number, boolean, string, string, string]> = []
-      for (const r of reader.after(0)) want.push([r.jseq, r.ok, r.hash.toString('hex'), r.ok ? '' : r.actual, r.text])
-      j.close()
-
-      const got: typeof want = []
-      {
-        for await (const b of journalBatches({file, volumeId: 'vol-1'}, n)) {
-          const odd = new Map(b.odd)
-          let at = 0
-          let bad = 0
-          for (let i = 0; i < b.jseqs.length; i++) {
-            const ok = b.ok[i] === 1
-            const hash = odd.has(i) ? Buffer.from(odd.get(i)!).toString('hex') : Buffer.from(b.hashes.subarray(32 * i, 32 * i + 32)).toString('hex')
-            got.push([b.jseqs[i], ok, hash, ok ? '' : b.actual[bad++], b.texts.slice(at, (at += b.lens[i]))])
-          }
-        }
-
-      }
-
-      expect(got.length).to.equal(n)
-      expect(got).to.deep.equal(want)
-      expect(got.filter(g => !g[1]).map(g => g[0])).to.deep.equal([8, 10, 21, RANGE + 4, 2 * RANGE + 51])
-      for (const [jseq, ok, , actual] of got) {
-        const r = rows[jseq - 1]
-        if (!ok) expect(actual, `row ${jseq}`).to.equal(sha(Buffer.concat([r.salt, r.record])))
-      }
-    })
-
-    it('a pool started without a journal fails a journal range with a clear error', async () => {
-      const pool = new WorkerPool(1, join(dir, 'no-history'))
-      try {
-        const it = journalBatches({file: join(dir, 'none.db'), volumeId: 'vol-1'}, 10, pool)
-        let error: Error | undefined
-        try {
-          await it.next()
-        } catch (error_) {
-          error = error_ as Error
-        }
-
-        expect(error?.message).to.match(/without a journal/)
-      } finally {
-        await pool.close()
-      }
     })
 
     it('sys.readFiles: lstat, xattr list length and bytes per path; stops where the buffer is full; never follows a link when scanning', () => {
