@@ -35,6 +35,8 @@ export const FORMAT_NAME = 'paciofs-ledger'
 export const DEFAULT_TAIL_BLOCKS = 32
 
 const WRITER_CACHE_KIB = 8 * 1024 // 8 MiB: the writer appends; a large cache only grows the mount's RSS
+/** A reader (verify, log, a follower) mostly streams the blocks once: better-sqlite3's 16 MiB cache only holds what the OS's page cache holds too */
+const READER_CACHE_KIB = 2 * 1024
 
 export interface HeadInfo {
   epoch: number
@@ -206,6 +208,7 @@ export class LedgerStore {
       const size = statSync(file).size
       if (size === 0) throw new CorruptStateError(file, 'empty file where a ledger database was expected (truncated?)')
       db = new Database(file, {readonly: true, fileMustExist: true})
+      db.pragma(`cache_size = -${READER_CACHE_KIB}`)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new PacioError('ENOVOLUME', `${file}: no ledger here`, {details: {file}})
       throw corruption(file, error)
