@@ -47,17 +47,22 @@ static const char *errno_code(int e) {
   }
 }
 
-static napi_value throw_errno(napi_env env, int e, const char *syscall) {
+/* An Error with message `text`, code "E..." and errno -e, as Node's fs errors have. */
+static napi_value errno_error(napi_env env, int e, const char *text) {
   napi_value msg, code, err, num;
-  char text[128];
-  snprintf(text, sizeof text, "%s: %s", syscall, strerror(e));
   napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
   napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
   napi_create_error(env, code, msg, &err);
   napi_create_int32(env, -e, &num);
   napi_set_named_property(env, err, "errno", num);
   napi_set_named_property(env, err, "code", code);
-  napi_throw(env, err);
+  return err;
+}
+
+static napi_value throw_errno(napi_env env, int e, const char *syscall) {
+  char text[128];
+  snprintf(text, sizeof text, "%s: %s", syscall, strerror(e));
+  napi_throw(env, errno_error(env, e, text));
   return NULL;
 }
 
@@ -554,16 +559,9 @@ static void chunk_complete(napi_env env, napi_status status, void *arg) {
     napi_resolve_deferred(env, j->deferred, undef);
   } else {
     int e = status == napi_ok ? j->err : ECANCELED;
-    napi_value msg, code, err, num;
     char text[160];
     snprintf(text, sizeof text, "storeChunkJob %s: %s", status == napi_ok ? j->syscall : "cancelled", strerror(e));
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &err);
-    napi_create_int32(env, -e, &num);
-    napi_set_named_property(env, err, "errno", num);
-    napi_set_named_property(env, err, "code", code);
-    napi_reject_deferred(env, j->deferred, err);
+    napi_reject_deferred(env, j->deferred, errno_error(env, e, text));
   }
   napi_delete_reference(env, j->data_ref);
   napi_delete_reference(env, j->out_ref);
@@ -865,16 +863,9 @@ static void file_hash_complete(napi_env env, napi_status status, void *arg) {
     napi_resolve_deferred(env, j->deferred, n);
   } else {
     int e = status == napi_ok ? j->err : ECANCELED;
-    napi_value msg, code, err, num;
     char text[160];
     snprintf(text, sizeof text, "hashFileJob %s: %s", status == napi_ok ? "read" : "cancelled", strerror(e));
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, errno_code(e), NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &err);
-    napi_create_int32(env, -e, &num);
-    napi_set_named_property(env, err, "errno", num);
-    napi_set_named_property(env, err, "code", code);
-    napi_reject_deferred(env, j->deferred, err);
+    napi_reject_deferred(env, j->deferred, errno_error(env, e, text));
   }
   napi_delete_reference(env, j->out_ref);
   napi_delete_reference(env, j->buf_ref);
