@@ -6,7 +6,7 @@ import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {childEnv, runNode} from '../../helpers/exec.js'
-import {mountPacio, paciofs, scratch} from '../../helpers/paciofs.js'
+import {mountPacio, paciofs, REPO, scratch} from '../../helpers/paciofs.js'
 import {encodeOpLogEntry} from '../../../src/volume/oplog.js'
 
 interface LogLine {record: {op: string; path: string; to?: string; uid?: number; gid?: number; writing?: boolean; digest?: string}; hash: string}
@@ -153,6 +153,48 @@ describe('creates and unlinks answered by the binding (op log)', function () {
       const report = JSON.parse(v.stdout)
       expect(report.divergences.filter((d: {kind: string}) => d.kind !== 'interrupted'), v.stdout.slice(0, 2000)).to.deep.equal([])
       expect(v.code).to.equal(0)
+    } finally {
+      await area.dispose()
+    }
+  })
+
+  it('stop at 256 waiting for the journal: a creator then waits until the journal has caught up (each holds memory and an fd)', async () => {
+    const area = await scratch('fastops-backlog')
+    const N = 600
+    try {
+      const m = await mountPacio(area.volume, area.mnt)
+      let locker: ReturnType<typeof spawn> | undefined
+      let creator: ReturnType<typeof spawn> | undefined
+      try {
+        fs.mkdirSync(`${area.mnt}/b`)
+        // another process holds the journal's write lock for 4 s: the mount journals nothing meanwhile
+        const LOCK = `const D = require('better-sqlite3'); const db = new D(process.argv[1]); db.exec('BEGIN IMMEDIATE');
+process.stdout.write('locked\\n'); setTimeout(() => { db.exec('COMMIT'); db.close() }, 4000)`
+        locker = spawn(process.execPath, ['-e', LOCK, path.join(area.volume, '.paciofs', 'journal.db')], {cwd: REPO, env: childEnv(), stdio: ['ignore', 'pipe', 'inherit']})
+        await new Promise<void>((resolve, reject) => {
+          locker!.stdout!.on('data', d => String(d).includes('locked') && resolve())
+          locker!.on('exit', code => reject(new Error(`locker exited ${code}`)))
+        })
+        // files created and held open (no release): only the op log's backlog can stop the binding
+        const CREATE = `const fs = require('fs'), dir = process.argv[1], fds = []
+for (let i = 0; i < +process.argv[2]; i++) fds.push(fs.openSync(dir + '/f' + i, 'w'))
+for (const fd of fds) fs.closeSync(fd)`
+        creator = spawn(process.execPath, ['-e', CREATE, `${area.mnt}/b`, String(N)], {env: childEnv(), stdio: 'ignore'})
+        const done = new Promise<number | null>(resolve => creator!.on('exit', code => resolve(code)))
+        await new Promise(resolve => setTimeout(resolve, 2500))
+        const whileLocked = fs.readdirSync(path.join(area.volume, 'b')).length // the backing dir, not the mount
+        expect(whileLocked, 'files made while the journal was locked').to.be.at.least(1).and.at.most(260)
+        expect(await done, 'the creator, once the journal is free').to.equal(0)
+      } finally {
+        creator?.kill('SIGKILL')
+        locker?.kill('SIGKILL')
+        expect(await m.stop()).to.equal(0)
+      }
+
+      const creates = (await logOf(area.volume)).filter(e => e.record.op === 'create' && e.record.path.startsWith('/b/f'))
+      expect(new Set(creates.map(e => e.record.path)).size).to.equal(N)
+      const v = await paciofs(['verify', '--volume', area.volume, '--json'])
+      expect(v.code, v.stdout.slice(0, 2000)).to.equal(0)
     } finally {
       await area.dispose()
     }
