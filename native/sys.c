@@ -427,6 +427,33 @@ static void hash_complete(napi_env env, napi_status status, void *arg) {
   free(j);
 }
 
+/*
+ * A chain step's start (sha256Job, storeStepJob, hashFileJob): `before`, the
+ * bytes hashed before it (a whole number), and `state`, 32 bytes, or
+ * null/undefined for the initial state (only at 0). Returns 0, or -1 with a
+ * TypeError pending.
+ */
+static int chain_start(napi_env env, napi_value vstate, napi_value vbefore, unsigned char state[32], int *has_state, uint64_t *before) {
+  double b = 0;
+  if (napi_get_value_double(env, vbefore, &b) != napi_ok || b < 0 || b > 9007199254740991.0 || b != (double) (uint64_t) b) {
+    type_error(env, "before must be a whole number >= 0");
+    return -1;
+  }
+  *before = (uint64_t) b;
+  *has_state = 0;
+  napi_valuetype st; napi_typeof(env, vstate, &st);
+  if (st != napi_null && st != napi_undefined) {
+    void *sv; size_t slen;
+    if (napi_get_buffer_info(env, vstate, &sv, &slen) != napi_ok || slen != 32) { type_error(env, "state must be a Buffer of 32 bytes or null"); return -1; }
+    memcpy(state, sv, 32);
+    *has_state = 1;
+  } else if (*before != 0) {
+    type_error(env, "a chain step from the initial state starts at 0");
+    return -1;
+  }
+  return 0;
+}
+
 static napi_value sha256_job(napi_env env, napi_callback_info info) {
   size_t argc = 7; napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -436,11 +463,12 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
   uint32_t flags = 0;
   if (napi_get_value_uint32(env, argv[1], &flags) != napi_ok || (flags & ~15u) != 0 || (flags & 3) == 0 || ((flags & 4) && !(flags & 2))) return type_error(env, "bad flags");
   if (napi_get_buffer_info(env, argv[4], &out, &out_len) != napi_ok || out_len < 64) return type_error(env, "out must be a Buffer of at least 64 bytes");
-  double before = 0;
-  if (napi_get_value_double(env, argv[3], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) return type_error(env, "before must be a whole number >= 0");
+  unsigned char state[32] = {0}; int has_state; uint64_t before;
+  if (chain_start(env, argv[2], argv[3], state, &has_state, &before) != 0) return NULL;
   hash_job *j = calloc(1, sizeof *j);
   if (j == NULL) return throw_errno(env, ENOMEM, "sha256Job");
-  j->data = data; j->len = len; j->out = out; j->flags = flags; j->before = (uint64_t) before;
+  j->data = data; j->len = len; j->out = out; j->flags = flags; j->before = before;
+  memcpy(j->state, state, 32); j->has_state = has_state;
   if (argc >= 7) {
     char path[4096];
     uint32_t want = 0;
@@ -450,15 +478,6 @@ static napi_value sha256_job(napi_env env, napi_callback_info info) {
     if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "sha256Job"); }
     j->want = want;
     len = want; /* the bytes hashed, for the checks below */
-  }
-  napi_valuetype st; napi_typeof(env, argv[2], &st);
-  if (st != napi_null && st != napi_undefined) {
-    void *s; size_t slen;
-    if (napi_get_buffer_info(env, argv[2], &s, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
-    memcpy(j->state, s, 32);
-    j->has_state = 1;
-  } else if (j->before != 0) {
-    free(j); return type_error(env, "a chain step from the initial state starts at 0");
   }
   if ((flags & 2) && !(flags & 4) && (j->before % 64 != 0 || len % 64 != 0)) { free(j->path); free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
   if ((flags & 2) && j->has_state && j->before % 64 != 0) { free(j->path); free(j); return type_error(env, "a chain state lies between 64-byte blocks"); }
@@ -788,20 +807,9 @@ static napi_value store_step_job(napi_env env, napi_callback_info info) {
   if (argc < 9) return type_error(env, "storeStepJob(data, dir, tag, out, fd, pos, state, before, last)");
   chunk_step_job *j = (chunk_step_job *) chunk_args(env, argv, sizeof *j, 72, "storeStepJob");
   if (j == NULL) return NULL;
-  double before = 0;
-  if (napi_get_value_double(env, argv[7], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) { free(j); return type_error(env, "before must be a whole number >= 0"); }
+  if (chain_start(env, argv[6], argv[7], j->state, &j->has_state, &j->before) != 0) { free(j); return NULL; }
   bool last = false;
   if (napi_get_value_bool(env, argv[8], &last) != napi_ok) { free(j); return type_error(env, "last must be a boolean"); }
-  napi_valuetype st; napi_typeof(env, argv[6], &st);
-  if (st != napi_null && st != napi_undefined) {
-    void *s; size_t slen;
-    if (napi_get_buffer_info(env, argv[6], &s, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
-    memcpy(j->state, s, 32);
-    j->has_state = 1;
-  } else if (before != 0) {
-    free(j); return type_error(env, "a chain step from the initial state starts at 0");
-  }
-  j->before = (uint64_t) before;
   if (j->before % 64 != 0 || (!last && j->c.len % 64 != 0)) { free(j); return type_error(env, "a chain step needs whole 64-byte blocks"); }
   j->last = last;
   chunk_refs(env, argv, &j->c);
@@ -880,27 +888,20 @@ static napi_value hash_file_job(napi_env env, napi_callback_info info) {
   if (argc < 7) return type_error(env, "hashFileJob(path, pos, len, state, before, out, buf)");
   char path[PATH_BUF];
   if (get_string(env, argv[0], path, sizeof path) != 0 || path[0] == 0) return type_error(env, "path must be a string");
-  int64_t pos = -1, len = -1; double before = 0;
+  int64_t pos = -1, len = -1;
   if (napi_get_value_int64(env, argv[1], &pos) != napi_ok || pos < 0) return type_error(env, "pos must be an offset >= 0");
   if (napi_get_value_int64(env, argv[2], &len) != napi_ok || len < 0 || len > (1 << 30)) return type_error(env, "len must be 0 to 1 GiB");
-  if (napi_get_value_double(env, argv[4], &before) != napi_ok || before < 0 || before > 9007199254740991.0 || before != (double) (uint64_t) before) return type_error(env, "before must be a whole number >= 0");
-  if ((uint64_t) before % 64 != 0 || len % 64 != 0) return type_error(env, "a chain step needs whole 64-byte blocks");
+  unsigned char state[32] = {0}; int has_state; uint64_t before;
+  if (chain_start(env, argv[3], argv[4], state, &has_state, &before) != 0) return NULL;
+  if (before % 64 != 0 || len % 64 != 0) return type_error(env, "a chain step needs whole 64-byte blocks");
   void *out; size_t out_len;
   if (napi_get_buffer_info(env, argv[5], &out, &out_len) != napi_ok || out_len < 32) return type_error(env, "out must be a Buffer of at least 32 bytes");
   void *buf; size_t buf_len;
   if (napi_get_buffer_info(env, argv[6], &buf, &buf_len) != napi_ok || buf_len < (size_t) len) return type_error(env, "buf must be a Buffer of at least len bytes");
   file_hash_job *j = calloc(1, sizeof *j);
   if (j == NULL) return throw_errno(env, ENOMEM, "hashFileJob");
-  j->pos = pos; j->len = (size_t) len; j->before = (uint64_t) before; j->out = out; j->buf = buf;
-  napi_valuetype st; napi_typeof(env, argv[3], &st);
-  if (st != napi_null && st != napi_undefined) {
-    void *sv; size_t slen;
-    if (napi_get_buffer_info(env, argv[3], &sv, &slen) != napi_ok || slen != 32) { free(j); return type_error(env, "state must be a Buffer of 32 bytes or null"); }
-    memcpy(j->state, sv, 32);
-    j->has_state = 1;
-  } else if (j->before != 0) {
-    free(j); return type_error(env, "a chain step from the initial state starts at 0");
-  }
+  j->pos = pos; j->len = (size_t) len; j->before = before; j->out = out; j->buf = buf;
+  memcpy(j->state, state, 32); j->has_state = has_state;
   j->path = strdup(path);
   if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "hashFileJob"); }
   napi_create_reference(env, argv[5], 1, &j->out_ref);
