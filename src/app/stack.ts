@@ -10,13 +10,12 @@ import {generateIdentity, loadIdentity, saveIdentity, type Identity} from '../cr
 import {HistoryStore} from '../history/store.js'
 import {catchUp} from '../history/recover.js'
 import {undoUnrecorded} from '../volume/intents.js'
-import {recoverOpLog} from '../volume/oplog.js'
+import {opLogRecord, recoverOpLog} from '../volume/oplog.js'
 import {Journal} from '../volume/journal.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import type {AuditableLedger} from '../ledger/types.js'
 import {lockVolume, openLayout, type VolumeLayout, type VolumeMeta} from '../volume/layout.js'
 import {LocalVolume} from '../volume/local-volume.js'
-import {EMPTY_DIGEST} from '../volume/content.js'
 import {Recorder} from '../volume/recorder.js'
 import {loadOrCreateIdentity} from './identity.js'
 import {checkChoice, newLedgerMeta, openVolumeLedger, type LedgerChoice} from './ledger.js'
@@ -98,11 +97,7 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     // creates and unlinks the FUSE binding made and answered, whose records a crash kept from the journal
     const opLog = await recoverOpLog(layout.opLog, layout.root, {
       journaled: () => journal.opLogJournaled(),
-      record: async e => {
-        const made = {at: e.at, opLogSeq: e.seq}
-        if (e.op === 'unlink') await recorder.record({op: 'unlink', path: e.path}, e.who, undefined, made)
-        else await recorder.record({op: 'create', path: e.path, type: 'file', mode: e.mode, uid: e.uid, gid: e.gid, size: 0, digest: EMPTY_DIGEST, writing: true}, e.who, undefined, made)
-      },
+      record: async e => { await recorder.record(opLogRecord(e.op, e.path, e), e.who, undefined, {at: e.at, opLogSeq: e.seq}) },
     })
     undo.push(() => fs.closeSync(opLog.fd)) // after the volume has closed (undo runs backwards)
     if (opLog.recovered > 0) {

@@ -9,6 +9,7 @@ import {promisify} from 'node:util'
 import {EMPTY_DIGEST, InodeContent, digestFd} from './content.js'
 import type {ContentCapture} from '../history/store.js'
 import {STATE_DIR} from './layout.js'
+import {opLogRecord} from './oplog.js'
 import {PathResolver} from './paths.js'
 import type {Passthrough} from './passthrough.js'
 import type {Intent, Recorder, RecordBody} from './recorder.js'
@@ -310,7 +311,7 @@ export class LocalVolume implements Volume {
         }
 
         if (op !== this.pt!.OP_CREATE) {
-          this.recorder.record({op: 'unlink', path}, who, undefined, {at, opLogSeq: seq}).catch(onError)
+          this.recorder.record(opLogRecord('unlink', path), who, undefined, {at, opLogSeq: seq}).catch(onError)
           continue
         }
 
@@ -321,8 +322,7 @@ export class LocalVolume implements Volume {
         h.content.dirty = true
         this.handles.set(fd, h)
         this.openGate(fd, h)
-        this.recorder.record({op: 'create', path, type: 'file', mode: Number(st.mode), uid: ouid, gid: ogid, size: 0, digest: EMPTY_DIGEST, writing: true},
-          who, undefined, {at, opLogSeq: seq}).catch(onError)
+        this.recorder.record(opLogRecord('create', path, {mode: Number(st.mode), uid: ouid, gid: ogid}), who, undefined, {at, opLogSeq: seq}).catch(onError)
       } catch (error) {
         onError(error)
       }

@@ -22,6 +22,8 @@
 import fs from 'node:fs'
 import zlib from 'node:zlib'
 import {PacioError} from '../errors.js'
+import {EMPTY_DIGEST} from './content.js'
+import type {RecordBody} from './recorder.js'
 import type {Caller} from './types.js'
 
 const MAGIC = 0x314f4650 // "PFO1"
@@ -90,6 +92,17 @@ export function parseOpLog(buf: Buffer): OpLogEntry[] {
   }
 
   return out
+}
+
+/**
+ * The record of an operation the binding made (a create of a new, empty file
+ * open for writing, or an unlink): the same whether the volume journals it
+ * live or a mount journals it from the op log after a crash.
+ */
+export function opLogRecord(op: 'create' | 'unlink', path: string, owner?: {mode: number; uid: number; gid: number}): RecordBody {
+  if (op === 'unlink') return {op, path}
+  const {mode, uid, gid} = owner!
+  return {op, path, type: 'file', mode, uid, gid, size: 0, digest: EMPTY_DIGEST, writing: true}
 }
 
 /** What recovery needs of the journal and the recorder. */

@@ -65,6 +65,8 @@ export interface Passthrough {
    * open, running digest), answers, and hands them to `cb` in order before any
    * later op reaches the volume, as flat arrays of 11 values per item:
    * [op, seq, path, fd, flags, owner uid, owner gid, caller uid, caller gid, caller pid, at].
+   * At most 256 entries wait for createConsumed; beyond, creates and unlinks
+   * go to the volume (which answers after journaling).
    * `releases`: releases are answered by the binding too and handed over the
    * same way (at most 256 at a time; beyond, a release waits for the volume).
    */
