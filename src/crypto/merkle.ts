@@ -32,6 +32,14 @@ export function merkleRoot(leaves: readonly Uint8Array[]): Buffer {
   return merkleRootJs(leaves)
 }
 
+/** merkleRoot of n leaves of 32 bytes given back to back in one buffer (a block's raw txids). */
+export function merkleRoot32(leaves: Buffer, n: number): Buffer {
+  if (leaves.length !== n * 32) throw new RangeError(`merkleRoot32: ${leaves.length} bytes for ${n} leaves of 32`)
+  if (n === 0) return createHash('sha256').digest()
+  if (n === 1) return merkleRootJs([leaves])
+  return native.merkleRoot32(leaves)
+}
+
 /** merkleRoot in JavaScript (any leaf lengths; the reference the native one is tested against). */
 export function merkleRootJs(leaves: readonly Uint8Array[]): Buffer {
   if (leaves.length === 0) return createHash('sha256').digest()

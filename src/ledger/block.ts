@@ -56,14 +56,23 @@ export function sealBlock(
   producer: Identity,
   b: {epoch: number; prevHash: string; time: number; txs: Tx[]; merkleRoot?: string},
 ): Block {
-  const fields: HeaderFields = {
+  const header = sealHeader(ledgerId, producer, {
     epoch: b.epoch,
     prevHash: b.prevHash,
     time: b.time,
-    merkleRoot: b.merkleRoot ?? txMerkleRoot(b.txs.map((t) => t.txid)),
-    producer: producer.pid,
     ntx: b.txs.length,
-  }
+    merkleRoot: b.merkleRoot ?? txMerkleRoot(b.txs.map((t) => t.txid)),
+  })
+  return {...header, txs: b.txs}
+}
+
+/** Hash and sign a block's header, given its transactions' count and Merkle root (the writer keeps the txs apart). */
+export function sealHeader(
+  ledgerId: string,
+  producer: Identity,
+  b: {epoch: number; prevHash: string; time: number; ntx: number; merkleRoot: string},
+): Omit<Block, 'txs'> {
+  const fields: HeaderFields = {epoch: b.epoch, prevHash: b.prevHash, time: b.time, merkleRoot: b.merkleRoot, producer: producer.pid, ntx: b.ntx}
   const header = headerBytes(ledgerId, fields)
   return {
     epoch: fields.epoch,
@@ -73,7 +82,6 @@ export function sealBlock(
     producer: fields.producer,
     signature: sign(producer, header).toString('hex'),
     hash: sha256(header).toString('hex'),
-    txs: b.txs,
   }
 }
 

@@ -19,9 +19,9 @@ import Database from 'better-sqlite3'
 import {statSync} from 'node:fs'
 import type {Identity} from '../../crypto/sign.js'
 import {CorruptStateError, PacioError} from '../../errors.js'
-import {merkleRoot} from '../../crypto/merkle.js'
+import {merkleRoot32} from '../../crypto/merkle.js'
 import {sha256All} from '../../crypto/native.js'
-import {genesisBlock, sealBlock, verifyBlock} from '../block.js'
+import {genesisBlock, sealHeader, verifyBlock} from '../block.js'
 import {signCheckpoint} from '../checkpoint.js'
 import type {Block, Checkpoint, Tx} from '../types.js'
 import {packPayloads, unpackPayloads} from '../pack.js'
@@ -67,6 +67,44 @@ export interface CommitOutcome {
   /** indexes into the batch of the payloads that went into the new block, in block order */
   included: number[]
   checkpoint: Checkpoint | null
+}
+
+/**
+ * What LedgerStore.commit did, in a form that is cheap to send between
+ * threads: no per-payload strings (the caller has the txids already), and
+ * per-payload detail only for the payloads that were on the ledger before.
+ */
+export interface StoredBatch {
+  /** the new block's header (no txs) or null if every payload was already on the ledger */
+  block: Omit<Block, 'txs'> | null
+  checkpoint: Checkpoint | null
+  /** [index, epoch] pairs, flattened, of the payloads that were on the ledger already (or earlier in the batch); the others are in the block */
+  prior: number[]
+}
+
+/** The txids of a batch, hashed in one native call: 32 raw bytes per payload, concatenated. */
+export function batchTxids(payloads: readonly Buffer[]): Buffer {
+  return sha256All(payloads)
+}
+
+/** The full per-payload outcome of a batch of n payloads, from its txids (batchTxids) and what the store did. */
+export function expandOutcome(stored: StoredBatch, ids: Buffer, n: number): CommitOutcome {
+  const txids: string[] = new Array(n)
+  for (let i = 0; i < n; i++) txids[i] = ids.toString('hex', i * 32, i * 32 + 32)
+  const epochs: number[] = new Array(n)
+  const {block, checkpoint, prior} = stored
+  if (block) epochs.fill(block.epoch)
+  for (let k = 0; k < prior.length; k += 2) epochs[prior[k]] = prior[k + 1]
+  let included: number[]
+  if (!block) included = []
+  else if (prior.length === 0) included = Array.from({length: n}, (_, i) => i)
+  else {
+    const before = new Set<number>()
+    for (let k = 0; k < prior.length; k += 2) before.add(prior[k])
+    included = []
+    for (let i = 0; i < n; i++) if (!before.has(i)) included.push(i)
+  }
+  return {txids, epochs, block, included, checkpoint}
 }
 
 export const SCHEMA = `
@@ -380,51 +418,49 @@ export class LedgerStore {
 
   /**
    * Commit one batch as one block in one transaction (fsync'ed: WAL with
-   * synchronous=FULL, unless the store was opened with syncAfter). Payloads already on the ledger, or repeated within the
-   * batch, are not added again and report their existing epoch. The
+   * synchronous=FULL, unless the store was opened with syncAfter). `ids` are
+   * the payloads' txids (batchTxids; a caller on another thread hashes them
+   * there). Payloads already on the ledger, or repeated within the batch, are
+   * not added again and report their existing epoch (StoredBatch.prior). The
    * duplicate check (txids waiting for the index, then the index) runs inside
    * the transaction, and the block is sealed there once its members are
    * known; the block's txids go into the index later (txindex.ts).
    */
-  commit(payloads: Buffer[], identity: Identity, now: number): CommitOutcome {
+  commit(payloads: Buffer[], identity: Identity, now: number, ids: Buffer = batchTxids(payloads)): StoredBatch {
     if (this.readonly) throw new PacioError('EINTERNAL', 'commit on a read-only ledger store')
     const n = payloads.length
-    const txidBufs: Buffer[] = new Array(n)
-    const txids: string[] = new Array(n)
-    const epochs: number[] = new Array(n)
+    if (ids.length !== n * 32) throw new PacioError('EINTERNAL', `commit: ${ids.length} bytes of txids for ${n} payloads`)
+    const keys: string[] = new Array(n)
+    for (let i = 0; i < n; i++) keys[i] = ids.toString('latin1', i * 32, i * 32 + 32)
+    const prior: number[] = []
     const included: number[] = []
     const epoch = this.head_.epoch + 1
-    const all = sha256All(payloads) // the txids, hashed in one native call
-    for (let i = 0; i < n; i++) {
-      txidBufs[i] = all.subarray(i * 32, i * 32 + 32)
-      txids[i] = txidBufs[i].toString('hex')
-    }
     const index = this.index!
-    let sealed: {block: Block; cp: Checkpoint} | null = null
+    let sealed: {block: Omit<Block, 'txs'>; cp: Checkpoint} | null = null
     let written: ReturnType<DeferredTxIndex['writeNext']> | undefined
+    const txidOf = (i: number) => ids.subarray(i * 32, i * 32 + 32)
     try {
       this.db.transaction(() => {
+        const before = index.priorEpochs(ids, keys)
         const inBatch = new Set<string>()
         for (let i = 0; i < n; i++) {
-          const key = txids[i]
-          const prior = inBatch.has(key) ? epoch : index.epochOf(txidBufs[i], key)
-          if (prior === undefined) {
-            inBatch.add(key)
-            epochs[i] = epoch
+          const e = before[i] ?? (inBatch.has(keys[i]) ? epoch : undefined)
+          if (e === undefined) {
+            inBatch.add(keys[i])
             included.push(i)
           } else {
-            epochs[i] = prior
+            prior.push(i, e)
           }
         }
         if (included.length === 0) return
         written = index.writeNext(this.head_.epoch)
-        const txs: Tx[] = included.map((i) => ({txid: txids[i], payload: payloads[i]}))
-        const block = sealBlock(this.ledgerId, identity, {
+        const members = included.length === n ? ids : Buffer.concat(included.map(txidOf))
+        const block = sealHeader(this.ledgerId, identity, {
           epoch,
           prevHash: this.head_.hash,
           time: Math.max(now, this.head_.time),
-          txs,
-          merkleRoot: merkleRoot(included.map((i) => txidBufs[i])).toString('hex'),
+          ntx: included.length,
+          merkleRoot: merkleRoot32(members, included.length).toString('hex'),
         })
         const cp = signCheckpoint(this.ledgerId, block, identity)
         this.stmt.insBlock!.run(
@@ -435,27 +471,26 @@ export class LedgerStore {
           block.producer,
           block.signature,
           block.hash,
-          txs.length,
+          included.length,
           cp.signature,
-          Buffer.concat(included.map((i) => txidBufs[i])),
-          packPayloads(txs.map((t) => t.payload)),
+          members,
+          packPayloads(included.length === n ? payloads : included.map((i) => payloads[i])),
         )
         sealed = {block, cp}
       })()
     } catch (error) {
       throw corruption(this.file, error, epoch)
     }
-    if (sealed === null) return {txids, epochs, block: null, included, checkpoint: null}
-    const {block, cp} = sealed as {block: Block; cp: Checkpoint}
+    if (sealed === null) return {block: null, checkpoint: null, prior}
+    const {block, cp} = sealed as {block: Omit<Block, 'txs'>; cp: Checkpoint}
     this.head_ = {epoch, hash: block.hash, time: block.time}
     index.committed(
       written!,
       epoch,
-      included.map((i) => txidBufs[i]),
-      included.map((i) => txids[i]),
+      included.map(txidOf),
+      included.map((i) => keys[i]),
     )
-    const {txs: _omit, ...header} = block
-    return {txids, epochs, block: header, included, checkpoint: cp}
+    return {block, checkpoint: cp, prior}
   }
 
   /**

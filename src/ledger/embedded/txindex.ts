@@ -26,26 +26,46 @@ const SHIFT = 4 // first byte >> SHIFT = slot (256 / SLOTS = 2^4)
 
 interface Waiting {
   txid: Buffer
-  hex: string
+  /** the txid's 32 bytes as a one-byte (latin1) string: a Map key that sorts as the bytes do */
+  key: string
   epoch: number
 }
 
-const byKey = (a: Waiting, b: Waiting) => (a.hex < b.hex ? -1 : 1) // lowercase hex sorts as the bytes do
+const byKey = (a: Waiting, b: Waiting) => (a.key < b.key ? -1 : 1)
+
+/** The Map key of a raw 32-byte txid (see Waiting.key). */
+export function txidKey(txid: Buffer): string {
+  return txid.toString('latin1', 0, 32)
+}
+
+/** A JSON array of n zeros: json_each() over it yields the indexes 0..n-1, one row each. */
+function indexes(n: number): string {
+  return n === 0 ? '[]' : `[${'0,'.repeat(n - 1)}0]`
+}
 
 export class DeferredTxIndex {
-  /** txid (hex) -> epoch, for every txid not yet in the table */
+  /** txid (txidKey) -> epoch, for every txid not yet in the table */
   private readonly waiting = new Map<string, number>()
   private readonly slots: Waiting[][] = Array.from({length: SLOTS}, () => [])
   private cursor = 0
   /** head epoch when the current sweep over the slots started: blocks up to it are indexed when it ends */
   private sweepFrom = -1
   private readonly ins: Database.Statement<[Buffer, number]>
-  private readonly lookup: Database.Statement<[Buffer], number>
+  private readonly insMany: Database.Statement<[{ids: Buffer; epochs: string}]>
+  private readonly lookupMany: Database.Statement<[{ids: Buffer; n: string}], {i: number; epoch: number}>
   private readonly setMark: Database.Statement<[string]>
 
   constructor(private readonly db: Database.Database, private indexedTo: number) {
     this.ins = db.prepare('INSERT INTO txindex(txid, epoch) VALUES (?, ?) ON CONFLICT DO NOTHING')
-    this.lookup = db.prepare<[Buffer], number>('SELECT epoch FROM txindex WHERE txid = ?').pluck()
+    // Many rows in one statement: one call into SQLite per block instead of one per txid
+    // (measured with 500,000 entries: about 8 µs per txid one call each, 2-3 µs in one statement).
+    // Row j of json_each is txid j of the blob.
+    this.insMany = db.prepare(
+      'INSERT INTO txindex(txid, epoch) SELECT substr(@ids, j.key * 32 + 1, 32), j.value FROM json_each(@epochs) AS j WHERE true ON CONFLICT DO NOTHING',
+    )
+    this.lookupMany = db.prepare(
+      'SELECT j.key AS i, t.epoch AS epoch FROM json_each(@n) AS j CROSS JOIN txindex AS t ON t.txid = substr(@ids, j.key * 32 + 1, 32)',
+    )
     this.setMark = db.prepare("INSERT INTO meta(key, value) VALUES ('indexedTo', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
   }
 
@@ -75,9 +95,20 @@ export class DeferredTxIndex {
     this.indexedTo = head
   }
 
-  /** The epoch of a txid (raw and hex) already on the ledger, or undefined. Call inside the commit transaction. */
-  epochOf(txid: Buffer, hex: string): number | undefined {
-    return this.waiting.get(hex) ?? this.lookup.get(txid)
+  /**
+   * For each txid of `ids` (32 bytes each; keys[i] = txidKey of txid i): the
+   * epoch of the block it is in already, or undefined (a sparse array). The
+   * txids waiting in memory first, then the table, in one query. Call inside
+   * the commit transaction.
+   */
+  priorEpochs(ids: Buffer, keys: readonly string[]): Array<number | undefined> {
+    const out: Array<number | undefined> = new Array(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const e = this.waiting.get(keys[i])
+      if (e !== undefined) out[i] = e
+    }
+    if (keys.length > 0) for (const r of this.lookupMany.all({ids, n: indexes(keys.length)})) out[r.i] ??= r.epoch
+    return out
   }
 
   /**
@@ -90,23 +121,21 @@ export class DeferredTxIndex {
   writeNext(prevHead: number): {slot: number; sweepFrom: number} {
     const slot = this.cursor
     const sweepFrom = slot === 0 ? prevHead : this.sweepFrom
-    const rows = this.slots[slot]
-    rows.sort(byKey)
-    for (const w of rows) this.ins.run(w.txid, w.epoch)
+    this.insert(this.slots[slot].sort(byKey))
     if (slot === SLOTS - 1 && sweepFrom > this.indexedTo) this.setMark.run(String(sweepFrom))
     return {slot, sweepFrom}
   }
 
   /** After the block's transaction committed: forget the written slot, keep the block's new txids waiting. */
-  committed(written: {slot: number; sweepFrom: number}, epoch: number, txids: readonly Buffer[], hexes: readonly string[]): void {
-    for (const w of this.slots[written.slot]) this.waiting.delete(w.hex)
+  committed(written: {slot: number; sweepFrom: number}, epoch: number, txids: readonly Buffer[], keys: readonly string[]): void {
+    for (const w of this.slots[written.slot]) this.waiting.delete(w.key)
     this.slots[written.slot] = []
     this.sweepFrom = written.sweepFrom
     this.cursor = (written.slot + 1) % SLOTS
     if (this.cursor === 0 && written.sweepFrom > this.indexedTo) this.indexedTo = written.sweepFrom
     for (let i = 0; i < txids.length; i++) {
-      this.waiting.set(hexes[i], epoch)
-      this.slots[txids[i][0] >> SHIFT].push({txid: txids[i], hex: hexes[i], epoch})
+      this.waiting.set(keys[i], epoch)
+      this.slots[txids[i][0] >> SHIFT].push({txid: txids[i], key: keys[i], epoch})
     }
   }
 
@@ -114,13 +143,25 @@ export class DeferredTxIndex {
   writeAll(head: number): void {
     if (this.indexedTo >= head && this.waiting.size === 0) return
     this.db.transaction(() => {
-      for (const rows of this.slots) for (const w of rows) this.ins.run(w.txid, w.epoch)
+      for (const rows of this.slots) this.insert(rows.sort(byKey))
       this.setMark.run(String(head))
     })()
     this.waiting.clear()
     for (let s = 0; s < SLOTS; s++) this.slots[s] = []
     this.indexedTo = head
     this.cursor = 0
+  }
+
+  /** Rows into the table in one statement, in the order given. */
+  private insert(rows: readonly Waiting[]): void {
+    if (rows.length === 0) return
+    const ids = Buffer.allocUnsafe(rows.length * 32)
+    const epochs: number[] = new Array(rows.length)
+    for (let i = 0; i < rows.length; i++) {
+      rows[i].txid.copy(ids, i * 32)
+      epochs[i] = rows[i].epoch
+    }
+    this.insMany.run({ids, epochs: JSON.stringify(epochs)})
   }
 
   /** How many txids wait in memory (for tests). */

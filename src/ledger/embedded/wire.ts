@@ -6,18 +6,23 @@
 import {CorruptStateError, PacioError, type ErrorCode} from '../../errors.js'
 
 export interface PackedBatch {
+  /** the payloads' txids (32 bytes each, in order), then the payloads */
   data: ArrayBuffer
-  /** n+1 offsets into data; payload i is data[offsets[i], offsets[i+1]) */
+  /** n+1 offsets into data; payload i is data[offsets[i], offsets[i+1]); offsets[0] = 32 n */
   offsets: Uint32Array
 }
 
-export function packBatch(payloads: readonly Buffer[]): PackedBatch {
-  let total = 0
+/** Payloads and their txids (batchTxids: 32 raw bytes each) in one transferable buffer. */
+export function packBatch(payloads: readonly Buffer[], ids: Buffer): PackedBatch {
+  if (ids.length !== payloads.length * 32) throw new RangeError(`packBatch: ${ids.length} bytes of txids for ${payloads.length} payloads`)
+  let total = ids.length
   for (const p of payloads) total += p.length
   const data = new ArrayBuffer(total)
   const view = new Uint8Array(data)
   const offsets = new Uint32Array(payloads.length + 1)
-  let at = 0
+  view.set(ids, 0)
+  let at = ids.length
+  offsets[0] = at
   for (let i = 0; i < payloads.length; i++) {
     view.set(payloads[i], at)
     at += payloads[i].length
@@ -26,10 +31,10 @@ export function packBatch(payloads: readonly Buffer[]): PackedBatch {
   return {data, offsets}
 }
 
-export function unpackBatch(b: PackedBatch): Buffer[] {
-  const out: Buffer[] = new Array(b.offsets.length - 1)
-  for (let i = 0; i < out.length; i++) out[i] = Buffer.from(b.data, b.offsets[i], b.offsets[i + 1] - b.offsets[i])
-  return out
+export function unpackBatch(b: PackedBatch): {payloads: Buffer[]; ids: Buffer} {
+  const payloads: Buffer[] = new Array(b.offsets.length - 1)
+  for (let i = 0; i < payloads.length; i++) payloads[i] = Buffer.from(b.data, b.offsets[i], b.offsets[i + 1] - b.offsets[i])
+  return {payloads, ids: Buffer.from(b.data, 0, b.offsets[0])}
 }
 
 export interface FlatError {

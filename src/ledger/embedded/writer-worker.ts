@@ -21,7 +21,7 @@ import fs from 'node:fs'
 import {parentPort, workerData} from 'node:worker_threads'
 import {identityFromPrivateKey} from '../../crypto/sign.js'
 import {CHECKPOINT_BUSY_MS, TRUNCATE_FRAMES, checkpointWal} from '../../sqlite/wal.js'
-import {LedgerStore, type CommitOutcome} from './store.js'
+import {LedgerStore, type StoredBatch} from './store.js'
 import {flattenError, unpackBatch} from './wire.js'
 import type {WorkerInit, WorkerReply, WorkerRequest} from './writer.js'
 
@@ -55,7 +55,7 @@ function stopHosting(file: string): void {
 }
 
 /** Written to the WAL, waiting for an fdatasync that starts after them. */
-let unsynced: Array<{id: number; outcome: CommitOutcome}> = []
+let unsynced: Array<{id: number; stored: StoredBatch}> = []
 let syncing = false
 /** After a failed fdatasync nothing more is reported committed: what the WAL holds is in doubt. */
 let syncFailure: Error | undefined
@@ -92,7 +92,7 @@ function syncSoon(): void {
   fs.fdatasync(fd, (error) => {
     syncing = false
     if (error) fail(error)
-    else for (const b of batch) reply({type: 'done', id: b.id, outcome: b.outcome})
+    else for (const b of batch) reply({type: 'done', id: b.id, stored: b.stored})
     syncSoon()
   })
 }
@@ -128,7 +128,8 @@ port.on('message', (m: WorkerRequest) => {
     if (!store) throw new Error('ledger store is not open')
     if (syncFailure) throw syncFailure
     // even a batch of payloads all on the ledger already waits: they may be in a block not yet synced
-    unsynced.push({id: m.id, outcome: store.commit(unpackBatch(m), identity, m.now)})
+    const {payloads, ids} = unpackBatch(m)
+    unsynced.push({id: m.id, stored: store.commit(payloads, identity, m.now, ids)})
     syncSoon()
   } catch (error) {
     reply({type: 'failed', id: m.id, error: flattenError(error)})

@@ -12,7 +12,7 @@ import {pathToFileURL} from 'node:url'
 import {Worker} from 'node:worker_threads'
 import type {Identity} from '../../crypto/sign.js'
 import {PacioError} from '../../errors.js'
-import {LedgerStore, type CommitOutcome, type HeadInfo} from './store.js'
+import {LedgerStore, batchTxids, expandOutcome, type CommitOutcome, type HeadInfo, type StoredBatch} from './store.js'
 import {packBatch, reviveError, type FlatError} from './wire.js'
 
 export type WriterPlacement = 'worker' | 'inline'
@@ -51,7 +51,8 @@ export class InlineWriter implements LedgerWriter {
   }
 
   async commit(payloads: Buffer[], now: number): Promise<CommitOutcome> {
-    return this.store!.commit(payloads, this.opts.identity, now)
+    const ids = batchTxids(payloads)
+    return expandOutcome(this.store!.commit(payloads, this.opts.identity, now, ids), ids, payloads.length)
   }
 
   async close(): Promise<void> {
@@ -76,7 +77,7 @@ export type WorkerRequest =
 export type WorkerReply =
   | {type: 'ready'; head: HeadInfo}
   | {type: 'open-failed'; error: FlatError}
-  | {type: 'done'; id: number; outcome: CommitOutcome}
+  | {type: 'done'; id: number; stored: StoredBatch}
   | {type: 'failed'; id: number; error: FlatError}
   | {type: 'checkpoints-started'; file: string}
   | {type: 'checkpoints-failed'; file: string; error: FlatError}
@@ -101,7 +102,8 @@ export class WorkerWriter implements LedgerWriter {
   readonly maxInFlight = 2
   private worker?: Worker
   private nextId = 1
-  private readonly waiting = new Map<number, {resolve: (o: CommitOutcome) => void; reject: (e: Error) => void}>()
+  /** commits sent and not answered, with their txids (the thread gets them raw and answers without them) */
+  private readonly waiting = new Map<number, {ids: Buffer; n: number; resolve: (o: CommitOutcome) => void; reject: (e: Error) => void}>()
   private closing?: Promise<void>
   private failure?: Error
   /** hosted checkpoint jobs by file: the reply awaited, and what to call if the thread goes away */
@@ -138,9 +140,11 @@ export class WorkerWriter implements LedgerWriter {
             reject(reviveError(m.error))
             void worker.terminate()
             break
-          case 'done':
-            this.settle(m.id)?.resolve(m.outcome)
+          case 'done': {
+            const w = this.settle(m.id)
+            w?.resolve(expandOutcome(m.stored, w.ids, w.n))
             break
+          }
           case 'failed':
             this.settle(m.id)?.reject(reviveError(m.error))
             break
@@ -187,9 +191,12 @@ export class WorkerWriter implements LedgerWriter {
     if (this.failure) return Promise.reject(this.failure)
     if (!this.worker || this.closing) return Promise.reject(new PacioError('ELEDGER', `${this.opts.file}: ledger is closed`))
     const id = this.nextId++
-    const {data, offsets} = packBatch(payloads)
+    // The txids are hashed here, not on the writer's thread: that thread is the
+    // ledger's bottleneck (its commits queue behind each other), this one mostly waits.
+    const ids = batchTxids(payloads)
+    const {data, offsets} = packBatch(payloads, ids)
     return new Promise<CommitOutcome>((resolve, reject) => {
-      this.waiting.set(id, {resolve, reject})
+      this.waiting.set(id, {ids, n: payloads.length, resolve, reject})
       const req: WorkerRequest = {type: 'commit', id, data, offsets, now}
       this.worker!.postMessage(req, [data])
     })
