@@ -19,7 +19,7 @@ import type {Identity} from '../../crypto/sign.js'
 import {CorruptStateError, PacioError} from '../../errors.js'
 import {checkConsistency, type ConsistencyResult} from '../checkpoint.js'
 import type {AuditableLedger, Block, Checkpoint, Committed} from '../types.js'
-import {DEFAULT_TAIL_BLOCKS, LedgerStore, type CommitOutcome} from './store.js'
+import {DEFAULT_TAIL_BLOCKS, LedgerStore, batchTxids, type CommitOutcome} from './store.js'
 import {createWriter, type HostedCheckpoints, type LedgerWriter, type WriterPlacement} from './writer.js'
 
 export interface EmbeddedOpenOptions {
@@ -59,6 +59,8 @@ interface Call {
 
 interface Pending {
   payload: Buffer
+  /** its txid, 32 raw bytes (hashed at append: the cost is spread over the calls, not paid per block) */
+  id: Buffer
   call: Call
   pos: number
 }
@@ -163,9 +165,10 @@ export class EmbeddedLedger implements AuditableLedger {
     return new Promise<Committed[]>((resolve, reject) => {
       const call: Call = {results: new Array(payloads.length), remaining: payloads.length, failed: false, resolve, reject}
       if (this.pending.length === 0) this.firstPendingAt = performance.now()
+      const ids = batchTxids(payloads)
       for (let i = 0; i < payloads.length; i++) {
         const p = Buffer.isBuffer(payloads[i]) ? payloads[i] : Buffer.from(payloads[i])
-        this.pending.push({payload: p, call, pos: i})
+        this.pending.push({payload: p, id: ids.subarray(i * 32, i * 32 + 32), call, pos: i})
         this.pendingBytes += p.length
       }
       this.schedule()
@@ -206,7 +209,9 @@ export class EmbeddedLedger implements AuditableLedger {
     this.inFlight++
     const batch = this.takeBatch()
     const payloads = batch.map((p) => p.payload)
-    this.writer!.commit(payloads, Date.now()).then(
+    const ids = Buffer.allocUnsafe(batch.length * 32)
+    for (let i = 0; i < batch.length; i++) batch[i].id.copy(ids, i * 32)
+    this.writer!.commit(payloads, Date.now(), ids).then(
       (outcome) => this.committed(batch, outcome),
       (error: Error) => {
         for (const p of batch) {

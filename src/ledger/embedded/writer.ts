@@ -29,7 +29,8 @@ export interface LedgerWriter {
   readonly maxInFlight?: number
   /** Opens (creating if missing) and validates; resolves with the head. */
   open(): Promise<HeadInfo>
-  commit(payloads: Buffer[], now: number): Promise<CommitOutcome>
+  /** `ids`: the payloads' txids (store.ts batchTxids), hashed by the caller off the writer's critical path */
+  commit(payloads: Buffer[], now: number, ids?: Buffer): Promise<CommitOutcome>
   close(): Promise<void>
   /** See WorkerWriter.hostCheckpoints; absent where there is no thread to host them. */
   hostCheckpoints?(file: string, everyMs: number, onLost: () => void): Promise<HostedCheckpoints>
@@ -50,8 +51,7 @@ export class InlineWriter implements LedgerWriter {
     return this.store.head
   }
 
-  async commit(payloads: Buffer[], now: number): Promise<CommitOutcome> {
-    const ids = batchTxids(payloads)
+  async commit(payloads: Buffer[], now: number, ids = batchTxids(payloads)): Promise<CommitOutcome> {
     return expandOutcome(this.store!.commit(payloads, this.opts.identity, now, ids), ids, payloads.length)
   }
 
@@ -187,16 +187,16 @@ export class WorkerWriter implements LedgerWriter {
     this.waiting.clear()
   }
 
-  commit(payloads: Buffer[], now: number): Promise<CommitOutcome> {
+  commit(payloads: Buffer[], now: number, ids?: Buffer): Promise<CommitOutcome> {
     if (this.failure) return Promise.reject(this.failure)
     if (!this.worker || this.closing) return Promise.reject(new PacioError('ELEDGER', `${this.opts.file}: ledger is closed`))
     const id = this.nextId++
-    // The txids are hashed here, not on the writer's thread: that thread is the
-    // ledger's bottleneck (its commits queue behind each other), this one mostly waits.
-    const ids = batchTxids(payloads)
-    const {data, offsets} = packBatch(payloads, ids)
+    // The txids are hashed on this side, not on the writer's thread: that thread is
+    // the ledger's bottleneck (its commits queue behind each other), this one mostly waits.
+    const txids = ids ?? batchTxids(payloads)
+    const {data, offsets} = packBatch(payloads, txids)
     return new Promise<CommitOutcome>((resolve, reject) => {
-      this.waiting.set(id, {ids, n: payloads.length, resolve, reject})
+      this.waiting.set(id, {ids: txids, n: payloads.length, resolve, reject})
       const req: WorkerRequest = {type: 'commit', id, data, offsets, now}
       this.worker!.postMessage(req, [data])
     })
