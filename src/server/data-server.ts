@@ -24,7 +24,9 @@ import type {AddressInfo} from 'node:net'
 import tls from 'node:tls'
 import {verify} from '../crypto/sign.js'
 import {dataTranscript} from '../remote/auth.js'
-import {DATA_CIPHERS, errorBody, frame, FRAME_HEADER, FrameReader, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
+import {FrameAssembler} from '../remote/frame-assembler.js'
+import {DATA_CIPHERS, errorBody, frame, FRAME_HEADER, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
+import {receiveInto} from '../remote/receive.js'
 import {errnoError, MAX_CHUNK, MAX_MESSAGE, MAX_STREAM, SESSION_METADATA, serviceDefinition} from '../remote/wire.js'
 import type {VolumeService} from './service.js'
 import type {Session} from './sessions.js'
@@ -122,7 +124,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
   socket.setNoDelay(true)
   const peer = `${socket.remoteAddress}:${socket.remotePort}`
   const nonce = randomBytes(32)
-  const reader = new FrameReader(MAX_AUTH_FRAME, n => pool.get(n))
+  const reader = new FrameAssembler(MAX_AUTH_FRAME, n => pool.get(n))
   let session: Session | undefined
   let closed = false
   let unhook: (() => void) | undefined
@@ -320,29 +322,25 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
     })
   }
 
-  socket.on('data', (chunk: Buffer) => {
-    if (closed) return
-    let frames: Frame[]
-    try {
-      frames = reader.push(chunk)
-    } catch (error) {
-      return refuse((error as Error).message)
-    }
+  // the received bytes go straight into the frames' buffers (a write's into a pooled one, written from there)
+  receiveInto(socket, reader, {
+    onError: error => refuse(error.message),
+    onFrames: frames => {
+      for (const f of frames) {
+        if (closed) return
+        if (!session) {
+          attach(f)
+          continue
+        }
 
-    for (const f of frames) {
-      if (closed) return
-      if (!session) {
-        attach(f)
-        continue
+        switch (f.type) {
+          case T.WRITE: write(session, f); break
+          case T.READ: void read(session, f); break
+          case T.CALL: call(session, f); break
+          case T.CANCEL: if (reading.has(f.id)) cancelled.add(f.id); break
+          default: return refuse(`unknown frame type ${f.type}`)
+        }
       }
-
-      switch (f.type) {
-        case T.WRITE: write(session, f); break
-        case T.READ: void read(session, f); break
-        case T.CALL: call(session, f); break
-        case T.CANCEL: if (reading.has(f.id)) cancelled.add(f.id); break
-        default: return refuse(`unknown frame type ${f.type}`)
-      }
-    }
+    },
   })
 }
