@@ -123,6 +123,20 @@ function rowRef(journal: Journal, jseq: number): RecordRef | undefined {
  */
 const SCAN_AHEAD = 8
 
+/**
+ * Nice levels the workers run below the main thread. The main thread's
+ * ledger and journal checks are what a full verify waits for; the workers'
+ * scan and history checks fit in the CPU time left around them (they wait
+ * for the expected tree, then for the main thread, more than half of a
+ * full run). On equal terms three busy threads share two cores and the main
+ * thread gets about two thirds of one. PACIOFS_VERIFY_NICE=0 turns it off.
+ */
+function workerNice(): number {
+  const v = process.env.PACIOFS_VERIFY_NICE
+  const n = v === undefined || v === '' ? 10 : Number(v)
+  return Number.isInteger(n) && n >= 0 ? Math.min(n, 19) : 10
+}
+
 const withOp = (ref: RecordRef | undefined, op: string) => ref && {...ref, op}
 
 export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
@@ -153,7 +167,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     const head = await ledger.head()
 
     // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
-    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
+    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history, {nice: workerNice()})
     // entries that arrive before the expected tree is complete wait here; later ones are compared at once.
     // The walk runs only SCAN_AHEAD sets ahead of the tree: the workers check the history store's versions
     // as the journal pass finds them, and scan the rest once the tree is there (nothing waits in memory).
