@@ -124,17 +124,17 @@ function rowRef(journal: Journal, jseq: number): RecordRef | undefined {
 const SCAN_AHEAD = 8
 
 /**
- * Nice levels the workers run below the main thread. The main thread's
- * ledger and journal checks are what a full verify waits for; the workers'
- * scan and history checks fit in the CPU time left around them (they wait
- * for the expected tree, then for the main thread, more than half of a
- * full run). On equal terms three busy threads share two cores and the main
- * thread gets about two thirds of one. PACIOFS_VERIFY_NICE=0 turns it off.
+ * Nice levels the workers run below the main thread (PACIOFS_VERIFY_NICE;
+ * default 0: the same priority). The main thread's ledger and journal checks
+ * are what a full verify waits for, and on 2 cores three busy threads give
+ * it about two thirds of one; with the workers lowered it gets more. But
+ * lowered workers also lose to every other busy process: on a loaded
+ * machine (load 14 on 2 cores) a full verify's scan took minutes instead of
+ * seconds, so this is left for measuring on a quiet machine (bench/README.md).
  */
 function workerNice(): number {
-  const v = process.env.PACIOFS_VERIFY_NICE
-  const n = v === undefined || v === '' ? 10 : Number(v)
-  return Number.isInteger(n) && n >= 0 ? Math.min(n, 19) : 10
+  const n = Number(process.env.PACIOFS_VERIFY_NICE ?? 0)
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 19) : 0
 }
 
 const withOp = (ref: RecordRef | undefined, op: string) => ref && {...ref, op}
