@@ -36,6 +36,12 @@ export interface JobSet {
   claim: SharedArrayBuffer
 }
 
+export interface WorkerData {
+  historyDir: string
+  /** nice levels to add to this thread's priority (see WorkerPool) */
+  nice: number
+}
+
 export interface Answer {
   id: number
   idx: number[]
@@ -92,7 +98,20 @@ function hashFile(p: string, hint: number): {digest: string; size: number} {
   }
 }
 
-const store = new HistoryStore((workerData as {historyDir: string}).historyDir)
+const {historyDir, nice} = workerData as WorkerData
+
+/** This thread's nice value raised by `by` (Linux's setpriority applies to the thread whose id it gets); best effort. */
+function lowerPriority(by: number): void {
+  if (!(by > 0)) return
+  try {
+    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop()) // "<pid>/task/<tid>"
+    if (Number.isSafeInteger(tid) && tid > 0) os.setPriority(tid, Math.min(19, os.getPriority(tid) + by))
+  } catch { /* not Linux, or refused: the same priority as the main thread */ }
+}
+
+lowerPriority(nice)
+
+const store = new HistoryStore(historyDir)
 // store.manifestPath and chunkPath without path.join's normalising (one call per file): digests and chunk hashes are 64 hex digits here
 const manifestPath = (digest: string) => `${store.manifestDir}/${digest.slice(0, 2)}/${digest}.json`
 const chunkPath = (hash: string) => `${store.chunkDir}/${hash.slice(0, 2)}/${hash}`
@@ -106,6 +125,9 @@ const checkedChunks = new Map<string, HistoryProblem | null>()
 const GROUP = 32
 const data = Buffer.allocUnsafe(1 << 20) // > CHUNK_SIZE + 1: any chunk fits (larger files stream through buf)
 const meta = new Float64Array(GROUP * READ_META)
+/** the SHA-256 of each file a readFiles call read, 32 bytes per path (hashed in the same native call: no hashing call per file) */
+const sums = Buffer.allocUnsafe(GROUP * 32)
+const sumOf = (j: number) => sums.toString('hex', j * 32, j * 32 + 32)
 const ERRNO = new Map(Object.entries(os.constants.errno).map(([code, n]) => [n, code]))
 const codeOf = (errno: number) => ERRNO.get(errno) ?? `errno ${errno}`
 type Emit = (i: number, r: ScanResult | HistoryResult, bytes: number) => void
@@ -117,7 +139,7 @@ const TYPES = new Map([[0o100000, 'file'], [0o040000, 'dir'], [0o120000, 'symlin
 /** scanOne for items[start..end), the system calls made in native code; what it leaves (large files, xattrs, links) as scanOne does it. */
 function scanGroup(items: string[], start: number, end: number, emit: Emit): void {
   for (let k = start; k < end;) {
-    const reached = sys.readFiles(items, k, end, READ_LSTAT, null, data, meta)
+    const reached = sys.readFiles(items, k, end, READ_LSTAT, null, data, meta, sums)
     for (let j = k; j < reached; j++) {
       const o = (j - k) * READ_META
       if (meta[o] !== 0) {
@@ -139,7 +161,7 @@ function scanGroup(items: string[], start: number, end: number, emit: Emit): voi
           if (meta[o + 8] !== 0) err = codeOf(meta[o + 8])
           else if (meta[o + 7] >= 0) {
             bytes = meta[o + 7]
-            extra = oneShot('sha256', data.subarray(meta[o + 6], meta[o + 6] + bytes), 'hex')
+            extra = sumOf(j - k)
           } else {
             const h = hashFile(p, size) // large, or grew since lstat: streamed
             extra = h.digest
@@ -170,11 +192,11 @@ function singleChunks(items: string[], todo: number[], sizes: number[], emit: Em
   const paths = todo.map(i => chunkPath(items[i])) // 64 hex digits (checked by the caller)
   const expect = Float64Array.from(todo, i => sizes[i])
   for (let k = 0; k < paths.length;) {
-    const reached = sys.readFiles(paths, k, paths.length, 0, expect, data, meta)
+    const reached = sys.readFiles(paths, k, paths.length, 0, expect, data, meta, sums)
     for (let j = k; j < reached; j++) {
       const o = (j - k) * READ_META
       const i = todo[j]
-      const ok = meta[o] === 0 && meta[o + 7] === expect[j] && oneShot('sha256', data.subarray(meta[o + 6], meta[o + 6] + meta[o + 7]), 'hex') === items[i]
+      const ok = meta[o] === 0 && meta[o + 7] === expect[j] && sumOf(j - k) === items[i]
       emit(i, ok ? 0 : verdict(items[i]), 0)
     }
 
