@@ -6,7 +6,7 @@
  * in the order they were submitted (the scan, then the history store).
  */
 import {Worker} from 'node:worker_threads'
-import type {Answer, HistoryResult, JobSet, ScanResult, WorkerData} from './worker.js'
+import type {Answer, HistoryResult, JobSet, ScanResult} from './worker.js'
 
 const here = new URL('.', import.meta.url)
 // under tsx (tests, benches) the worker is TypeScript and needs the same loader
@@ -30,17 +30,11 @@ export class WorkerPool {
   private failed?: Error
   private closing?: Promise<void>
 
-  /**
-   * `nice`: how many nice levels below the calling thread the workers run
-   * (Linux: per thread), so that the thread feeding them and folding in their
-   * answers gets the CPU first when all want it (0: the same priority).
-   */
-  constructor(n: number, historyDir: string, opts: {nice?: number} = {}) {
-    const workerData: WorkerData = {historyDir, nice: opts.nice ?? 0}
+  constructor(n: number, historyDir: string) {
     this.workers = Array.from({length: n}, () => {
       const w = isTs
-        ? new Worker(`import('tsx/esm/api').then(t => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}) })`, {eval: true, workerData, resourceLimits: LIMITS})
-        : new Worker(WORKER_URL, {workerData, resourceLimits: LIMITS})
+        ? new Worker(`import('tsx/esm/api').then(t => { t.register(); return import(${JSON.stringify(WORKER_URL.href)}) })`, {eval: true, workerData: {historyDir}, resourceLimits: LIMITS})
+        : new Worker(WORKER_URL, {workerData: {historyDir}, resourceLimits: LIMITS})
       w.on('message', (a: Answer) => {
         const p = this.pending.get(a.id)
         if (!p) return

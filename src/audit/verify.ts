@@ -123,20 +123,6 @@ function rowRef(journal: Journal, jseq: number): RecordRef | undefined {
  */
 const SCAN_AHEAD = 8
 
-/**
- * Nice levels the workers run below the main thread (PACIOFS_VERIFY_NICE;
- * default 0: the same priority). The main thread's ledger and journal checks
- * are what a full verify waits for, and on 2 cores three busy threads give
- * it about two thirds of one; with the workers lowered it gets more. But
- * lowered workers also lose to every other busy process: on a loaded
- * machine (load 14 on 2 cores) a full verify's scan took minutes instead of
- * seconds, so this is left for measuring on a quiet machine (bench/README.md).
- */
-function workerNice(): number {
-  const n = Number(process.env.PACIOFS_VERIFY_NICE ?? 0)
-  return Number.isInteger(n) && n > 0 ? Math.min(n, 19) : 0
-}
-
 const withOp = (ref: RecordRef | undefined, op: string) => ref && {...ref, op}
 
 export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
@@ -167,7 +153,7 @@ export async function verifyVolume(opts: VerifyOptions): Promise<VerifyReport> {
     const head = await ledger.head()
 
     // the disk is scanned and hashed on the worker threads meanwhile (step 5 below)
-    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history, {nice: workerNice()})
+    pool = new WorkerPool(opts.threads ?? Math.max(1, Math.min(os.availableParallelism(), 8)), layout.history)
     // entries that arrive before the expected tree is complete wait here; later ones are compared at once.
     // The walk runs only SCAN_AHEAD sets ahead of the tree: the workers check the history store's versions
     // as the journal pass finds them, and scan the rest once the tree is there (nothing waits in memory).

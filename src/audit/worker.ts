@@ -36,12 +36,6 @@ export interface JobSet {
   claim: SharedArrayBuffer
 }
 
-export interface WorkerData {
-  historyDir: string
-  /** nice levels to add to this thread's priority (see WorkerPool) */
-  nice: number
-}
-
 export interface Answer {
   id: number
   idx: number[]
@@ -98,20 +92,7 @@ function hashFile(p: string, hint: number): {digest: string; size: number} {
   }
 }
 
-const {historyDir, nice} = workerData as WorkerData
-
-/** This thread's nice value raised by `by` (Linux's setpriority applies to the thread whose id it gets); best effort. */
-function lowerPriority(by: number): void {
-  if (!(by > 0)) return
-  try {
-    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop()) // "<pid>/task/<tid>"
-    if (Number.isSafeInteger(tid) && tid > 0) os.setPriority(tid, Math.min(19, os.getPriority(tid) + by))
-  } catch { /* not Linux, or refused: the same priority as the main thread */ }
-}
-
-lowerPriority(nice)
-
-const store = new HistoryStore(historyDir)
+const store = new HistoryStore((workerData as {historyDir: string}).historyDir)
 // store.manifestPath and chunkPath without path.join's normalising (one call per file): digests and chunk hashes are 64 hex digits here
 const manifestPath = (digest: string) => `${store.manifestDir}/${digest.slice(0, 2)}/${digest}.json`
 const chunkPath = (hash: string) => `${store.chunkDir}/${hash.slice(0, 2)}/${hash}`

@@ -463,36 +463,6 @@ describe('verify internals', () => {
       }
     })
 
-    it('the worker pool\'s threads run `nice` levels below the thread that made it (Linux), and at its level with nice 0', async function () {
-      this.timeout(60_000)
-      if (!fs.existsSync('/proc/thread-self')) this.skip()
-      const niceOf = (tid: string) => Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16])
-      const base = os.getPriority()
-      const counts = async (nice: number) => {
-        const before = new Set(fs.readdirSync('/proc/self/task'))
-        const pool = new WorkerPool(2, join(dir, 'no-history'), {nice})
-        try {
-          await pool.run('scan', [dir], () => {}) // one worker is up; the other may still be loading its modules: give it time
-          let nices: number[] = []
-          for (let tries = 0; tries < (nice > 0 ? 100 : 20); tries++) {
-            nices = fs.readdirSync('/proc/self/task').filter(t => !before.has(t)).map(niceOf)
-            if (nices.filter(n => n !== base).length >= 2) break
-            await new Promise(resolve => setTimeout(resolve, 100))
-          }
-
-          return nices
-        } finally {
-          await pool.close()
-        }
-      }
-
-      const lowered = await counts(3)
-      expect(lowered.filter(n => n === Math.min(19, base + 3)).length, `nice of the new threads: ${lowered}`).to.be.at.least(2)
-      const same = await counts(0)
-      expect(same.filter(n => n !== base), `nice of the new threads: ${same}`).to.deep.equal([])
-      expect(os.getPriority(), 'the calling thread keeps its priority').to.equal(base)
-    })
-
     it('the walk waits after `ahead.sets` job sets until it is released, then scans the rest; or once `until` is rejected', async function () {
       this.timeout(60_000)
       const root = join(dir, 'gated')
