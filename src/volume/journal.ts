@@ -14,7 +14,7 @@
  */
 import Database from 'better-sqlite3'
 import {CorruptStateError, PacioError} from '../errors.js'
-import {startCheckpointer, type CheckpointHost, type Checkpointer} from '../sqlite/checkpointer.js'
+import {startCheckpointer, type CheckpointHost, type Checkpointer} from './checkpointer.js'
 
 export interface JournalRow {
   jseq: number

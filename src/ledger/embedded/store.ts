@@ -411,11 +411,6 @@ export class LedgerStore {
     }
   }
 
-  /** The connection itself, for the writer's WAL checkpoint job (sqlite/checkpointer.ts turns SQLite's automatic ones off and on). */
-  get connection(): Pick<Database.Database, 'open' | 'pragma'> {
-    return this.db
-  }
-
   /** The write-ahead log that commits append to (for a caller that syncs it itself: openWriter's syncAfter). */
   get walFile(): string {
     return `${this.file}-wal`
@@ -482,7 +477,7 @@ export class LedgerStore {
           packPayloads(included.length === n ? payloads : included.map((i) => payloads[i])),
         )
         sealed = {block, cp}
-      }).immediate() // the write lock first: a checkpoint thread (writer-worker.ts) that resets the WAL meanwhile would otherwise leave this transaction a stale snapshot to upgrade (SQLITE_BUSY_SNAPSHOT, no retry)
+      })()
     } catch (error) {
       throw corruption(this.file, error, epoch)
     }

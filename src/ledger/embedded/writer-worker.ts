@@ -11,14 +11,6 @@
  * up to the head it was told); another process reading the file may see a
  * block a few milliseconds before it is durable.
  *
- * The ledger's own WAL checkpoints do not run here: SQLite's automatic ones
- * ran inside whichever commit crossed 1,000 pages, i.e. every few blocks at
- * 50,000 records/s, and each copied megabytes into the file and waited for
- * two fsyncs on this thread, while every commit behind it waited too (the
- * tail of the append latency). A thread of their own (sqlite/checkpointer.ts,
- * PASSIVE every LEDGER_CHECKPOINT_MS, with SQLite's syncs) copies the WAL
- * into the file meanwhile; if it fails, SQLite's automatic ones come back.
- *
  * It can also run another SQLite file's WAL checkpoints between commits
  * (writer.ts, hostCheckpoints), so that a mount needs no thread of its own
  * for them.
@@ -28,7 +20,6 @@ import {createPrivateKey} from 'node:crypto'
 import fs from 'node:fs'
 import {parentPort, workerData} from 'node:worker_threads'
 import {identityFromPrivateKey} from '../../crypto/sign.js'
-import {startCheckpointer, type Checkpointer} from '../../sqlite/checkpointer.js'
 import {CHECKPOINT_BUSY_MS, TRUNCATE_FRAMES, checkpointWal} from '../../sqlite/wal.js'
 import {LedgerStore, type StoredBatch} from './store.js'
 import {flattenError, unpackBatch} from './wire.js'
@@ -39,14 +30,9 @@ const port = parentPort!
 const reply = (m: WorkerReply) => port.postMessage(m)
 const identity = identityFromPrivateKey(createPrivateKey({key: Buffer.from(init.pkcs8), format: 'der', type: 'pkcs8'}))
 
-/** How often the ledger's WAL is checkpointed on its own thread (at 50,000 records/s the WAL grows by about 30 MB/s). */
-const LEDGER_CHECKPOINT_MS = 250
-
 let store: LedgerStore | undefined
-let ledgerCheckpoints: Checkpointer | undefined
 try {
   store = LedgerStore.openWriter({file: init.file, ledgerId: init.ledgerId, identity, tailBlocks: init.tailBlocks, syncAfter: true})
-  ledgerCheckpoints = startCheckpointer(store.connection, init.file, LEDGER_CHECKPOINT_MS)
   reply({type: 'ready', head: store.head})
 } catch (error) {
   reply({type: 'open-failed', error: flattenError(error)})
@@ -130,19 +116,12 @@ port.on('message', (m: WorkerRequest) => {
   }
   if (m.type === 'close') {
     for (const file of [...hosted.keys()]) stopHosting(file)
-    const finish = () => {
-      if (wal) fs.closeSync(wal.fd)
-      wal = undefined
-      store?.close()
-      store = undefined
-      reply({type: 'closed'})
-      port.close()
-    }
-    // its last checkpoint first, then its connection closes: close() below may then empty the WAL
-    const stopping = ledgerCheckpoints?.stop()
-    ledgerCheckpoints = undefined
-    if (stopping) stopping.then(finish, finish)
-    else finish()
+    if (wal) fs.closeSync(wal.fd)
+    wal = undefined
+    store?.close()
+    store = undefined
+    reply({type: 'closed'})
+    port.close()
     return
   }
   try {

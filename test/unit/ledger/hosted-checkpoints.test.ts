@@ -7,7 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {generateIdentity} from '../../../src/crypto/sign.js'
 import {PacioError} from '../../../src/errors.js'
 import {EmbeddedLedger} from '../../../src/ledger/embedded/index.js'
-import {startCheckpointer} from '../../../src/sqlite/checkpointer.js'
+import {startCheckpointer} from '../../../src/volume/checkpointer.js'
 
 /** A WAL database whose own connection never checkpoints, with `pages` pages written to its WAL. */
 function walFile(file: string, pages: number): Database.Database {

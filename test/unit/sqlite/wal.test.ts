@@ -4,7 +4,7 @@ import {mkdtempSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {checkpointWal} from '../../../src/sqlite/wal.js'
-import {startCheckpointer} from '../../../src/sqlite/checkpointer.js'
+import {startCheckpointer} from '../../../src/volume/checkpointer.js'
 
 const PAGE = 4096
 

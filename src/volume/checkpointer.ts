@@ -18,7 +18,7 @@
 import {createRequire} from 'node:module'
 import {Worker} from 'node:worker_threads'
 import type Database from 'better-sqlite3'
-import {CHECKPOINT_BUSY_MS, TRUNCATE_FRAMES, checkpointWal} from './wal.js'
+import {CHECKPOINT_BUSY_MS, TRUNCATE_FRAMES, checkpointWal} from '../sqlite/wal.js'
 
 const require = createRequire(import.meta.url)
 
@@ -53,7 +53,7 @@ export type CheckpointHost = (file: string, everyMs: number, onLost: () => void)
  * `restartFrames`: on its own thread, the WAL length past which a round also empties the WAL (see
  * checkpointWal; tests set it low). A host uses the default.
  */
-export function startCheckpointer(db: Pick<Database.Database, 'open' | 'pragma'>, file: string, everyMs = 500, host?: CheckpointHost, restartFrames = TRUNCATE_FRAMES): Checkpointer {
+export function startCheckpointer(db: Database.Database, file: string, everyMs = 500, host?: CheckpointHost, restartFrames = TRUNCATE_FRAMES): Checkpointer {
   const backToSqlite = () => {
     if (db.open) db.pragma('wal_autocheckpoint = 1000') // SQLite's own, in the writer's commits
   }
