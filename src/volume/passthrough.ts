@@ -29,6 +29,13 @@ export interface Passthrough {
   invalidate(fh: number): void
   /** File size (fstat) and, if it covers exactly that size, the running digest, at one instant. */
   state(fh: number): {gen: number; size: number; digest: string | null; fastReads: number; fastWrites: number}
+  /**
+   * Hashes, on the thread pool, what the binding's hasher (which runs at idle
+   * priority and may fall behind) has left of the bytes written so far, so
+   * that `state` finds (almost) nothing left to hash on the event loop.
+   * Resolves once done, or at once if there is nothing to do.
+   */
+  catchUp(fh: number): Promise<void>
   /** Detaches fh (waiting for the binding's threads to leave it); returns its final generation, null if not attached. */
   detach(fh: number): number | null
   /**
