@@ -33,6 +33,15 @@ import {step, type ChainState} from './sha256.js'
 
 export const CHUNK_SIZE = 256 * 1024
 const READ_SIZE = 4 * 1024 * 1024
+/**
+ * flush() makes this many files or more durable with one syncfs of the store's
+ * file system (everything dirty on it is written, then one device cache flush)
+ * rather than an fdatasync each: ext4 flushes the device's cache on every
+ * fdatasync, even of a file with nothing left to write, and a 1 GiB version
+ * is 4,096 chunk files (2.7 s for them here, clean, against 15 ms; an fsync
+ * after a large write paid it for the version before).
+ */
+export const SYNCFS_MIN = 64
 export const EMPTY_DIGEST = createHash('sha256').digest('hex')
 const HEX64 = /^[0-9a-f]{64}$/
 const fsp = fs.promises
@@ -226,6 +235,15 @@ export class HistoryStore implements ContentCapture {
   async flush(): Promise<void> {
     const files = [...this.unsynced]
     this.unsynced = new Set()
+    if (files.length >= SYNCFS_MIN) {
+      // one syncfs instead of an fdatasync (and a device cache flush) per file: see SYNCFS_MIN
+      await sys.syncfsJob(this.dir).catch(error => {
+        for (const f of files) this.unsynced.add(f)
+        throw error
+      })
+      return
+    }
+
     const syncOne = async (file: string) => {
       const fh = await fsp.open(file, 'r').catch(() => undefined)
       if (!fh) return
