@@ -21,6 +21,9 @@ const bindingDir = path.dirname(require.resolve('fuse-native/package.json'))
 const CHILD = `
 const fs = require('fs'), crypto = require('crypto'), path = require('path')
 const pt = require(process.env.BINDING).passthrough
+const {Worker} = require('worker_threads')
+// SPIN: every core kept busy by spinning threads meanwhile (an idle-priority hasher gets no CPU)
+const spinners = process.env.SPIN ? Array.from({length: require('os').availableParallelism()}, () => new Worker('for (;;) {}', {eval: true})) : []
 const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'pacio-hasher-'))
 const fd = fs.openSync(path.join(dir, 'f'), 'w+')
 pt.attach(fd, fd, pt.PT_HASH)
@@ -28,14 +31,21 @@ pt.gate(fd, true)
 const data = crypto.randomBytes(Number(process.env.MIB) << 20)
 for (let pos = 0; pos < data.length; pos += 128 << 10) pt.tryWrite(fd, data.subarray(pos, pos + (128 << 10)), 128 << 10, pos)
 const before = pt.totals()
-pt.catchUp(fd).then(() => {
+const policies = () => fs.readdirSync('/proc/self/task').map(t => fs.readFileSync('/proc/self/task/' + t + '/stat', 'utf8'))
+  .filter(st => st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')) === 'paciofs-hasher')
+  .map(st => Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[38])) // policy: 0 SCHED_OTHER, 5 SCHED_IDLE
+pt.catchUp(fd).then(async () => {
+  for (const w of spinners) await w.terminate()
   const s = pt.state(fd)
   pt.detach(fd)
   fs.closeSync(fd)
   fs.rmSync(dir, {recursive: true})
-  const hasher = fs.readdirSync('/proc/self/task').map(t => fs.readFileSync('/proc/self/task/' + t + '/stat', 'utf8'))
-    .filter(st => st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')) === 'paciofs-hasher')
-    .map(st => Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[38])) // policy: 0 SCHED_OTHER, 5 SCHED_IDLE
+  // the hasher goes back to idle priority once its queue is empty (give it 2 s)
+  let hasher = policies()
+  for (let i = 0; i < 100 && hasher.some(p => p !== Number(process.env.SETTLE ?? -1)); i++) {
+    await new Promise(r => setTimeout(r, 20))
+    hasher = policies()
+  }
   const sha = crypto.createHash('sha256').update(data).digest('hex')
   console.log(JSON.stringify({right: s.digest === sha, size: s.size, before, after: pt.totals(), hasher}))
 })
@@ -44,8 +54,8 @@ pt.catchUp(fd).then(() => {
 interface Seen {
   right: boolean
   size: number
-  before: {writerHashed: number; caughtUp: number}
-  after: {writerHashed: number; caughtUp: number; fastWrites: number}
+  before: {writerHashed: number; caughtUp: number; hasherRaised: number}
+  after: {writerHashed: number; caughtUp: number; fastWrites: number; hasherRaised: number}
   hasher: number[]
 }
 
@@ -59,13 +69,20 @@ describe('the binding\'s hasher: idle priority, lag bound, catchUp', function ()
   this.timeout(60_000)
 
   it('runs at idle priority (SCHED_IDLE) by default, at normal priority with PACIOFS_HASHER=normal; the digest is exact either way', () => {
-    const idle = child({}, 8)
+    const idle = child({SETTLE: '5'}, 8)
     expect(idle.hasher).to.deep.equal([5])
     expect(idle).to.include({right: true, size: 8 << 20})
     expect(idle.after.fastWrites).to.equal(64)
-    const normal = child({PACIOFS_HASHER: 'normal'}, 8)
+    const normal = child({PACIOFS_HASHER: 'normal', SETTLE: '0'}, 8)
     expect(normal.hasher).to.deep.equal([0])
     expect(normal).to.include({right: true, size: 8 << 20})
+  })
+
+  it('a writer raises the hasher to normal priority when every core is busy (it made no progress), and it goes back to idle after', () => {
+    const s = child({SPIN: '1', SETTLE: '5'}, 64)
+    expect(s).to.include({right: true, size: 64 << 20})
+    expect(s.before.hasherRaised, JSON.stringify(s)).to.be.at.least(1)
+    expect(s.hasher).to.deep.equal([5])
   })
 
   it('without a hasher (PACIOFS_HASHER=off) writers hash what lies beyond the lag bound (PACIOFS_HASH_LAG_MB) and catchUp the rest', () => {
