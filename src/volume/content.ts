@@ -156,7 +156,9 @@ export class InodeContent {
    * the data), and `incremental` then has nothing left to hash on the event loop.
    */
   async caughtUp(): Promise<void> {
-    if (this.natives.size === 1) await this.pt!.catchUp([...this.natives][0])
+    if (this.natives.size !== 1) return
+    const work = this.pt!.catchUp([...this.natives][0])
+    if (work) await work
   }
 
   /**

@@ -417,7 +417,7 @@ export class LocalVolume implements Volume {
   private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       await c.idle() // the running digest's writes under way
-      await c.caughtUp() // what the binding's hasher left, hashed on the pool (not by incremental, inline)
+      await c.caughtUp() // what the binding's hasher left (1 MiB or more), hashed on the pool (not by incremental, inline)
       const gen = c.gen
       const st = fs.fstatSync(h.fd, {bigint: true})
       if (st.nlink === 0n) {

@@ -34,7 +34,7 @@ const before = pt.totals()
 const policies = () => fs.readdirSync('/proc/self/task').map(t => fs.readFileSync('/proc/self/task/' + t + '/stat', 'utf8'))
   .filter(st => st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')) === 'paciofs-hasher')
   .map(st => Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[38])) // policy: 0 SCHED_OTHER, 5 SCHED_IDLE
-pt.catchUp(fd).then(async () => {
+Promise.resolve(pt.catchUp(fd)).then(async () => { // (null: under 1 MiB left, state hashes it)
   for (const w of spinners) await w.terminate()
   const s = pt.state(fd)
   pt.detach(fd)
@@ -92,7 +92,8 @@ describe('the binding\'s hasher: idle priority, lag bound, catchUp', function ()
     // at most 1 MiB (+ one request) left behind by the writers: at least 8 - 1 - 1/8 MiB hashed by them
     expect(s.before.writerHashed).to.be.at.least((8 << 20) - (1 << 20) - (128 << 10))
     expect(s.before.caughtUp).to.equal(0)
-    expect(s.after.writerHashed + s.after.caughtUp).to.equal(8 << 20)
+    // under 1 MiB left after them is hashed by state, inline (catchUp returns null)
+    expect(s.after.writerHashed + s.after.caughtUp).to.be.at.least((8 << 20) - (1 << 20))
   })
 
   it('with the default bound (1 GiB) and no hasher, writers hash nothing and catchUp everything', () => {
