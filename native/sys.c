@@ -921,6 +921,59 @@ static napi_value hash_file_job(napi_env env, napi_callback_info info) {
   return queue_job(env, "paciofs:hashfile", file_hash_execute, file_hash_complete, j, &j->work, &j->deferred);
 }
 
+/*
+ * syncfsJob(path) -> Promise<void>: syncfs(2) of the file system holding
+ * `path`, on a thread of libuv's pool: every dirty page and inode of that
+ * file system written, then one cache flush of the device. The history store
+ * makes many small files durable with it at once: an fdatasync each costs a
+ * device cache flush each (ext4 issues one even for a file with nothing left
+ * to write: 4,096 clean chunk files took 2.7 s here, one syncfs 15 ms).
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *path;
+  int err;
+} syncfs_job;
+
+static void syncfs_execute(napi_env env, void *arg) {
+  (void) env;
+  syncfs_job *j = arg;
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { j->err = errno; return; }
+  if (syncfs(fd) != 0) j->err = errno;
+  close(fd);
+}
+
+static void syncfs_complete(napi_env env, napi_status status, void *arg) {
+  syncfs_job *j = arg;
+  if (status == napi_ok && j->err == 0) {
+    napi_value u;
+    napi_get_undefined(env, &u);
+    napi_resolve_deferred(env, j->deferred, u);
+  } else {
+    int e = status == napi_ok ? j->err : ECANCELED;
+    char text[160];
+    snprintf(text, sizeof text, "syncfsJob: %s", strerror(e));
+    napi_reject_deferred(env, j->deferred, errno_error(env, e, text));
+  }
+  napi_delete_async_work(env, j->work);
+  free(j->path);
+  free(j);
+}
+
+static napi_value syncfs_job_fn(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF];
+  if (argc < 1 || get_string(env, argv[0], path, sizeof path) != 0 || path[0] == 0) return type_error(env, "syncfsJob(path): path must be a string");
+  syncfs_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "syncfsJob");
+  j->path = strdup(path);
+  if (j->path == NULL) { free(j); return throw_errno(env, ENOMEM, "syncfsJob"); }
+  return queue_job(env, "paciofs:syncfs", syncfs_execute, syncfs_complete, j, &j->work, &j->deferred);
+}
+
 /* execv(file, argv): replaces this process with a new program (same pid, same open descriptors,
  * standard input, output and error, signals that are ignored stay ignored). Returns only on failure, by throwing. bin/run.js uses it
  * to start node again with other V8 options for serve and join (src/app/relaunch.ts). */
@@ -984,6 +1037,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"storeStepJob", NULL, store_step_job, NULL, NULL, NULL, napi_default, NULL},
     {"execv", NULL, do_execv, NULL, NULL, NULL, napi_default, NULL},
     {"hashFileJob", NULL, hash_file_job, NULL, NULL, NULL, napi_default, NULL},
+    {"syncfsJob", NULL, syncfs_job_fn, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

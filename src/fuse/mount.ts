@@ -25,7 +25,7 @@ interface FuseClass {
   new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance
   UTIME_NOW: bigint
   UTIME_OMIT: bigint
-  passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number; fastMeta: number}}
+  passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number; fastMeta: number; writerHashed: number; caughtUp: number; hasherRaised: number}}
 }
 
 function loadFuse(): FuseClass {

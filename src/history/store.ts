@@ -33,6 +33,37 @@ import {step, type ChainState} from './sha256.js'
 
 export const CHUNK_SIZE = 256 * 1024
 const READ_SIZE = 4 * 1024 * 1024
+/**
+ * flush() makes this many files or more durable with one syncfs of the store's
+ * file system (everything dirty on it is written, then one device cache flush)
+ * rather than an fdatasync each: ext4 flushes the device's cache on every
+ * fdatasync, even of a file with nothing left to write, and a 1 GiB version
+ * is 4,096 chunk files (2.7 s for them here, clean, against 15 ms; an fsync
+ * after a large write paid it for the version before).
+ */
+export const SYNCFS_MIN = 64
+/**
+ * ...but only while the kernel holds at most this much dirty data in all (as
+ * /proc/meminfo says): syncfs writes everything dirty on the file system,
+ * other programs' data too, and with more than this waiting the flush keeps
+ * to the store's own files.
+ */
+export const SYNCFS_MAX_DIRTY = 256 * 1024 * 1024
+
+/** Dirty and Writeback of a /proc/meminfo text, in bytes (Infinity if it does not say). */
+export function dirtyBytes(meminfo: string): number {
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1] ?? Number.NaN)
+  const total = (kb('Dirty') + kb('Writeback')) * 1024
+  return Number.isFinite(total) ? total : Infinity
+}
+
+function systemDirty(): number {
+  try {
+    return dirtyBytes(fs.readFileSync('/proc/meminfo', 'utf8'))
+  } catch {
+    return Infinity
+  }
+}
 export const EMPTY_DIGEST = createHash('sha256').digest('hex')
 const HEX64 = /^[0-9a-f]{64}$/
 const fsp = fs.promises
@@ -175,8 +206,11 @@ export class HistoryStore implements ContentCapture {
   private readonly known = new Set<string>()
   /** digests whose manifest this store wrote or saw (a version stored: a capture of it has nothing to do) */
   private readonly versions = new Set<string>()
+  /** the kernel's dirty bytes, for flush() (tests give their own) */
+  private readonly systemDirty: () => number
 
-  constructor(readonly dir: string, opts: {create?: boolean} = {}) {
+  constructor(readonly dir: string, opts: {create?: boolean; systemDirty?: () => number} = {}) {
+    this.systemDirty = opts.systemDirty ?? systemDirty
     this.chunkDir = path.join(dir, 'chunks')
     this.manifestDir = path.join(dir, 'manifests')
     this.pendingDir = path.join(dir, 'pending')
@@ -226,6 +260,15 @@ export class HistoryStore implements ContentCapture {
   async flush(): Promise<void> {
     const files = [...this.unsynced]
     this.unsynced = new Set()
+    if (files.length >= SYNCFS_MIN && this.systemDirty() <= SYNCFS_MAX_DIRTY) {
+      // one syncfs instead of an fdatasync (and a device cache flush) per file: see SYNCFS_MIN
+      await sys.syncfsJob(this.dir).catch(error => {
+        for (const f of files) this.unsynced.add(f)
+        throw error
+      })
+      return
+    }
+
     const syncOne = async (file: string) => {
       const fh = await fsp.open(file, 'r').catch(() => undefined)
       if (!fh) return

@@ -150,6 +150,18 @@ export class InodeContent {
   }
 
   /**
+   * Until the binding has hashed what its passthrough handle wrote so far
+   * (its hasher may lag far behind on a busy machine): that hashing runs on
+   * the thread pool, beside whatever the caller awaits with it (the fsync of
+   * the data), and `incremental` then has nothing left to hash on the event loop.
+   */
+  async caughtUp(): Promise<void> {
+    if (this.natives.size !== 1) return
+    const work = this.pt!.catchUp([...this.natives][0])
+    if (work) await work
+  }
+
+  /**
    * The running digest and the size it covers, if that is the file's size:
    * `size` is the file's size now (fstat) for a digest kept here; a passthrough
    * handle's digest comes with its own fstat, taken under the binding's lock.

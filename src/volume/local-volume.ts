@@ -377,7 +377,9 @@ export class LocalVolume implements Volume {
   async fsync(path: string, fh: number, datasync: boolean): Promise<void> {
     const h = this.handle(fh)
     path ||= h.path
-    await (datasync ? p.fdatasync(h.fd) : p.fsync(h.fd))
+    // the binding's hasher may be behind: what it left is hashed on the pool while the disk
+    // writes the data (recordDigest below then finds the digest ready)
+    await Promise.all([datasync ? p.fdatasync(h.fd) : p.fsync(h.fd), h.content?.dirty ? h.content.caughtUp() : undefined])
     // a version stored in the background (captureLater) starts once this fsync has returned: it
     // reads the file, which is durable now, and its promise is; run meanwhile, it would hold up
     // the flush and the commit below on the event loop and the thread pool
@@ -415,6 +417,7 @@ export class LocalVolume implements Volume {
   private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       await c.idle() // the running digest's writes under way
+      await c.caughtUp() // what the binding's hasher left (1 MiB or more), hashed on the pool (not by incremental, inline)
       const gen = c.gen
       const st = fs.fstatSync(h.fd, {bigint: true})
       if (st.nlink === 0n) {

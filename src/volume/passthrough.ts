@@ -29,6 +29,14 @@ export interface Passthrough {
   invalidate(fh: number): void
   /** File size (fstat) and, if it covers exactly that size, the running digest, at one instant. */
   state(fh: number): {gen: number; size: number; digest: string | null; fastReads: number; fastWrites: number}
+  /**
+   * Hashes, on the thread pool, what the binding's hasher (which runs at idle
+   * priority and may fall behind) has left of the bytes written so far, so
+   * that `state` finds (almost) nothing left to hash on the event loop.
+   * Resolves once done; null (no trip through the pool, which would put the
+   * digest's record behind the operations after it) when less than 1 MiB is left.
+   */
+  catchUp(fh: number): Promise<void> | null
   /** Detaches fh (waiting for the binding's threads to leave it); returns its final generation, null if not attached. */
   detach(fh: number): number | null
   /**

@@ -26,6 +26,8 @@ interface Sys {
    * running SHA-256 (from state after `before` bytes; out[0..32) = the state after it), read into buf: resolves with the bytes read
    */
   hashFileJob(path: string, pos: number, len: number, state: Buffer | null, before: number, out: Buffer, buf: Buffer): Promise<number>
+  /** syncfs(2) of the file system holding `path` on the thread pool: all its dirty data and inodes, one device cache flush */
+  syncfsJob(path: string): Promise<void>
   /** execv(2): replaces the process (same pid); returns only by throwing (see src/app/relaunch.ts) */
   execv(file: string, argv: string[]): never
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {createHash, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import {join} from 'node:path'
-import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore} from '../../../src/history/store.js'
+import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore, SYNCFS_MIN, dirtyBytes} from '../../../src/history/store.js'
 import {pipeVersion} from '../../../src/history/reader.js'
 import {step} from '../../../src/history/sha256.js'
 import {catchUp} from '../../../src/history/recover.js'
@@ -33,6 +33,39 @@ describe('history store', () => {
     expect(r.size).to.equal(data.length)
     expect(store.manifest(r.digest).chunks).to.have.length(4)
     expect((await readAll(store, r.digest)).equals(data)).to.equal(true)
+  })
+
+  it('flush: a few files are fdatasync\'ed one by one; from SYNCFS_MIN on, one syncfs (its failure rejects and keeps them for the next flush)', async () => {
+    store = new HistoryStore(join(dir, 'history'), {systemDirty: () => 0})
+    // the store's directory moved away: the per-file path skips what it cannot open, syncfs cannot start
+    const moved = join(dir, 'moved')
+    for (let i = 0; i < 3; i++) await store.putChunkOnPool(randomBytes(100))
+    fs.renameSync(store.dir, moved)
+    await store.flush() // resolves: nothing there to sync
+    fs.renameSync(moved, store.dir)
+
+    for (let i = 0; i < SYNCFS_MIN; i++) await store.putChunkOnPool(randomBytes(100))
+    fs.renameSync(store.dir, moved)
+    const err = await store.flush().then(() => undefined, (error: unknown) => error as NodeJS.ErrnoException)
+    expect(err?.code).to.equal('ENOENT')
+    fs.renameSync(moved, store.dir)
+    await store.flush() // the same files again, now through syncfs
+    await store.flush() // and nothing left
+  })
+
+  it('flush: with more than SYNCFS_MAX_DIRTY dirty in the kernel, many files are still fdatasync\'ed one by one (no syncfs)', async () => {
+    store = new HistoryStore(join(dir, 'history'), {systemDirty: () => Infinity})
+    for (let i = 0; i < SYNCFS_MIN + 1; i++) await store.putChunkOnPool(randomBytes(100))
+    const moved = join(dir, 'moved')
+    fs.renameSync(store.dir, moved)
+    await store.flush() // resolves: the per-file path skips what it cannot open
+    fs.renameSync(moved, store.dir)
+  })
+
+  it('dirtyBytes reads Dirty + Writeback from /proc/meminfo, Infinity when they are missing', () => {
+    expect(dirtyBytes('MemTotal:       24683620 kB\nDirty:              5044 kB\nWriteback:            52 kB\n')).to.equal((5044 + 52) * 1024)
+    expect(dirtyBytes('MemTotal:       24683620 kB\n')).to.equal(Infinity)
+    expect(dirtyBytes(fs.readFileSync('/proc/meminfo', 'utf8'))).to.be.a('number').and.not.equal(Infinity)
   })
 
   it('putChunkOnPool hashes and writes a chunk in one pool job: its name, its bytes, once, no temporary file left', async () => {
