@@ -138,7 +138,11 @@ export interface ContentCapture {
    */
   promise(volPath: string, digest: string, size?: number): Promise<string>
   done(token: string): Promise<void>
-  /** Makes every version stored so far durable (fdatasync); called on fsync, sync and unmount. */
+  /**
+   * Makes every version stored so far durable (fdatasync, or one syncfs);
+   * called on fsync, sync and unmount. A capture made with `syncOwn` (a
+   * promised one, running in the background) syncs its own files instead.
+   */
   flush(): Promise<void>
   /** Stores bytes given in memory under their sha256 (xattr values: `paciofs repair` restores them from here). */
   put(data: Buffer): Promise<CaptureResult>
@@ -155,6 +159,14 @@ export interface CaptureOptions {
    * upTo below it).
    */
   from?: CaptureResume
+  /**
+   * A capture promised beforehand (promise()): the files it writes are made
+   * durable by the capture itself before it returns, not by the next
+   * flush(). An fsync of another file then does not wait for a large
+   * version still being stored in the background (its promise covers a
+   * crash), and the caller's done() follows its files' durability.
+   */
+  syncOwn?: boolean
 }
 
 export interface PendingCapture {
@@ -241,7 +253,7 @@ export class HistoryStore implements ContentCapture {
    * fsync of a file, sync, or unmount (flush()); until then it survives a
    * crash of the process, not a power loss.
    */
-  private async writeOnce(file: string, data: Buffer | string): Promise<void> {
+  private async writeOnce(file: string, data: Buffer | string, own?: Set<string>): Promise<void> {
     const dir = path.dirname(file)
     if (!this.dirs.has(dir)) {
       await fsp.mkdir(dir, {recursive: true, mode: 0o700})
@@ -251,7 +263,7 @@ export class HistoryStore implements ContentCapture {
     const tmp = `${file}.${tmpTag}${(++tmpSeq).toString(36)}.tmp` // unique without a call into the random source per chunk
     await fsp.writeFile(tmp, data, {mode: 0o600})
     await fsp.rename(tmp, file)
-    this.unsynced.add(file)
+    ;(own ?? this.unsynced).add(file)
   }
 
   private readonly dirs = new Set<string>()
@@ -260,12 +272,17 @@ export class HistoryStore implements ContentCapture {
   async flush(): Promise<void> {
     const files = [...this.unsynced]
     this.unsynced = new Set()
+    await this.syncFiles(files).catch(error => {
+      for (const f of files) this.unsynced.add(f)
+      throw error
+    })
+  }
+
+  /** Makes these files of the store durable. */
+  private async syncFiles(files: string[]): Promise<void> {
     if (files.length >= SYNCFS_MIN && this.systemDirty() <= SYNCFS_MAX_DIRTY) {
       // one syncfs instead of an fdatasync (and a device cache flush) per file: see SYNCFS_MIN
-      await sys.syncfsJob(this.dir).catch(error => {
-        for (const f of files) this.unsynced.add(f)
-        throw error
-      })
+      await sys.syncfsJob(this.dir)
       return
     }
 
@@ -311,13 +328,13 @@ export class HistoryStore implements ContentCapture {
    * `step`: the same job also takes the chunk's step of its version's hash
    * (sha256.ts' step(); `after` is then the state after it, or the digest).
    */
-  async putChunkOnPool(data: Buffer, copy?: {fd: number; pos: number}, step?: {before: Buffer | null; offset: number; last: boolean}): Promise<{hash: string; stored: number; after?: Buffer}> {
+  async putChunkOnPool(data: Buffer, copy?: {fd: number; pos: number}, step?: {before: Buffer | null; offset: number; last: boolean}, own?: Set<string>): Promise<{hash: string; stored: number; after?: Buffer}> {
     const out = Buffer.allocUnsafe(step ? 72 : 33)
     const tag = `${tmpTag}${(++tmpSeq).toString(36)}`
     if (step) await sys.storeStepJob(data, this.chunkDir, tag, out, copy?.fd ?? -1, copy?.pos ?? 0, step.before, step.offset, step.last)
     else await sys.storeChunkJob(data, this.chunkDir, tag, out, copy?.fd ?? -1, copy?.pos ?? 0)
     const hash = out.toString('hex', 0, 32)
-    if (out[32] === 1) this.unsynced.add(this.chunkPath(hash))
+    if (out[32] === 1) (own ?? this.unsynced).add(this.chunkPath(hash))
     this.remember(hash)
     const stored = out[32] === 1 ? data.length : 0
     return step ? {hash, stored, after: out.subarray(40, 72)} : {hash, stored}
@@ -332,7 +349,7 @@ export class HistoryStore implements ContentCapture {
   }
 
   /** Stores the manifest of a version this store has just hashed (its chunk list and digest come from the same bytes). */
-  async putManifest(m: Manifest): Promise<void> {
+  async putManifest(m: Manifest, own?: Set<string>): Promise<void> {
     this.vouch(m)
     if (HistoryStore.isImplicit(m)) {
       this.rememberVersion(m.digest) // the chunk (or nothing, for the empty version) is the version: no manifest
@@ -346,7 +363,7 @@ export class HistoryStore implements ContentCapture {
       return
     } catch { /* not there yet */ }
 
-    await this.writeOnce(file, JSON.stringify(m))
+    await this.writeOnce(file, JSON.stringify(m), own)
     this.rememberVersion(m.digest)
   }
 
@@ -381,7 +398,7 @@ export class HistoryStore implements ContentCapture {
     try {
       const from = opts.from
       const fits = from !== undefined && resumable(from) && from.pos <= upTo && from.pos <= (await rfd.stat()).size
-      return await this.captureReadable(rfd, upTo, fits ? from : undefined)
+      return await this.captureReadable(rfd, upTo, fits ? from : undefined, opts.syncOwn === true)
     } finally {
       await rfd.close()
     }
@@ -452,8 +469,21 @@ export class HistoryStore implements ContentCapture {
    * Reads a file of more than one chunk and stores it, reading the next
    * piece while one is hashed and stored.
    */
-  private async captureReadable(fh: fs.promises.FileHandle, upTo: number, from?: CaptureResume): Promise<CaptureResult> {
+  private async captureReadable(fh: fs.promises.FileHandle, upTo: number, from: CaptureResume | undefined, syncOwn: boolean): Promise<CaptureResult> {
     const b = from ? resumedBuilding(from) : newBuilding()
+    if (!syncOwn) return this.readInto(b, fh, upTo)
+    const own = b.own = new Set<string>()
+    try {
+      const got = await this.readInto(b, fh, upTo)
+      await this.syncFiles([...own])
+      return got
+    } catch (error) {
+      for (const f of own) this.unsynced.add(f) // not synced here: the next flush() does
+      throw error
+    }
+  }
+
+  private async readInto(b: Building, fh: fs.promises.FileHandle, upTo: number): Promise<CaptureResult> {
     let buf = Buffer.allocUnsafe(READ_SIZE)
     let spare = Buffer.allocUnsafe(READ_SIZE)
     // reads end at upTo (a read of nothing there: as at EOF)
@@ -493,7 +523,7 @@ export class HistoryStore implements ContentCapture {
     for (let off = 0; off < data.length; off += CHUNK_SIZE) pieces.push(data.subarray(off, off + CHUNK_SIZE))
     // each chunk hashed and written (unless there) in one job on the pool, all at once: one trip per
     // chunk instead of six (hash, access, open, write, close, rename), 4,096 per GiB captured
-    const hashes = pieces.map(piece => this.putChunkOnPool(piece))
+    const hashes = pieces.map(piece => this.putChunkOnPool(piece, undefined, undefined, b.own))
     const chain = (async () => {
       for (let k = 0, at = b.pos; k < pieces.length; at += pieces[k].length, k++) {
         const short = pieces[k].length < CHUNK_SIZE
@@ -518,8 +548,8 @@ export class HistoryStore implements ContentCapture {
   private async finish(b: Building): Promise<CaptureResult> {
     b.finished ??= (await step(Buffer.alloc(0), b.state, b.pos, true)).after
     const digest = b.finished.toString('hex')
-    if (b.chunks.length > 1) await this.putMarks(digest, Buffer.concat(b.marks.slice(0, b.chunks.length - 1)))
-    await this.putManifest({v: 1, digest, size: b.pos, chunkSize: CHUNK_SIZE, chunks: b.chunks})
+    if (b.chunks.length > 1) await this.putMarks(digest, Buffer.concat(b.marks.slice(0, b.chunks.length - 1)), b.own)
+    await this.putManifest({v: 1, digest, size: b.pos, chunkSize: CHUNK_SIZE, chunks: b.chunks}, b.own)
     return {digest, size: b.pos, stored: b.stored}
   }
 
@@ -529,14 +559,14 @@ export class HistoryStore implements ContentCapture {
    * anyone who hashed the version may store them: a capture here, a replica
    * that fetched it.
    */
-  async putMarks(digest: string, marks: Buffer): Promise<void> {
+  async putMarks(digest: string, marks: Buffer, own?: Set<string>): Promise<void> {
     const file = this.marksPath(digest)
     try {
       await fsp.access(file)
       return
     } catch { /* not there yet */ }
 
-    await this.writeOnce(file, marks)
+    await this.writeOnce(file, marks, own)
   }
 
   /**
@@ -874,6 +904,8 @@ interface Building {
   finished?: Buffer
   pos: number
   stored: number
+  /** the files this version wrote, where its capture syncs them itself (CaptureOptions.syncOwn) */
+  own?: Set<string>
 }
 
 const newBuilding = (): Building => ({chunks: [], marks: [], state: null, pos: 0, stored: 0})

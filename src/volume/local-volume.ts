@@ -470,7 +470,7 @@ export class LocalVolume implements Volume {
       // the file is unchanged below an earlier capture's resume point of this epoch (the prior
       // capture's, say): this one reads only what was written since
       const from = c.epoch === epoch ? c.resumePoint() : undefined
-      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, from ? {upTo: size, from} : {upTo: size})))
+      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, from ? {upTo: size, from, syncOwn: true} : {upTo: size, syncOwn: true})))
         .then(async got => {
           if (got.digest !== digest) return
           c.keepResume(epoch, got.resume)

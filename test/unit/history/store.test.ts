@@ -62,6 +62,46 @@ describe('history store', () => {
     fs.renameSync(moved, store.dir)
   })
 
+  it('capture with syncOwn syncs its own files before it returns: flush() then has none of them (without: flush has them)', async () => {
+    store = new HistoryStore(join(dir, 'history'), {create: true, systemDirty: () => 0})
+    const moved = join(dir, 'moved')
+    // SYNCFS_MIN + 4 chunks: flush() of them would take the syncfs path, which fails with the store moved away
+    const file = join(dir, 'big')
+    const data = randomBytes((SYNCFS_MIN + 4) * CHUNK_SIZE + 10)
+    fs.writeFileSync(file, data)
+    for (const syncOwn of [true, false]) {
+      const fd = fs.openSync(file, 'r')
+      try {
+        const r = await store.capture(fd, undefined, {syncOwn})
+        expect(r.digest).to.equal(sha(data))
+        expect(r.stored).to.equal(syncOwn ? data.length : 0) // the second capture finds the version stored
+      } finally {
+        fs.closeSync(fd)
+      }
+
+      if (!syncOwn) break
+      fs.renameSync(store.dir, moved)
+      await store.flush() // resolves: nothing left to sync (its files were synced by the capture)
+      fs.renameSync(moved, store.dir)
+    }
+
+    // the same bytes stored anew without syncOwn go to flush()
+    const other = randomBytes((SYNCFS_MIN + 4) * CHUNK_SIZE + 11)
+    fs.writeFileSync(file, other)
+    const fd = fs.openSync(file, 'r')
+    try {
+      await store.capture(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+
+    fs.renameSync(store.dir, moved)
+    const err = await store.flush().then(() => undefined, (error: unknown) => error as NodeJS.ErrnoException)
+    expect(err?.code).to.equal('ENOENT')
+    fs.renameSync(moved, store.dir)
+    expect((await readAll(store, sha(data))).equals(data)).to.equal(true)
+  })
+
   it('dirtyBytes reads Dirty + Writeback from /proc/meminfo, Infinity when they are missing', () => {
     expect(dirtyBytes('MemTotal:       24683620 kB\nDirty:              5044 kB\nWriteback:            52 kB\n')).to.equal((5044 + 52) * 1024)
     expect(dirtyBytes('MemTotal:       24683620 kB\n')).to.equal(Infinity)
