@@ -221,15 +221,12 @@ static napi_value do_lremovexattr(napi_env env, napi_callback_info info) {
  * otherwise expect[i] + 1 when expect is given and expect[i] >= 0, else up to
  * 64 KiB. It stops before a path whose bytes no longer fit, unless that is
  * the first (then [7] is -1), and returns the index it stopped at.
- * With an 8th argument `digests` (a Buffer of at least 32 bytes per path of
- * the call), the SHA-256 of each path's bytes read ([7] >= 0) is written at
- * (i - start) * 32: the caller makes no hashing call per file.
  */
 #define SMALL_CAP 65536
 static napi_value read_files(napi_env env, napi_callback_info info) {
-  size_t argc = 8; napi_value argv[8];
+  size_t argc = 7; napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 7) return type_error(env, "readFiles(paths, start, end, flags, expect, data, out[, digests])");
+  if (argc < 7) return type_error(env, "readFiles(paths, start, end, flags, expect, data, out)");
   uint32_t count = 0, start = 0, end = 0, flags = 0;
   if (napi_get_array_length(env, argv[0], &count) != napi_ok) return type_error(env, "paths must be an array");
   napi_get_value_uint32(env, argv[1], &start);
@@ -248,14 +245,6 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
   napi_typedarray_type ot; double *out; size_t out_len;
   if (napi_get_typedarray_info(env, argv[6], &ot, &out_len, (void **) &out, NULL, NULL) != napi_ok || ot != napi_float64_array) return type_error(env, "out must be a Float64Array");
   if (start < end && (size_t) (end - start) * 9 > out_len) end = start + (uint32_t) (out_len / 9);
-  unsigned char *digests = NULL; size_t digests_cap = 0;
-  if (argc >= 8) {
-    napi_valuetype dt; napi_typeof(env, argv[7], &dt);
-    if (dt != napi_null && dt != napi_undefined) {
-      if (napi_get_buffer_info(env, argv[7], (void **) &digests, &digests_cap) != napi_ok) return type_error(env, "digests must be a Buffer or null");
-      if (start < end && (size_t) (end - start) * 32 > digests_cap) end = start + (uint32_t) (digests_cap / 32);
-    }
-  }
   size_t used = 0;
   char path[PATH_BUF];
   uint32_t i = start;
@@ -297,7 +286,6 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
     if (err != 0) { if (flags & 1) o[8] = err; else o[0] = err; continue; }
     if (got >= want) continue; /* longer than expected: [7] = -1 */
     o[6] = (double) used; o[7] = (double) got;
-    if (digests != NULL) SHA256((const unsigned char *) data + used, got, digests + (size_t) (i - start) * 32);
     used += got;
   }
   napi_value r; napi_create_uint32(env, i, &r);

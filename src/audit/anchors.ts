@@ -11,14 +11,11 @@ import type {RecordRef} from './types.js'
 
 const KEY = 32
 
-/** The most positions a size hint reserves at once (32 MiB of keys); beyond, the table grows as payloads come. */
-const MAX_HINT = 1 << 20
-
 export class Anchors {
-  private keys: Buffer // the key of position i at i * KEY
-  private slots: Int32Array // position + 1, 0 = empty
-  private txOf: Int32Array
-  private matched: Uint8Array // 1: a journal row accounted for it (or a later copy replaced it)
+  private keys = Buffer.alloc(KEY * 1024) // the key of position i at i * KEY
+  private slots = new Int32Array(2048) // position + 1, 0 = empty
+  private txOf = new Int32Array(1024)
+  private matched = new Uint8Array(1024) // 1: a journal row accounted for it (or a later copy replaced it)
   private readonly odd = new Map<string, number>() // latin1 key -> position, payloads that are not KEY bytes
   private readonly txs: Array<{epoch: number; txid: string; pid: string}> = []
   private readonly strings = new Map<string, string>()
@@ -27,20 +24,6 @@ export class Anchors {
   private refTx = -1
   /** positions handed out */
   size = 0
-
-  /**
-   * `expected`: about how many payloads will come (a full verify: the
-   * journal's rows), so that the table is made once at its size rather than
-   * grown and rehashed as 200,000 keys arrive; only a hint.
-   */
-  constructor(expected = 1024) {
-    let n = 1024
-    while (n < Math.min(expected, MAX_HINT)) n *= 2
-    this.keys = Buffer.alloc(KEY * n)
-    this.slots = new Int32Array(2 * n)
-    this.txOf = new Int32Array(n)
-    this.matched = new Uint8Array(n)
-  }
 
   add(payload: Buffer, epoch: number, txid: string, pid: string): void {
     const last = this.txs.at(-1)

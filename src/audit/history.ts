@@ -10,7 +10,7 @@
  * --full, only the new ones otherwise), not the number of records naming a
  * version.
  */
-import {EMPTY_DIGEST, type HistoryProblem} from '../history/store.js'
+import type {HistoryProblem} from '../history/store.js'
 import type {FsRecord} from '../volume/types.js'
 import type {WorkerPool} from './pool.js'
 import type {Divergence, RecordRef} from './types.js'
@@ -51,8 +51,6 @@ export class HistoryJobs {
   }
 
   add(digest: string, size: number, jseq: number, order: number): void {
-    // the empty version is in every store (no chunk, nothing to alter): never a finding, and named by every create
-    if (digest === EMPTY_DIGEST) return
     const slot = this.slots.get(digest)
     if (slot !== undefined) {
       const m = this.more.get(slot)

@@ -46,30 +46,25 @@ export class RowReader {
     }
 
     const {scratch, row} = this
-    for (const [jseq, s] of this.journal.auditTextRows(afterJseq)) {
-      // `${salt hex}:${hash hex}:${text}`: hex holds no ':'
-      const saltEnd = typeof s === 'string' ? s.indexOf(':') : -1
-      const hashEnd = saltEnd < 0 ? -1 : s.indexOf(':', saltEnd + 1)
-      const saltLength = saltEnd >> 1
-      const text = hashEnd < 0 ? '' : s.slice(hashEnd + 1)
-      if (hashEnd - saltEnd !== 65 || saltLength + text.length * 3 > SCRATCH || text.includes('\uFFFD')) {
+    for (const [jseq, hashHex, saltHex, text] of this.journal.auditTextRows(afterJseq)) {
+      const saltLength = saltHex.length >> 1
+      if (saltLength + text.length * 3 > SCRATCH || hashHex.length !== 64 || text.includes('\uFFFD')) {
         yield this.exactRow(jseq)
         continue
       }
 
-      scratch.write(s, 0, saltLength, 'hex') // the salt: hex writing stops at the ':'
+      scratch.write(saltHex, 0, 'hex')
       const n = scratch.write(text, saltLength, 'utf8')
-      const actual = oneShot('sha256', scratch.subarray(0, saltLength + n), 'hex')
-      if (!s.startsWith(actual, saltEnd + 1)) {
+      if (oneShot('sha256', scratch.subarray(0, saltLength + n), 'hex') !== hashHex) {
         yield this.exactRow(jseq)
         continue
       }
 
-      this.key.write(actual, 0, 'hex')
+      this.key.write(hashHex, 0, 'hex')
       row.jseq = jseq
       row.hash = this.key
       row.ok = true
-      row.actual = actual
+      row.actual = hashHex
       row.text = text
       yield row
     }

@@ -106,9 +106,6 @@ const checkedChunks = new Map<string, HistoryProblem | null>()
 const GROUP = 32
 const data = Buffer.allocUnsafe(1 << 20) // > CHUNK_SIZE + 1: any chunk fits (larger files stream through buf)
 const meta = new Float64Array(GROUP * READ_META)
-/** the SHA-256 of each file a readFiles call read, 32 bytes per path (hashed in the same native call: no hashing call per file) */
-const sums = Buffer.allocUnsafe(GROUP * 32)
-const sumOf = (j: number) => sums.toString('hex', j * 32, j * 32 + 32)
 const ERRNO = new Map(Object.entries(os.constants.errno).map(([code, n]) => [n, code]))
 const codeOf = (errno: number) => ERRNO.get(errno) ?? `errno ${errno}`
 type Emit = (i: number, r: ScanResult | HistoryResult, bytes: number) => void
@@ -120,7 +117,7 @@ const TYPES = new Map([[0o100000, 'file'], [0o040000, 'dir'], [0o120000, 'symlin
 /** scanOne for items[start..end), the system calls made in native code; what it leaves (large files, xattrs, links) as scanOne does it. */
 function scanGroup(items: string[], start: number, end: number, emit: Emit): void {
   for (let k = start; k < end;) {
-    const reached = sys.readFiles(items, k, end, READ_LSTAT, null, data, meta, sums)
+    const reached = sys.readFiles(items, k, end, READ_LSTAT, null, data, meta)
     for (let j = k; j < reached; j++) {
       const o = (j - k) * READ_META
       if (meta[o] !== 0) {
@@ -142,7 +139,7 @@ function scanGroup(items: string[], start: number, end: number, emit: Emit): voi
           if (meta[o + 8] !== 0) err = codeOf(meta[o + 8])
           else if (meta[o + 7] >= 0) {
             bytes = meta[o + 7]
-            extra = sumOf(j - k)
+            extra = oneShot('sha256', data.subarray(meta[o + 6], meta[o + 6] + bytes), 'hex')
           } else {
             const h = hashFile(p, size) // large, or grew since lstat: streamed
             extra = h.digest
@@ -173,11 +170,11 @@ function singleChunks(items: string[], todo: number[], sizes: number[], emit: Em
   const paths = todo.map(i => chunkPath(items[i])) // 64 hex digits (checked by the caller)
   const expect = Float64Array.from(todo, i => sizes[i])
   for (let k = 0; k < paths.length;) {
-    const reached = sys.readFiles(paths, k, paths.length, 0, expect, data, meta, sums)
+    const reached = sys.readFiles(paths, k, paths.length, 0, expect, data, meta)
     for (let j = k; j < reached; j++) {
       const o = (j - k) * READ_META
       const i = todo[j]
-      const ok = meta[o] === 0 && meta[o + 7] === expect[j] && sumOf(j - k) === items[i]
+      const ok = meta[o] === 0 && meta[o + 7] === expect[j] && oneShot('sha256', data.subarray(meta[o + 6], meta[o + 6] + meta[o + 7]), 'hex') === items[i]
       emit(i, ok ? 0 : verdict(items[i]), 0)
     }
 

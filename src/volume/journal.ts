@@ -38,8 +38,8 @@ const READER_CACHE_KIB = 2 * 1024
 
 const AUDIT_SELECT = 'SELECT jseq, hash, length(salt), CAST(salt || record AS BLOB) FROM records'
 
-/** jseq, then one string: salt as hex, ':', hash as lowercase hex, ':', the record as text (see Journal.auditTextRows) */
-export type AuditTextRow = [number, string]
+/** jseq, hash as lowercase hex, salt as hex, the record as text */
+export type AuditTextRow = [number, string, string, string]
 
 export interface Placement {
   jseq?: number // when known, the row is found by its key rather than its hash
@@ -213,16 +213,13 @@ export class Journal {
   }
 
   /**
-   * auditRows as strings (no buffer per row: an auditor reads 100,000s), the
-   * three columns in one string per row (one value handed out instead of
-   * three): [jseq, `${salt hex}:${hash hex}:${record text}`]. Hex holds no
-   * ':', so the first two split it whatever the record holds. The text is the
-   * record's bytes read as UTF-8; whoever hashes it must fall back to
-   * auditRow(jseq) for a row whose bytes may not survive that (see
-   * audit/rows.ts).
+   * auditRows as strings (no buffer per row: an auditor reads 100,000s):
+   * [jseq, hash hex, salt hex, record text]. The text is the record's bytes
+   * read as UTF-8; whoever hashes it must fall back to auditRow(jseq) for
+   * a row whose bytes may not survive that (see audit/rows.ts).
    */
   * auditTextRows(afterJseq = 0): IterableIterator<AuditTextRow> {
-    yield * this.db.prepare("SELECT jseq, hex(salt) || ':' || lower(hex(hash)) || ':' || CAST(record AS TEXT) FROM records WHERE jseq > ? ORDER BY jseq")
+    yield * this.db.prepare('SELECT jseq, lower(hex(hash)), hex(salt), CAST(record AS TEXT) FROM records WHERE jseq > ? ORDER BY jseq')
       .raw(true).iterate(afterJseq) as IterableIterator<AuditTextRow>
   }
 

@@ -11,8 +11,8 @@ interface Sys {
   lgetxattr(path: string, name: string): Buffer
   llistxattr(path: string): string[]
   lremovexattr(path: string, name: string): void
-  /** verify's batch of small reads (see native/sys.c): returns the index it reached; with `digests`, the SHA-256 of each file read at 32 bytes per path */
-  readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array, digests?: Buffer | null): number
+  /** verify's batch of small reads (see native/sys.c): returns the index it reached */
+  readFiles(paths: string[], start: number, end: number, flags: number, expect: Float64Array | null, data: Buffer, out: Float64Array): number
   /** SHA-256 on the thread pool (see native/sys.c and src/history/sha256.ts) */
   sha256Job(data: Buffer, flags: number, state: Buffer | null, before: number, out: Buffer): Promise<void>
   /** the same job reading the file `path` into data first: resolves with the bytes read, hashed only if exactly `want` */

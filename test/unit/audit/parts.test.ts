@@ -31,8 +31,8 @@ const ref = (epoch: number) => ({epoch, txid: `tx${epoch}`, author: 'a'})
 
 describe('verify internals', () => {
   describe('the anchor table', () => {
-    for (const hint of [undefined, 3000, 8192, 1e15]) it(`finds every key a Map finds, across growth, duplicates and payloads that are not 32 bytes (size hint ${hint})`, () => {
-      const a = new Anchors(hint) // a hint below, above, or far above what comes (capped): the same answers
+    it('finds every key a Map finds, across growth, duplicates and payloads that are not 32 bytes', () => {
+      const a = new Anchors()
       const reference = new Map<string, number>()
       const keys: Buffer[] = []
       for (let i = 0; i < 5000; i++) {
@@ -216,7 +216,6 @@ describe('verify internals', () => {
       rows[5].record = Buffer.concat([rows[5].record.subarray(0, at5), Buffer.from([0xff]), rows[5].record.subarray(at5 + fffd.length)])
       rows[6].record = Buffer.concat([rows[6].record.subarray(0, 3), Buffer.from([0xc3]), rows[6].record.subarray(3)])
       rows[7].record = Buffer.from(rows[7].record.toString().replace('plain', 'plaiN'))
-      rows[8].hash = rows[8].hash.subarray(0, 31) // a hash column of another length: never a match
       j.append(rows)
       const reader = new RowReader(j)
       const seen: Array<[number, boolean, string, string]> = []
@@ -230,7 +229,7 @@ describe('verify internals', () => {
         expect(ok, `row ${jseq}`).to.equal(truth === hash)
       }
 
-      expect(seen.filter(s => !s[1]).map(s => s[0])).to.deep.equal([6, 7, 8, 9])
+      expect(seen.filter(s => !s[1]).map(s => s[0])).to.deep.equal([6, 7, 8])
       expect(reader.exact, 'rows read again from their bytes: U+FFFD, mismatches, large').to.be.greaterThan(40)
       expect(reader.exact).to.be.lessThan(100)
       expect([...reader.after(195)].length).to.equal(5)
@@ -279,39 +278,6 @@ describe('verify internals', () => {
       expect(at(4)[0]).to.equal(os.constants.errno.ENOENT)
     })
 
-    it('sys.readFiles with `digests`: the SHA-256 of each file it read, 32 bytes per path from `start`; no more paths than the digests hold', () => {
-      const d = join(dir, 'rfd')
-      fs.mkdirSync(d)
-      const bodies = [Buffer.from('hello'), Buffer.alloc(0), randomBytes(3000), randomBytes(70_000)]
-      bodies.forEach((b, i) => fs.writeFileSync(join(d, `f${i}`), b))
-      fs.symlinkSync('f0', join(d, 'l'))
-      const paths = [...bodies.map((_, i) => join(d, `f${i}`)), join(d, 'l'), join(d, 'nope')]
-      const out = new Float64Array(paths.length * READ_META)
-      const data = Buffer.alloc(1 << 17)
-      const sums = Buffer.alloc(paths.length * 32, 0xee)
-      expect(sys.readFiles(paths, 0, paths.length, READ_LSTAT, null, data, out, sums)).to.equal(paths.length)
-      for (let i = 0; i < bodies.length; i++) {
-        expect(out[i * READ_META + 7]).to.equal(bodies[i].length)
-        expect(sums.toString('hex', i * 32, i * 32 + 32), `file ${i}`).to.equal(sha(bodies[i]))
-      }
-
-      // the link and the missing path were not read: their digests are left alone
-      expect(sums.subarray(4 * 32).every(x => x === 0xee)).to.equal(true)
-      // from start 2, with room for one digest: one path, its digest at 0
-      sums.fill(0)
-      expect(sys.readFiles(paths, 2, paths.length, READ_LSTAT, null, data, out, sums.subarray(0, 32))).to.equal(3)
-      expect(sums.toString('hex', 0, 32)).to.equal(sha(bodies[2]))
-      // with expected lengths (the history store's reads): the same digests; one byte more than expected is not read, nor hashed
-      sums.fill(0)
-      expect(sys.readFiles(paths, 0, 4, 0, Float64Array.from([5, 0, 2999, 70_000]), data, out, sums)).to.equal(4)
-      expect(sums.toString('hex', 0, 32)).to.equal(sha(bodies[0]))
-      expect(sums.toString('hex', 32, 64)).to.equal(sha(bodies[1]))
-      expect(out[2 * READ_META + 7]).to.equal(-1)
-      expect(sums.subarray(64, 96).every(x => x === 0)).to.equal(true)
-      expect(sums.toString('hex', 96, 128)).to.equal(sha(bodies[3]))
-      expect(() => sys.readFiles(paths, 0, 1, 0, null, data, out, 'x' as unknown as Buffer)).to.throw(/digests/)
-    })
-
     it('history jobs: versions streamed to the workers while records come in (more than one set) and the large ones at the end are all checked; one finding per path and version, in ledger order', async function () {
       this.timeout(120_000)
       const hdir = join(dir, 'hist-stream')
@@ -339,9 +305,6 @@ describe('verify internals', () => {
         small.forEach((d, i) => add(`/f${i}`, d, `version ${i}`.length))
         add('/copy', small[10], 10) // the same damaged version at another path: a finding there too
         add('/f10', small[10], 10) // ... and again at the same path: not twice
-        const versions = jobs.size
-        add('/new', EMPTY_DIGEST, 0) // the empty version (every create names it): nothing to check, not collected
-        expect(jobs.size).to.equal(versions)
         const found = await jobs.finish((jseq, order) => {
           const r = recs[jseq]
           return {record: rec({op: 'write', path: r.path, digest: r.digest, size: r.size}), ref: {...ref(order), op: 'write'}}
