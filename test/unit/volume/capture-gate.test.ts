@@ -96,7 +96,7 @@ describe('LocalVolume: background captures and writes', () => {
 
   it('a write beyond the bytes being captured goes ahead; the capture gets exactly those bytes', async () => {
     const {fh, first} = await fsyncedLargeFile()
-    expect(history.asked).to.deep.equal([{upTo: first.length}])
+    expect(history.asked).to.deep.equal([{upTo: first.length, syncOwn: true}])
     const more = Buffer.alloc(MiB, 8)
     expect(await within(vol.write('/big', fh, more, MiB, first.length, root), 5_000), 'the sequential writer waited for the capture').to.equal('settled')
     history.letGo()
