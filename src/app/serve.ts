@@ -55,7 +55,7 @@ export async function runServe(req: ServeRequest): Promise<ServeSummary> {
   const stop = new StopSignals()
   try {
     const tls = await loadOrCreateServerTls(req.stateDir ?? path.join(configDir(), 'server'))
-    const volumes = await openAll(req.volumes, {identity: req.identity})
+    const volumes = await openAll(req.volumes, {identity: req.identity, onEvent: req.onEvent})
     let records = 0
     const hosts = new Map<string, ReplicaHost>()
     const primaries: PrimaryHost[] = []

@@ -11,6 +11,7 @@ import {HistoryStore} from '../history/store.js'
 import {catchUp} from '../history/recover.js'
 import {undoUnrecorded} from '../volume/intents.js'
 import {opLogRecord, recoverOpLog} from '../volume/oplog.js'
+import {actingAs} from '../volume/acting.js'
 import {Journal} from '../volume/journal.js'
 import {EmbeddedLedger} from '../ledger/embedded/index.js'
 import type {AuditableLedger} from '../ledger/types.js'
@@ -97,7 +98,11 @@ export async function openVolumeStack(dir: string, opts: StackOptions): Promise<
     // creates and unlinks the FUSE binding made and answered, whose records a crash kept from the journal
     const opLog = await recoverOpLog(layout.opLog, layout.root, {
       journaled: () => journal.opLogJournaled(),
-      record: async e => { await recorder.record(opLogRecord(e.op, e.path, e), e.who, undefined, {at: e.at, opLogSeq: e.seq}) },
+      // the member it ran for, if the entry names one (a served volume's): the record names them as a live one would
+      record: async e => {
+        const record = () => recorder.record(opLogRecord(e.op, e.path, e), e.who, undefined, {at: e.at, opLogSeq: e.seq})
+        await (e.member === undefined ? record() : actingAs(e.member, record))
+      },
     })
     undo.push(() => fs.closeSync(opLog.fd)) // after the volume has closed (undo runs backwards)
     if (opLog.recovered > 0) {

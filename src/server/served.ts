@@ -35,9 +35,12 @@ export interface Served extends ServedVolume {
   members: Members
 }
 
-export async function openServed(dir: string, opts: {identity?: string}): Promise<Served> {
+/** `onEvent`: hears of a record of a logged create or unlink that could not be journaled (the op log keeps it). */
+export async function openServed(dir: string, opts: {identity?: string; onEvent?: (message: string) => void}): Promise<Served> {
   const stack = await openVolumeStack(dir, {create: true, identity: opts.identity, purpose: 'paciofs serve', history: true})
   try {
+    // creates and unlinks are answered once in the op log; their records share journal transactions
+    stack.volume.useOpLog(error => opts.onEvent?.(`${stack.meta.name}: a record of the op log not journaled: ${(error as Error).message}`))
     const members = await Members.open(stack.layout.journal, stack.meta.id, stack.recorder, stack.member)
     const volume = stack.history ? new HistoryView(stack.volume, stack.history, () => readTimeline(stack.layout.root)) : stack.volume
     return {name: stack.meta.name, id: stack.meta.id, stack, volume, members, guard: new PathGuard(stack.layout.root)}
@@ -48,7 +51,7 @@ export async function openServed(dir: string, opts: {identity?: string}): Promis
 }
 
 /** Opens every volume; names must be unique. Closes what it opened if one fails. */
-export async function openAll(dirs: string[], opts: {identity?: string}): Promise<Map<string, Served>> {
+export async function openAll(dirs: string[], opts: {identity?: string; onEvent?: (message: string) => void}): Promise<Map<string, Served>> {
   const out = new Map<string, Served>()
   try {
     for (const dir of dirs) {

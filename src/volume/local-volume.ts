@@ -9,7 +9,8 @@ import {promisify} from 'node:util'
 import {EMPTY_DIGEST, InodeContent, digestFd} from './content.js'
 import type {ContentCapture} from '../history/store.js'
 import {STATE_DIR} from './layout.js'
-import {opLogRecord} from './oplog.js'
+import {actingMember} from './acting.js'
+import {OpLogWriter, opLogRecord} from './oplog.js'
 import {PathResolver} from './paths.js'
 import type {Passthrough} from './passthrough.js'
 import type {Intent, Recorder, RecordBody} from './recorder.js'
@@ -98,6 +99,8 @@ export class LocalVolume implements Volume {
   private ptWrites = true // false: the binding serves reads only (gates never open)
   private readonly opLogFile?: {fd: number; nextSeq: number}
   private fastCreates?: {onError: (error: unknown) => void}
+  /** creates and unlinks logged by this volume itself (useOpLog) */
+  private logged?: {writer: OpLogWriter; onError: (error: unknown) => void}
 
   constructor(readonly root: string, private readonly recorder: Recorder, opts: LocalVolumeOptions = {}) {
     this.paths = new PathResolver(root)
@@ -231,7 +234,64 @@ export class LocalVolume implements Volume {
   }
 
   async create(path: string, mode: number, flags: number, caller: Caller): Promise<number> {
+    if (this.logged && (flags & O_ACCMODE) !== C.O_RDONLY) return this.createLogged(path, mode, flags, caller, this.logged)
     return this.withIntent('create', path, intent => this.createNow(path, mode, flags, caller, intent))
+  }
+
+  /**
+   * Logs creates of new files for writing, and unlinks, in the op log
+   * (oplog.ts, as the FUSE binding does for a local mount) and answers them
+   * before their records are journaled: the entry is written before the disk
+   * changes, a crash's recovery journals it, and the records of several
+   * operations share a journal transaction. For a volume without the binding
+   * (a served one); `onError` hears of a record that could not be journaled.
+   */
+  useOpLog(onError: (error: unknown) => void): boolean {
+    if (!this.opLogFile || this.fastCreates || this.logged) return false
+    const writer = new OpLogWriter(this.opLogFile.fd, this.opLogFile.nextSeq)
+    this.logged = {writer, onError}
+    this.recorder.onOpLogJournaled = seq => writer.journaled(seq)
+    return true
+  }
+
+  /** createNow's work with an op log entry instead of an intent, and the record journaled behind. */
+  private createLogged(path: string, mode: number, flags: number, caller: Caller, log: NonNullable<LocalVolume['logged']>): number {
+    const backing = this.paths.resolveNew(path)
+    const own = this.ownerSync(backing, caller)
+    const at = Date.now()
+    const seq = log.writer.log({at, op: 'create', path, who: caller, mode: C.S_IFREG | (mode & 0o7777), uid: own.uid, gid: own.gid, flags, member: actingMember()})
+    let fd: number
+    try {
+      fd = fs.openSync(backing, flags | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777)
+    } catch (error) {
+      log.writer.failed()
+      throw error
+    }
+
+    let st: BigIntStats
+    try {
+      if (own.uid !== this.uid || own.gid !== this.gid) fs.fchownSync(fd, own.uid, own.gid)
+      st = fs.fstatSync(fd, {bigint: true})
+    } catch (error) {
+      fs.closeSync(fd)
+      try {
+        fs.unlinkSync(backing)
+      } catch { /* the entry is spoilt: a recovery does not journal it */ }
+
+      log.writer.failed()
+      throw error
+    }
+
+    log.writer.made()
+    const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
+    h.content = this.inode(st)
+    h.content.openWriter(true, this.native(h))
+    h.content.dirty = true // as createNow: dirty from now on, its record says "writing"
+    this.handles.set(fd, h)
+    this.openGate(fd, h)
+    this.recorder.record(opLogRecord('create', path, {mode: Number(st.mode), uid: own.uid, gid: own.gid}), caller, undefined, {at, opLogSeq: seq, lazy: true})
+      .catch(log.onError)
+    return fd
   }
 
   private async createNow(path: string, mode: number, flags: number, caller: Caller, intent: Intent): Promise<number> {
@@ -278,7 +338,7 @@ export class LocalVolume implements Volume {
    */
   startFastCreate(onError: (error: unknown) => void, opts: {releases?: boolean} = {}): boolean {
     const pt = this.pt
-    if (!pt || !this.ptWrites || !this.opLogFile || this.fastCreates) return false
+    if (!pt || !this.ptWrites || !this.opLogFile || this.fastCreates || this.logged) return false
     this.fastCreates = {onError}
     this.recorder.onOpLogJournaled = seq => pt.createConsumed(seq)
     pt.createStart(this.opLogFile.fd, this.opLogFile.nextSeq, items => this.adoptCreated(items), opts.releases ?? false)
@@ -686,8 +746,26 @@ export class LocalVolume implements Volume {
 
   async unlink(path: string, caller: Caller): Promise<void> {
     await this.settled()
-    fs.unlinkSync(this.paths.resolve(path))
-    await this.recorder.record({op: 'unlink', path}, caller)
+    const backing = this.paths.resolve(path)
+    const log = this.logged
+    if (!log) {
+      fs.unlinkSync(backing)
+      await this.recorder.record({op: 'unlink', path}, caller)
+      return
+    }
+
+    // as createLogged: the entry first, the record journaled behind
+    const at = Date.now()
+    const seq = log.writer.log({at, op: 'unlink', path, who: caller, mode: 0, uid: 0, gid: 0, flags: 0, member: actingMember()})
+    try {
+      fs.unlinkSync(backing)
+    } catch (error) {
+      log.writer.failed()
+      throw error
+    }
+
+    log.writer.made()
+    this.recorder.record(opLogRecord('unlink', path), caller, undefined, {at, opLogSeq: seq, lazy: true}).catch(log.onError)
   }
 
   async rmdir(path: string, caller: Caller): Promise<void> {

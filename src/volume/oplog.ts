@@ -14,7 +14,10 @@
  * rest, then u64 seq, u64 at (ms since the epoch), u32 uid, u32 gid, i32 pid
  * (the caller), u8 op (2 = create, 3 = unlink), u32 mode, u32 owner uid,
  * u32 owner gid, u32 open flags (these four 0 for an unlink), u32 path
- * length, path bytes. The scan ends at the first
+ * length, path bytes, and optionally (entries written by OpLogWriter for a
+ * served volume; never by the binding) the member the operation ran for, as
+ * UTF-8 up to the entry's end, so a recovered record names the same member
+ * as a live one. The scan ends at the first
  * entry that does not check out or whose number is not above the one before
  * (the binding starts again at offset 0 once everything is journaled, so
  * older entries may follow; a failed operation spoils its entry's magic).
@@ -28,6 +31,8 @@ import type {Caller} from './types.js'
 
 const MAGIC = 0x314f4650 // "PFO1"
 const FIXED = 49
+/** Bytes of an entry's member at most */
+const MAX_MEMBER = 256
 const OPS: Record<number, 'create' | 'unlink'> = {2: 'create', 3: 'unlink'}
 const CODES = {create: 2, unlink: 3}
 /** The kernel stamps ctime with a coarse clock: allow it to lag the entry's time by this much. */
@@ -43,12 +48,15 @@ export interface OpLogEntry {
   uid: number
   gid: number
   flags: number
+  /** the member it ran for (absent: the volume's own user) */
+  member?: string
 }
 
-/** Encodes one entry as the binding does (for tests). */
+/** Encodes one entry as the binding does (OpLogWriter's, and tests'). */
 export function encodeOpLogEntry(e: OpLogEntry): Buffer {
   const p = Buffer.from(e.path, 'utf8')
-  const body = Buffer.alloc(FIXED + p.length)
+  const m = Buffer.from(e.member ?? '', 'utf8')
+  const body = Buffer.alloc(FIXED + p.length + m.length)
   body.writeBigUInt64LE(BigInt(e.seq), 0)
   body.writeBigUInt64LE(BigInt(e.at), 8)
   body.writeUInt32LE(e.who.uid, 16)
@@ -61,6 +69,7 @@ export function encodeOpLogEntry(e: OpLogEntry): Buffer {
   body.writeUInt32LE(e.flags >>> 0, 41)
   body.writeUInt32LE(p.length, 45)
   p.copy(body, FIXED)
+  m.copy(body, FIXED + p.length)
   const head = Buffer.alloc(12)
   head.writeUInt32LE(MAGIC, 0)
   head.writeUInt32LE(body.length, 4)
@@ -80,12 +89,15 @@ export function parseOpLog(buf: Buffer): OpLogEntry[] {
     if (zlib.crc32(body) !== buf.readUInt32LE(off + 8)) break
     const seq = Number(body.readBigUInt64LE(0))
     const pathLen = body.readUInt32LE(45)
+    if (pathLen > len) break
     const op = OPS[body[28]]
-    if (op === undefined || FIXED + pathLen !== len || seq <= last) break
+    if (op === undefined || FIXED + pathLen > len || len - FIXED - pathLen > MAX_MEMBER || seq <= last) break
+    const member = len > FIXED + pathLen ? body.subarray(FIXED + pathLen).toString('utf8') : undefined
     out.push({
-      seq, at: Number(body.readBigUInt64LE(8)), op, path: body.subarray(FIXED).toString('utf8'),
+      seq, at: Number(body.readBigUInt64LE(8)), op, path: body.subarray(FIXED, FIXED + pathLen).toString('utf8'),
       who: {uid: body.readUInt32LE(16), gid: body.readUInt32LE(20), pid: body.readInt32LE(24)},
       mode: body.readUInt32LE(29), uid: body.readUInt32LE(33), gid: body.readUInt32LE(37), flags: body.readUInt32LE(41),
+      ...(member === undefined ? {} : {member}),
     })
     last = seq
     off += 12 + len
@@ -103,6 +115,53 @@ export function opLogRecord(op: 'create' | 'unlink', path: string, owner?: {mode
   if (op === 'unlink') return {op, path}
   const {mode, uid, gid} = owner!
   return {op, path, type: 'file', mode, uid, gid, size: 0, digest: EMPTY_DIGEST, writing: true}
+}
+
+/**
+ * The op log written from JS, for a volume whose creates and unlinks are not
+ * made by the binding (a served volume): the same entries, the same rules.
+ * `log` writes the entry where the next one goes (a pwrite: in the page
+ * cache, so it survives kill -9) before the operation touches the disk; the
+ * operation then calls `made` (the entry stands, the next one follows it) or
+ * `failed` (its magic is spoilt and the next entry overwrites it). Once the
+ * journal has every entry written (`journaled`), the next entry starts again
+ * at offset 0, as the binding's do.
+ */
+export class OpLogWriter {
+  private off = 0
+  private pending?: {seq: number; length: number}
+
+  constructor(private readonly fd: number, private seq: number) {}
+
+  /** Writes the entry of an operation about to be made (its number is assigned here). */
+  log(e: Omit<OpLogEntry, 'seq'>): number {
+    if (this.pending) throw new Error('op log: an entry is still waiting for made() or failed()')
+    const entry = encodeOpLogEntry({...e, seq: this.seq})
+    let done = 0
+    while (done < entry.length) done += fs.writeSync(this.fd, entry, done, entry.length - done, this.off + done)
+    this.pending = {seq: this.seq, length: entry.length}
+    return this.seq
+  }
+
+  /** The logged operation happened. */
+  made(): void {
+    this.off += this.pending!.length
+    this.seq++
+    this.pending = undefined
+  }
+
+  /** The logged operation did not happen: its entry must not be replayed. */
+  failed(): void {
+    this.pending = undefined
+    try {
+      fs.writeSync(this.fd, Buffer.alloc(4), 0, 4, this.off)
+    } catch { /* a recovery replays the last entry only if its operation happened on disk */ }
+  }
+
+  /** The journal holds every entry up to `seq`: if that is the last, the log starts again at its beginning. */
+  journaled(seq: number): void {
+    if (!this.pending && seq >= this.seq - 1) this.off = 0
+  }
 }
 
 /** What recovery needs of the journal and the recorder. */

@@ -50,6 +50,16 @@ export interface Intent {
 
 const SALT_POOL = 32 * 1024
 
+/**
+ * How long a record of an operation already logged and answered (oplog.ts,
+ * `made.lazy`) may wait for the next journal transaction: the records of the
+ * operations made meanwhile share it. Any other record, and committed(),
+ * write the queue at once.
+ */
+const LAZY_MS = 10
+/** Records waiting lazily at most (beyond, the queue is written at once). */
+const LAZY_MAX = 256
+
 /** How long placements wait after the journal was busy. */
 const PLACE_RETRY_MS = 50
 /** How long a record or an intent waits after the journal was busy, and for how long in all before it fails. */
@@ -67,6 +77,8 @@ const NO_KEY = -1
 export class Recorder implements DeliverySink {
   private queue: Queued[] = []
   private scheduled = false
+  /** a timer writes the queue (only lazy records wait in it) */
+  private lazyTimer?: NodeJS.Timeout
   private placements: Placement[] = []
   private placing = false
   /** hashes sent and not yet heard of, and who waits for that to reach 0 */
@@ -122,10 +134,12 @@ export class Recorder implements DeliverySink {
   /**
    * Journals a record (resolves, with its salted hash, when it survives kill -9) and sends the hash towards the ledger.
    * `intent`: the operation's intent, dropped in the record's own journal transaction.
-   * `made`: an operation the FUSE binding made and logged already (oplog.ts): its
-   * time, and its op log number, noted in the record's journal transaction.
+   * `made`: an operation made and logged already (oplog.ts: by the FUSE binding, or
+   * by the volume itself), its time, and its op log number, noted in the record's
+   * journal transaction. `lazy`: its caller was answered already (the entry is what
+   * survives a crash), so the record may wait up to LAZY_MS for the records after it.
    */
-  record(body: RecordBody, caller: Caller, intent?: Intent, made?: {at: number; opLogSeq: number}): Promise<Buffer> {
+  record(body: RecordBody, caller: Caller, intent?: Intent, made?: {at: number; opLogSeq: number; lazy?: boolean}): Promise<Buffer> {
     if (this.failedWith) return Promise.reject(this.failedWith)
     const rec: FsRecord = {v: 1, ...body, who: {uid: caller.uid, gid: caller.gid, pid: caller.pid, member: actingMember() ?? this.member}, at: made?.at ?? Date.now()}
     for (const k of Object.keys(rec) as Array<keyof FsRecord>) if (rec[k] === undefined) delete rec[k]
@@ -133,15 +147,35 @@ export class Recorder implements DeliverySink {
     const {bytes, hash} = Recorder.obfuscate(rec, salt)
     return new Promise((resolve, reject) => {
       this.queue.push({row: {hash, salt, record: bytes, op: rec.op, path: rec.path, at: rec.at}, intent, opLogSeq: made?.opLogSeq, resolve, reject})
-      if (!this.scheduled) {
-        this.scheduled = true
-        queueMicrotask(() => this.flushJournal())
-      }
+      if (made?.lazy && this.queue.length < LAZY_MAX) this.flushLater()
+      else this.flushSoon()
     })
+  }
+
+  /** The queue is written in a microtask (and not by the lazy timer). */
+  private flushSoon(): void {
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer)
+      this.lazyTimer = undefined
+      this.scheduled = false
+    }
+
+    if (!this.scheduled) {
+      this.scheduled = true
+      queueMicrotask(() => this.flushJournal())
+    }
+  }
+
+  /** The queue is written within LAZY_MS (unless something writes it sooner). */
+  private flushLater(): void {
+    if (this.scheduled) return
+    this.scheduled = true
+    this.lazyTimer = setTimeout(() => this.flushJournal(), LAZY_MS)
   }
 
   private flushJournal(): void {
     this.scheduled = false
+    this.lazyTimer = undefined
     const batch = this.queue
     this.queue = []
     let keys: number[]
@@ -243,6 +277,7 @@ export class Recorder implements DeliverySink {
 
   /** Resolves when every record made so far is committed on the ledger and placed in the journal. */
   async committed(): Promise<void> {
+    if (this.lazyTimer) this.flushSoon()
     while (this.queue.length > 0 || this.scheduled) await new Promise(resolve => setImmediate(resolve))
     await this.bc.flush()
     while (this.unsettled > 0) await new Promise<void>(resolve => this.settledWaiters.push(resolve))
