@@ -17,7 +17,7 @@
  * Attributes the server sends back with a change answer the kernel's next
  * questions for a short while (attr-cache.ts), and the names of directories
  * this client made and changed alone answer lookups of names that are not
- * there (name-cache.ts).
+ * there, nor of the entries it made and has not touched since (name-cache.ts).
  */
 import {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import {posix} from 'node:path'
@@ -70,6 +70,9 @@ const MAX_INFLIGHT = 4
 const MAX_RELEASING = 64
 /** Extra deadline of an fsync or release per byte written before it: 1 s per 2 MiB (a 1 GiB file: 15 s + 512 s at most). */
 const MS_PER_UNSYNCED_BYTE = 1000 / (2 * 1024 * 1024)
+
+/** The attributes of the entry a change reply made (the name cache keeps them). */
+const madeStat = (r: Record<string, any>) => (r.stat ? statFromWire(r.stat) : undefined)
 
 /** Keeps the attributes a change reply carries: the directory's after it and, if made, the new entry's. */
 const keepMade = (path: string) => (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => {
@@ -207,7 +210,7 @@ export class RemoteVolume implements Volume {
    * make stale, and keeps what the reply says (if nothing else changed meanwhile).
    */
   private async change(method: string, req: Record<string, unknown>, keep?: (r: Record<string, any>, c: {stat(path: string, s: BigIntStats | undefined): void}) => void,
-    names?: (c: NameChanges) => void) {
+    names?: (c: NameChanges, r: Record<string, any>) => void) {
     await this.released(req.path, req.from, req.to)
     const ticket = this.cache.begin()
     // a change to a name: what the name cache knows holds on only if the reply's version follows its last
@@ -215,16 +218,18 @@ export class RemoteVolume implements Volume {
     if (naming) {
       this.namesSession()
       this.names.begin()
+    } else if (typeof req.path === 'string') {
+      this.names.touched(req.path) // its attributes change: the name cache no longer vouches for them
     }
 
-    let r
+    let r: Record<string, any> | undefined
     let version: bigint | undefined
     try {
       r = await this.call(method, req)
       version = names ? BigInt(r.names_version ?? 0) : undefined
     } finally {
       this.cache.end()
-      if (naming) this.names.end(version, names)
+      if (naming) this.names.end(version, names && r ? c => names(c, r!) : undefined, r ? BigInt(r.others_version ?? 0) : undefined)
     }
 
     if (keep) this.cache.fill(ticket, c => keep(r, c))
@@ -271,6 +276,8 @@ export class RemoteVolume implements Volume {
     if (cached) return cached
     this.namesSession()
     if (this.names.absent(path)) throw errnoError('ENOENT', `no such file or directory: ${path}`)
+    const known = this.names.stat(path)
+    if (known) return known
     return statFromWire((await this.call('Getattr', {path})).stat)
   }
 
@@ -326,6 +333,7 @@ export class RemoteVolume implements Volume {
   // ---- file handles ------------------------------------------------------
 
   async open(path: string, flags: number, caller: Caller): Promise<number> {
+    this.names.touched(path) // reads through it change the access time
     const generation = this.conn.generation
     const req = {path, flags, caller: this.caller(caller)}
     const r = await ((flags & C.O_TRUNC) !== 0 ? this.change('Open', req) : this.call('Open', req)).catch(error => {
@@ -344,7 +352,7 @@ export class RemoteVolume implements Volume {
     const r = await this.change('Create', {path, flags, mode, caller: this.caller(caller)}, (r, c) => {
       c.stat(path, r.stat ? statFromWire(r.stat) : undefined)
       c.stat(posix.dirname(path), r.parent ? statFromWire(r.parent) : undefined)
-    }, n => n.added(path))
+    }, (n, r) => n.added(path, false, madeStat(r)))
     return this.add(path, flags, Number(r.fh))
   }
 
@@ -355,6 +363,7 @@ export class RemoteVolume implements Volume {
    */
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(fh)
+    this.names.touched(h.path) // the access time may change
     await this.settle()
     const sequential = pos === h.readEnd || pos === 0
     let fresh = false
@@ -402,6 +411,7 @@ export class RemoteVolume implements Volume {
   // The FUSE buffer stays valid until the write is answered: it is copied once, into a pooled buffer.
   write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number> {
     const h = this.handle(fh)
+    this.names.touched(h.path)
     this.cache.begin('data') // size and times change; xattrs do not
     this.cache.end()
     return serially(h, 'writing', () => this.writeNow(path, h, buf, len, pos, caller))
@@ -514,7 +524,7 @@ export class RemoteVolume implements Volume {
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    await this.change('Mknod', {path, mode, rdev, caller: this.caller(caller)}, keepMade(path), n => n.added(path))
+    await this.change('Mknod', {path, mode, rdev, caller: this.caller(caller)}, keepMade(path), (n, r) => n.added(path, false, madeStat(r)))
   }
 
   async mkdir(path: string, mode: number, caller: Caller): Promise<void> {
@@ -522,7 +532,7 @@ export class RemoteVolume implements Volume {
   }
 
   async symlink(target: string, path: string, caller: Caller): Promise<void> {
-    await this.change('Symlink', {from: target, to: path, caller: this.caller(caller)}, keepMade(path), n => n.added(path))
+    await this.change('Symlink', {from: target, to: path, caller: this.caller(caller)}, keepMade(path), (n, r) => n.added(path, false, madeStat(r)))
   }
 
   async link(existing: string, path: string, caller: Caller): Promise<void> {

@@ -17,6 +17,7 @@ import {actingAs} from '../volume/acting.js'
 import type {Caller, TimeSpec} from '../volume/types.js'
 import type {ServedVolume} from './served.js'
 import {namespaceClock} from './namespace-clock.js'
+import {othersCount} from './others-count.js'
 import {Sessions, type Session} from './sessions.js'
 import {rpcStats} from '../remote/rpc-stats.js'
 
@@ -37,6 +38,11 @@ const isStatus = (e: unknown): e is Status => typeof (e as Status)?.code === 'nu
 const STREAM_AHEAD = 4
 /** Writes of one WriteStream received and not yet written at most: the server stops reading it beyond (flow control). */
 const WRITES_QUEUED = 4
+
+/** Calls that change something (others-count.ts): a name, attributes, data or xattrs. An Open counts if it truncates. */
+const CHANGES = new Set(['create', 'write', 'truncate', 'ftruncate', 'mknod', 'mkdir', 'symlink', 'link', 'unlink', 'rmdir', 'rename', 'chmod', 'chown', 'utimens',
+  'setxattr', 'removexattr'])
+const changes = (name: string, req: unknown) => CHANGES.has(name) || (name === 'open' && (Number((req as {flags?: unknown} | null)?.flags) & C.O_TRUNC) !== 0)
 
 const ERRNO = osConstants.errno as Record<string, number>
 const OPEN_FLAGS = 3 /* O_ACCMODE */ | C.O_APPEND | C.O_TRUNC | C.O_NONBLOCK | C.O_SYNC | C.O_DSYNC | (C as Record<string, number>).O_LARGEFILE
@@ -141,10 +147,13 @@ export class VolumeService {
 
       this.inflight++
       const done = this.stats.start(name)
+      const counted = changes(name, call.request) ? othersCount(s.served) : undefined
+      counted?.begin(s)
       const running = new Promise<Record<string, unknown>>(resolve => resolve(actingAs(s.member, () => fn(call.request, s))))
       let set = this.work.get(s)
       if (!set) this.work.set(s, set = new Set())
       set.add(running)
+      running.finally(() => counted?.end(s)).catch(() => {})
       running.then(reply => callback(null, reply), error => {
         if (isStatus(error)) {
           callback(error as unknown as grpc.ServiceError)
@@ -300,6 +309,8 @@ export class VolumeService {
     if (!s.served.members.has(s.member)) return {error: {errno: 'EACCES', message: `${s.member.slice(0, 16)}… is no longer a member of volume ${s.served.name}`}}
     this.inflight++
     const done = this.stats.start('write-stream')
+    const counted = othersCount(s.served)
+    counted.begin(s)
     const running = actingAs(s.member, async () => {
       const h = this.fh(s, r.fh)
       const data = r.data as Buffer
@@ -316,6 +327,7 @@ export class VolumeService {
       if (w.errno === 'EIO') this.event(`write-stream: ${w.message}`)
       return {error: w}
     } finally {
+      counted.end(s)
       done()
       set.delete(running)
       if (--this.inflight === 0) this.idle?.()
@@ -348,6 +360,8 @@ export class VolumeService {
     const h = this.fh(s, fh)
     this.inflight++
     const done = this.stats.start(name)
+    const counted = name === 'data-write' ? othersCount(s.served) : undefined
+    counted?.begin(s)
     const running = actingAs(s.member, () => fn(s.served.volume, h))
     let set = this.work.get(s)
     if (!set) this.work.set(s, set = new Set())
@@ -355,6 +369,7 @@ export class VolumeService {
     try {
       return await running
     } finally {
+      counted?.end(s)
       done()
       set.delete(running)
       if (--this.inflight === 0) this.idle?.()
@@ -401,6 +416,7 @@ export class VolumeService {
     for (const finish of this.writeStreams.get(s) ?? []) finish()
     this.writeStreams.delete(s)
     this.sessions.remove(s)
+    othersCount(s.served).forget(s)
     this.work.delete(s)
     try {
       call.end()
@@ -434,9 +450,10 @@ export class VolumeService {
      * entry's), and the namespace version it made.
      */
     const changed = async (s: Session, p: string, made: boolean, change: () => Promise<unknown>) => {
+      const others = othersCount(s.served).others(s) // before anything the reply tells was looked at
       const {version} = await named(s, change)
       return {parent: await statOf(() => v(s).getattr(posix.dirname(p))), stat: made ? await statOf(() => v(s).getattr(p)) : undefined,
-        names_version: String(version ?? 0n)}
+        names_version: String(version ?? 0n), others_version: String(others ?? 0n)}
     }
 
     type R = Record<string, any>
@@ -501,8 +518,10 @@ export class VolumeService {
       // the reply carries the new file's and its directory's attributes: the client need not ask for them
       Create: this.op<R>('create', (r, s) => shared(s, async () => {
         const p = path(s, r.path)
+        const others = othersCount(s.served).others(s) // before anything the reply tells was looked at
         const {value: reply, version} = await named(s, () => this.opened(s, p, () => v(s).create(p, r.mode & 0o7777 | C.S_IFREG, r.flags & OPEN_FLAGS, callerOf(r.caller)))) as {value: R; version?: bigint}
         reply.names_version = String(version ?? 0n)
+        reply.others_version = String(others ?? 0n)
         reply.stat = await statOf(() => v(s).fgetattr(p, Number(reply.fh)))
         reply.parent = await statOf(() => v(s).getattr(posix.dirname(p)))
         return reply

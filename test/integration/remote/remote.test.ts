@@ -3,7 +3,7 @@
 // restarting under a running client.
 import {expect} from 'chai'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdir, open, readFile, readdir, stat, unlink, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, open, readFile, readdir, stat, unlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {paciofs, scratch, type PacioMount} from '../../helpers/paciofs.js'
 import {SERVER_SEMI_SPACE_MB} from '../../../src/app/relaunch.js'
@@ -130,6 +130,38 @@ describe('paciofs serve: remote mounts', function () {
     await waitFor('a to see from-b gone', async () => !(await exists(join(d, 'from-b'))), 1500)
     await writeFile(join(d, 'from-b'), 'a again')
     expect(await readFile(join(mb.mountpoint, 'd', 'from-b'), 'utf8')).to.equal('a again')
+  })
+
+  it('a mount answering lookups of entries it made itself still sees another mount\'s write, chmod and unlink of them within about a second', async () => {
+    server = await startServe([join(s.dir, 'made')], {configDir: alice()})
+    const ma = await mountRemote(server, 'made', join(s.dir, 'mnt-a'), {configDir: alice()})
+    mounts.push(ma)
+    const mb = await mountRemote(server, 'made', join(s.dir, 'mnt-b'), {configDir: alice()})
+    mounts.push(mb)
+    const d = join(ma.mountpoint, 'e')
+    await mkdir(d)
+    let i = 0
+    const touch = async () => (await open(join(d, `f${i++}`), 'w')).close() // made by a, never written: a knows its attributes
+    while (i < 10) await touch()
+
+    // b changes two of them (no name changes: the namespace version does not move) while a goes on making
+    // names, so that what a knows stays fresh: a sees both changes, then b's unlink of a third
+    await writeFile(join(mb.mountpoint, 'e', 'f3'), 'from b')
+    await chmod(join(mb.mountpoint, 'e', 'f4'), 0o600)
+    const seen = async () => (await stat(join(d, 'f3'))).size === 6 && ((await stat(join(d, 'f4'))).mode & 0o777) === 0o600
+    const gone = () => stat(join(d, 'f5')).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ENOENT')
+    for (const [what, test] of [['write and chmod', seen], ['unlink', gone]] as const) {
+      if (what === 'unlink') await unlink(join(mb.mountpoint, 'e', 'f5'))
+      const t0 = Date.now()
+      while (!(await test())) {
+        expect(Date.now() - t0, `a mount did not see another mount's ${what} of files it made in time`).to.be.below(2500)
+        await touch()
+      }
+    }
+
+    // a's own unlinks of files it made (their lookups answered by a itself) remove them on the server
+    for (const n of ['f0', 'f1', 'f6']) await unlink(join(d, n))
+    await waitFor('b to see a\'s unlinks', async () => !(await readdir(join(mb.mountpoint, 'e'))).some(n => ['f0', 'f1', 'f6'].includes(n)), 2500)
   })
 
   it('serves two volumes at once, each with its own members and ledger', async () => {

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {NameCache} from '../../../src/remote/name-cache.js'
 import {NamespaceClock} from '../../../src/server/namespace-clock.js'
+import {OthersCount} from '../../../src/server/others-count.js'
 
 describe('remote: name cache', () => {
   let now = 0
@@ -73,6 +74,80 @@ describe('remote: name cache', () => {
     change(c, 12n, n => n.removed('/d/e'))
     expect(c.absent('/d/e/f')).to.equal(false)
     expect(c.absent('/d/e')).to.equal(true)
+  })
+
+  describe('attributes of entries this client made', () => {
+    const st = (size: number) => ({size: BigInt(size)}) as unknown as import('node:fs').BigIntStats
+    const made = (c: NameCache, version: bigint, path: string, others: bigint | undefined, size = 0) => {
+      c.begin()
+      c.end(version, n => n.added(path, false, st(size)), others)
+    }
+
+    it('are kept while the count of others\' changes stays the same, and answer within the ttl', () => {
+      const c = new NameCache(500, clock)
+      made(c, 10n, '/a', 77n)
+      made(c, 11n, '/b', 77n)
+      expect(Number(c.stat('/a')?.size)).to.equal(0)
+      expect(c.knownStats).to.equal(2)
+      now += 499
+      expect(c.stat('/b')).to.not.equal(undefined)
+      now += 1
+      expect(c.stat('/b'), 'past the ttl of the last reply').to.equal(undefined)
+      c.begin()
+      c.end(12n, n => n.removed('/a'), 77n)
+      expect(c.stat('/a')).to.equal(undefined)
+      expect(c.stat('/b')).to.not.equal(undefined)
+    })
+
+    it('are all forgotten when others changed anything (another count, or none), and never kept from a reply without one', () => {
+      for (const others of [78n, 0n, undefined]) {
+        const c = new NameCache(500, clock)
+        made(c, 10n, '/a', 77n)
+        made(c, 11n, '/b', others)
+        expect(c.stat('/a'), `count ${others}`).to.equal(undefined)
+        expect(c.stat('/b') !== undefined, `count ${others}`).to.equal(others === 78n) // a new count is a new start
+      }
+    })
+
+    it('are forgotten on a gap in the versions, a change without one, and for the entry this client touches', () => {
+      const c = new NameCache(500, clock)
+      made(c, 10n, '/a', 5n)
+      made(c, 12n, '/b', 5n)
+      expect(c.stat('/a')).to.equal(undefined)
+      made(c, 13n, '/c', 5n)
+      c.touched('/c')
+      expect(c.stat('/c')).to.equal(undefined)
+      expect(c.stat('/b')).to.not.equal(undefined)
+      c.begin()
+      expect(c.stat('/b'), 'while a change is under way').to.equal(undefined)
+      c.end(undefined)
+      expect(c.stat('/b')).to.equal(undefined)
+    })
+
+    it('are not kept for a directory (its attributes change with the names made in it)', () => {
+      const c = new NameCache(500, clock)
+      c.begin()
+      c.end(10n, n => n.added('/d', true, st(4096)), 5n)
+      expect(c.stat('/d')).to.equal(undefined)
+    })
+
+    it('the server\'s count: a session sees the same number until another session\'s change begins, and none while it runs', () => {
+      const count = new OthersCount()
+      const a = {}
+      const b = {}
+      const first = count.others(a)!
+      count.begin(a)
+      expect(count.others(a), 'its own change does not count').to.equal(first)
+      count.end(a)
+      expect(count.others(a)).to.equal(first)
+      const seenByB = count.others(b)!
+      count.begin(b)
+      expect(count.others(a), 'another session\'s change under way').to.equal(undefined)
+      expect(count.others(b)).to.equal(seenByB)
+      count.end(b)
+      expect(count.others(a)! > first).to.equal(true)
+      expect(new OthersCount().others(a), 'a restarted server does not continue the numbers').to.not.equal(count.others(a))
+    })
   })
 })
 
