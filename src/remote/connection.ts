@@ -76,6 +76,8 @@ export class Connection {
   generation = 0
   volumeId = ''
   maxChunk = 1024 * 1024
+  /** the most handles one Release call may release (the session's answer; 1: an older server) */
+  releaseBatch = 1
   /** the protocol version agreed with the server (2: writes may go over WriteStream) */
   protocol = MIN_PROTOCOL_VERSION
   private closed = false
@@ -227,6 +229,7 @@ export class Connection {
         this.volumeId = ev.volume_id
         this.maxChunk = ev.max_chunk || this.maxChunk
         this.dataPort = Number(ev.data_port) || 0
+        this.releaseBatch = Number(ev.release_batch) || 1
         resolve(ev.token)
       })
       stream.once('error', (e: grpc.ServiceError) => {

@@ -68,6 +68,13 @@ function serially<T>(h: Handle, key: 'writing' | 'sending', work: () => Promise<
 const MAX_INFLIGHT = 4
 /** Release calls on their way at most (beyond, a release waits for one) */
 const MAX_RELEASING = 64
+/**
+ * How long a release waits for others to go with it in one Release call
+ * (a server that takes several: release_batch). Nothing waits for them but a
+ * later change to the same path, an fsync, a sync or the unmount, and those
+ * send them at once.
+ */
+const RELEASE_HOLD_MS = 5
 /** Extra deadline of an fsync or release per byte written before it: 1 s per 2 MiB (a 1 GiB file: 15 s + 512 s at most). */
 const MS_PER_UNSYNCED_BYTE = 1000 / (2 * 1024 * 1024)
 
@@ -94,6 +101,9 @@ export class RemoteVolume implements Volume {
   private namesGeneration = -1
   /** Release calls on their way (release answers at once) */
   private readonly releasing = new Map<object, Promise<void> & {path: string}>()
+  /** releases waiting to go in one Release call (RELEASE_HOLD_MS) */
+  private held: Array<{fh: number; path: string; unsynced: number; generation: number; sent: () => void}> = []
+  private holdTimer?: NodeJS.Timeout
 
   constructor(private readonly conn: Connection) {}
 
@@ -489,13 +499,46 @@ export class RemoteVolume implements Volume {
     while (this.releasing.size >= MAX_RELEASING) await Promise.race(this.releasing.values())
     const key = {}
     const p = h.path
-    const work = this.conn.call('Release', {path: p, fh: h.remote}, h.unsynced * MS_PER_UNSYNCED_BYTE)
-      .then(() => {}, () => {}) // as before: the kernel ignores a release's error; the server releases on its own at the session's end
-      .finally(() => this.releasing.delete(key))
+    const work = this.sendRelease(p, h.remote, h.unsynced, h.generation).finally(() => this.releasing.delete(key))
     this.releasing.set(key, Object.assign(work, {path: p}))
   }
 
-  /** Releases still on their way to the server whose path is p, under p, or above p. */
+  /**
+   * One Release call, or (a server that takes several) a place in the next,
+   * sent within RELEASE_HOLD_MS. Resolves when it has been answered; as
+   * before, its error is dropped: the kernel ignores a release's error, and
+   * the server releases on its own at the session's end.
+   */
+  private sendRelease(path: string, fh: number, unsynced: number, generation: number): Promise<void> {
+    if (!(this.conn.releaseBatch > 1)) return this.conn.call('Release', {path, fh}, unsynced * MS_PER_UNSYNCED_BYTE).then(() => {}, () => {})
+    return new Promise<void>(resolve => {
+      this.held.push({fh, path, unsynced, generation, sent: resolve})
+      if (this.held.length >= this.conn.releaseBatch) this.sendHeld()
+      else this.holdTimer ??= setTimeout(() => this.sendHeld(), RELEASE_HOLD_MS)
+    })
+  }
+
+  /** Sends the releases held, in Release calls of at most release_batch handles (those of an ended session: the server released them). */
+  private sendHeld(): void {
+    clearTimeout(this.holdTimer)
+    this.holdTimer = undefined
+    const held = this.held
+    this.held = []
+    const batch = Math.max(1, this.conn.releaseBatch)
+    const live = held.filter(r => r.generation === this.conn.generation)
+    for (const r of held) if (r.generation !== this.conn.generation) r.sent()
+    for (let i = 0; i < live.length; i += batch) {
+      const rs = live.slice(i, i + batch)
+      const unsynced = rs.reduce((sum, r) => sum + r.unsynced, 0)
+      void this.conn.call('Release', {path: rs[0].path, fh: rs[0].fh, more: rs.slice(1).map(r => r.fh)}, unsynced * MS_PER_UNSYNCED_BYTE)
+        .then(() => {}, () => {})
+        .finally(() => {
+          for (const r of rs) r.sent()
+        })
+    }
+  }
+
+  /** Releases still on their way to the server whose path is p, under p, or above p (those held are sent now). */
   private async released(...paths: unknown[]): Promise<void> {
     if (this.releasing.size === 0) return
     const wait: Promise<void>[] = []
@@ -505,6 +548,7 @@ export class RemoteVolume implements Volume {
       }
     }
 
+    if (wait.length > 0 && this.held.length > 0) this.sendHeld()
     await Promise.all(wait)
   }
 
@@ -579,12 +623,14 @@ export class RemoteVolume implements Volume {
   // ---- lifecycle ---------------------------------------------------------
 
   async sync(): Promise<void> {
+    if (this.held.length > 0) this.sendHeld()
     await Promise.all(this.releasing.values())
     await this.call('Sync', {path: '/'})
   }
 
   async close(): Promise<void> {
     for (const [fh, h] of [...this.handles]) await this.release(h.path, fh).catch(() => {})
+    if (this.held.length > 0) this.sendHeld()
     await Promise.all(this.releasing.values())
     this.conn.close()
   }

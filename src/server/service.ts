@@ -34,6 +34,8 @@ type Status = {code: grpc.status; details: string}
 const status = (code: grpc.status, details: string): Status => Object.assign(new Error(details), {code, details})
 const isStatus = (e: unknown): e is Status => typeof (e as Status)?.code === 'number' && typeof (e as Status)?.details === 'string'
 
+/** Handles one Release call may release at most (told to each session: release_batch). */
+const RELEASE_BATCH = 64
 /** Messages of one server stream waiting to be sent at most (of MAX_CHUNK each). */
 const STREAM_AHEAD = 4
 /** Writes of one WriteStream received and not yet written at most: the server stops reading it beyond (flow control). */
@@ -498,7 +500,7 @@ export class VolumeService {
         this.event(`session of ${member.slice(0, 16)}… on ${served.name} from ${s.peer}`)
         call.on('cancelled', () => s.end('client went away'))
         call.on('close', () => s.end('connection closed'))
-        call.write({token: s.token, volume_id: served.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK, data_port: this.dataPort})
+        call.write({token: s.token, volume_id: served.id, max_handles: this.opts.maxHandles, max_chunk: MAX_CHUNK, data_port: this.dataPort, release_batch: RELEASE_BATCH})
       },
 
       Getattr: this.op<R>('getattr', (r, s) => shared(s, async () => ({stat: statToWire(await v(s).getattr(path(s, r.path)))}))),
@@ -561,13 +563,27 @@ export class VolumeService {
         const h = this.fh(s, r.fh)
         return empty(v(s).fsync(h.path, h.fh, Boolean(r.datasync)))
       }),
+      // one handle, or (`more`) several, released in order; the reply carries the first failure
       Release: this.op<R>('release', async (r, s) => {
-        const h = this.fh(s, r.fh)
-        s.handles.delete(h.fh) // no new call on it from now on
+        const more: unknown[] = Array.isArray(r.more) ? r.more : []
+        if (more.length >= RELEASE_BATCH) throw errnoError('EINVAL', `a Release call releases at most ${RELEASE_BATCH} handles`)
+        let failed: unknown
+        const hs: Array<{fh: number; path: string}> = []
+        for (const fh of new Set([r.fh, ...more].map(Number))) {
+          try {
+            hs.push(this.fh(s, fh))
+          } catch (error) {
+            failed ??= error // the others are released all the same
+          }
+        }
+
+        for (const h of hs) s.handles.delete(h.fh) // no new call on them from now on
         // calls that were already running finish first (this call is not yet among them), so a
         // write never lands on a descriptor that was closed and reused
         await Promise.allSettled([...(this.work.get(s) ?? [])])
-        return empty(v(s).release(h.path, h.fh))
+        for (const h of hs) await v(s).release(h.path, h.fh).catch(error => (failed ??= error))
+        if (failed !== undefined) throw failed
+        return {}
       }),
 
       Truncate: this.op<R>('truncate', (r, s) => shared(s, () => empty(v(s).truncate(path(s, r.path), num(r.size, 'size'), callerOf(r.caller))))),

@@ -112,4 +112,85 @@ describe('remote: RemoteVolume over a fake connection', () => {
     await w.release('/g', h)
     expect(calls.find(c => c.method === 'Release')!.extraMs).to.equal(0) // nothing written since the fsync
   })
+
+  describe('a server that takes several releases in one call, and tells the count of others\' changes', () => {
+    /** A fake server of this kind: release_batch 64, others_version in change replies (`others`: bump it for another client's change). */
+    function batchConn() {
+      const calls: Array<{method: string; req: Record<string, any>}> = []
+      let names = 100n
+      let fh = 10
+      const state = {others: 5000n}
+      const conn = {
+        generation: 1,
+        maxChunk: 1024 * 1024,
+        releaseBatch: 64,
+        async call(method: string, req: Record<string, any>) {
+          calls.push({method, req})
+          const others = String(state.others)
+          switch (method) {
+            case 'Create': return {fh: String(fh++), stat: wireStat, parent: wireStat, names_version: String(++names), others_version: others}
+            case 'Mkdir': case 'Unlink': return {parent: wireStat, names_version: String(++names), others_version: others}
+            case 'Getattr': return {stat: wireStat}
+            default: return {}
+          }
+        },
+        async openDuplex() {
+          return undefined
+        },
+        errno: (e: unknown) => e,
+        close() {},
+      }
+      return {conn, calls, state}
+    }
+
+    it('releases go to the server together, at once when a change to the path waits for one', async () => {
+      const {conn, calls} = batchConn()
+      const v = new RemoteVolume(conn as unknown as Connection)
+      await v.mkdir('/d', 0o755, who)
+      for (let i = 0; i < 5; i++) await v.release(`/d/f${i}`, await v.create(`/d/f${i}`, 0o644, 0o1, who))
+      expect(calls.filter(c => c.method === 'Release'), 'held a moment').to.deep.equal([])
+      await new Promise(r => setTimeout(r, 30))
+      const releases = calls.filter(c => c.method === 'Release')
+      expect(releases.map(c => [Number(c.req.fh), ...c.req.more.map(Number)])).to.deep.equal([[10, 11, 12, 13, 14]])
+
+      await v.release('/d/f5', await v.create('/d/f5', 0o644, 0o1, who))
+      await v.unlink('/d/f5', who) // its release is sent first, without waiting for the others to come
+      expect(calls.slice(-2).map(c => c.method)).to.deep.equal(['Release', 'Unlink'])
+      await v.close()
+    })
+
+    it('one release per call to a server that takes one', async () => {
+      const {conn, calls} = batchConn()
+      conn.releaseBatch = 1
+      const v = new RemoteVolume(conn as unknown as Connection)
+      for (let i = 0; i < 3; i++) await v.release(`/f${i}`, await v.create(`/f${i}`, 0o644, 0o1, who))
+      await new Promise(r => setTimeout(r, 30))
+      expect(calls.filter(c => c.method === 'Release').map(c => c.req.more)).to.deep.equal([undefined, undefined, undefined])
+      await v.close()
+    })
+
+    it('the lookup of a file it made is answered without a call until another client changed anything, or it touched the file', async () => {
+      const {conn, calls, state} = batchConn()
+      const v = new RemoteVolume(conn as unknown as Connection)
+      await v.mkdir('/d', 0o755, who)
+      for (const n of ['a', 'b', 'c']) await v.release(`/d/${n}`, await v.create(`/d/${n}`, 0o644, 0o1, who))
+      await new Promise(r => setTimeout(r, 30))
+      const getattrs = () => calls.filter(c => c.method === 'Getattr').map(c => c.req.path)
+      await v.getattr('/d/a') // the attribute cache has none (a change came after a's create)
+      await v.unlink('/d/a', who)
+      expect(getattrs()).to.deep.equal([])
+      await v.getattr('/d/b')
+      await v.chmod('/d/b', 0o600, who) // touched: asked from now on
+      await v.unlink('/d/a2', who).catch(() => {}) // a change after it: the attribute cache is empty again
+      await new Promise(r => setTimeout(r, 10))
+      await v.getattr('/d/b')
+      expect(getattrs()).to.deep.equal(['/d/b'])
+      state.others++ // another client changed something
+      await v.release('/d/e', await v.create('/d/e', 0o644, 0o1, who))
+      await v.unlink('/d/e', who)
+      await v.getattr('/d/c')
+      expect(getattrs()).to.deep.equal(['/d/b', '/d/c'])
+      await v.close()
+    })
+  })
 })
