@@ -183,6 +183,26 @@ describe('paciofs serve: hostile clients', function () {
     expect((await c.call('Getattr', {path: '/f'})).stat.size).to.equal(String(MAX_CHUNK))
   })
 
+  it('a Release of several handles: too many is refused; an unknown or repeated handle fails it, the others are released all the same', async () => {
+    const c = await h.connect(h.owner, 'vol')
+    expect(c.releaseBatch, 'told at the session\'s start').to.equal(64)
+    const fhs: string[] = []
+    for (let i = 0; i < 4; i++) fhs.push((await c.call('Create', {path: `/r${i}`, flags: 1, mode: 0o644, caller})).fh)
+    const session = h.server.service.sessions.all().find(s => s.handles.size === 4)!
+    expect(await failure(c.call('Release', {fh: fhs[0], more: Array.from({length: 64}, () => fhs[1])}))).to.equal('EINVAL')
+    expect(session.handles.size, 'nothing released by a refused call').to.equal(4)
+    expect(await failure(c.call('Release', {fh: fhs[0], more: [fhs[1], '999', fhs[1]]}))).to.equal('EBADF')
+    expect([...session.handles.keys()].map(String).sort()).to.deep.equal([fhs[2], fhs[3]].sort())
+    await c.call('Release', {fh: fhs[2], more: [fhs[3]]})
+    expect(session.handles.size).to.equal(0)
+    // each file's release recorded its content (the digest of an empty file)
+    const served = h.volumes.get('vol')!
+    await served.stack.recorder.committed()
+    const writes: string[] = []
+    for await (const e of readLog({volume: join(dir, 'vol')})) if (e.record.op === 'write') writes.push(e.record.path)
+    expect(writes.sort()).to.deep.equal(['/r0', '/r1', '/r2', '/r3'])
+  })
+
   it('a flood of opens hits the per-session limit (EMFILE); others are served meanwhile', async () => {
     const owner = await h.connect(h.owner, 'vol')
     const {fh} = await owner.call('Create', {path: '/f', flags: 1, mode: 0o644, caller})
