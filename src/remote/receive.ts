@@ -71,6 +71,12 @@ export function receiveInto(socket: tls.TLSSocket, a: FrameAssembler, r: Receive
     return 'direct'
   }
 
+  receiveData(socket, a, r)
+  return 'data'
+}
+
+/** Feeds a socket's 'data' chunks to the assembler (one copy each: where user-buffer reading is not used). */
+export function receiveData(socket: tls.TLSSocket, a: FrameAssembler, r: Receiver): void {
   socket.on('data', (chunk: Buffer) => {
     let frames: Frame[]
     try {
@@ -81,5 +87,4 @@ export function receiveInto(socket: tls.TLSSocket, a: FrameAssembler, r: Receive
 
     if (frames.length > 0) r.onFrames(frames)
   })
-  return 'data'
 }
