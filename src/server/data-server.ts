@@ -261,7 +261,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
         const buf = pool.get(FRAME_HEADER + len)
         let n: number
         try {
-          n = await opts.service.dataOp(s, 'data-read', r.fh, (volume, h) => volume.read(h.path, h.fh, buf.subarray(FRAME_HEADER, FRAME_HEADER + len), len, offset))
+          n = await opts.service.dataOp(s, 'data-read', r.fh, (volume, h) => (volume.readOffThread ?? volume.read).call(volume, h.path, h.fh, buf.subarray(FRAME_HEADER, FRAME_HEADER + len), len, offset))
         } catch (error) {
           pool.put(buf)
           throw error
