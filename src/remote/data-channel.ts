@@ -26,8 +26,12 @@ import type {ChunkStream} from './read-ahead.js'
 import {onreadOption, receiveData, type Receiver} from './receive.js'
 import {errnoError, MAX_CHUNK} from './wire.js'
 
-/** free receive buffers a channel keeps (1 MiB each): a read-ahead holds up to 10 MiB of pieces */
-const LENT_KEPT = 12
+/**
+ * free receive buffers a channel keeps (1 MiB each). While a file is read, a
+ * buffer given back is taken by the next frame at once, so few are free at a
+ * time; when a read-ahead closes, its ~10 come back, and these are kept.
+ */
+const LENT_KEPT = 4
 
 export interface DataChannelOptions {
   host: string
