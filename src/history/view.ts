@@ -253,6 +253,12 @@ export class HistoryView implements Volume {
     return this.where(path) ? erofs() : this.inner.create(path, mode, flags, caller)
   }
 
+  /** A handle of the volume itself: read off the event loop where the volume can; a version's: as read. */
+  readOffThread(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    if (this.handles.has(fh) || !this.inner.readOffThread) return this.read(path, fh, buf, len, pos)
+    return this.inner.readOffThread(path, fh, buf, len, pos)
+  }
+
   async read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handles.get(fh)
     if (!h) return this.inner.read(path, fh, buf, len, pos)

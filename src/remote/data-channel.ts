@@ -4,10 +4,12 @@
  * gRPC channel's, attached to the current session by the session's token and
  * the member key's signature over the connection's nonce. Requests carry ids
  * and are answered in any order: writes (OK with the count, or ERROR) and
- * read streams (DATA frames, then END or ERROR). A read's data is handed to
- * its reader piece by piece as the TLS records arrive (views, not copied
- * into a frame of its own), so a FUSE read is answered as soon as its bytes
- * are here, not when the whole 1 MiB frame around them is.
+ * read streams (DATA frames, then END or ERROR). A read's data is decrypted
+ * straight into a buffer lent by lent-buffers.ts (Node's user-buffer reading,
+ * receive.ts: no Buffer, event or copy per 16 KiB TLS record) and handed to
+ * its reader piece by piece as the TLS records arrive, each with a `release`
+ * to give it back, so a FUSE read is answered as soon as its bytes are here,
+ * not when the whole 1 MiB frame around them is.
  *
  * A connection that closes fails everything waiting with ENOTCONN; one that
  * stays silent while requests wait (`silenceMs`) is closed and they fail
@@ -17,9 +19,19 @@ import {EventEmitter} from 'node:events'
 import tls from 'node:tls'
 import {sign, type Identity} from '../crypto/sign.js'
 import {certFingerprint, dataTranscript} from './auth.js'
-import {callBody, DATA_CIPHERS, frame, FrameReader, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
+import {FrameAssembler} from './frame-assembler.js'
+import {callBody, DATA_CIPHERS, frame, MAX_FRAME, packFields, parseError, parseStatus, readBody, T, WRITE_HEADER, writeFrameHead, type Frame, type WriteHead} from './frames.js'
+import {LentBuffers} from './lent-buffers.js'
 import type {ChunkStream} from './read-ahead.js'
+import {onreadOption, receiveData, type Receiver} from './receive.js'
 import {errnoError, MAX_CHUNK} from './wire.js'
+
+/**
+ * free receive buffers a channel keeps (1 MiB each). While a file is read, a
+ * buffer given back is taken by the next frame at once, so few are free at a
+ * time; when a read-ahead closes, its ~10 come back, and these are kept.
+ */
+const LENT_KEPT = 4
 
 export interface DataChannelOptions {
   host: string
@@ -75,22 +87,28 @@ export class DataChannel {
   private failure?: unknown
   private timer?: NodeJS.Timeout
 
-  private constructor(private readonly socket: tls.TLSSocket, private readonly reader: FrameReader, readonly generation: number, private readonly silenceMs: number) {}
+  private constructor(private readonly socket: tls.TLSSocket, private readonly lent: LentBuffers, readonly generation: number, private readonly silenceMs: number) {}
 
   /** Connects, authenticates and resolves once the server accepted the channel. */
   static open(o: DataChannelOptions): Promise<DataChannel> {
     return new Promise<DataChannel>((resolve, reject) => {
+      // a read's data is decrypted straight into a lent buffer (receive.ts) and goes to its reader piece
+      // by piece as it arrives: not held back until a whole frame (1 MiB) is here, and not copied
+      const lent = new LentBuffers(MAX_CHUNK, LENT_KEPT)
+      const assembler = new FrameAssembler(MAX_FRAME, n => lent.get(n), type => type === T.DATA)
+      let receiver: Receiver
+      const receive: Receiver = {onFrames: f => receiver.onFrames(f), onError: e => receiver.onError(e)}
+      const direct = process.env.PACIOFS_DIRECT_RECEIVE !== '0' // '0': with 'data' events, one copy more
       const socket = tls.connect({
         host: o.host, port: o.port, ca: o.cert, servername: 'paciofs-server', minVersion: 'TLSv1.2', ciphers: DATA_CIPHERS,
         checkServerIdentity: (_host, cert) => {
           const fp = cert.raw ? certFingerprint(cert.raw).toString('hex') : ''
           return fp === o.fingerprint ? undefined : new Error(`the data channel's certificate ${fp.slice(0, 16)}… is not the pinned one ${o.fingerprint.slice(0, 16)}…`)
         },
-      })
+        ...(direct ? {onread: onreadOption(assembler, receive)} : {}),
+      } as tls.ConnectionOptions)
       socket.setNoDelay(true)
-      // a read's data goes to its reader piece by piece as it arrives: not held back until a whole
-      // frame (1 MiB) is here, and not copied into a frame buffer of its own
-      const reader = new FrameReader(MAX_FRAME, undefined, type => type === T.DATA)
+      if (!direct) receiveData(socket, assembler, receive)
       let settled = false
       const fail = (e: unknown) => {
         if (settled) return
@@ -103,57 +121,49 @@ export class DataChannel {
       const t = setTimeout(() => fail(errnoError('EIO', 'the data channel did not open in time')), o.timeoutMs ?? 5_000)
       socket.on('error', e => fail(errnoError('ENOTCONN', `data channel: ${e.message}`)))
       socket.on('close', () => fail(errnoError('ENOTCONN', 'the server closed the data channel')))
-      const onData = (chunk: Buffer) => {
-        let frames: Frame[]
-        try {
-          frames = reader.push(chunk)
-        } catch (error) {
-          return fail(errnoError('EIO', `data channel: ${(error as Error).message}`))
-        }
-
-        for (const [i, f] of frames.entries()) {
-          if (f.type === T.NONCE && f.id === 0 && f.body.length === 32) {
-            const fp = Buffer.from(o.fingerprint, 'hex')
-            const signature = sign(o.identity, dataTranscript(f.body, fp, o.volume, o.identity.pid))
-            socket.write(frame(T.AUTH, 1, packFields(Buffer.from(o.token), Buffer.from(o.volume), signature)))
-          } else if (f.type === T.OK && f.id === 1) {
-            settled = true
-            clearTimeout(t)
-            socket.off('data', onData)
-            socket.removeAllListeners('error')
-            socket.removeAllListeners('close')
-            const ch = new DataChannel(socket, reader, o.generation, o.silenceMs ?? 60_000)
-            ch.start()
-            for (const later of frames.slice(i + 1)) ch.frame(later)
-            resolve(ch)
-            return
-          } else if (f.type === T.ERROR) {
-            const e = parseError(f.body)
-            return fail(errnoError('EACCES', `the server refused the data channel: ${e.message}`))
-          } else {
-            return fail(errnoError('EIO', 'the data channel\'s handshake went wrong'))
+      receiver = {
+        onError: error => fail(errnoError('EIO', `data channel: ${error.message}`)),
+        onFrames: frames => {
+          for (const [i, f] of frames.entries()) {
+            if (settled) return
+            if (f.type === T.NONCE && f.id === 0 && f.body.length === 32) {
+              const fp = Buffer.from(o.fingerprint, 'hex')
+              const signature = sign(o.identity, dataTranscript(f.body, fp, o.volume, o.identity.pid))
+              socket.write(frame(T.AUTH, 1, packFields(Buffer.from(o.token), Buffer.from(o.volume), signature)))
+            } else if (f.type === T.OK && f.id === 1) {
+              settled = true
+              clearTimeout(t)
+              socket.removeAllListeners('error')
+              socket.removeAllListeners('close')
+              const ch = new DataChannel(socket, lent, o.generation, o.silenceMs ?? 60_000)
+              receiver = ch.receiver()
+              for (const later of frames.slice(i + 1)) ch.frame(later)
+              resolve(ch)
+              return
+            } else if (f.type === T.ERROR) {
+              const e = parseError(f.body)
+              return fail(errnoError('EACCES', `the server refused the data channel: ${e.message}`))
+            } else {
+              return fail(errnoError('EIO', 'the data channel\'s handshake went wrong'))
+            }
           }
-        }
+        },
       }
-
-      socket.on('data', onData)
     })
   }
 
-  private start(): void {
-    this.socket.on('data', (chunk: Buffer) => {
-      let frames: Frame[]
-      try {
-        frames = this.reader.push(chunk)
-      } catch (error) {
-        return this.fail(errnoError('EIO', `data channel: ${(error as Error).message}`))
-      }
-
-      if (frames.length > 0) this.arm()
-      for (const f of frames) this.frame(f)
-    })
+  /** From now on the received frames are this channel's. */
+  private receiver(): Receiver {
     this.socket.on('error', e => this.fail(errnoError('ENOTCONN', `data channel: ${e.message}`)))
     this.socket.on('close', () => this.fail(errnoError('ENOTCONN', 'the server closed the data channel')))
+    return {
+      onError: error => this.fail(errnoError('EIO', `data channel: ${error.message}`)),
+      onFrames: frames => {
+        if (this.failure !== undefined) return
+        this.arm()
+        for (const f of frames) this.frame(f)
+      },
+    }
   }
 
   /** The negotiated TLS version and cipher suite (diagnostics). */
@@ -175,9 +185,18 @@ export class DataChannel {
 
   /** A silence timer while anything waits: a server that stopped answering fails the channel. */
   private arm(): void {
-    clearTimeout(this.timer)
-    if (this.writes.size === 0 && this.reads.size === 0) return
-    this.timer = setTimeout(() => this.fail(errnoError('EIO', 'the server did not answer on the data channel in time')), this.silenceMs)
+    if (this.failure !== undefined) return
+    if (this.writes.size === 0 && this.reads.size === 0) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+    } else if (this.timer) {
+      this.timer.refresh() // (every TLS record of a read: cheaper than a new timer each)
+    } else {
+      this.timer = setTimeout(() => {
+        this.timer = undefined
+        if (this.writes.size > 0 || this.reads.size > 0) this.fail(errnoError('EIO', 'the server did not answer on the data channel in time'))
+      }, this.silenceMs)
+    }
   }
 
   private frame(f: Frame): void {
@@ -200,7 +219,10 @@ export class DataChannel {
       if (count === w.size) w.resolve()
       else w.reject(errnoError('EIO', `short write: ${count} of ${w.size} bytes`))
     } else if (f.type === T.DATA) {
-      this.reads.get(f.id)?.emit('data', {data: f.body})
+      const r = this.reads.get(f.id)
+      if (!r) return this.lent.dropped(f.body, !f.more) // a cancelled read's data still on its way
+      this.lent.handed(f.body, !f.more)
+      r.emit('data', {data: f.body, release: this.lent.release})
     } else if (f.type === T.END) {
       const r = this.reads.get(f.id)
       this.reads.delete(f.id)
@@ -276,6 +298,7 @@ export class DataChannel {
   private fail(e: unknown): void {
     this.failure ??= e
     clearTimeout(this.timer)
+    this.timer = undefined
     this.socket.destroy()
     for (const w of this.writes.values()) w.reject(this.failure)
     this.writes.clear()

@@ -12,7 +12,9 @@
  * 1 MiB write lands where the server writes it from. Frames of the types
  * `streamed` names come out in pieces as they arrive (views of their own
  * buffer, never reused by the assembler; each with `more` but the last; an
- * empty body is one empty piece). push(chunk) feeds bytes received the usual
+ * empty body is one empty piece): the mount's read data, handed to the
+ * read-ahead before the rest of its 1 MiB frame is here. It is the data
+ * channel's only frame parser, on both ends. push(chunk) feeds bytes received the usual
  * way (one copy). A frame longer than `limit`, or shorter than its header,
  * throws a RangeError; after that the assembler is not to be used again.
  */

@@ -13,7 +13,8 @@
  * END, ERROR (errno, message), STATUS (a refused call: u32 gRPC status code,
  * details). A frame
  * longer than MAX_FRAME, an unknown type, or a malformed body ends the
- * connection. No I/O here.
+ * connection. No I/O here; frame-assembler.ts cuts the received bytes into
+ * frames.
  */
 import tls from 'node:tls'
 import {MAX_MESSAGE} from './wire.js'
@@ -51,7 +52,7 @@ export const MAX_AUTH_FRAME = 4096
 export interface Frame {
   type: number
   id: number
-  /** the body (a view into the received bytes), or a piece of it (FrameReader's streamed types) */
+  /** the body (a view into the received bytes), or a piece of it (FrameAssembler's streamed types) */
   body: Buffer
   /** a piece of a streamed frame's body, and more of it follows */
   more?: boolean
@@ -176,138 +177,4 @@ export function errorBody(errno: string, message: string): Buffer {
 export function parseError(body: Buffer): {errno: string; message: string} {
   const f = unpackFields(body, 2)
   return f ? {errno: f[0].toString(), message: f[1].toString()} : {errno: 'EIO', message: 'malformed error frame'}
-}
-
-/**
- * Cuts a byte stream into frames. Chunks are kept as they arrive; a frame's
- * body is copied once into a buffer of its own (or is a view of the chunk
- * when it lies inside one). Frames of the types `streamed` names are not
- * assembled: their body comes out in pieces as it arrives (views of the
- * received chunks, never copied), each with `more` set but the last; an
- * empty body is one empty piece.
- */
-export class FrameReader {
-  private readonly chunks: Buffer[] = []
-  private buffered = 0
-  /** a streamed frame whose body is still arriving: its type, id and the bytes left */
-  private streaming?: {type: number; id: number; left: number}
-  /** frames longer than this are refused */
-  limit: number
-
-  /**
-   * `alloc`: where a frame spanning several chunks is assembled (a pool's buffer; at least n bytes);
-   * `streamed`: the frame types whose bodies come out in pieces
-   */
-  constructor(limit: number, private readonly alloc: (n: number) => Buffer = n => Buffer.allocUnsafe(n), private readonly streamed?: (type: number) => boolean) {
-    this.limit = limit
-  }
-
-  /** Adds received bytes; returns the complete frames (and pieces), or throws on a frame that is too long or empty. */
-  push(chunk: Buffer): Frame[] {
-    const out: Frame[] = []
-    if (this.streaming) {
-      const s = this.streaming
-      const k = Math.min(s.left, chunk.length)
-      s.left -= k
-      out.push({type: s.type, id: s.id, body: chunk.subarray(0, k), more: s.left > 0})
-      if (s.left > 0) return out
-      this.streaming = undefined
-      chunk = chunk.subarray(k)
-      if (chunk.length === 0) return out
-    }
-
-    this.chunks.push(chunk)
-    this.buffered += chunk.length
-    for (;;) {
-      if (this.buffered < 4) return out
-      const len = this.peekLength()
-      if (len < 5 || len + 4 > this.limit) throw new RangeError(`a frame of ${len + 4} bytes (at most ${this.limit})`)
-      if (this.streamed && this.buffered >= FRAME_HEADER) {
-        const type = this.peekHeader()[4]
-        if (this.streamed(type)) {
-          if (this.pieces(type, len + 4 - FRAME_HEADER, out)) continue
-          return out
-        }
-      }
-
-      if (this.buffered < len + 4) return out
-      const whole = this.take(len + 4)
-      out.push({type: whole[4], id: whole.readUInt32BE(5), body: whole.subarray(FRAME_HEADER)})
-    }
-  }
-
-  /** A streamed frame's header is here: its body so far goes out in pieces; true if all of it did. */
-  private pieces(type: number, size: number, out: Frame[]): boolean {
-    const id = this.peekHeader().readUInt32BE(5)
-    this.drop(FRAME_HEADER)
-    if (size === 0) {
-      out.push({type, id, body: Buffer.alloc(0), more: false})
-      return true
-    }
-
-    let left = size
-    while (left > 0 && this.chunks.length > 0) {
-      const c = this.chunks[0]
-      const k = Math.min(c.length, left)
-      this.drop(k)
-      left -= k
-      out.push({type, id, body: c.subarray(0, k), more: left > 0})
-    }
-
-    if (left === 0) return true
-    this.streaming = {type, id, left}
-    return false
-  }
-
-  private peekLength(): number {
-    const first = this.chunks[0]
-    if (first.length >= 4) return first.readUInt32BE(0)
-    return this.peekBytes(4).readUInt32BE(0)
-  }
-
-  /** The first FRAME_HEADER bytes (buffered >= FRAME_HEADER). */
-  private peekHeader(): Buffer {
-    const first = this.chunks[0]
-    return first.length >= FRAME_HEADER ? first : this.peekBytes(FRAME_HEADER)
-  }
-
-  private peekBytes(n: number): Buffer {
-    const b = Buffer.allocUnsafe(n)
-    let at = 0
-    for (const c of this.chunks) {
-      at += c.copy(b, at, 0, Math.min(c.length, n - at))
-      if (at === n) break
-    }
-
-    return b
-  }
-
-  /** Drops n buffered bytes. */
-  private drop(n: number): void {
-    this.buffered -= n
-    let i = 0
-    while (n > 0 && n >= this.chunks[i].length) n -= this.chunks[i++].length
-    if (i > 0) this.chunks.splice(0, i)
-    if (n > 0) this.chunks[0] = this.chunks[0].subarray(n)
-  }
-
-  private take(n: number): Buffer {
-    const first = this.chunks[0]
-    if (first.length >= n) {
-      this.buffered -= n
-      if (first.length === n) this.chunks.shift()
-      else this.chunks[0] = first.subarray(n)
-      return first.subarray(0, n)
-    }
-
-    const out = this.alloc(n).subarray(0, n)
-    let at = 0
-    for (const c of this.chunks) {
-      if (at === n) break
-      at += c.copy(out, at, 0, Math.min(c.length, n - at))
-    }
-
-    this.drop(n)
-    return out
-  }
 }

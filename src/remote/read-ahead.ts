@@ -22,6 +22,15 @@ interface Chunk {
   offset: number
   data: Buffer
   at: number
+  /** gives the data back to whoever lent it (the data channel's buffers), once it is dropped here */
+  release?: (data: Buffer) => void
+}
+
+/** A stream's 'data': a piece of the file, or the error that ended it; `release` (if given) is called once the piece is dropped. */
+export interface ChunkReply {
+  data?: Buffer
+  error?: {errno: string} | null
+  release?: (data: Buffer) => void
 }
 
 interface Window {
@@ -80,9 +89,11 @@ export class ReadAhead {
     this.open(w.next, this.window).then(stream => {
       if (this.closed) return stream.cancel()
       w.stream = stream
-      stream.on('data', (reply: {data?: Buffer; error?: {errno: string} | null}) => {
+      stream.on('data', (reply: ChunkReply) => {
+        if (this.closed) return reply.data && reply.release?.(reply.data)
         if (reply.error?.errno || !reply.data) return fail()
-        if (reply.data.length > 0) this.keep({offset: w.next, data: reply.data, at: this.now()})
+        if (reply.data.length > 0) this.keep({offset: w.next, data: reply.data, at: this.now(), release: reply.release})
+        else reply.release?.(reply.data)
         w.next += reply.data.length
         if (reply.data.length === 0) w.eof = true
         this.poke()
@@ -213,7 +224,7 @@ export class ReadAhead {
   private consumed(upTo: number): void {
     this.furthest = Math.max(this.furthest, upTo)
     const keep = this.furthest - TRAIL
-    while (this.chunks.length > 0 && this.chunks[0].offset + this.chunks[0].data.length <= keep) this.chunks.shift()
+    while (this.chunks.length > 0 && this.chunks[0].offset + this.chunks[0].data.length <= keep) drop(this.chunks.shift()!)
     while (this.windows.length > 1 && this.windows[0].end <= keep) this.windows.shift()
     const last = this.windows.at(-1)!
     if (!last.eof && !last.failed && this.ahead - this.furthest < this.window) this.request()
@@ -225,7 +236,11 @@ export class ReadAhead {
     this.closed = true
     for (const w of this.windows) w.stream?.cancel()
     this.windows.length = 0
-    this.chunks.length = 0
+    for (const c of this.chunks.splice(0)) drop(c)
     this.poke()
   }
+}
+
+function drop(c: Chunk): void {
+  c.release?.(c.data)
 }

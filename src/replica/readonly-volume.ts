@@ -43,6 +43,7 @@ export class ReadOnlyVolume implements Volume {
 
   create(): Promise<number> { return Promise.reject(this.catching('create')) }
   read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.inner.read(path, fh, buf, len, pos) }
+  readOffThread(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return (this.inner.readOffThread ?? this.inner.read).call(this.inner, path, fh, buf, len, pos) }
   write(): Promise<number> { return Promise.reject(this.catching('write')) }
   flush(path: string, fh: number): Promise<void> { return this.inner.flush(path, fh) }
   fsync(path: string, fh: number, datasync: boolean): Promise<void> { return this.inner.fsync(path, fh, datasync) }

@@ -28,6 +28,7 @@ import {FrameAssembler} from '../remote/frame-assembler.js'
 import {DATA_CIPHERS, errorBody, frame, FRAME_HEADER, header, MAX_AUTH_FRAME, MAX_FRAME, parseCall, parseRead, parseWrite, statusBody, T, unpackFields, WRITE_RESET, type Frame} from '../remote/frames.js'
 import {receiveInto} from '../remote/receive.js'
 import {errnoError, MAX_CHUNK, MAX_MESSAGE, MAX_STREAM, SESSION_METADATA, serviceDefinition} from '../remote/wire.js'
+import {SendQueue} from './send-queue.js'
 import type {VolumeService} from './service.js'
 import type {Session} from './sessions.js'
 import type {ServerTls} from './tls.js'
@@ -135,11 +136,16 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
   const cancelled = new Set<number>()
   let queuedBytes = 0
   let drainWaiters: Array<() => void> = []
+  // one write at a time (send-queue.ts: no writev copying the frames together); a read waits while more than READS_QUEUED_BYTES wait
+  const out = new SendQueue(socket, () => {
+    if (out.bytes <= READS_QUEUED_BYTES) for (const w of drainWaiters.splice(0)) w()
+  })
 
   const close = () => {
     if (closed) return
     closed = true
     unhook?.()
+    out.close()
     socket.destroy()
     for (const w of drainWaiters.splice(0)) w()
   }
@@ -162,7 +168,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
   const closeSoon = () => {
     closing ??= setTimeout(() => {
       if (closed) return
-      socket.end()
+      out.end()
       setTimeout(close, 2_000).unref()
     }, 1_000).unref()
   }
@@ -177,13 +183,13 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
 
   const refuse = (reason: string) => {
     opts.onEvent?.(`refused a data channel from ${peer}: ${reason}`)
-    if (!closed) socket.end(frame(T.ERROR, 0, errorBody('EACCES', reason)))
+    if (!closed) out.end(frame(T.ERROR, 0, errorBody('EACCES', reason)))
     setTimeout(close, 1_000).unref()
   }
 
   const send = (buf: Buffer, done?: () => void): void => {
     if (closed) return done?.()
-    socket.write(buf, done ? () => done() : undefined)
+    out.send(buf, done)
   }
 
   const answerError = (id: number, error: unknown) => {
@@ -193,12 +199,9 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
 
   const authTimer = setTimeout(() => refuse('no authentication in time'), AUTH_MS)
   authTimer.unref()
-  socket.on('drain', () => {
-    for (const w of drainWaiters.splice(0)) w()
-  })
   socket.on('close', close)
   socket.on('error', close)
-  socket.write(frame(T.NONCE, 0, nonce))
+  send(frame(T.NONCE, 0, nonce))
 
   const attach = (f: Frame) => {
     clearTimeout(authTimer)
@@ -261,7 +264,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
         const buf = pool.get(FRAME_HEADER + len)
         let n: number
         try {
-          n = await opts.service.dataOp(s, 'data-read', r.fh, (volume, h) => volume.read(h.path, h.fh, buf.subarray(FRAME_HEADER, FRAME_HEADER + len), len, offset))
+          n = await opts.service.dataOp(s, 'data-read', r.fh, (volume, h) => (volume.readOffThread ?? volume.read).call(volume, h.path, h.fh, buf.subarray(FRAME_HEADER, FRAME_HEADER + len), len, offset))
         } catch (error) {
           pool.put(buf)
           throw error
@@ -272,7 +275,7 @@ function serveConnection(socket: tls.TLSSocket, opts: DataServerOptions, unary: 
         offset += n
         left -= n
         if (n < len) break
-        while (socket.writableLength > READS_QUEUED_BYTES && !closed) await new Promise<void>(resolve => drainWaiters.push(resolve))
+        while (out.bytes > READS_QUEUED_BYTES && !closed) await new Promise<void>(resolve => drainWaiters.push(resolve))
       }
 
       send(frame(T.END, f.id))

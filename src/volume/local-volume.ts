@@ -410,6 +410,11 @@ export class LocalVolume implements Volume {
     return fs.readSync(this.handle(fh).fd, buf, 0, len, pos)
   }
 
+  async readOffThread(_path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const fd = this.handle(fh).fd
+    return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (e, n) => e ? reject(e) : resolve(n)))
+  }
+
   private async beginWrite(path: string, c: InodeContent, caller: Caller): Promise<void> {
     if (c.dirty) return
     c.dirty = true

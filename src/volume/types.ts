@@ -28,6 +28,12 @@ export interface Volume {
   open(path: string, flags: number, caller: Caller): Promise<number>
   create(path: string, mode: number, flags: number, caller: Caller): Promise<number>
   read(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number>
+  /**
+   * Optional: the same read made off the caller's thread (libuv's pool), for
+   * large reads whose copy (and disk wait) should not hold the event loop: the
+   * data server's 1 MiB reads, while it encrypts and sends the chunk before.
+   */
+  readOffThread?(path: string, fh: number, buf: Buffer, len: number, pos: number): Promise<number>
   write(path: string, fh: number, buf: Buffer, len: number, pos: number, caller: Caller): Promise<number>
   flush(path: string, fh: number): Promise<void>
   fsync(path: string, fh: number, datasync: boolean): Promise<void>

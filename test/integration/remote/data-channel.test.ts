@@ -10,7 +10,8 @@ import tls from 'node:tls'
 import {generateIdentity, sign, type Identity} from '../../../src/crypto/sign.js'
 import {dataTranscript, transcript} from '../../../src/remote/auth.js'
 import type {Connection} from '../../../src/remote/connection.js'
-import {frame, FrameReader, MAX_FRAME, packFields, parseError, T, WRITE_HEADER, writeFrameHead, type Frame} from '../../../src/remote/frames.js'
+import {FrameAssembler} from '../../../src/remote/frame-assembler.js'
+import {frame, MAX_FRAME, packFields, parseError, T, WRITE_HEADER, writeFrameHead, type Frame} from '../../../src/remote/frames.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 import {startHarness, tokenOf, type Harness} from './harness.js'
 
@@ -18,7 +19,7 @@ const caller = {uid: 0, gid: 0, pid: 1}
 
 /** A raw TLS connection to the data port: frames in, frames out. */
 class Raw {
-  private readonly reader = new FrameReader(MAX_FRAME)
+  private readonly reader = new FrameAssembler(MAX_FRAME)
   private readonly frames: Frame[] = []
   private wake?: () => void
   closed = false
@@ -157,7 +158,58 @@ describe('paciofs serve: the data channel', function () {
     expect(Buffer.concat(pieces).equals(data)).to.equal(true)
     expect(pieces.length, 'more pieces than frames (1 MiB each): handed on as they arrived').to.be.greaterThan(4)
     expect(pieces.every(p => p.length <= 1024 * 1024)).to.equal(true)
+
+    // pieces given back at once: the next frames are received into the same buffer, and arrive intact
+    const copies: Buffer[] = []
+    const buffers = new Set<ArrayBufferLike>()
+    let got = 0
+    await new Promise<void>((resolve, reject) => {
+      const s = ch.readStream(Number(fh), 0, size)
+      s.on('data', (r: {data?: Buffer; release?: (b: Buffer) => void}) => {
+        copies.push(Buffer.from(r.data!))
+        if (got < 3 * 1024 * 1024) buffers.add(r.data!.buffer) // (the last frame, 12 KiB, is copied out whole)
+        got += r.data!.length
+        expect(r.release, 'a piece of a lent buffer').to.be.a('function')
+        r.release!(r.data!)
+      })
+      s.on('end', resolve)
+      s.on('error', reject)
+    })
+    expect(Buffer.concat(copies).equals(data)).to.equal(true)
+    expect(buffers.size, 'one buffer for the three 1 MiB frames').to.equal(1)
+    expect(pieces.every(p => p.buffer !== [...buffers][0]), 'pieces kept are never received into again').to.equal(true)
     await c.call('Release', {fh})
+  })
+
+  it('with PACIOFS_DIRECT_RECEIVE=0 the client reads with data events, and gets the same bytes', async () => {
+    const before = process.env.PACIOFS_DIRECT_RECEIVE
+    process.env.PACIOFS_DIRECT_RECEIVE = '0'
+    try {
+      const c = await h.connect(h.owner, 'vol')
+      const ch = (await c.data())!
+      const {fh} = await c.call('Create', {path: '/evented', flags: 2, mode: 0o644, caller})
+      const size = 2 * 1024 * 1024 + 77
+      const data = Buffer.from(Array.from({length: size}, (_, i) => (i * 13 + (i >> 11)) % 256))
+      for (let at = 0; at < size; at += 1024 * 1024) {
+        const n = Math.min(1024 * 1024, size - at)
+        const buf = Buffer.alloc(WRITE_HEADER + n)
+        data.copy(buf, WRITE_HEADER, at, at + n)
+        await ch.write(buf, WRITE_HEADER, n, {fh: Number(fh), flags: 0, offset: at, ...caller})
+      }
+
+      const pieces: Buffer[] = []
+      await new Promise<void>((resolve, reject) => {
+        const s = ch.readStream(Number(fh), 0, size)
+        s.on('data', (r: {data?: Buffer}) => pieces.push(r.data!))
+        s.on('end', resolve)
+        s.on('error', reject)
+      })
+      expect(Buffer.concat(pieces).equals(data)).to.equal(true)
+      await c.call('Release', {fh})
+    } finally {
+      if (before === undefined) delete process.env.PACIOFS_DIRECT_RECEIVE
+      else process.env.PACIOFS_DIRECT_RECEIVE = before
+    }
   })
 
   it('refuses a connection that does not authenticate, or sends anything before it does', async () => {

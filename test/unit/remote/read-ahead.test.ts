@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {EventEmitter} from 'node:events'
-import {ReadAhead, type ChunkStream} from '../../../src/remote/read-ahead.js'
+import {ReadAhead, TRAIL, type ChunkStream} from '../../../src/remote/read-ahead.js'
 
 /** A fake server: a file of `size` bytes (byte i = i % 251), streamed in chunks of `chunk`, on demand. */
 function fakeFile(size: number, chunk: number, opts: {failAt?: number; silent?: boolean} = {}) {
@@ -203,5 +203,49 @@ describe('remote: streamed read-ahead, data in small pieces', () => {
 
     expect(pos).to.equal(2 * window)
     ra.close()
+  })
+})
+
+describe('remote: streamed read-ahead, lent pieces', () => {
+  it('gives each piece back only once the reader is TRAIL past it (its bytes overwritten then), and the rest on close', async () => {
+    const size = 12 * 262_144
+    const released: Array<{offset: number; at: number}> = []
+    let furthest = 0
+    const opened: Array<{offset: number; s: EventEmitter & {cancel(): void}}> = []
+    const ra = new ReadAhead(async (offset, length) => {
+      const s = Object.assign(new EventEmitter(), {cancel: () => {}})
+      opened.push({offset, s})
+      setImmediate(() => {
+        for (let pos = offset; pos < Math.min(size, offset + length); pos += 262_144) {
+          const {data} = piece(pos, 262_144)
+          s.emit('data', {data, release: (d: Buffer) => {
+            expect(d).to.equal(data)
+            released.push({offset: pos, at: furthest}) // (during the read from `furthest`)
+            d.fill(0xEE) // as the next frame received into the buffer would
+          }})
+        }
+        s.emit('end')
+      })
+      return s
+    }, 0, {window: 1024 * 1024})
+    const buf = Buffer.alloc(131_072)
+    for (let pos = 0; pos < size;) {
+      const n = await ra.read(buf, buf.length, pos)
+      expect(n).to.equal(131_072)
+      expectBytes(buf, n!, pos)
+      pos += n!
+      furthest = pos
+    }
+
+    expect(released.length).to.be.greaterThan(0)
+    for (const r of released) expect(r.offset + 262_144 <= r.at + buf.length - TRAIL, `piece at ${r.offset} given back at ${r.at}`).to.equal(true)
+    const before = released.length
+    ra.close()
+    expect(released.length, 'the pieces kept are given back on close').to.be.greaterThan(before)
+    expect(new Set(released.map(r => r.offset)).size).to.equal(released.length) // each once
+    // a piece arriving after close is given back at once
+    let late = 0
+    opened[0].s.emit('data', {data: Buffer.alloc(10), release: () => late++})
+    expect(late).to.equal(1)
   })
 })

@@ -80,6 +80,25 @@ describe('LocalVolume (no FUSE)', () => {
     expect(records().at(-1)).to.include({op: 'write', size: data.length + MiB, digest: sha(Buffer.concat([data, Buffer.alloc(MiB, 1)]))})
   })
 
+  it('readOffThread reads what read reads, on libuv\'s pool (not holding the event loop); 0 at the end, EBADF for no handle', async () => {
+    const data = crypto.randomBytes(3 * 1024 * 1024 + 17)
+    fs.writeFileSync(path.join(dir, 'r'), data)
+    const fh = await vol.open('/r', C.O_RDONLY, root)
+    const [a, b] = [Buffer.alloc(1024 * 1024), Buffer.alloc(1024 * 1024)]
+    for (const pos of [0, 1024 * 1024 + 5, 3 * 1024 * 1024]) {
+      const pending = vol.readOffThread('/r', fh, b, b.length, pos)
+      expect(process.getActiveResourcesInfo(), 'a read request on the pool').to.include('FSReqCallback')
+      const n = await pending
+      expect(n).to.equal(await vol.read('/r', fh, a, a.length, pos))
+      expect(b.subarray(0, n).equals(data.subarray(pos, pos + n))).to.equal(true)
+    }
+
+    expect(await vol.readOffThread('/r', fh, b, b.length, data.length)).to.equal(0)
+    await vol.release('/r', fh)
+    const err = await vol.readOffThread('/r', fh, b, 10, 0).then(() => undefined, (e: NodeJS.ErrnoException) => e)
+    expect(err?.code).to.equal('EBADF')
+  })
+
   it('re-reads the file for the digest after random writes', async () => {
     const fh = await vol.create('/r', 0o644, C.O_RDWR, root)
     await vol.write('/r', fh, Buffer.from('bbbb'), 4, 4, root)
