@@ -70,13 +70,12 @@ const HEAP_GROWING_GIVEN = /--heap[-_]growing[-_]percent\b/
  * two scavenges (records waiting for their journal transaction, placements)
  * are promoted and die in the old generation, which V8 let grow to about 4x
  * what its last full collection kept: a mount creating 100,000 files kept
- * 16-20 MB of live heap and went up to 65-68 MB before each full collection
- * (and its ledger writer thread likewise). At 20 % the limit is the live heap
- * plus V8's minimum step (8 MB), about 30 MB, for about as much main-thread
- * CPU (measured: 13.0-13.9 s against 12.3-14.7 s for the 100,000 files).
- * The flag is V8's and read at every full collection, so setting it now
- * covers the isolates already running. A --heap-growing-percent of node's
- * own options (or NODE_OPTIONS) wins.
+ * 16-20 MB of live heap and went up to 61-71 MB before each full collection.
+ * At 20 % the limit is the live heap plus V8's minimum step (8 MB): it peaked
+ * at 28-38 MB, for as much main-thread CPU as before (12.4-14.1 s against
+ * 12.3-14.7 s for the whole memory bench). The flag is process-wide (the
+ * ledger writer's isolate too) and read at every full collection. A
+ * --heap-growing-percent of node's own options (or NODE_OPTIONS) wins.
  */
 export function limitHeapGrowth(execArgv: readonly string[] = process.execArgv, env: NodeJS.ProcessEnv = process.env): boolean {
   if (HEAP_GROWING_GIVEN.test(execArgv.join(' ')) || HEAP_GROWING_GIVEN.test(env.NODE_OPTIONS ?? '')) return false
