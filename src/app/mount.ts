@@ -4,7 +4,7 @@
  * release everything. The process exits only after the mount is gone.
  */
 import {StopSignals} from './stop.js'
-import {checkMountpoint, limitMallocArenas, mountVolume, trimMalloc} from '../fuse/mount.js'
+import {checkMountpoint, limitHeapGrowth, limitMallocArenas, mountVolume, trimMalloc} from '../fuse/mount.js'
 import {readTimeline} from '../history/timeline.js'
 import {HistoryView} from '../history/view.js'
 import {formatChainSpec, parseChainSpec} from '../ledger/multichain/spec.js'
@@ -49,6 +49,7 @@ export async function runMount(req: MountRequest): Promise<MountSummary> {
   // Signals are ours from the first moment: one that arrives while the volume
   // opens or the mount comes up still ends in a clean unmount and commit.
   limitMallocArenas() // before the threads that serve the mount start
+  limitHeapGrowth()
   const stopTrimming = trimMalloc()
   const stop = new StopSignals()
   try {

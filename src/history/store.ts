@@ -29,6 +29,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
 import {sys} from '../volume/sys.js'
+import {MarkBlocks} from './marks.js'
 import {step, type ChainState} from './sha256.js'
 
 export const CHUNK_SIZE = 256 * 1024
@@ -529,7 +530,7 @@ export class HistoryStore implements ContentCapture {
         const short = pieces[k].length < CHUNK_SIZE
         const s = await step(pieces[k], b.state, at, short)
         if (short) b.finished = s.after
-        else b.marks.push(b.state = Buffer.from(s.after))
+        else b.marks.push(b.state = b.markBlocks.copy(s.after))
       }
     })()
     const settled = await Promise.allSettled([chain, ...hashes])
@@ -899,6 +900,8 @@ interface Building {
   chunks: string[]
   /** the hash state after each whole chunk so far */
   marks: Buffer[]
+  /** where the marks are copied to (not Node's shared Buffer pool: see marks.ts) */
+  markBlocks: MarkBlocks
   state: ChainState
   /** the digest, once a short chunk ended the version */
   finished?: Buffer
@@ -908,7 +911,7 @@ interface Building {
   own?: Set<string>
 }
 
-const newBuilding = (): Building => ({chunks: [], marks: [], state: null, pos: 0, stored: 0})
+const newBuilding = (): Building => ({chunks: [], marks: [], markBlocks: new MarkBlocks(), state: null, pos: 0, stored: 0})
 
 /** A resume point that is what captureReadable hands out: whole chunks, one mark each. */
 function resumable(r: CaptureResume): boolean {
@@ -917,7 +920,7 @@ function resumable(r: CaptureResume): boolean {
 
 /** A building that goes on after a resume point's chunks (its stored bytes count only what is new). */
 function resumedBuilding(r: CaptureResume): Building {
-  return {chunks: [...r.chunks], marks: [...r.marks], state: r.marks.at(-1)!, pos: r.pos, stored: 0}
+  return {chunks: [...r.chunks], marks: [...r.marks], markBlocks: new MarkBlocks(), state: r.marks.at(-1)!, pos: r.pos, stored: 0}
 }
 
 let scratch = Buffer.allocUnsafe(CHUNK_SIZE + 1)

@@ -302,6 +302,36 @@ describe('history store', () => {
     }
   })
 
+  it('a capture\'s marks (kept in its resume point) hold about their own 32 bytes each, not blocks of Node\'s shared Buffer pool', async () => {
+    const file = join(dir, 'big')
+    const chunks = 64
+    fs.writeFileSync(file, randomBytes(chunks * CHUNK_SIZE))
+    // as in a busy mount: other code takes small Buffers from the pool while the chunks are hashed
+    let busy = true
+    const others: Buffer[] = []
+    const churn = () => {
+      if (!busy) return
+      for (let i = 0; i < 50; i++) others.push(Buffer.from(randomBytes(32)))
+      if (others.length > 1000) others.length = 0
+      setImmediate(churn)
+    }
+    churn()
+    const fd = fs.openSync(file, 'r')
+    try {
+      const r = await store.capture(fd)
+      busy = false
+      const marks = r.resume!.marks
+      expect(marks).to.have.length(chunks)
+      const blocks = new Set(marks.map(m => m.buffer))
+      const held = [...blocks].reduce((n, b) => n + b.byteLength, 0)
+      expect(held, `${blocks.size} blocks behind ${chunks} marks`).to.be.at.most(2 * 32 * chunks)
+      // the marks are still the right states: a capture resumed from them stores the same version
+      expect((await store.capture(fd, undefined, {from: r.resume})).digest).to.equal(r.digest)
+    } finally {
+      busy = false
+      fs.closeSync(fd)
+    }
+  })
   it('after a crash, a promised version of a file\'s first bytes is caught up though the file grew beyond them', async () => {
     const first = randomBytes(9 * CHUNK_SIZE + 3)
     fs.writeFileSync(join(dir, 'grown'), Buffer.concat([first, randomBytes(5 * CHUNK_SIZE)])) // the writer went on
