@@ -27,6 +27,8 @@ interface FuseClass {
   UTIME_NOW: bigint
   UTIME_OMIT: bigint
   passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number; fastMeta: number; writerHashed: number; caughtUp: number; hasherRaised: number}}
+  /** thread locals of FUSE threads the binding made, and how often an ended thread's were taken over */
+  threadLocals?(): {made: number; reused: number}
 }
 
 function loadFuse(): FuseClass {
@@ -207,13 +209,14 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
 
 /**
  * PACIOFS_PASSTHROUGH_STATS=FILE: at unmount, write how many reads and writes
- * of released handles the binding served itself, and how many writes it
- * handed to JS (for tests and benchmarks; no effect otherwise).
+ * of released handles the binding served itself, how many writes it handed to
+ * JS, and how many FUSE thread locals it made and reused (for tests and
+ * benchmarks; no effect otherwise).
  */
 function writePassthroughStats(Fuse: FuseClass): void {
   const file = process.env.PACIOFS_PASSTHROUGH_STATS
   if (!file || !Fuse.passthrough) return
   try {
-    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), fast: Fuse.passthrough.createTotal()}) + '\n')
+    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), fast: Fuse.passthrough.createTotal(), threads: Fuse.threadLocals?.()}) + '\n')
   } catch { /* a diagnostic only */ }
 }
