@@ -176,8 +176,10 @@ export class LedgerStore {
    * (synchronous=NORMAL); the caller must fdatasync the WAL (walFile) before
    * it reports a commit as done (the worker writer does, see
    * writer-worker.ts). Creating the file and re-indexing at open stay FULL.
+   * `indexBudget`: how many new txids may wait in memory for the index
+   * (txindex.ts; tests set it low).
    */
-  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number; syncAfter?: boolean}): LedgerStore {
+  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number; syncAfter?: boolean; indexBudget?: number}): LedgerStore {
     const {file, ledgerId, identity} = opts
     let size = -1
     try {
@@ -224,7 +226,7 @@ export class LedgerStore {
       }
       store.validateTail(opts.tailBlocks ?? DEFAULT_TAIL_BLOCKS)
       const head = store.head_.epoch
-      store.index = new DeferredTxIndex(db, DeferredTxIndex.readMark(db, head))
+      store.index = new DeferredTxIndex(db, DeferredTxIndex.readMark(db, head), opts.indexBudget)
       store.index.catchUp(head, (epoch) => {
         const row = store.stmt.block.get(epoch)
         if (!row || !Buffer.isBuffer(row.txids)) throw new CorruptStateError(file, 'block missing or damaged while re-indexing its txids', epoch)
@@ -453,7 +455,7 @@ export class LedgerStore {
           }
         }
         if (included.length === 0) return
-        written = index.writeNext(this.head_.epoch)
+        written = index.writeNext(this.head_.epoch, included.length)
         const members = included.length === n ? ids : Buffer.concat(included.map(txidOf))
         const block = sealHeader(this.ledgerId, identity, {
           epoch,
@@ -487,8 +489,7 @@ export class LedgerStore {
     index.committed(
       written!,
       epoch,
-      included.map(txidOf),
-      included.map((i) => keys[i]),
+      included.length === n ? keys : included.map((i) => keys[i]),
     )
     return {block, checkpoint: cp, prior}
   }

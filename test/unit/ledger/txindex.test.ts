@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {generateIdentity, type Identity} from '../../../src/crypto/sign.js'
 import {CorruptStateError} from '../../../src/errors.js'
 import {EmbeddedLedger} from '../../../src/ledger/embedded/index.js'
-import {LedgerStore} from '../../../src/ledger/embedded/store.js'
+import {LedgerStore, batchTxids} from '../../../src/ledger/embedded/store.js'
 
 const p = (s: string) => Buffer.from(s)
 const storeUrl = new URL('../../../src/ledger/embedded/store.ts', import.meta.url).href
@@ -86,7 +86,7 @@ describe('ledger/embedded: txid index written behind the blocks', () => {
   })
 
   it('writes the index in slots while blocks commit, and marks how far it is complete', async () => {
-    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity})
+    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 512})
     for (let b = 0; b < 50; b++) store.commit(Array.from({length: 64}, (_, i) => p(`${b}/${i}`)), identity, Date.now())
     const s = indexState(file)
     expect(s.rows).to.be.greaterThan(0).and.lessThan(s.txs) // some wait in memory
@@ -101,6 +101,36 @@ describe('ledger/embedded: txid index written behind the blocks', () => {
     const after = indexState(file)
     expect(after.rows).to.equal(50 * 64)
     expect(after.mark).to.equal(String(after.head))
+  })
+
+  it('writes slots only while more than its budget of txids waits, whatever the block size, and finds duplicates in the table and in memory', () => {
+    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 600})
+    const block = (b: number, n: number) => Array.from({length: n}, (_, i) => p(`${b}/${i}`))
+    // 40 small blocks, 400 txids: under the budget, the table gets none of them (one slot per block wrote some)
+    for (let b = 0; b < 40; b++) store.commit(block(b, 10), identity, Date.now())
+    expect(indexState(file).rows).to.equal(0)
+    // then blocks of every size: never more than the budget waits (or one block, which waits whole)
+    const sizes = [1, 500, 3, 90, 1200, 7, 64, 333, 2, 800]
+    for (let b = 40; b < 40 + 3 * sizes.length; b++) {
+      const n = sizes[b % sizes.length]
+      store.commit(block(b, n), identity, Date.now())
+      const s = indexState(file)
+      expect(s.txs - s.rows).to.be.at.most(Math.max(600, n))
+    }
+    const s = indexState(file)
+    expect(s.rows).to.be.greaterThan(0)
+    // payloads in the table, waiting in memory, and new ones, in one batch
+    const old = [p('0/0'), p('41/499'), p('67/332'), p('69/1')]
+    const db = new Database(file, {readonly: true})
+    const inTable = old.map((o) => db.prepare('SELECT 1 FROM txindex WHERE txid = ?').get(batchTxids([o])) !== undefined)
+    db.close()
+    expect(inTable).to.include(true).and.to.include(false)
+    const r = store.commit([...old, p('new')], identity, Date.now())
+    expect(r.prior).to.deep.equal([0, 1, 1, 42, 2, 68, 3, 70])
+    expect(r.block?.epoch).to.equal(71)
+    store.close()
+    const after = indexState(file)
+    expect(after.rows).to.equal(after.txs)
   })
 
   it('after a writer is killed: verify accepts the lagging index, the next writer completes it, duplicates are still found', async () => {
