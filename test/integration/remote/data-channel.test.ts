@@ -10,12 +10,23 @@ import tls from 'node:tls'
 import {generateIdentity, sign, type Identity} from '../../../src/crypto/sign.js'
 import {dataTranscript, transcript} from '../../../src/remote/auth.js'
 import type {Connection} from '../../../src/remote/connection.js'
+import type {DataChannel} from '../../../src/remote/data-channel.js'
 import {FrameAssembler} from '../../../src/remote/frame-assembler.js'
 import {frame, MAX_FRAME, packFields, parseError, T, WRITE_HEADER, writeFrameHead, type Frame} from '../../../src/remote/frames.js'
 import {makeTempDir, removeTree} from '../../helpers/tmp.js'
 import {startHarness, tokenOf, type Harness} from './harness.js'
 
 const caller = {uid: 0, gid: 0, pid: 1}
+
+/** Writes `data` from offset 0 in writes of at most 1 MiB. */
+async function writeAll(ch: DataChannel, fh: number, data: Buffer): Promise<void> {
+  for (let at = 0; at < data.length; at += 1024 * 1024) {
+    const n = Math.min(1024 * 1024, data.length - at)
+    const buf = Buffer.alloc(WRITE_HEADER + n)
+    data.copy(buf, WRITE_HEADER, at, at + n)
+    await ch.write(buf, WRITE_HEADER, n, {fh, flags: 0, offset: at, ...caller})
+  }
+}
 
 /** A raw TLS connection to the data port: frames in, frames out. */
 class Raw {
@@ -141,12 +152,7 @@ describe('paciofs serve: the data channel', function () {
     const {fh} = await c.call('Create', {path: '/big', flags: 2, mode: 0o644, caller})
     const size = 3 * 1024 * 1024 + 12_345
     const data = Buffer.from(Array.from({length: size}, (_, i) => (i * 31 + (i >> 13)) % 256))
-    for (let at = 0; at < size; at += 1024 * 1024) {
-      const n = Math.min(1024 * 1024, size - at)
-      const buf = Buffer.alloc(WRITE_HEADER + n)
-      data.copy(buf, WRITE_HEADER, at, at + n)
-      await ch.write(buf, WRITE_HEADER, n, {fh: Number(fh), flags: 0, offset: at, ...caller})
-    }
+    await writeAll(ch, Number(fh), data)
 
     const pieces: Buffer[] = []
     await new Promise<void>((resolve, reject) => {
@@ -190,12 +196,7 @@ describe('paciofs serve: the data channel', function () {
       const {fh} = await c.call('Create', {path: '/evented', flags: 2, mode: 0o644, caller})
       const size = 2 * 1024 * 1024 + 77
       const data = Buffer.from(Array.from({length: size}, (_, i) => (i * 13 + (i >> 11)) % 256))
-      for (let at = 0; at < size; at += 1024 * 1024) {
-        const n = Math.min(1024 * 1024, size - at)
-        const buf = Buffer.alloc(WRITE_HEADER + n)
-        data.copy(buf, WRITE_HEADER, at, at + n)
-        await ch.write(buf, WRITE_HEADER, n, {fh: Number(fh), flags: 0, offset: at, ...caller})
-      }
+      await writeAll(ch, Number(fh), data)
 
       const pieces: Buffer[] = []
       await new Promise<void>((resolve, reject) => {
