@@ -24,6 +24,7 @@ import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 import {runOk} from '../test/helpers/exec.js'
 import {mountPacio, paciofs, scratch} from '../test/helpers/paciofs.js'
+import {benchArgs} from './args.js'
 
 const MiB = 1024 * 1024
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d
@@ -164,9 +165,9 @@ async function sameFile(a: string, b: string): Promise<boolean> {
 }
 
 async function main() {
-  const {values} = parseArgs({options: {
+  const {values} = benchArgs(import.meta.url, () => parseArgs({options: {
     'size-mib': {type: 'string', default: '1024'}, rewrites: {type: 'string', default: '100'}, reads: {type: 'string', default: '3'}, json: {type: 'boolean', default: false}, smoke: {type: 'boolean', default: false},
-  }})
+  }}))
   const sizeMiB = values.smoke ? 8 : Number(values['size-mib'])
   const rewrites = values.smoke ? 2 : Number(values.rewrites)
   const reads = values.smoke ? 1 : Number(values.reads)

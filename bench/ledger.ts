@@ -24,6 +24,7 @@ import {monitorEventLoopDelay} from 'node:perf_hooks'
 import {parseArgs} from 'node:util'
 import {generateIdentity} from '../src/crypto/sign.js'
 import {EmbeddedLedger, type WriterPlacement} from '../src/ledger/embedded/index.js'
+import {benchArgs} from './args.js'
 
 export interface LedgerBenchResult {
   writer: WriterPlacement
@@ -159,7 +160,7 @@ export async function runLedgerBench(o: LedgerBenchOptions): Promise<LedgerBench
 }
 
 async function main(): Promise<void> {
-  const {values} = parseArgs({
+  const {values} = benchArgs(import.meta.url, () => parseArgs({
     options: {
       seconds: {type: 'string', default: '5'},
       callers: {type: 'string', default: '32'},
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
       json: {type: 'boolean', default: false},
       smoke: {type: 'boolean', default: false},
     },
-  })
+  }))
   const writers: WriterPlacement[] = values.writer === 'both' ? ['worker', 'inline'] : [values.writer as WriterPlacement]
   const opts: LedgerBenchOptions = values.smoke
     ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: Number(values.rate) > 0 ? 2000 : 0, writers}

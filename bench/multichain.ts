@@ -29,6 +29,7 @@ import {MultiChainLedger} from '../src/ledger/multichain/ledger.js'
 import type {RpcConfig} from '../src/ledger/multichain/rpc.js'
 import {FakeMultiChainNode} from '../test/fakes/multichain/node.js'
 import {harnesses} from '../test/helpers/multichain.js'
+import {benchArgs} from './args.js'
 
 export interface ThroughputRow {
   node: string
@@ -191,10 +192,10 @@ function load(): string {
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)
 if (isMain) {
-  const {values} = parseArgs({options: {
+  const {values} = benchArgs(import.meta.url, () => parseArgs({options: {
     seconds: {type: 'string', default: '4'}, batches: {type: 'string', default: '1,16,64,256,1024'}, 'tx-rate': {type: 'string', default: '1500'},
     'block-times': {type: 'string', default: '100,250,500,1000'}, samples: {type: 'string', default: '30'}, json: {type: 'string'}, smoke: {type: 'boolean', default: false},
-  }})
+  }}))
   const o: MultiChainBenchOptions = values.smoke
     ? {seconds: 1.5, batches: [1, 64], txRate: 1500, blockTimes: [50], samples: 3, real: false}
     : {seconds: Number(values.seconds), batches: values.batches!.split(',').map(Number), txRate: Number(values['tx-rate']), blockTimes: values['block-times']!.split(',').map(Number), samples: Number(values.samples)}

@@ -21,6 +21,7 @@ import {generateIdentity} from '../src/crypto/sign.js'
 import {EmbeddedLedger} from '../src/ledger/embedded/index.js'
 import {Journal} from '../src/volume/journal.js'
 import {Recorder, type BroadcastPort} from '../src/volume/recorder.js'
+import {benchArgs} from './args.js'
 
 export interface RecordsBenchResult {
   offeredPerSec: number
@@ -92,7 +93,7 @@ export async function benchRecords(seconds: number, rate: number): Promise<Recor
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)
 if (isMain) {
-  const {values} = parseArgs({options: {seconds: {type: 'string', default: '5'}, rate: {type: 'string', default: '50000'}, json: {type: 'boolean', default: false}, smoke: {type: 'boolean', default: false}}})
+  const {values} = benchArgs(import.meta.url, () => parseArgs({options: {seconds: {type: 'string', default: '5'}, rate: {type: 'string', default: '50000'}, json: {type: 'boolean', default: false}, smoke: {type: 'boolean', default: false}}}))
   const r = values.smoke ? await benchRecords(0.2, 2000) : await benchRecords(Number(values.seconds), Number(values.rate))
   if (values.json) console.log(JSON.stringify(r))
   else {

@@ -32,6 +32,7 @@ import {startServe, type Served} from '../test/helpers/remote.js'
 import {startJoin, waitInSync, type Replica} from '../test/helpers/replica.js'
 import {runStatus} from '../src/app/status.js'
 import {removeTree} from '../test/helpers/tmp.js'
+import {benchArgs} from './args.js'
 
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`)
 const load = () => loadavg().map(l => l.toFixed(1)).join(' ')
@@ -182,10 +183,10 @@ async function catchUpBench(root: string, config: string, mib: number) {
 }
 
 async function main(): Promise<number> {
-  const {values} = parseArgs({options: {
+  const {values} = benchArgs(import.meta.url, () => parseArgs({options: {
     smoke: {type: 'boolean', default: false}, size: {type: 'string'}, writes: {type: 'string'}, 'write-kib': {type: 'string'}, json: {type: 'string'},
     skip: {type: 'string'},
-  }})
+  }}))
   const smoke = values.smoke!
   const mib = Number(values.size ?? (smoke ? 16 : 2048))
   const writes = Number(values.writes ?? (smoke ? 10 : 300))

@@ -24,6 +24,7 @@ import {removeTree} from '../test/helpers/tmp.js'
 import {BENCHES, FULL, SIDE_BY_SIDE, SMOKE, fsyncLatency, ledger, memory, metadata, randrw, sequential, type BenchContext, type BenchName} from './fs/benches.js'
 import {judge, markdownTable, median, type JudgedRow, type Row} from './fs/report.js'
 import {TARGETS, childrenOf, fuseMountsBelow, openTargets, pacioChildPids, stopAllPacio, unmountBelow, type Targets} from './fs/targets.js'
+import {benchArgs} from './args.js'
 
 const out = (s = '') => process.stdout.write(`${s}\n`)
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`)
@@ -34,7 +35,7 @@ function sh(cmd: string, args: string[]): string {
 }
 
 async function main(): Promise<number> {
-  const {values} = parseArgs({
+  const {values} = benchArgs(import.meta.url, () => parseArgs({
     options: {
       smoke: {type: 'boolean', default: false},
       only: {type: 'string'},
@@ -42,7 +43,7 @@ async function main(): Promise<number> {
       reps: {type: 'string'},
       dir: {type: 'string'},
     },
-  })
+  }))
   const selected = new Set<BenchName>(values.only ? (values.only.split(',').map(s => s.trim()) as BenchName[]) : BENCHES)
   for (const b of selected) if (!BENCHES.includes(b)) throw new Error(`unknown benchmark ${b}; choose from ${BENCHES.join(', ')}`)
   const sizes = {...(values.smoke ? SMOKE : FULL)}

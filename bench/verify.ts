@@ -49,6 +49,7 @@ import {openVolumeStack} from '../src/app/stack.js'
 import {BIN, NODE_ARGS} from '../test/helpers/paciofs.js'
 import {verifyVolume} from '../src/audit/verify.js'
 import type {LocalVolume} from '../src/volume/local-volume.js'
+import {benchArgs} from './args.js'
 
 const SELF = fileURLToPath(import.meta.url)
 const REPO = resolve(SELF, '..', '..')
@@ -517,7 +518,7 @@ function sh(cmd: string, args: string[]): string {
 }
 
 async function main(): Promise<number> {
-  const {values} = parseArgs({
+  const {values} = benchArgs(import.meta.url, () => parseArgs({
     options: {
       smoke: {type: 'boolean', default: false},
       json: {type: 'string'},
@@ -529,7 +530,7 @@ async function main(): Promise<number> {
       fill: {type: 'string'}, // internal: fill one volume (--into DIR) and print what was written as JSON
       into: {type: 'string'},
     },
-  })
+  }))
   const sizes = {...(values.smoke ? SMOKE : FULL)}
   if (values.fill) {
     if (!VOLUMES[values.fill] || !values.into) throw new Error(`--fill needs one of ${Object.keys(VOLUMES).join(', ')} and --into DIR`)
