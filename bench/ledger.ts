@@ -2,7 +2,7 @@
  * Embedded ledger throughput and latency.
  *
  *   node --import tsx bench/ledger.ts [--seconds 5] [--callers 32] [--batch 100]
- *        [--size 200] [--writer both|worker|inline] [--rate 0] [--json] [--smoke]
+ *        [--size 200] [--writer both|worker|inline] [--rate 0] [--prefill 0] [--json] [--smoke]
  *
  * Closed loop (the default, `--rate 0`): each of `callers` concurrent callers
  * appends batches of `batch` fresh payloads of `size` bytes, back to back:
@@ -14,6 +14,9 @@
  * durably committed payloads/s, append latency percentiles, blocks written,
  * and the event-loop delay seen meanwhile (the stall a commit causes to
  * everything else on the thread).
+ * `--prefill N` first commits N payloads (untimed, batches of 1,000), so that
+ * the measurement runs against a ledger that already holds them: the txid
+ * index is a B-tree of random keys, whose cost per record grows with it.
  * Writers are measured side by side in one run. `--smoke` runs one tiny
  * iteration (used by the unit tests so this file cannot rot).
  */
@@ -64,6 +67,8 @@ export interface LedgerBenchOptions {
   size: number
   rate: number
   writers: WriterPlacement[]
+  /** payloads committed before the measurement (untimed) */
+  prefill?: number
 }
 
 function pct(sorted: number[], p: number): number {
@@ -87,6 +92,13 @@ export async function benchOne(writer: WriterPlacement, o: Omit<LedgerBenchOptio
       counter++
       return b
     }
+    for (let done = 0; done < (o.prefill ?? 0);) {
+      const n = Math.min((o.prefill ?? 0) - done, 100_000)
+      await Promise.all(Array.from({length: Math.ceil(n / 1000)}, (_, i) =>
+        ledger.append(Array.from({length: Math.min(1000, n - i * 1000)}, fresh))))
+      done += n
+    }
+
     const latencies: number[] = []
     let payloads = 0
     let offered = 0
@@ -167,6 +179,7 @@ async function main(): Promise<void> {
       batch: {type: 'string', default: '100'},
       size: {type: 'string', default: '200'},
       rate: {type: 'string', default: '0'},
+      prefill: {type: 'string', default: '0'},
       writer: {type: 'string', default: 'both'},
       json: {type: 'boolean', default: false},
       smoke: {type: 'boolean', default: false},
@@ -175,14 +188,16 @@ async function main(): Promise<void> {
   const writers: WriterPlacement[] = values.writer === 'both' ? ['worker', 'inline'] : [values.writer as WriterPlacement]
   const opts: LedgerBenchOptions = values.smoke
     ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: Number(values.rate) > 0 ? 2000 : 0, writers}
-    : {seconds: Number(values.seconds), callers: Number(values.callers), batch: Number(values.batch), size: Number(values.size), rate: Number(values.rate), writers}
+    : {seconds: Number(values.seconds), callers: Number(values.callers), batch: Number(values.batch), size: Number(values.size), rate: Number(values.rate), writers,
+        prefill: Number(values.prefill)}
   const results = await runLedgerBench(opts)
   if (values.json) {
     process.stdout.write(JSON.stringify({bench: 'ledger', options: opts, results}) + '\n')
     return
   }
   process.stdout.write(
-    `ledger bench: ${opts.rate ? `open loop, ${opts.rate} payloads/s offered` : `closed loop, ${opts.callers} callers`} in batches of ${opts.batch} payloads of ${opts.size} B, ${opts.seconds}s\n`,
+    `ledger bench: ${opts.rate ? `open loop, ${opts.rate} payloads/s offered` : `closed loop, ${opts.callers} callers`} in batches of ${opts.batch} payloads of ${opts.size} B, ${opts.seconds}s` +
+      `${opts.prefill ? ` after ${opts.prefill} payloads` : ''}\n`,
   )
   for (const r of results) {
     process.stdout.write(
