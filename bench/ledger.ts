@@ -187,7 +187,7 @@ async function main(): Promise<void> {
   }))
   const writers: WriterPlacement[] = values.writer === 'both' ? ['worker', 'inline'] : [values.writer as WriterPlacement]
   const opts: LedgerBenchOptions = values.smoke
-    ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: Number(values.rate) > 0 ? 2000 : 0, writers}
+    ? {seconds: 0.2, callers: 4, batch: 10, size: 64, rate: Number(values.rate) > 0 ? 2000 : 0, writers, prefill: 50} // a prefill too, so that it cannot rot
     : {seconds: Number(values.seconds), callers: Number(values.callers), batch: Number(values.batch), size: Number(values.size), rate: Number(values.rate), writers,
         prefill: Number(values.prefill)}
   const results = await runLedgerBench(opts)
