@@ -23,7 +23,10 @@ const fs = require('fs'), crypto = require('crypto'), path = require('path')
 const pt = require(process.env.BINDING).passthrough
 const {Worker} = require('worker_threads')
 // SPIN: every core kept busy by spinning threads meanwhile (an idle-priority hasher gets no CPU)
-const spinners = process.env.SPIN ? Array.from({length: require('os').availableParallelism()}, () => new Worker('for (;;) {}', {eval: true})) : []
+// (each says when it runs: a worker starts asynchronously, and writes made before the spinners run find idle cores)
+const spinners = process.env.SPIN ? Array.from({length: require('os').availableParallelism()}, () =>
+  new Worker("require('worker_threads').parentPort.postMessage(0); for (;;) {}", {eval: true})) : []
+Promise.all(spinners.map(w => new Promise(r => w.once('message', r)))).then(() => {
 const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'pacio-hasher-'))
 const fd = fs.openSync(path.join(dir, 'f'), 'w+')
 pt.attach(fd, fd, pt.PT_HASH)
@@ -48,6 +51,7 @@ Promise.resolve(pt.catchUp(fd)).then(async () => { // (null: under 1 MiB left, s
   }
   const sha = crypto.createHash('sha256').update(data).digest('hex')
   console.log(JSON.stringify({right: s.digest === sha, size: s.size, before, after: pt.totals(), hasher}))
+})
 })
 `
 
