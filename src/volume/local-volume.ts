@@ -260,33 +260,17 @@ export class LocalVolume implements Volume {
     const own = this.ownerSync(backing, caller)
     const at = Date.now()
     const seq = log.writer.log({at, op: 'create', path, who: caller, mode: C.S_IFREG | (mode & 0o7777), uid: own.uid, gid: own.gid, flags, member: actingMember()})
-    let fd: number
+    let made: {fd: number; st: BigIntStats}
     try {
-      fd = fs.openSync(backing, flags | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777)
+      made = this.makeFile(backing, mode, flags, own)
     } catch (error) {
-      log.writer.failed()
-      throw error
-    }
-
-    let st: BigIntStats
-    try {
-      if (own.uid !== this.uid || own.gid !== this.gid) fs.fchownSync(fd, own.uid, own.gid)
-      st = fs.fstatSync(fd, {bigint: true})
-    } catch (error) {
-      fs.closeSync(fd)
-      try {
-        fs.unlinkSync(backing)
-      } catch { /* the entry is spoilt: a recovery does not journal it */ }
-
-      log.writer.failed()
+      log.writer.failed() // the entry is spoilt: a recovery does not journal it
       throw error
     }
 
     log.writer.made()
-    const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
-    h.content = this.inode(st)
-    h.content.openWriter(true, this.native(h))
-    h.content.dirty = true // as createNow: dirty from now on, its record says "writing"
+    const {fd, st} = made
+    const h = this.newWriter(fd, path, flags, st)
     this.handles.set(fd, h)
     this.openGate(fd, h)
     this.recorder.record(opLogRecord('create', path, {mode: Number(st.mode), uid: own.uid, gid: own.gid}), caller, undefined, {at, opLogSeq: seq, lazy: true})
@@ -294,23 +278,50 @@ export class LocalVolume implements Volume {
     return fd
   }
 
-  private async createNow(path: string, mode: number, flags: number, caller: Caller, intent: Intent): Promise<number> {
-    const backing = this.paths.resolveNew(path)
-    const own = this.ownerSync(backing, caller)
-    // local metadata syscalls, made synchronously: each takes microseconds
+  /**
+   * A new backing file (O_EXCL), owned as `own`: its fd and attributes. Local
+   * metadata syscalls, made synchronously: each takes microseconds. If the
+   * chown or stat fails, the file is closed and removed again.
+   */
+  private makeFile(backing: string, mode: number, flags: number, own: {uid: number; gid: number}): {fd: number; st: BigIntStats} {
     const fd = fs.openSync(backing, flags | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777)
     try {
       if (own.uid !== this.uid || own.gid !== this.gid) fs.fchownSync(fd, own.uid, own.gid)
-      const st = fs.fstatSync(fd, {bigint: true})
+      return {fd, st: fs.fstatSync(fd, {bigint: true})}
+    } catch (error) {
+      fs.closeSync(fd)
+      try {
+        fs.unlinkSync(backing)
+      } catch { /* the original error is what the caller needs */ }
+
+      throw error
+    }
+  }
+
+  /**
+   * The handle of a new file opened for writing: it is written from its start,
+   * so it is dirty from now on, and its create record says so ("writing"), so
+   * that a crash before its digest shows as interrupted.
+   */
+  private newWriter(fd: number, path: string, flags: number, st: BigIntStats): Handle {
+    const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
+    h.content = this.inode(st)
+    h.content.openWriter(true, this.native(h))
+    h.content.dirty = true
+    return h
+  }
+
+  private async createNow(path: string, mode: number, flags: number, caller: Caller, intent: Intent): Promise<number> {
+    const backing = this.paths.resolveNew(path)
+    const own = this.ownerSync(backing, caller)
+    const {fd, st} = this.makeFile(backing, mode, flags, own)
+    try {
       const writable = (flags & O_ACCMODE) !== C.O_RDONLY
-      const h: Handle = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
+      let h: Handle
       if (writable) {
-        // a new file is written from its start: it is dirty from now on, and its
-        // create record says so, so that a crash before its digest shows as interrupted
-        h.content = this.inode(st)
-        h.content.openWriter(true, this.native(h))
-        h.content.dirty = true
+        h = this.newWriter(fd, path, flags, st)
       } else {
+        h = {fd, path, append: (flags & C.O_APPEND) !== 0, native: this.pt !== undefined}
         this.pt?.attach(fd, fd, 0)
       }
 
