@@ -4,13 +4,15 @@
  * thread) and by read-only openers. Everything here is synchronous
  * (better-sqlite3); callers keep each call short.
  *
- * Schema (application_id 'PCLG', user_version 1):
+ * Schema (application_id 'PCLG', user_version 2; version 1 had no txseal, and
+ * a writer's open upgrades it):
  *   meta(key, value)     ledgerId, format, genesis, and indexedTo (see txindex.ts)
  *   blocks(epoch PK, prev_hash, time, merkle_root, producer, signature, hash,
  *          ntx, cp_signature, txids, payloads)
  *     txids    = the block's txids, 32 raw bytes each, concatenated in order
  *     payloads = for each tx: 4-byte big-endian length, then the payload
  *   txindex(txid PK, epoch) WITHOUT ROWID   answers "is this payload on the ledger?"
+ *   txindex_<gen>, txseal(gen PK, entries, bloom)   the index's sealed generations (txgens.ts)
  * A block's transactions live in its own row (one read per block; one index
  * row per tx is the only per-transaction write, made behind the block in key
  * order: txindex.ts).
@@ -25,10 +27,13 @@ import {genesisBlock, sealHeader, verifyBlock} from '../block.js'
 import {signCheckpoint} from '../checkpoint.js'
 import type {Block, Checkpoint, Tx} from '../types.js'
 import {packPayloads, unpackPayloads} from '../pack.js'
-import {DeferredTxIndex} from './txindex.js'
+import {DeferredTxIndex, type IndexWrite} from './txindex.js'
+import {SEAL_SCHEMA, countIndexed} from './txgens.js'
 
 export const APPLICATION_ID = 0x50434c47 // 'PCLG'
-export const FORMAT_VERSION = 1
+export const FORMAT_VERSION = 2
+/** Versions this build opens: 1 lacks the sealed generations' table, which a writer adds. */
+const READABLE_VERSIONS = [1, 2]
 export const FORMAT_NAME = 'paciofs-ledger'
 
 /** How many of the newest blocks open() re-validates; validateAll() checks every block. */
@@ -115,6 +120,7 @@ CREATE TABLE blocks(
   hash TEXT NOT NULL, ntx INTEGER NOT NULL, cp_signature TEXT NOT NULL,
   txids BLOB NOT NULL, payloads BLOB NOT NULL);
 CREATE TABLE txindex(txid BLOB PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
+${SEAL_SCHEMA};
 `
 export const INSERT_BLOCK =
   'INSERT INTO blocks(epoch, prev_hash, time, merkle_root, producer, signature, hash, ntx, cp_signature, txids, payloads) VALUES (?,?,?,?,?,?,?,?,?,?,?)'
@@ -177,9 +183,19 @@ export class LedgerStore {
    * it reports a commit as done (the worker writer does, see
    * writer-worker.ts). Creating the file and re-indexing at open stay FULL.
    * `indexBudget`: how many new txids may wait in memory for the index
-   * (txindex.ts; tests set it low).
+   * (txindex.ts; tests set it low). `sealAt`: entries per generation of the
+   * index (txgens.ts; tests set it low).
    */
-  static openWriter(opts: {file: string; ledgerId: string; identity: Identity; tailBlocks?: number; now?: number; syncAfter?: boolean; indexBudget?: number}): LedgerStore {
+  static openWriter(opts: {
+    file: string
+    ledgerId: string
+    identity: Identity
+    tailBlocks?: number
+    now?: number
+    syncAfter?: boolean
+    indexBudget?: number
+    sealAt?: number
+  }): LedgerStore {
     const {file, ledgerId, identity} = opts
     let size = -1
     try {
@@ -214,6 +230,12 @@ export class LedgerStore {
         LedgerStore.checkHeader(file, db) // before anything writes to the file
         db.pragma('journal_mode = WAL')
         db.pragma('synchronous = FULL')
+        if (db.pragma('user_version', {simple: true}) !== FORMAT_VERSION) {
+          db.transaction(() => {
+            db.exec(SEAL_SCHEMA)
+            db.pragma(`user_version = ${FORMAT_VERSION}`)
+          })()
+        }
       }
       // The txid index takes random inserts; keep its pages in memory.
       db.pragma(`cache_size = -${WRITER_CACHE_KIB}`)
@@ -226,7 +248,7 @@ export class LedgerStore {
       }
       store.validateTail(opts.tailBlocks ?? DEFAULT_TAIL_BLOCKS)
       const head = store.head_.epoch
-      store.index = new DeferredTxIndex(db, DeferredTxIndex.readMark(db, head), opts.indexBudget)
+      store.index = new DeferredTxIndex(db, DeferredTxIndex.readMark(db, head), opts.indexBudget, opts.sealAt)
       store.index.catchUp(head, (epoch) => {
         const row = store.stmt.block.get(epoch)
         if (!row || !Buffer.isBuffer(row.txids)) throw new CorruptStateError(file, 'block missing or damaged while re-indexing its txids', epoch)
@@ -275,8 +297,8 @@ export class LedgerStore {
       throw new PacioError('EFOREIGN', `${file}: SQLite database of another application (application_id ${appId}), not a PacioFS ledger`, {details: {file}})
     }
     const version = db.pragma('user_version', {simple: true}) as number
-    if (version !== FORMAT_VERSION) {
-      throw new PacioError('EFOREIGN', `${file}: ledger format version ${version}, this build reads version ${FORMAT_VERSION}`, {details: {file}})
+    if (!READABLE_VERSIONS.includes(version)) {
+      throw new PacioError('EFOREIGN', `${file}: ledger format version ${version}, this build reads versions ${READABLE_VERSIONS.join(' and ')}`, {details: {file}})
     }
   }
 
@@ -399,14 +421,15 @@ export class LedgerStore {
     // meta.indexedTo may be missing from the index (a writer that crashed),
     // and are put there when it is opened for writing again.
     // One read transaction: a writer may commit meanwhile.
-    const {head, mark, indexed, stored, due} = this.db.transaction(() => {
+    const {head, mark, indexed, stored, due, problem} = this.db.transaction(() => {
       const head = this.loadHead().epoch // this connection may be a reader behind the writer
       const mark = DeferredTxIndex.readMark(this.db, head)
-      const indexed = (this.db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n
+      const {rows: indexed, problem} = countIndexed(this.db)
       const stored = (this.db.prepare('SELECT total(ntx) AS n FROM blocks').get() as {n: number}).n
       const due = mark === head ? stored : (this.db.prepare('SELECT total(ntx) AS n FROM blocks WHERE epoch <= ?').get(mark) as {n: number}).n
-      return {head, mark, indexed, stored, due}
+      return {head, mark, indexed, stored, due, problem}
     })()
+    if (problem) throw new CorruptStateError(this.file, problem)
     if (mark < 0) throw new CorruptStateError(this.file, 'meta.indexedTo is not an epoch of this ledger')
     if (indexed < due || indexed > stored) {
       throw new CorruptStateError(this.file, `txid index holds ${indexed} entries, blocks hold ${stored} transactions${mark === head ? '' : ` (${due} of them up to epoch ${mark}, which must be indexed)`}`)
@@ -439,7 +462,7 @@ export class LedgerStore {
     const epoch = this.head_.epoch + 1
     const index = this.index!
     let sealed: {block: Omit<Block, 'txs'>; cp: Checkpoint} | null = null
-    let written: ReturnType<DeferredTxIndex['writeNext']> | undefined
+    let written: IndexWrite | undefined
     const txidOf = (i: number) => ids.subarray(i * 32, i * 32 + 32)
     try {
       this.db.transaction(() => {

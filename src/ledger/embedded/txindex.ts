@@ -20,8 +20,14 @@
  * scheme and in mirrors, which index inline). Opening for writing re-indexes
  * the blocks after it. Duplicate checks consult the waiting txids first, then
  * the index, so append() stays idempotent.
+ *
+ * The table itself is sealed into a generation of its own when it holds
+ * `sealAt` entries, and a new one takes the next txids (txgens.ts): what a
+ * txid costs to write is then bounded by the generation's size, not the
+ * ledger's.
  */
 import type Database from 'better-sqlite3'
+import {DEFAULT_SEAL_AT, SealedGenerations, TxBloom, loadActive, saveActive} from './txgens.js'
 
 /** Buckets by the txid's first byte, written in turn. */
 const SLOTS = 256
@@ -44,6 +50,17 @@ function indexes(n: number): string {
   return n === 0 ? '[]' : `[${'0,'.repeat(n - 1)}0]`
 }
 
+/** What one block's transaction wrote to the index; committed() adopts it in memory. */
+export interface IndexWrite {
+  slots: number[]
+  sweepFrom: number
+  mark?: number
+  /** rows the active table gained */
+  added: number
+  /** the active table was sealed into this generation (after the `added` rows went in) */
+  sealed?: ReturnType<SealedGenerations['seal']>
+}
+
 export class DeferredTxIndex {
   /** txid (txidKey) -> epoch, for every txid not yet in the table */
   private readonly waiting = new Map<string, number>()
@@ -56,11 +73,16 @@ export class DeferredTxIndex {
   private readonly insMany: Database.Statement<[{ids: Buffer; epochs: string}]>
   private readonly lookupMany: Database.Statement<[{ids: Buffer; n: string}], {i: number; epoch: number}>
   private readonly setMark: Database.Statement<[string]>
+  private readonly gens: SealedGenerations
+  /** rows in the active table (`txindex`), and a filter over them for the day it is sealed */
+  private activeCount: number
+  private activeBloom: TxBloom
 
   constructor(
     private readonly db: Database.Database,
     private indexedTo: number,
     private readonly budget = DEFAULT_INDEX_BUDGET,
+    private readonly sealAt = DEFAULT_SEAL_AT,
   ) {
     this.ins = db.prepare('INSERT INTO txindex(txid, epoch) VALUES (?, ?) ON CONFLICT DO NOTHING')
     // Many rows in one statement: one call into SQLite per block instead of one per txid
@@ -73,6 +95,16 @@ export class DeferredTxIndex {
       'SELECT j.key AS i, t.epoch AS epoch FROM json_each(@n) AS j CROSS JOIN txindex AS t ON t.txid = substr(@ids, j.key * 32 + 1, 32)',
     )
     this.setMark = db.prepare("INSERT INTO meta(key, value) VALUES ('indexedTo', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+    this.gens = new SealedGenerations(db)
+    this.gens.load()
+    const active = loadActive(db, sealAt)
+    this.activeBloom = active.bloom
+    this.activeCount = active.entries
+  }
+
+  /** How many sealed generations the index has (for tests and benches). */
+  get generations(): number {
+    return this.gens.count
   }
 
   /** The epoch up to which the table is complete (meta.indexedTo, or the head when absent). */
@@ -94,7 +126,15 @@ export class DeferredTxIndex {
     this.db.transaction(() => {
       for (let e = this.indexedTo + 1; e <= head; e++) {
         const all = txidsOf(e)
-        for (let at = 0; at + 32 <= all.length; at += 32) this.ins.run(all.subarray(at, at + 32), e)
+        // a generation sealed after the mark may hold some of them already
+        const sealed: Array<number | undefined> = new Array(Math.floor(all.length / 32))
+        this.gens.lookup(all, sealed)
+        for (let i = 0; i < sealed.length; i++) {
+          if (sealed[i] !== undefined) continue
+          const txid = all.subarray(i * 32, i * 32 + 32)
+          this.activeCount += this.ins.run(txid, e).changes
+          this.activeBloom.add(txid, 0)
+        }
       }
       this.setMark.run(String(head))
     })()
@@ -114,6 +154,7 @@ export class DeferredTxIndex {
       if (e !== undefined) out[i] = e
     }
     if (keys.length > 0) for (const r of this.lookupMany.all({ids, n: indexes(keys.length)})) out[r.i] ??= r.epoch
+    this.gens.lookup(ids, out)
     return out
   }
 
@@ -121,19 +162,22 @@ export class DeferredTxIndex {
    * Inside the transaction of the block after `prevHead`, which adds
    * `incoming` txids: write slots, in turn, while more than the budget would
    * wait (and, each time a sweep over all slots ends, move the mark to where
-   * the sweep started: every block up to there is then indexed). Nothing in
-   * memory changes until committed() is called with the result, so a
-   * transaction that rolls back leaves this object as it was.
+   * the sweep started: every block up to there is then indexed); then seal the
+   * active table if it holds sealAt entries. Nothing in memory changes until
+   * committed() is called with the result, so a transaction that rolls back
+   * leaves this object as it was (but for filter bits, which only cost a
+   * lookup).
    */
-  writeNext(prevHead: number, incoming: number): {slots: number[]; sweepFrom: number; mark?: number} {
+  writeNext(prevHead: number, incoming: number): IndexWrite {
     const slots: number[] = []
+    let added = 0
     let sweepFrom = this.sweepFrom
     let mark: number | undefined
     let left = this.waiting.size + incoming
     for (let slot = this.cursor; left > this.budget && slots.length < SLOTS; slot = (slot + 1) % SLOTS) {
       if (slot === 0) sweepFrom = prevHead
       const keys = this.slots[slot]
-      this.insert(keys.sort())
+      added += this.insert(keys.sort())
       left -= keys.length
       slots.push(slot)
       if (slot === SLOTS - 1 && sweepFrom > this.indexedTo) {
@@ -141,11 +185,13 @@ export class DeferredTxIndex {
         this.setMark.run(String(mark))
       }
     }
-    return {slots, sweepFrom, mark}
+    const entries = this.activeCount + added
+    const sealed = entries >= this.sealAt ? this.gens.seal(entries, this.activeBloom) : undefined
+    return {slots, sweepFrom, mark, added, sealed}
   }
 
   /** After the block's transaction committed: forget the written slots, keep the block's new txids waiting. */
-  committed(written: {slots: number[]; sweepFrom: number; mark?: number}, epoch: number, keys: readonly string[]): void {
+  committed(written: IndexWrite, epoch: number, keys: readonly string[]): void {
     for (const slot of written.slots) {
       for (const key of this.slots[slot]) this.waiting.delete(key)
       this.slots[slot] = []
@@ -153,35 +199,46 @@ export class DeferredTxIndex {
     }
     this.sweepFrom = written.sweepFrom
     if (written.mark !== undefined) this.indexedTo = written.mark
+    this.activeCount += written.added
+    if (written.sealed) {
+      this.gens.adopt(written.sealed)
+      this.activeCount = 0
+      this.activeBloom = TxBloom.forCapacity(this.sealAt)
+    }
     for (const key of keys) {
       this.waiting.set(key, epoch)
       this.slots[key.charCodeAt(0)].push(key)
     }
   }
 
-  /** Write everything that waits and mark the table complete up to `head` (at close). */
+  /** Write everything that waits and mark the table complete up to `head`, and keep the active table's filter for the next open (at close). */
   writeAll(head: number): void {
-    if (this.indexedTo >= head && this.waiting.size === 0) return
-    this.db.transaction(() => {
-      for (const keys of this.slots) this.insert(keys.sort())
-      this.setMark.run(String(head))
-    })()
-    this.waiting.clear()
-    for (let s = 0; s < SLOTS; s++) this.slots[s] = []
-    this.indexedTo = head
-    this.cursor = 0
+    if (this.indexedTo < head || this.waiting.size > 0) {
+      let added = 0
+      this.db.transaction(() => {
+        for (const keys of this.slots) added += this.insert(keys.sort())
+        this.setMark.run(String(head))
+      })()
+      this.activeCount += added
+      this.waiting.clear()
+      for (let s = 0; s < SLOTS; s++) this.slots[s] = []
+      this.indexedTo = head
+      this.cursor = 0
+    }
+    saveActive(this.db, this.activeCount, this.activeBloom)
   }
 
-  /** The waiting txids of `keys` into the table in one statement, in the order given. */
-  private insert(keys: readonly string[]): void {
-    if (keys.length === 0) return
+  /** The waiting txids of `keys` into the active table in one statement, in the order given; the rows it gained. */
+  private insert(keys: readonly string[]): number {
+    if (keys.length === 0) return 0
     const ids = Buffer.allocUnsafe(keys.length * 32)
     const epochs: number[] = new Array(keys.length)
     for (let i = 0; i < keys.length; i++) {
       ids.write(keys[i], i * 32, 32, 'latin1')
       epochs[i] = this.waiting.get(keys[i])!
+      this.activeBloom.add(ids, i * 32)
     }
-    this.insMany.run({ids, epochs: JSON.stringify(epochs)})
+    return this.insMany.run({ids, epochs: JSON.stringify(epochs)}).changes
   }
 
   /** How many txids wait in memory (for tests). */

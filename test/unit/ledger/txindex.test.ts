@@ -14,11 +14,18 @@ const storeUrl = new URL('../../../src/ledger/embedded/store.ts', import.meta.ur
 const signUrl = new URL('../../../src/crypto/sign.ts', import.meta.url).href
 const ledgerUrl = new URL('../../../src/ledger/embedded/index.ts', import.meta.url).href
 
-function indexState(file: string): {rows: number; txs: number; mark: string | undefined; head: number} {
+/** Rows of the active table and of every sealed generation's table. */
+function indexRows(db: Database.Database): number {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'txindex*'").pluck().all() as string[]
+  return tables.reduce((n, t) => n + (db.prepare(`SELECT count(*) AS n FROM ${t}`).get() as {n: number}).n, 0)
+}
+
+function indexState(file: string): {rows: number; txs: number; mark: string | undefined; head: number; gens: number} {
   const db = new Database(file, {readonly: true})
   try {
     return {
-      rows: (db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n,
+      rows: indexRows(db),
+      gens: (db.prepare('SELECT count(*) AS n FROM txseal').get() as {n: number}).n,
       txs: (db.prepare('SELECT total(ntx) AS n FROM blocks').get() as {n: number}).n,
       mark: (db.prepare("SELECT value FROM meta WHERE key = 'indexedTo'").get() as {value: string} | undefined)?.value,
       head: (db.prepare('SELECT max(epoch) AS e FROM blocks').get() as {e: number}).e,
@@ -33,14 +40,14 @@ function indexState(file: string): {rows: number; txs: number; mark: string | un
  * (`b<block>-<i>`) and dies with SIGKILL, without closing: its txids that
  * were still waiting for the index are lost with it.
  */
-function crashWriter(file: string, identity: Identity, blocks: number): void {
+function crashWriter(file: string, identity: Identity, blocks: number, opts: {sealAt?: number; indexBudget?: number} = {}): void {
   const pkcs8 = identity.privateKey.export({format: 'der', type: 'pkcs8'}).toString('base64')
   const script = `
     import {createPrivateKey} from 'node:crypto'
     const {LedgerStore} = await import(${JSON.stringify(storeUrl)})
     const {identityFromPrivateKey} = await import(${JSON.stringify(signUrl)})
     const identity = identityFromPrivateKey(createPrivateKey({key: Buffer.from(${JSON.stringify(pkcs8)}, 'base64'), format: 'der', type: 'pkcs8'}))
-    const store = LedgerStore.openWriter({file: ${JSON.stringify(file)}, ledgerId: 'vol-T', identity})
+    const store = LedgerStore.openWriter({file: ${JSON.stringify(file)}, ledgerId: 'vol-T', identity, ...${JSON.stringify(opts)}})
     for (let b = 0; b < ${blocks}; b++) store.commit([0, 1, 2].map((i) => Buffer.from('b' + b + '-' + i)), identity, Date.now())
     process.kill(process.pid, 'SIGKILL')
   `
@@ -217,5 +224,115 @@ describe('ledger/embedded: txid index written behind the blocks', () => {
     } finally {
       await ro.close()
     }
+  })
+})
+
+describe('ledger/embedded: the txid index in sealed generations', () => {
+  let dir: string
+  let file: string
+  let identity: Identity
+  const block = (b: number, n: number) => Array.from({length: n}, (_, i) => p(`${b}/${i}`))
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pacio-txgens-'))
+    file = join(dir, 'ledger.db')
+    identity = generateIdentity()
+  })
+  afterEach(() => rmSync(dir, {recursive: true, force: true}))
+
+  it('seals the table when it holds sealAt entries: the active table stays small, duplicates are found in every generation', () => {
+    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 64, sealAt: 300})
+    for (let b = 0; b < 60; b++) {
+      store.commit(block(b, 40), identity, Date.now())
+      const db = new Database(file, {readonly: true})
+      const active = (db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n
+      db.close()
+      expect(active).to.be.lessThan(300)
+    }
+    const s = indexState(file)
+    expect(s.gens).to.be.at.least(6) // 2,400 txids, at most 64 + 40 waiting, 300 per generation
+    // the oldest, a middle one, the newest, and the ones still waiting: all known with their epochs
+    const r = store.commit([p('0/0'), p('17/39'), p('45/3'), p('59/39'), p('fresh')], identity, Date.now())
+    expect(r.prior).to.deep.equal([0, 1, 1, 18, 2, 46, 3, 60])
+    store.close()
+    const after = indexState(file)
+    expect(after.rows).to.equal(after.txs)
+    // a new writer loads the generations' filters and still finds them
+    const saved = () => {
+      const db = new Database(file, {readonly: true})
+      const n = (db.prepare('SELECT count(*) AS n FROM txactive').get() as {n: number}).n
+      db.close()
+      return n
+    }
+    expect(saved()).to.equal(1) // the close kept the active table's filter
+    const again = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 64, sealAt: 300})
+    expect(saved()).to.equal(0) // for this open only
+    const r2 = again.commit([p('3/7'), p('30/30'), p('fresh'), p('fresh2')], identity, Date.now())
+    expect(r2.prior).to.deep.equal([0, 4, 1, 31, 2, 61])
+    // the next generation is sealed with the filter the close saved: it must cover what the table held then
+    for (let b = 100; b < 120; b++) again.commit(block(b, 40), identity, Date.now())
+    expect(indexState(file).gens).to.be.greaterThan(after.gens)
+    again.integrityCheck()
+    again.close()
+  })
+
+  it('a writer killed after sealing with blocks not yet indexed: the reopened index holds each txid once', () => {
+    crashWriter(file, identity, 200, {indexBudget: 40, sealAt: 150})
+    const crashed = indexState(file)
+    expect(crashed.gens).to.be.greaterThan(0)
+    expect(crashed.rows).to.be.lessThan(crashed.txs)
+    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 40, sealAt: 150})
+    const reopened = indexState(file)
+    expect(reopened.rows).to.equal(reopened.txs) // none twice (a sealed generation held some of the re-indexed blocks)
+    store.integrityCheck()
+    const r = store.commit([p('b0-0'), p('b199-2'), p('new')], identity, Date.now())
+    expect(r.prior).to.deep.equal([0, 1, 1, 200])
+    // the next generation is sealed with the filter rebuilt at open (no clean close saved one)
+    const gens = indexState(file).gens
+    for (let b = 0; b < 30; b++) store.commit(block(1000 + b, 10), identity, Date.now())
+    expect(indexState(file).gens).to.be.greaterThan(gens)
+    store.integrityCheck()
+    store.close()
+  })
+
+  it('integrityCheck names a generation whose filter would let a duplicate through', async () => {
+    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 16, sealAt: 100})
+    for (let b = 0; b < 10; b++) store.commit(block(b, 30), identity, Date.now())
+    store.close()
+    const db = new Database(file)
+    const gen = db.prepare('SELECT gen, length(bloom) AS n FROM txseal ORDER BY gen LIMIT 1').get() as {gen: number; n: number}
+    db.prepare('UPDATE txseal SET bloom = zeroblob(?) WHERE gen = ?').run(gen.n, gen.gen)
+    db.close()
+    const ro = await EmbeddedLedger.openReadOnly(file)
+    try {
+      await ro.validateAll()
+      expect.fail('validateAll passed')
+    } catch (error) {
+      expect(error).to.be.instanceOf(CorruptStateError)
+      expect((error as Error).message).to.match(new RegExp(`txid index generation ${gen.gen}: its filter misses txid [0-9a-f]{64}`))
+    } finally {
+      await ro.close()
+    }
+  })
+
+  it('opens a version-1 ledger (no generations table): a reader as it is, a writer upgrades it', () => {
+    const store = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity})
+    store.commit(block(0, 5), identity, Date.now())
+    store.close()
+    const db = new Database(file)
+    db.exec('DROP TABLE txseal')
+    db.pragma('user_version = 1')
+    db.close()
+    const ro = LedgerStore.openReader({file, ledgerId: 'vol-T'})
+    ro.integrityCheck()
+    ro.close()
+    const w = LedgerStore.openWriter({file, ledgerId: 'vol-T', identity, indexBudget: 1, sealAt: 8})
+    expect(w.commit([p('0/1'), ...block(1, 9)], identity, Date.now()).prior).to.deep.equal([0, 1])
+    w.commit(block(2, 3), identity, Date.now()) // writes the 9 waiting: 14 entries, sealed
+    w.close()
+    expect(indexState(file).gens).to.equal(1)
+    const check = new Database(file, {readonly: true})
+    expect(check.pragma('user_version', {simple: true})).to.equal(2)
+    check.close()
   })
 })
