@@ -40,6 +40,20 @@ function indexState(file: string): {rows: number; txs: number; mark: string | un
  * (`b<block>-<i>`) and dies with SIGKILL, without closing: its txids that
  * were still waiting for the index are lost with it.
  */
+/** validateAll() of a read-only open must fail with a CorruptStateError whose message matches `re`. */
+async function expectValidateAllFails(file: string, re: RegExp): Promise<void> {
+  const ro = await EmbeddedLedger.openReadOnly(file)
+  try {
+    await ro.validateAll()
+    expect.fail('validateAll passed')
+  } catch (error) {
+    expect(error).to.be.instanceOf(CorruptStateError)
+    expect((error as Error).message).to.match(re)
+  } finally {
+    await ro.close()
+  }
+}
+
 function crashWriter(file: string, identity: Identity, blocks: number, opts: {sealAt?: number; indexBudget?: number} = {}): void {
   const pkcs8 = identity.privateKey.export({format: 'der', type: 'pkcs8'}).toString('base64')
   const script = `
@@ -214,16 +228,7 @@ describe('ledger/embedded: txid index written behind the blocks', () => {
     const db = new Database(file)
     db.prepare('DELETE FROM txindex WHERE epoch = 2').run()
     db.close()
-    const ro = await EmbeddedLedger.openReadOnly(file)
-    try {
-      await ro.validateAll()
-      expect.fail('validateAll passed')
-    } catch (error) {
-      expect(error).to.be.instanceOf(CorruptStateError)
-      expect((error as Error).message).to.match(/txid index holds 8 entries, blocks hold 10/)
-    } finally {
-      await ro.close()
-    }
+    await expectValidateAllFails(file, /txid index holds 8 entries, blocks hold 10/)
   })
 })
 
@@ -303,16 +308,7 @@ describe('ledger/embedded: the txid index in sealed generations', () => {
     const gen = db.prepare('SELECT gen, length(bloom) AS n FROM txseal ORDER BY gen LIMIT 1').get() as {gen: number; n: number}
     db.prepare('UPDATE txseal SET bloom = zeroblob(?) WHERE gen = ?').run(gen.n, gen.gen)
     db.close()
-    const ro = await EmbeddedLedger.openReadOnly(file)
-    try {
-      await ro.validateAll()
-      expect.fail('validateAll passed')
-    } catch (error) {
-      expect(error).to.be.instanceOf(CorruptStateError)
-      expect((error as Error).message).to.match(new RegExp(`txid index generation ${gen.gen}: its filter misses txid [0-9a-f]{64}`))
-    } finally {
-      await ro.close()
-    }
+    await expectValidateAllFails(file, new RegExp(`txid index generation ${gen.gen}: its filter misses txid [0-9a-f]{64}`))
   })
 
   it('opens a version-1 ledger (no generations table): a reader as it is, a writer upgrades it', () => {
