@@ -6,7 +6,9 @@
  * One PacioFS volume mounted locally (`paciofs mount`), another served by
  * `paciofs serve` and mounted with `paciofs mount --server` (each in its own
  * process; dist/ must be built). Measures, alternating local and remote:
- *   seqwrite  fio sequential write of SIZE MiB, bs=1M, end_fsync=1 (target remote >= 0.6x local);
+ *   seqwrite  fio sequential write of SIZE MiB, bs=1M, end_fsync=1 (target remote >= 0.6x local), each
+ *             side after both volumes are quiet and the page cache written and dropped (as before a cold
+ *             read: the local mount's version of its file was still being stored during the remote write);
  *             `--only write`: this row (and the CPU row) alone, without the reads
  *   seqread   fio sequential read of it, cold: after both volumes are quiet (the version of the
  *             file just written stored), `sync` and the page cache dropped; REPS reads a side,
@@ -117,7 +119,10 @@ async function main(): Promise<number> {
       for (const [name, mnt] of Object.entries(both)) {
         const dir = join(mnt, 'seq')
         await mkdir(dir)
-        say(`${name}: fio write ${sizeMiB} MiB`)
+        // each side's write alone: the other's leftovers (its version still stored in the background,
+        // its dirty pages still written back) would otherwise share the cores and the disk with it
+        const q = await quietThenCold(Object.values(pids), volumes, {maxMs: smoke ? 10_000 : 300_000})
+        say(`${name}: fio write ${sizeMiB} MiB (quiet after ${(q.waitedMs / 1000).toFixed(1)} s${q.quiet ? '' : ', NOT quiet'}; load ${load()})`)
         const own = name === 'local' ? [pids.local] : [pids.server, pids.remote]
         const c0 = await cpuSeconds(own)
         const w = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
