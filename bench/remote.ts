@@ -6,7 +6,10 @@
  * One PacioFS volume mounted locally (`paciofs mount`), another served by
  * `paciofs serve` and mounted with `paciofs mount --server` (each in its own
  * process; dist/ must be built). Measures, alternating local and remote:
- *   seqwrite  fio sequential write of SIZE MiB, bs=1M, end_fsync=1 (target remote >= 0.6x local)
+ *   seqwrite  fio sequential write of SIZE MiB, bs=1M, end_fsync=1 (target remote >= 0.6x local), each
+ *             side after both volumes are quiet and the page cache written and dropped (as before a cold
+ *             read: the local mount's version of its file was still being stored during the remote write);
+ *             `--only write`: this row (and the CPU row) alone, without the reads
  *   seqread   fio sequential read of it, cold: after both volumes are quiet (the version of the
  *             file just written stored), `sync` and the page cache dropped; REPS reads a side,
  *             alternating which side reads first, median (>= 0.6x local); CPU s/GiB of the
@@ -39,10 +42,10 @@ import {tlsCeiling} from './fs/tls-ceiling.js'
 import {watchRss} from './fs/proc.js'
 import {cpuSeconds, median, quietThenCold} from './fs/quiet.js'
 
-const PARTS = ['seq', 'meta', 'clients', 'tls']
+const PARTS = ['seq', 'write', 'meta', 'clients', 'tls']
 const USAGE = `node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--reps N] [--only PARTS] [--json out.json]
 
-  --only PARTS   comma-separated, of: ${PARTS.join(', ')} (default: all)
+  --only PARTS   comma-separated, of: ${PARTS.join(', ')} (default: all; write: the sequential write alone, no reads)
   --reps N       cold and warm reads of each side (default 3; smoke 1); the table gives the median
 
 examples:
@@ -110,12 +113,16 @@ async function main(): Promise<number> {
     const perGiB = (s: number, mib: number) => s / (mib / 1024)
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
     const cpu: Record<string, number> = {}
-    if (want('seq')) {
+    const writeOnly = want('write') && !want('seq')
+    if (want('seq') || writeOnly) {
       const seq: Record<string, {w: number; r: number[]; warm: number[]; cpu: number[][]}> = {}
       for (const [name, mnt] of Object.entries(both)) {
         const dir = join(mnt, 'seq')
         await mkdir(dir)
-        say(`${name}: fio write ${sizeMiB} MiB`)
+        // each side's write alone: the other's leftovers (its version still stored in the background,
+        // its dirty pages still written back) would otherwise share the cores and the disk with it
+        const q = await quietThenCold(Object.values(pids), volumes, {maxMs: smoke ? 10_000 : 300_000})
+        say(`${name}: fio write ${sizeMiB} MiB (quiet after ${(q.waitedMs / 1000).toFixed(1)} s${q.quiet ? '' : ', NOT quiet'}; load ${load()})`)
         const own = name === 'local' ? [pids.local] : [pids.server, pids.remote]
         const c0 = await cpuSeconds(own)
         const w = await fio(dir, ['--name=seq', '--bs=1M', `--size=${sizeMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
@@ -126,6 +133,10 @@ async function main(): Promise<number> {
       }
 
       const gib = sizeMiB / 1024
+      const wr = ratio(seq.remote.w, seq.local.w)
+      rows.push({bench: 'seqwrite', metric: `fio write ${sizeMiB} MiB bs=1M end_fsync (MB/s)`, local: seq.local.w, remote: seq.remote.w, ratio: wr, target: '>= 0.6x', met: wr >= 0.6})
+      if (writeOnly) say(`seq write MB/s local ${seq.local.w.toFixed(1)} remote ${seq.remote.w.toFixed(1)} (load ${load()})`)
+
       const readOnce = async (name: string) => {
         const own = name === 'local' ? [pids.local] : [pids.remote, pids.server]
         const c0 = await cpuSeconds(own)
@@ -134,34 +145,34 @@ async function main(): Promise<number> {
         return {mbs: r.readBytesPerSec / 1e6, cpu: c1.map((c, i) => (c - c0[i]) / gib)}
       }
 
-      for (let rep = 0; rep < reps; rep++) {
-        for (const name of rep % 2 === 0 ? ['local', 'remote'] : ['remote', 'local']) {
-          const q = await quietThenCold(Object.values(pids), volumes, {maxMs: smoke ? 10_000 : 300_000})
-          say(`${name}: fio read ${sizeMiB} MiB, cold (rep ${rep + 1}/${reps}; quiet after ${(q.waitedMs / 1000).toFixed(1)} s${q.quiet ? '' : ', NOT quiet'}; load ${load()})`)
-          const {mbs, cpu} = await readOnce(name)
-          seq[name].r.push(mbs)
-          seq[name].cpu.push(cpu)
-          say(`${name}: ${mbs.toFixed(1)} MB/s, CPU s/GiB ${cpu.map(c => c.toFixed(2)).join(' / ')}`)
+      if (!writeOnly) {
+        for (let rep = 0; rep < reps; rep++) {
+          for (const name of rep % 2 === 0 ? ['local', 'remote'] : ['remote', 'local']) {
+            const q = await quietThenCold(Object.values(pids), volumes, {maxMs: smoke ? 10_000 : 300_000})
+            say(`${name}: fio read ${sizeMiB} MiB, cold (rep ${rep + 1}/${reps}; quiet after ${(q.waitedMs / 1000).toFixed(1)} s${q.quiet ? '' : ', NOT quiet'}; load ${load()})`)
+            const {mbs, cpu} = await readOnce(name)
+            seq[name].r.push(mbs)
+            seq[name].cpu.push(cpu)
+            say(`${name}: ${mbs.toFixed(1)} MB/s, CPU s/GiB ${cpu.map(c => c.toFixed(2)).join(' / ')}`)
+          }
         }
-      }
 
-      // warm, as context: the backing file in the page cache on both sides (one read discarded first)
-      for (const name of ['local', 'remote']) await readOnce(name)
-      for (let rep = 0; rep < reps; rep++) {
-        for (const name of rep % 2 === 0 ? ['local', 'remote'] : ['remote', 'local']) seq[name].warm.push((await readOnce(name)).mbs)
-      }
+        // warm, as context: the backing file in the page cache on both sides (one read discarded first)
+        for (const name of ['local', 'remote']) await readOnce(name)
+        for (let rep = 0; rep < reps; rep++) {
+          for (const name of rep % 2 === 0 ? ['local', 'remote'] : ['remote', 'local']) seq[name].warm.push((await readOnce(name)).mbs)
+        }
 
-      const wr = ratio(seq.remote.w, seq.local.w)
-      const rr = ratio(median(seq.remote.r), median(seq.local.r))
-      const ww = ratio(median(seq.remote.warm), median(seq.local.warm))
-      const list = (xs: number[]) => xs.map(x => x.toFixed(0)).join(', ')
-      const cpuOf = (name: string, i: number) => median(seq[name].cpu.map(c => c[i])).toFixed(2)
-      rows.push({bench: 'seqwrite', metric: `fio write ${sizeMiB} MiB bs=1M end_fsync (MB/s)`, local: seq.local.w, remote: seq.remote.w, ratio: wr, target: '>= 0.6x', met: wr >= 0.6})
-      say(`seq write MB/s local ${seq.local.w.toFixed(1)} remote ${seq.remote.w.toFixed(1)}; cold read local ${list(seq.local.r)} remote ${list(seq.remote.r)}; warm local ${list(seq.local.warm)} remote ${list(seq.remote.warm)} (load ${load()})`)
-      rows.push({bench: 'seqread', metric: `fio read ${sizeMiB} MiB bs=1M, cold (MB/s)`, local: median(seq.local.r), remote: median(seq.remote.r), ratio: rr, target: '>= 0.6x', met: rr >= 0.6,
-        note: `median of ${reps}, alternating; local ${list(seq.local.r)}, remote ${list(seq.remote.r)}; CPU s/GiB: local mount ${cpuOf('local', 0)}, remote mount ${cpuOf('remote', 0)}, server ${cpuOf('remote', 1)}`})
-      rows.push({bench: 'seqread-warm', metric: `fio read ${sizeMiB} MiB bs=1M, backing file in the page cache (MB/s)`, local: median(seq.local.warm), remote: median(seq.remote.warm), ratio: ww, target: '', met: true,
-        note: `context; median of ${reps} after one discarded read each; local ${list(seq.local.warm)}, remote ${list(seq.remote.warm)}`})
+        const rr = ratio(median(seq.remote.r), median(seq.local.r))
+        const ww = ratio(median(seq.remote.warm), median(seq.local.warm))
+        const list = (xs: number[]) => xs.map(x => x.toFixed(0)).join(', ')
+        const cpuOf = (name: string, i: number) => median(seq[name].cpu.map(c => c[i])).toFixed(2)
+        say(`seq write MB/s local ${seq.local.w.toFixed(1)} remote ${seq.remote.w.toFixed(1)}; cold read local ${list(seq.local.r)} remote ${list(seq.remote.r)}; warm local ${list(seq.local.warm)} remote ${list(seq.remote.warm)} (load ${load()})`)
+        rows.push({bench: 'seqread', metric: `fio read ${sizeMiB} MiB bs=1M, cold (MB/s)`, local: median(seq.local.r), remote: median(seq.remote.r), ratio: rr, target: '>= 0.6x', met: rr >= 0.6,
+          note: `median of ${reps}, alternating; local ${list(seq.local.r)}, remote ${list(seq.remote.r)}; CPU s/GiB: local mount ${cpuOf('local', 0)}, remote mount ${cpuOf('remote', 0)}, server ${cpuOf('remote', 1)}`})
+        rows.push({bench: 'seqread-warm', metric: `fio read ${sizeMiB} MiB bs=1M, backing file in the page cache (MB/s)`, local: median(seq.local.warm), remote: median(seq.remote.warm), ratio: ww, target: '', met: true,
+          note: `context; median of ${reps} after one discarded read each; local ${list(seq.local.warm)}, remote ${list(seq.remote.warm)}`})
+      }
     }
 
     // metadata
@@ -232,7 +243,7 @@ async function main(): Promise<number> {
         note: 'the ceiling of any data path through one Node TLS connection here'})
     }
 
-    if (want('seq')) {
+    if (want('seq') || writeOnly) {
       const c = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(2))
       rows.push({bench: 'cpu', metric: `CPU s per GiB written, all threads: server / remote mount (local mount: ${c(cpu.localWrite)})`, local: cpu.serverWrite, remote: cpu.mountWrite, target: '', met: true,
         note: `sequential write${want('clients') ? `; with ${clients} clients at once: server ${c(cpu.serverClients)}, mounts ${c(cpu.mountClients)}` : ''}`})

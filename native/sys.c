@@ -962,6 +962,61 @@ static napi_value syncfs_job_fn(napi_env env, napi_callback_info info) {
   return queue_job(env, "paciofs:syncfs", syncfs_execute, syncfs_complete, j, &j->work, &j->deferred);
 }
 
+/*
+ * syncRangeJob(fd, offset, length) -> Promise<void>: sync_file_range(2) with
+ * SYNC_FILE_RANGE_WRITE only, on a thread of libuv's pool: the disk starts
+ * writing the range's dirty pages and the call returns (it may wait for room
+ * in the device's queue, hence the pool). Nothing is waited for, so no
+ * writeback error is taken from the file here: the file's next fsync still
+ * reports it. A file written sequentially this way has little left for its
+ * fsync to write.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int64_t offset, length;
+  int err;
+} sync_range_job;
+
+static void sync_range_execute(napi_env env, void *arg) {
+  (void) env;
+  sync_range_job *j = arg;
+  if (sync_file_range(j->fd, j->offset, j->length, SYNC_FILE_RANGE_WRITE) != 0) j->err = errno;
+}
+
+static void sync_range_complete(napi_env env, napi_status status, void *arg) {
+  sync_range_job *j = arg;
+  if (status == napi_ok && j->err == 0) {
+    napi_value u;
+    napi_get_undefined(env, &u);
+    napi_resolve_deferred(env, j->deferred, u);
+  } else {
+    int e = status == napi_ok ? j->err : ECANCELED;
+    char text[160];
+    snprintf(text, sizeof text, "syncRangeJob: %s", strerror(e));
+    napi_reject_deferred(env, j->deferred, errno_error(env, e, text));
+  }
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value sync_range_job_fn(napi_env env, napi_callback_info info) {
+  size_t argc = 3; napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  int64_t offset, length;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return type_error(env, "syncRangeJob(fd, offset, length): fd must be a descriptor");
+  if (napi_get_value_int64(env, argv[1], &offset) != napi_ok || offset < 0) return type_error(env, "offset must be >= 0");
+  if (napi_get_value_int64(env, argv[2], &length) != napi_ok || length < 0) return type_error(env, "length must be >= 0");
+  sync_range_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_errno(env, ENOMEM, "syncRangeJob");
+  j->fd = fd;
+  j->offset = offset;
+  j->length = length;
+  return queue_job(env, "paciofs:syncrange", sync_range_execute, sync_range_complete, j, &j->work, &j->deferred);
+}
+
 /* execv(file, argv): replaces this process with a new program (same pid, same open descriptors,
  * standard input, output and error, signals that are ignored stay ignored). Returns only on failure, by throwing. bin/run.js uses it
  * to start node again with other V8 options for serve and join (src/app/relaunch.ts). */
@@ -1026,6 +1081,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"execv", NULL, do_execv, NULL, NULL, NULL, napi_default, NULL},
     {"hashFileJob", NULL, hash_file_job, NULL, NULL, NULL, napi_default, NULL},
     {"syncfsJob", NULL, syncfs_job_fn, NULL, NULL, NULL, napi_default, NULL},
+    {"syncRangeJob", NULL, sync_range_job_fn, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

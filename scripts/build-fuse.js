@@ -55,7 +55,7 @@ if (patchPackage) {
 const out = path.join(dir, 'build', 'Release', 'fuse.node')
 const stampFile = path.join(dir, 'build', 'paciofs-build.stamp')
 const hash = createHash('sha256')
-for (const f of ['fuse-native.c', 'passthrough.h', 'fastcreate.h', 'semaphore.h', 'binding.gyp']) hash.update(fs.readFileSync(path.join(dir, f)))
+for (const f of ['fuse-native.c', 'passthrough.h', 'fastcreate.h', 'bigchan.h', 'semaphore.h', 'binding.gyp']) hash.update(fs.readFileSync(path.join(dir, f)))
 hash.update(execFileSync('pkg-config', ['--modversion', '--cflags', '--libs', 'fuse'], {encoding: 'utf8'}))
 hash.update(`${process.platform}-${process.arch}`)
 const stamp = hash.digest('hex')

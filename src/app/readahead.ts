@@ -1,6 +1,7 @@
 /**
- * The kernel's readahead for a remote mount. A FUSE file system gets at most
- * 128 KiB per read (libfuse 2), and with the default window of 128 KiB the
+ * The kernel's readahead for a remote mount. A FUSE file system got at most
+ * 128 KiB per read (libfuse 2; a remote mount now asks for requests of up to
+ * 1 MiB, fuse/mount.ts maxWrite), and with the default window of 128 KiB the
  * kernel asks for the next 128 KiB only when the previous one came back: a
  * sequential reader then waits a whole round trip through the mount process
  * per 128 KiB (measured: one read under way 99% of the time). With a window

@@ -67,7 +67,7 @@ export async function runRemoteMount(req: RemoteMountRequest): Promise<{reason: 
     const volume = new RemoteVolume(conn)
     let mounted
     try {
-      mounted = await mountVolume(volume, req.mountpoint, {fsname: `paciofs:${req.server.split(',')[0]}/${req.volume}`, debug: req.debug, onInternalError: req.onInternalError})
+      mounted = await mountVolume(volume, req.mountpoint, {fsname: `paciofs:${req.server.split(',')[0]}/${req.volume}`, debug: req.debug, onInternalError: req.onInternalError, maxWrite: conn.maxChunk})
     } catch (error) {
       conn.close()
       throw error

@@ -29,6 +29,8 @@ interface FuseClass {
   passthrough?: Passthrough & {totals(): {fastReads: number; fastWrites: number; slowWrites: number; fastMeta: number; writerHashed: number; caughtUp: number; hasherRaised: number}}
   /** thread locals of FUSE threads the binding made, and how often an ended thread's were taken over */
   threadLocals?(): {made: number; reused: number}
+  /** pages per request the binding offered the kernel at INIT (0: libfuse's own 128 KiB) */
+  maxPages?(): number
 }
 
 function loadFuse(): FuseClass {
@@ -147,6 +149,18 @@ export interface Mounted {
 export interface MountOptions extends AdapterEvents {
   fsname?: string
   debug?: boolean
+  /**
+   * The largest request the kernel may send (128 KiB to 1 MiB; default 128 KiB,
+   * libfuse 2's own): a write(2) of up to this many bytes is one request
+   * instead of one per 128 KiB, each a round trip through a FUSE thread.
+   * PACIOFS_MAX_WRITE=N overrides it (for comparisons in one build).
+   */
+  maxWrite?: number
+}
+
+/** The request size a mount asks the kernel for: opts.maxWrite, or PACIOFS_MAX_WRITE's. */
+export function requestSize(maxWrite: number | undefined, env = process.env.PACIOFS_MAX_WRITE): number | undefined {
+  return env !== undefined && env !== '' ? Number(env) : maxWrite
 }
 
 export async function mountVolume(volume: Volume, mountpoint: string, opts: MountOptions = {}): Promise<Mounted> {
@@ -174,6 +188,7 @@ export async function mountVolume(volume: Volume, mountpoint: string, opts: Moun
     mkdir: false,
     debug: opts.debug ?? false,
     options: ['allow_other', 'default_permissions', 'use_ino', `fsname=${fsname}`, 'subtype=paciofs'],
+    maxWrite: requestSize(opts.maxWrite),
   })
   await new Promise<void>((resolve, reject) => fuse.mount(err => err ? reject(new PacioError('ENOFUSE', `mount failed at ${abs}: ${err.message}`, {cause: err})) : resolve()))
   // creates of new files and unlinks on the binding's threads, each in the op log before it is
@@ -217,6 +232,6 @@ function writePassthroughStats(Fuse: FuseClass): void {
   const file = process.env.PACIOFS_PASSTHROUGH_STATS
   if (!file || !Fuse.passthrough) return
   try {
-    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), fast: Fuse.passthrough.createTotal(), threads: Fuse.threadLocals?.()}) + '\n')
+    fs.writeFileSync(file, JSON.stringify({...Fuse.passthrough.totals(), fast: Fuse.passthrough.createTotal(), threads: Fuse.threadLocals?.(), maxPages: Fuse.maxPages?.()}) + '\n')
   } catch { /* a diagnostic only */ }
 }

@@ -16,6 +16,7 @@ import type {Passthrough} from './passthrough.js'
 import type {Intent, Recorder, RecordBody} from './recorder.js'
 import {XATTR_CREATE, XATTR_REPLACE, sys} from './sys.js'
 import type {Caller, FileType, TimeSpec, Volume} from './types.js'
+import {Writeback} from './writeback.js'
 
 const p = {
   open: promisify(fs.open),
@@ -35,6 +36,7 @@ interface Handle {
   content?: InodeContent // set for handles open for writing
   append: boolean
   native?: boolean // attached to the FUSE binding's passthrough (see passthrough.ts)
+  writeback?: Writeback // a sequential writer's bytes handed to the disk as they come (writes made here, not by the binding)
 }
 
 export interface LocalVolumeOptions {
@@ -46,6 +48,8 @@ export interface LocalVolumeOptions {
   opLog?: {fd: number; nextSeq: number}
 }
 
+/** PACIOFS_WRITEBACK=0: no early writeback of sequential writes made here (writeback.ts; for comparisons) */
+const WRITEBACK = process.env.PACIOFS_WRITEBACK !== '0'
 /** Files up to this size are captured before their record; larger sequentially written ones after it, in the background. */
 const CAPTURE_INLINE_MAX = 8 * 1024 * 1024
 /**
@@ -445,6 +449,7 @@ export class LocalVolume implements Volume {
 
     const n = fs.writeSync(h.fd, buf, 0, len, pos)
     h.content?.wrote(pos, buf.subarray(0, n), h.append, h.fd) // a large sequential write is hashed on the pool, read back through h.fd
+    if (!h.append && WRITEBACK) (h.writeback ??= new Writeback(h.fd)).wrote(pos, n) // its fsync then finds it mostly on the disk
     return n
   }
 
@@ -485,6 +490,7 @@ export class LocalVolume implements Volume {
       this.handles.delete(fh)
       this.detach(fh, h)
       await h.content?.idle() // its running digest's jobs read the file back through h.fd
+      await h.writeback?.idle() // and a kick of the disk's writeback names it
       fs.closeSync(h.fd)
     }
   }

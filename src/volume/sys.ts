@@ -28,6 +28,8 @@ interface Sys {
   hashFileJob(path: string, pos: number, len: number, state: Buffer | null, before: number, out: Buffer, buf: Buffer): Promise<number>
   /** syncfs(2) of the file system holding `path` on the thread pool: all its dirty data and inodes, one device cache flush */
   syncfsJob(path: string): Promise<void>
+  /** sync_file_range(2) SYNC_FILE_RANGE_WRITE on the thread pool: the disk starts writing the range (nothing waited for, no error taken from the file) */
+  syncRangeJob(fd: number, offset: number, length: number): Promise<void>
   /** execv(2): replaces the process (same pid); returns only by throwing (see src/app/relaunch.ts) */
   execv(file: string, argv: string[]): never
   /** glibc's mallopt(M_ARENA_MAX, n) for arenas made from now on; false if refused */

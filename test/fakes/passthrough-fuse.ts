@@ -37,6 +37,7 @@ interface Config {
   sleepMs?: number
   log?: boolean
   debug?: boolean
+  maxWrite?: number
 }
 
 const [backing, mnt, rawCfg] = process.argv.slice(2)
@@ -161,6 +162,7 @@ const ops = {
   },
   read(p: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
     const name = path.basename(p)
+    if (cfg.log) emit({ev: 'read', size: len})
     const doRead = () => fs.read(fd, buf, 0, len, pos, (err, n) => cb(err ? errno(err) : n))
     if (p === '/numstat') return cb(buf.write('abc'.slice(pos)))
     if (name === 'late') {
@@ -237,6 +239,7 @@ const fuse = new Fuse(mnt, ops, {
   debug: !!cfg.debug,
   timeout: cfg.timeout,
   options: cfg.options ?? [],
+  maxWrite: cfg.maxWrite,
 })
 
 process.on('uncaughtException', (err) => {

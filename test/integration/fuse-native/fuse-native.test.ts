@@ -53,6 +53,7 @@ import {spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {createRequire} from 'node:module'
+import {widenReadAhead} from '../../../src/app/readahead.js'
 import {mountPassthrough, run, sleep, isMounted, type Mount} from './helpers.js'
 
 const require = createRequire(import.meta.url)
@@ -253,6 +254,47 @@ describe('fuse-native (patched) on a real mount', function () {
   it('served all of the above without an uncaught exception', () => {
     expect(m.events.find((e) => e.ev === 'uncaught')?.message).to.equal(undefined)
     expect(m.exited()).to.equal(false)
+  })
+})
+
+describe('fuse-native (patched) with maxWrite: requests of 1 MiB (FUSE_MAX_PAGES)', function () {
+  let m: Mount
+
+  before(async () => {
+    m = await mountPassthrough({log: true, maxWrite: 1 << 20, options: ['default_permissions', 'allow_other', 'use_ino']})
+    mounts.push(m.mnt)
+  })
+
+  after(async () => {
+    await m?.stop()
+  })
+
+  it('asks for max_write=1048576', () => {
+    const f = new Fuse('/nonexistent', {}, {maxWrite: 1 << 20})
+    expect(f._fuseOptions()).to.equal('-obig_writes,max_write=1048576')
+    // anything but a page multiple from 128 KiB to 1 MiB: libfuse's own 128 KiB
+    for (const n of [4096, 2 << 20, (1 << 20) + 1, undefined]) expect(new Fuse('/nonexistent', {}, {maxWrite: n})._fuseOptions()).to.equal('-obig_writes,max_write=131072')
+  })
+
+  it('a 1 MiB write(2) reaches the handler as one write, and reads come back in pieces above 128 KiB, intact', async () => {
+    const data = Buffer.alloc(4 << 20)
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i)
+    const before = m.events.length
+    const fd = fs.openSync(path.join(m.mnt, 'big'), 'w')
+    for (let off = 0; off < data.length; off += 1 << 20) fs.writeSync(fd, data, off, 1 << 20, off)
+    fs.closeSync(fd)
+    const writes = () => m.events.slice(before).filter((e) => e.ev === 'write').map((e) => e.size as number)
+    await m.waitFor(() => writes().reduce((a, b) => a + b, 0) >= data.length, 10_000, '4 MiB of writes')
+    expect(writes()).to.deep.equal([1 << 20, 1 << 20, 1 << 20, 1 << 20])
+    expect(fs.readFileSync(path.join(m.backing, 'big')).equals(data)).to.equal(true)
+
+    expect(widenReadAhead(m.mnt, 1024), 'a readahead window of 1 MiB').to.equal(true) // (as a remote mount does)
+    await run('sh', ['-c', 'echo 1 > /proc/sys/vm/drop_caches']) // the kernel reads the file from the mount again
+    const at = m.events.length
+    expect(fs.readFileSync(path.join(m.mnt, 'big')).equals(data)).to.equal(true)
+    const reads = () => m.events.slice(at).filter((e) => e.ev === 'read').map((e) => e.size as number)
+    await m.waitFor(() => reads().reduce((a, b) => a + b, 0) >= data.length, 10_000, '4 MiB of reads')
+    expect(Math.max(...reads())).to.be.greaterThan(131072)
   })
 })
 

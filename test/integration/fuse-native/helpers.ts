@@ -19,6 +19,7 @@ export interface PassthroughConfig {
   slowMs?: number
   sleepMs?: number
   log?: boolean
+  maxWrite?: number
 }
 
 export type FakeEvent = {ev: string; [k: string]: any}

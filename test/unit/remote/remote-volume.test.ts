@@ -113,6 +113,71 @@ describe('remote: RemoteVolume over a fake connection', () => {
     expect(calls.find(c => c.method === 'Release')!.extraMs).to.equal(0) // nothing written since the fsync
   })
 
+  describe('a write that fills a message is answered before the message is sent', () => {
+    const MIB = 1024 * 1024
+    /** Writes the server holds until `answer()`: each message's data is one byte value, its last byte says which. */
+    function holdingConn(opts: {fail?: string} = {}) {
+      const {conn, calls} = fakeConn()
+      const held: Array<{tag: number; settle: () => void}> = []
+      conn.call = (async function (method: string, req: Record<string, any>, extraMs = 0) {
+        calls.push({method, extraMs})
+        if (method === 'Create') return {fh: '1', stat: wireStat, parent: wireStat}
+        if (method !== 'Write') return {}
+        const msg = req as unknown as Buffer
+        return new Promise((resolve, reject) => held.push({
+          tag: msg[msg.length - 1],
+          settle: () => (opts.fail ? reject(errnoError(opts.fail, 'refused')) : resolve({count: MIB})),
+        }))
+      }) as typeof conn.call
+      const answer = async (n = 1) => {
+        for (let i = 0; i < n; i++) held.shift()!.settle()
+        await new Promise(r => setTimeout(r, 5))
+      }
+
+      return {conn, calls, held, answer}
+    }
+
+    /** Resolves with 'answered' if p settles within ms, else 'waiting'. */
+    const within = (p: Promise<unknown>, ms = 30) => Promise.race([p.then(() => 'answered', () => 'answered'), new Promise(r => setTimeout(() => r('waiting'), ms))])
+    const mib = (tag: number) => Buffer.alloc(MIB, tag)
+
+    it('the writer is answered first; 8 messages in flight and 1 queued at most, in order; close waits for every answer', async () => {
+      const {conn, calls, held, answer} = holdingConn()
+      const v = new RemoteVolume(conn as unknown as Connection)
+      const fh = await v.create('/f', 0o644, 0o1, who)
+      expect(await v.write('/f', fh, mib(1), MIB, 0, who)).to.equal(MIB)
+      expect(calls.filter(c => c.method === 'Write'), 'not sent yet when the write is answered').to.deep.equal([])
+      for (let i = 1; i < 9; i++) expect(await within(v.write('/f', fh, mib(i + 1), MIB, i * MIB, who))).to.equal('answered')
+      const tenth = v.write('/f', fh, mib(10), MIB, 9 * MIB, who)
+      expect(await within(tenth), 'the tenth MiB waits: 8 in flight, 1 queued').to.equal('waiting')
+      expect(held.map(h => h.tag)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8])
+      await answer()
+      expect(await within(tenth)).to.equal('answered')
+      expect(held.map(h => h.tag)).to.deep.equal([2, 3, 4, 5, 6, 7, 8, 9])
+      const closed = v.flush('/f', fh)
+      expect(await within(closed), 'close waits for the server').to.equal('waiting')
+      await answer(8)
+      expect(await within(closed)).to.equal('waiting')
+      expect(held.map(h => h.tag)).to.deep.equal([10])
+      await answer()
+      expect(await within(closed)).to.equal('answered')
+    })
+
+    it('a failure of a message sent behind reaches the writer at its next write, close or fsync', async () => {
+      for (const next of ['write', 'flush', 'fsync'] as const) {
+        const {conn, answer} = holdingConn({fail: 'ENOSPC'})
+        const v = new RemoteVolume(conn as unknown as Connection)
+        const fh = await v.create('/f', 0o644, 0o1, who)
+        expect(await v.write('/f', fh, mib(1), MIB, 0, who)).to.equal(MIB) // answered before the server refused it
+        await new Promise(r => setTimeout(r, 5))
+        await answer()
+        const then = next === 'write' ? v.write('/f', fh, mib(2), MIB, MIB, who) : next === 'flush' ? v.flush('/f', fh) : v.fsync('/f', fh, false)
+        const e = await then.then(() => undefined, (error: NodeJS.ErrnoException) => error)
+        expect(e?.code, next).to.equal('ENOSPC')
+      }
+    })
+  })
+
   describe('a server that takes several releases in one call, and tells the count of others\' changes', () => {
     /** A fake server of this kind: release_batch 64, others_version in change replies (`others`: bump it for another client's change). */
     function batchConn() {
