@@ -8,6 +8,7 @@ import crypto, {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {catchUp} from '../../../src/history/recover.js'
 import {CHUNK_SIZE, HistoryStore, type CaptureOptions, type CaptureResult, type ContentCapture} from '../../../src/history/store.js'
 import {Journal} from '../../../src/volume/journal.js'
 import {LocalVolume} from '../../../src/volume/local-volume.js'
@@ -231,8 +232,9 @@ class DeferSpy extends HistoryStore {
   readonly promised: string[] = []
   readonly froms: Array<number | undefined> = []
   override async promise(volPath: string, digest: string, size?: number): Promise<string> {
-    this.promised.push(digest)
-    return super.promise(volPath, digest, size)
+    const token = await super.promise(volPath, digest, size)
+    this.promised.push(digest) // once its promise is on disk
+    return token
   }
 
   override async capture(fd: number, known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult> {
@@ -305,6 +307,21 @@ describe('LocalVolume: the periodic digest of a file being written stores its ve
     await until(() => store.pending().length === 0) // the promise is kept once the version is stored
     expect(store.has(sha(first))).to.equal(true)
     await vol.release('/moved', fh)
+  })
+
+  it('after a crash while it is deferred (the volume never closed), the next mount\'s catch-up stores it', async () => {
+    const {fh, first} = await digested()
+    const more = crypto.randomBytes(MiB)
+    await vol.write('/big', fh, more, MiB, first.length, root) // the writer went on past the version
+    expect(store.froms, 'captured before the crash').to.deep.equal([])
+    // the process is gone: nothing more of this volume runs; its promise is on disk
+    const after = new HistoryStore(path.join(dir, '.paciofs', 'history'))
+    expect(after.pending().map(p => p.digest)).to.include(sha(first)) // (and the next periodic digest's, if it came)
+    const caught = await catchUp(after, dir)
+    expect(caught.lost, 'versions lost').to.equal(0)
+    expect(caught.captured).to.be.at.least(1)
+    expect(after.has(sha(first))).to.equal(true)
+    await vol.release('/big', fh)
   })
 
   it('closing the volume stores it at once (not after the deferral\'s limit)', async () => {
