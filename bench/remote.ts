@@ -18,12 +18,16 @@
  *             (one read each discarded first), median of REPS
  *   meta      create + close + unlink of N empty files             (>= 0.3x local)
  *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
- *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB)
+ *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB);
+ *             the K start once the server has stored the lone client's version (quiet, then
+ *             `sync`): that capture ran inside the K clients' time before
  *   local-k   context, no target: the same K writers on the local mount against one writer
  *             there alone (the same disk and page cache: one file of CLIENT-SIZE may stay in
  *             the page cache where K of them do not)
  *   cpu       context, no target: CPU seconds per GiB written, of the server and of the mounts
- *             (all threads, from /proc), in the remote sequential write and in the K clients' run
+ *             (all threads, from /proc), in the remote sequential write and in the K clients' run;
+ *             and the server's in the clients row's two runs, each + until it was quiet after
+ *             (the versions stored after a writer's fio ended)
  *   tls       context, no target: MB/s from one Node process to another over TLS on loopback
  *             (SIZE MiB, before and after the rest): the remote mount's data crosses such a connection
  * Prints a Markdown table with the load average; --smoke runs everything
@@ -40,7 +44,7 @@ import {fio} from './fs/fio.js'
 import {smallFiles} from './fs/files.js'
 import {tlsCeiling} from './fs/tls-ceiling.js'
 import {watchRss} from './fs/proc.js'
-import {cpuSeconds, median, quietThenCold} from './fs/quiet.js'
+import {cpuSeconds, median, quiet, quietThenCold} from './fs/quiet.js'
 
 const PARTS = ['seq', 'write', 'meta', 'clients', 'tls']
 const USAGE = `node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--reps N] [--only PARTS] [--json out.json]
@@ -198,7 +202,15 @@ async function main(): Promise<number> {
       const all = [remote, ...extra]
       await mkdir(join(remote.mountpoint, 'seq'), {recursive: true})
       await mkdir(join(local.mountpoint, 'seq'), {recursive: true})
+      const quietOpts = {maxMs: smoke ? 10_000 : 300_000}
+      const serverCpu = async () => sum(await cpuSeconds([pids.server]))
+      const s0 = await serverCpu()
       const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+      const s1 = await serverCpu()
+      // the lone client's version is stored after its fio ended: not in the K clients' time
+      const q1 = await quiet(Object.values(pids), volumes, quietOpts)
+      const s2 = await serverCpu()
+      say(`clients: one alone stored after ${(q1.waitedMs / 1000).toFixed(1)} s${q1.quiet ? '' : ' (NOT quiet)'}`)
       const watch = await watchRss(server.child.pid!)
       const mountPids = all.map(m => m.child.pid!)
       const cpu0 = [sum(await cpuSeconds([pids.server])), sum(await cpuSeconds(mountPids))]
@@ -215,6 +227,13 @@ async function main(): Promise<number> {
       cpu.serverClients = perGiB(sum(await cpuSeconds([pids.server])) - cpu0[0], clients * clientMiB)
       cpu.mountClients = perGiB(sum(await cpuSeconds(mountPids)) - cpu0[1], clients * clientMiB)
       const peak = await watch.stop()
+      const s3 = await serverCpu()
+      const q2 = await quiet(Object.values(pids), volumes, quietOpts) // what the K clients left (their versions) before the local rows
+      const s4 = await serverCpu()
+      cpu.serverOne = perGiB(s1 - s0, clientMiB)
+      cpu.serverOneAfter = perGiB(s2 - s1, clientMiB)
+      cpu.serverClientsAfter = perGiB(s4 - s3, clients * clientMiB)
+      say(`clients: stored after ${(q2.waitedMs / 1000).toFixed(1)} s${q2.quiet ? '' : ' (NOT quiet)'}; server CPU s/GiB: one alone ${cpu.serverOne.toFixed(2)} + ${cpu.serverOneAfter.toFixed(2)} after, ${clients} at once ${cpu.serverClients.toFixed(2)} + ${cpu.serverClientsAfter.toFixed(2)} after`)
       const aggregate = (clients * clientMiB * 1048576) / 1e6 / wall
       const single = one.writeBytesPerSec / 1e6
       rss = peak
@@ -246,7 +265,7 @@ async function main(): Promise<number> {
     if (want('seq') || writeOnly) {
       const c = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(2))
       rows.push({bench: 'cpu', metric: `CPU s per GiB written, all threads: server / remote mount (local mount: ${c(cpu.localWrite)})`, local: cpu.serverWrite, remote: cpu.mountWrite, target: '', met: true,
-        note: `sequential write${want('clients') ? `; with ${clients} clients at once: server ${c(cpu.serverClients)}, mounts ${c(cpu.mountClients)}` : ''}`})
+        note: `sequential write${want('clients') ? `; with ${clients} clients at once: server ${c(cpu.serverClients)}, mounts ${c(cpu.mountClients)}; server, in the clients row's time + until quiet after (storing the versions): one alone ${c(cpu.serverOne)} + ${c(cpu.serverOneAfter)}, ${clients} at once ${c(cpu.serverClients)} + ${c(cpu.serverClientsAfter)}` : ''}`})
       say(`CPU s/GiB written: local mount ${c(cpu.localWrite)}; remote write server ${c(cpu.serverWrite)} mount ${c(cpu.mountWrite)}; ${clients} clients server ${c(cpu.serverClients)} mounts ${c(cpu.mountClients)}`)
     }
     if (rss) rows.push({bench: 'server-rss', metric: `server peak RSS with ${clients} clients writing (MB, ${rss.method})`, remote: rss.peakMB, target: '< 300', met: rss.peakMB < 300})

@@ -38,9 +38,16 @@ export interface QuietResult {
  * the cache stays, for both sides alike).
  */
 export async function quietThenCold(pids: number[], volumeDirs: string[], opts: {maxMs?: number; stepMs?: number; idleCpu?: number} = {}): Promise<QuietResult> {
+  const q = await quiet(pids, volumeDirs, opts)
+  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => {})
+  return q
+}
+
+/** quietThenCold without dropping the page cache: waits for quiet, then `sync`. */
+export async function quiet(pids: number[], volumeDirs: string[], opts: {maxMs?: number; stepMs?: number; idleCpu?: number} = {}): Promise<QuietResult> {
   const t0 = performance.now()
   const step = opts.stepMs ?? 1000
-  let quiet = false
+  let idle = false
   let before = await cpuSeconds(pids)
   while (performance.now() - t0 < (opts.maxMs ?? 300_000)) {
     await new Promise(resolve => setTimeout(resolve, step))
@@ -48,14 +55,13 @@ export async function quietThenCold(pids: number[], volumeDirs: string[], opts: 
     const used = now.reduce((s, c, i) => s + Math.max(0, c - before[i]), 0)
     before = now
     if (used < (opts.idleCpu ?? 0.05) && (await pendingCaptures(volumeDirs)) === 0) {
-      quiet = true
+      idle = true
       break
     }
   }
 
   await run('sync', [], {timeoutMs: 300_000})
-  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => {})
-  return {waitedMs: Math.round(performance.now() - t0), quiet}
+  return {waitedMs: Math.round(performance.now() - t0), quiet: idle}
 }
 
 export function median(xs: number[]): number {

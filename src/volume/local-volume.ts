@@ -58,6 +58,16 @@ const CAPTURE_INLINE_MAX = 8 * 1024 * 1024
  * 8 clients closed 1 GiB files at once held 8 of them).
  */
 const BACKGROUND_CAPTURES = 2
+/**
+ * The periodic digest of a file still being written (digestOpenFiles) stores
+ * its version once the file's writer fsyncs or closes it, or a write or
+ * truncate reaches into the version's bytes, or the volume closes, but at
+ * most this long after the record: reading the file back meanwhile took the
+ * CPU from the writers (8 remote clients writing 1 GiB each spent about half
+ * the server's CPU in the window on such captures), and its bytes cannot
+ * change before (such a change waits for the capture, and starts it).
+ */
+const DEFER_CAPTURE_MAX_MS = 60_000
 
 function typeOf(mode: number): FileType {
   switch (mode & C.S_IFMT) {
@@ -80,6 +90,12 @@ function errno(code: string, message: string): NodeJS.ErrnoException {
 interface Capturing {
   done: Promise<void>
   upTo: number
+  /** settles once the version's record is made (or its capture failed before): the next record of the file waits for this, not for the capture */
+  recorded: Promise<void>
+  /** starts a deferred capture now (nothing for one under way) */
+  start(): void
+  /** false while deferred (see DEFER_CAPTURE_MAX_MS) */
+  started: boolean
 }
 
 const timeArg = (t: TimeSpec): string => (typeof t === 'bigint' ? t.toString() : t)
@@ -495,8 +511,11 @@ export class LocalVolume implements Volume {
     }
   }
 
-  /** Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`. */
-  private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>): Promise<void> {
+  /**
+   * Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`
+   * (`defer`: see DEFER_CAPTURE_MAX_MS; not where the FUSE binding writes, whose writes leave it only while no capture is owed).
+   */
+  private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>, defer = false): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       await c.idle() // the running digest's writes under way
       await c.caughtUp() // what the binding's hasher left (1 MiB or more), hashed on the pool (not by incremental, inline)
@@ -516,7 +535,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter)
+        await this.captureLater(path, h.fd, c, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter, defer && !this.pt)
         return
       }
 
@@ -532,27 +551,53 @@ export class LocalVolume implements Volume {
    * It reads the file's first `size` bytes: a change to them waits for it, a
    * write beyond them (the writer going on) does not.
    */
-  private async captureLater(path: string, fd: number, c: InodeContent, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>): Promise<void> {
+  private async captureLater(path: string, fd: number, c: InodeContent, digest: string, size: number, record: () => Promise<void>, after?: Promise<void>, defer = false): Promise<void> {
     const history = this.history!
     const key = c.key
     const epoch = c.epoch // now, as the gate closes: a change below upTo from here on waits for the capture or ends the epoch
+    // now, from the descriptor the digest was just taken from: a release may close it while this waits below
+    let rfd: number | undefined = fs.openSync(`/proc/self/fd/${fd}`, C.O_RDONLY)
     let release!: () => void
-    const gate: Capturing = {done: new Promise<void>(resolve => (release = resolve)), upTo: size}
+    let recorded!: () => void
+    let kick!: () => void
+    const kicked = new Promise<void>(resolve => (kick = resolve))
     const prior = this.capturing.get(key)
+    let before = prior // until it is done: a file's gates do not hold each other in a chain
+    void prior?.done.then(() => (before = undefined))
+    const gate: Capturing = {
+      done: new Promise<void>(resolve => (release = resolve)),
+      upTo: size,
+      recorded: new Promise<void>(resolve => (recorded = resolve)),
+      start: () => {
+        before?.start()
+        gate.started = true
+        kick()
+      },
+      started: false,
+    }
     this.capturing.set(key, gate)
-    let rfd: number | undefined
+    if (defer) {
+      const timer = setTimeout(kick, DEFER_CAPTURE_MAX_MS)
+      timer.unref()
+      void kicked.then(() => clearTimeout(timer))
+    } else {
+      gate.start() // and the prior capture, which this one follows
+    }
+
     try {
-      if (prior) await prior.done
+      if (prior) await prior.recorded // records in order; the captures follow each other below
       const token = await history.promise(path, digest, size)
-      rfd = await p.open(`/proc/self/fd/${fd}`, C.O_RDONLY)
       await record()
+      recorded()
       const held = rfd
       rfd = undefined
-      // only the first `size` bytes: a sequential writer may already have written beyond them
-      // the file is unchanged below an earlier capture's resume point of this epoch (the prior
-      // capture's, say): this one reads only what was written since
-      const from = c.epoch === epoch ? c.resumePoint() : undefined
-      const work = (after ?? Promise.resolve()).then(() => this.inSlot(() => history.capture(held, undefined, from ? {upTo: size, from, syncOwn: true} : {upTo: size, syncOwn: true})))
+      const work = Promise.all([prior?.done, after, kicked]).then(() => {
+        // only the first `size` bytes: a sequential writer may already have written beyond them
+        // the file is unchanged below an earlier capture's resume point of this epoch (the prior
+        // capture's, say): this one reads only what was written since
+        const from = c.epoch === epoch ? c.resumePoint() : undefined
+        return this.inSlot(() => history.capture(held, undefined, from ? {upTo: size, from, syncOwn: true} : {upTo: size, syncOwn: true}))
+      })
         .then(async got => {
           if (got.digest !== digest) return
           c.keepResume(epoch, got.resume)
@@ -568,8 +613,12 @@ export class LocalVolume implements Volume {
       void work.finally(() => this.captures.delete(work))
     } catch (error) {
       if (rfd !== undefined) await p.close(rfd).catch(() => {})
-      if (this.capturing.get(key) === gate) this.capturing.delete(key)
-      release()
+      recorded()
+      // the prior capture may still read the bytes below its upTo: changes wait for it through this gate
+      void (prior?.done ?? Promise.resolve()).then(() => {
+        if (this.capturing.get(key) === gate) this.capturing.delete(key)
+        release()
+      })
       throw error
     }
   }
@@ -593,7 +642,23 @@ export class LocalVolume implements Volume {
 
   /** Waits for a background capture of this inode, if one runs. */
   private async captured(st: BigIntStats | undefined): Promise<void> {
-    if (st) await this.capturing.get(`${st.dev}:${st.ino}`)?.done
+    if (st) await this.captureOf(`${st.dev}:${st.ino}`)
+  }
+
+  /**
+   * Starts every deferred capture: after a crash a promised version is caught
+   * up from its path (history/recover.ts), which a rename or unlink may take
+   * away; so the window for that stays what it was without deferral.
+   */
+  private startDeferred(): void {
+    for (const c of this.capturing.values()) if (!c.started) c.start()
+  }
+
+  /** Waits for the background capture of this inode, starting it if it was deferred. */
+  private async captureOf(key: string): Promise<void> {
+    const c = this.capturing.get(key)
+    c?.start()
+    await c?.done
   }
 
   /**
@@ -604,7 +669,10 @@ export class LocalVolume implements Volume {
    * goes ahead.
    */
   private async capturedBelow(key: string, pos: number): Promise<void> {
-    for (let c = this.capturing.get(key); c && pos < c.upTo; c = this.capturing.get(key)) await c.done
+    for (let c = this.capturing.get(key); c && pos < c.upTo; c = this.capturing.get(key)) {
+      c.start()
+      await c.done
+    }
   }
 
   /** Digest work in flight; namespace changes wait for it so records keep their order per path. */
@@ -623,16 +691,17 @@ export class LocalVolume implements Volume {
 
   /**
    * A file that stays open and dirty still gets its digest recorded now and
-   * then; not while the version of its last one is still being stored (each
-   * capture reads the file from its start: on a busy server they would pile up).
+   * then; not while the version of its last one is being stored (on a busy
+   * server captures would pile up); a version whose capture is deferred is
+   * followed by the next (each capture resumes from the one before).
    */
   private digestOpenFiles(): void {
     const seen = new Set<InodeContent>()
     for (const h of this.handles.values()) {
       const c = h.content
-      if (!c?.dirty || c.writers === 0 || seen.has(c) || this.capturing.has(c.key)) continue
+      if (!c?.dirty || c.writers === 0 || seen.has(c) || this.capturing.get(c.key)?.started) continue
       seen.add(c)
-      void this.track(this.recordDigest(h.path, h, c)).catch(() => {})
+      void this.track(this.recordDigest(h.path, h, c, undefined, true)).catch(() => {})
     }
   }
 
@@ -673,7 +742,7 @@ export class LocalVolume implements Volume {
   async ftruncate(path: string, fh: number, size: number, caller: Caller): Promise<void> {
     const h = this.handle(fh)
     path ||= h.path
-    if (h.content && this.capturing.size > 0) await this.capturing.get(h.content.key)?.done
+    if (h.content && this.capturing.size > 0) await this.captureOf(h.content.key)
     await p.ftruncate(h.fd, size)
     if (h.content) {
       h.content.invalidate()
@@ -768,6 +837,7 @@ export class LocalVolume implements Volume {
 
   async unlink(path: string, caller: Caller): Promise<void> {
     await this.settled()
+    this.startDeferred()
     const backing = this.paths.resolve(path)
     const log = this.logged
     if (!log) {
@@ -798,6 +868,7 @@ export class LocalVolume implements Volume {
 
   async rename(from: string, to: string, caller: Caller): Promise<void> {
     await this.settled()
+    this.startDeferred()
     fs.renameSync(this.paths.resolve(from), this.paths.resolveNew(to))
     for (const h of this.handles.values()) {
       if (h.path === from) h.path = to
@@ -868,6 +939,7 @@ export class LocalVolume implements Volume {
     if (this.timer) clearInterval(this.timer)
     for (const [fh, h] of this.handles) await this.release(h.path, fh).catch(() => {})
     await this.sync()
+    this.startDeferred() // the volume is going away
     while (this.captures.size > 0) await Promise.allSettled([...this.captures])
     await this.history?.flush()
   }

@@ -8,6 +8,7 @@ import crypto, {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {catchUp} from '../../../src/history/recover.js'
 import {CHUNK_SIZE, HistoryStore, type CaptureOptions, type CaptureResult, type ContentCapture} from '../../../src/history/store.js'
 import {Journal} from '../../../src/volume/journal.js'
 import {LocalVolume} from '../../../src/volume/local-volume.js'
@@ -106,6 +107,18 @@ describe('LocalVolume: background captures and writes', () => {
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
     expect(history.finished, 'the captures matched the recorded digests').to.deep.equal([sha(first), sha(Buffer.concat([first, more]))])
     expect(fs.statSync(path.join(dir, 'big')).size).to.equal(10 * MiB)
+  })
+
+  it('the release records its version without waiting for the capture of the one before; the captures follow each other', async () => {
+    const {fh, first} = await fsyncedLargeFile()
+    const more = Buffer.alloc(MiB, 8)
+    await vol.write('/big', fh, more, MiB, first.length, root)
+    expect(await within(vol.release('/big', fh), 5_000), 'the release waited for the earlier version\'s capture').to.equal('settled')
+    expect(history.asked, 'the second capture began before the first ended').to.have.length(1)
+    history.letGo()
+    await vol.close()
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+    expect(history.finished).to.deep.equal([sha(first), sha(Buffer.concat([first, more]))])
   })
 
   it('a write into the bytes being captured, and a truncate, wait for the capture', async () => {
@@ -211,5 +224,113 @@ describe('LocalVolume: a growing file\'s captures resume from the previous one',
     await vol.close()
     expect(store.froms).to.deep.equal([undefined, undefined])
     expect(store.has(sha(data)), 'the version with the new start').to.equal(true)
+  })
+})
+
+/** A real store that notes each promise (the record of a version) and each capture's start. */
+class DeferSpy extends HistoryStore {
+  readonly promised: string[] = []
+  readonly froms: Array<number | undefined> = []
+  override async promise(volPath: string, digest: string, size?: number): Promise<string> {
+    const token = await super.promise(volPath, digest, size)
+    this.promised.push(digest) // once its promise is on disk
+    return token
+  }
+
+  override async capture(fd: number, known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult> {
+    this.froms.push(opts?.from?.pos)
+    return super.capture(fd, known, opts)
+  }
+}
+
+describe('LocalVolume: the periodic digest of a file being written stores its version later', () => {
+  let dir: string
+  let journal: Journal
+  let vol: LocalVolume
+  let store: DeferSpy
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 500 && !ok(); i++) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(ok(), 'in time').to.equal(true)
+  }
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-capdefer-'))
+    fs.mkdirSync(path.join(dir, '.paciofs'))
+    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
+    const bc = new InstantBroadcast()
+    store = new DeferSpy(path.join(dir, '.paciofs', 'history'), {create: true})
+    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 100, history: store})
+  })
+
+  afterEach(async () => {
+    await vol.close()
+    journal.close()
+    fs.rmSync(dir, {recursive: true, force: true})
+  })
+
+  /** 9 MiB written sequentially, left open until the periodic digest has recorded them. */
+  async function digested(): Promise<{fh: number; first: Buffer}> {
+    const fh = await vol.create('/big', 0o644, C.O_RDWR, root)
+    const first = crypto.randomBytes(9 * MiB)
+    for (let off = 0; off < first.length; off += MiB) await vol.write('/big', fh, first.subarray(off, off + MiB), MiB, off, root)
+    await until(() => store.promised.includes(sha(first)))
+    return {fh, first}
+  }
+
+  it('is not read back while the file stays open; the close stores it, and the close\'s version resumes from it', async () => {
+    const {fh, first} = await digested()
+    await new Promise(resolve => setTimeout(resolve, 400))
+    expect(store.froms, 'a capture ran while the writer still had the file open').to.deep.equal([])
+    expect(store.pending().map(p => p.digest)).to.deep.equal([sha(first)])
+    const more = crypto.randomBytes(MiB)
+    await vol.write('/big', fh, more, MiB, first.length, root)
+    await vol.release('/big', fh)
+    await vol.close()
+    expect(store.has(sha(first)), 'the periodic digest\'s version').to.equal(true)
+    expect(store.has(sha(Buffer.concat([first, more]))), 'the close\'s version').to.equal(true)
+    expect(store.froms[0], 'the first capture reads from the start').to.equal(undefined)
+    expect(store.froms.slice(1).every(f => f !== undefined && f > 0), `later captures resume (${store.froms})`).to.equal(true)
+    expect(store.pending(), 'no capture left owed').to.deep.equal([])
+  })
+
+  it('a write into its bytes starts its capture and waits for it', async () => {
+    const {fh, first} = await digested()
+    expect(await within(vol.write('/big', fh, Buffer.from('x'), 1, 0, root), 5_000), 'the write into the deferred version').to.equal('settled')
+    expect(store.has(sha(first)), 'stored before the write changed it').to.equal(true)
+    await vol.release('/big', fh)
+  })
+
+  it('a rename starts it (after a crash a promised version is caught up from its path)', async () => {
+    const {fh, first} = await digested()
+    await vol.rename('/big', '/moved', root)
+    await until(() => store.pending().length === 0) // the promise is kept once the version is stored
+    expect(store.has(sha(first))).to.equal(true)
+    await vol.release('/moved', fh)
+  })
+
+  it('after a crash while it is deferred (the volume never closed), the next mount\'s catch-up stores it', async () => {
+    const {fh, first} = await digested()
+    const more = crypto.randomBytes(MiB)
+    await vol.write('/big', fh, more, MiB, first.length, root) // the writer went on past the version
+    expect(store.froms, 'captured before the crash').to.deep.equal([])
+    // the process is gone: nothing more of this volume runs; its promise is on disk
+    const after = new HistoryStore(path.join(dir, '.paciofs', 'history'))
+    expect(after.pending().map(p => p.digest)).to.include(sha(first)) // (and the next periodic digest's, if it came)
+    const caught = await catchUp(after, dir)
+    expect(caught.lost, 'versions lost').to.equal(0)
+    expect(caught.captured).to.be.at.least(1)
+    expect(after.has(sha(first))).to.equal(true)
+    await vol.release('/big', fh)
+  })
+
+  it('closing the volume stores it at once (not after the deferral\'s limit)', async () => {
+    const {fh, first} = await digested()
+    // nothing written since the digest: no new record, the deferred capture still owed; the release may
+    // also close the descriptor while the digest's record is still being made (the capture reads its own)
+    await vol.release('/big', fh)
+    expect(await within(vol.close(), 5_000), 'close waited for the deferral\'s limit').to.equal('settled')
+    expect(store.has(sha(first))).to.equal(true)
+    expect(store.pending()).to.deep.equal([])
   })
 })
