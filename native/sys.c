@@ -933,18 +933,23 @@ static void syncfs_execute(napi_env env, void *arg) {
   close(fd);
 }
 
-static void syncfs_complete(napi_env env, napi_status status, void *arg) {
-  syncfs_job *j = arg;
-  if (status == napi_ok && j->err == 0) {
+/* Settle a job's promise that resolves to nothing: undefined, or an errno error named after the job. */
+static void settle_void(napi_env env, napi_status status, int err, napi_deferred deferred, const char *job) {
+  if (status == napi_ok && err == 0) {
     napi_value u;
     napi_get_undefined(env, &u);
-    napi_resolve_deferred(env, j->deferred, u);
-  } else {
-    int e = status == napi_ok ? j->err : ECANCELED;
-    char text[160];
-    snprintf(text, sizeof text, "syncfsJob: %s", strerror(e));
-    napi_reject_deferred(env, j->deferred, errno_error(env, e, text));
+    napi_resolve_deferred(env, deferred, u);
+    return;
   }
+  int e = status == napi_ok ? err : ECANCELED;
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s", job, strerror(e));
+  napi_reject_deferred(env, deferred, errno_error(env, e, text));
+}
+
+static void syncfs_complete(napi_env env, napi_status status, void *arg) {
+  syncfs_job *j = arg;
+  settle_void(env, status, j->err, j->deferred, "syncfsJob");
   napi_delete_async_work(env, j->work);
   free(j->path);
   free(j);
@@ -987,16 +992,7 @@ static void sync_range_execute(napi_env env, void *arg) {
 
 static void sync_range_complete(napi_env env, napi_status status, void *arg) {
   sync_range_job *j = arg;
-  if (status == napi_ok && j->err == 0) {
-    napi_value u;
-    napi_get_undefined(env, &u);
-    napi_resolve_deferred(env, j->deferred, u);
-  } else {
-    int e = status == napi_ok ? j->err : ECANCELED;
-    char text[160];
-    snprintf(text, sizeof text, "syncRangeJob: %s", strerror(e));
-    napi_reject_deferred(env, j->deferred, errno_error(env, e, text));
-  }
+  settle_void(env, status, j->err, j->deferred, "syncRangeJob");
   napi_delete_async_work(env, j->work);
   free(j);
 }
