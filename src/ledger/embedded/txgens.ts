@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS txactive(entries INTEGER NOT NULL, bloom BLOB NOT NUL
 
 export const sealedTable = (gen: number) => `txindex_${gen}`
 
+/** Files of format version 1 (read as they are) have no txseal table: no generations. */
+function hasSealTable(db: Database.Database): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'txseal'").get() !== undefined
+}
+
 interface Generation {
   gen: number
   entries: number
@@ -79,8 +84,7 @@ export class SealedGenerations {
 
   /** Read `txseal` (absent in files written before generations: none then). */
   load(): void {
-    const exists = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'txseal'").get() !== undefined
-    if (!exists) return
+    if (!hasSealTable(this.db)) return
     const rows = this.db.prepare('SELECT gen, entries, bloom FROM txseal ORDER BY gen DESC').all() as Array<{gen: number; entries: number; bloom: Buffer}>
     this.gens = rows.map((r) => this.generation(r.gen, r.entries, new TxBloom(r.bloom)))
   }
@@ -169,8 +173,7 @@ export function saveActive(db: Database.Database, entries: number, bloom: TxBloo
 
 export function countIndexed(db: Database.Database): {rows: number; problem?: string} {
   let rows = (db.prepare('SELECT count(*) AS n FROM txindex').get() as {n: number}).n
-  const hasSeal = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'txseal'").get() !== undefined
-  if (!hasSeal) return {rows}
+  if (!hasSealTable(db)) return {rows}
   for (const g of db.prepare('SELECT gen, entries, bloom FROM txseal ORDER BY gen').all() as Array<{gen: number; entries: number; bloom: Buffer}>) {
     let bloom: TxBloom
     try {
