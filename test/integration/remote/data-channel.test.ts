@@ -28,6 +28,18 @@ async function writeAll(ch: DataChannel, fh: number, data: Buffer): Promise<void
   }
 }
 
+/** A read stream of `len` bytes from offset 0: the pieces as they were handed on. */
+async function readPieces(ch: DataChannel, fh: number, len: number): Promise<Buffer[]> {
+  const pieces: Buffer[] = []
+  await new Promise<void>((resolve, reject) => {
+    const s = ch.readStream(fh, 0, len)
+    s.on('data', (r: {data?: Buffer}) => pieces.push(r.data!))
+    s.on('end', resolve)
+    s.on('error', reject)
+  })
+  return pieces
+}
+
 /** A raw TLS connection to the data port: frames in, frames out. */
 class Raw {
   private readonly reader = new FrameAssembler(MAX_FRAME)
@@ -154,13 +166,7 @@ describe('paciofs serve: the data channel', function () {
     const data = Buffer.from(Array.from({length: size}, (_, i) => (i * 31 + (i >> 13)) % 256))
     await writeAll(ch, Number(fh), data)
 
-    const pieces: Buffer[] = []
-    await new Promise<void>((resolve, reject) => {
-      const s = ch.readStream(Number(fh), 0, size + 100) // past the end: the server stops there
-      s.on('data', (r: {data?: Buffer}) => pieces.push(r.data!))
-      s.on('end', resolve)
-      s.on('error', reject)
-    })
+    const pieces = await readPieces(ch, Number(fh), size + 100) // past the end: the server stops there
     expect(Buffer.concat(pieces).equals(data)).to.equal(true)
     expect(pieces.length, 'more pieces than frames (1 MiB each): handed on as they arrived').to.be.greaterThan(4)
     expect(pieces.every(p => p.length <= 1024 * 1024)).to.equal(true)
@@ -198,13 +204,7 @@ describe('paciofs serve: the data channel', function () {
       const data = Buffer.from(Array.from({length: size}, (_, i) => (i * 13 + (i >> 11)) % 256))
       await writeAll(ch, Number(fh), data)
 
-      const pieces: Buffer[] = []
-      await new Promise<void>((resolve, reject) => {
-        const s = ch.readStream(Number(fh), 0, size)
-        s.on('data', (r: {data?: Buffer}) => pieces.push(r.data!))
-        s.on('end', resolve)
-        s.on('error', reject)
-      })
+      const pieces = await readPieces(ch, Number(fh), size)
       expect(Buffer.concat(pieces).equals(data)).to.equal(true)
       await c.call('Release', {fh})
     } finally {
