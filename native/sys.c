@@ -32,6 +32,18 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+/*
+ * open(2) for the volume's own reads of a user's file (verify's scan, a
+ * history hash, a running digest's read-back): O_NOATIME, so they leave its
+ * access time alone; without it where the kernel refuses it (EPERM: not the
+ * file's owner and no CAP_FOWNER).
+ */
+static int open_quiet(const char *path, int flags) {
+  int fd = open(path, flags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = open(path, flags);
+  return fd;
+}
+
 #define PATH_BUF 4097
 #define NAME_BUF 256
 
@@ -272,7 +284,7 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
       if (i > start) break; /* the caller hashes what it has and comes back for this one */
       continue; /* [7] = -1: too large, the caller streams it */
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & 1) ? O_NOFOLLOW : 0)); /* the scan never follows a link */
+    int fd = open_quiet(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & 1) ? O_NOFOLLOW : 0)); /* the scan never follows a link */
     if (fd < 0) { if (flags & 1) o[8] = errno; else o[0] = errno; continue; }
     size_t got = 0;
     int err = 0;
@@ -381,7 +393,7 @@ static void hash_execute(napi_env env, void *arg) {
   (void) env;
   hash_job *j = arg;
   if (j->path != NULL) {
-    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    int fd = open_quiet(j->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) { j->err = errno; return; }
     size_t cap = j->len; /* want + 1: a longer file is caught without a stat */
     unsigned char *d = (unsigned char *) j->data;
@@ -851,7 +863,7 @@ static void file_hash_execute(napi_env env, void *arg) {
   (void) env;
   file_hash_job *j = arg;
   unsigned char *buf = j->buf;
-  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  int fd = open_quiet(j->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) { j->err = errno; return; }
   while (j->got < j->len) {
     ssize_t n = pread(fd, buf + j->got, j->len - j->got, (off_t) (j->pos + (int64_t) j->got));

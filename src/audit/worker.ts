@@ -21,6 +21,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import {parentPort, workerData} from 'node:worker_threads'
 import {CHUNK_SIZE, EMPTY_DIGEST, HistoryError, HistoryStore, type HistoryProblem, type Manifest} from '../history/store.js'
+import {openQuietSync} from '../quiet-open.js'
 import {READ_LSTAT, READ_META, sys} from '../volume/sys.js'
 
 /** [type, mode, uid, gid, size, digest or link target, xattrs, error] */
@@ -70,7 +71,7 @@ function xattrsOf(p: string): Array<[string, string]> | undefined {
 
 /** A file's sha256 and length, read to its end; `hint` (its lstat size) lets a small file take one read. */
 function hashFile(p: string, hint: number): {digest: string; size: number} {
-  const fd = fs.openSync(p, O_RDONLY | O_NOFOLLOW)
+  const fd = openQuietSync(p, O_RDONLY | O_NOFOLLOW)
   try {
     let n = 0
     if (hint < buf.length) {

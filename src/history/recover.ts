@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs'
 import {PathResolver} from '../volume/paths.js'
+import {openQuietSync} from '../quiet-open.js'
 import type {HistoryStore} from './store.js'
 
 export async function catchUp(store: HistoryStore, root: string): Promise<{captured: number; lost: number}> {
@@ -21,7 +22,7 @@ export async function catchUp(store: HistoryStore, root: string): Promise<{captu
 
     let ok = false
     try {
-      const fd = fs.openSync(paths.resolve(p.path), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+      const fd = openQuietSync(paths.resolve(p.path), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
       try {
         // a version of a file's first bytes (its writer went on): those bytes, however long the file got
         ok = (await store.capture(fd, undefined, {upTo: p.size})).digest === p.digest

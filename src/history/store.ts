@@ -28,6 +28,7 @@ import {createHash, hash as hashOnce, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import {PacioError} from '../errors.js'
+import {openQuiet, openQuietSync} from '../quiet-open.js'
 import {sys} from '../volume/sys.js'
 import {MarkBlocks} from './marks.js'
 import {step, type ChainState} from './sha256.js'
@@ -395,7 +396,7 @@ export class HistoryStore implements ContentCapture {
     if (!(upTo >= 0)) throw new PacioError('EINTERNAL', `capture upTo ${upTo}`)
     const small = this.captureSmallSync(fd, upTo)
     if (small) return small
-    const rfd = await fsp.open(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
+    const rfd = await openQuiet(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
     try {
       const from = opts.from
       const fits = from !== undefined && resumable(from) && from.pos <= upTo && from.pos <= (await rfd.stat()).size
@@ -413,7 +414,7 @@ export class HistoryStore implements ContentCapture {
   private captureSmallSync(fd: number, upTo: number): CaptureResult | undefined {
     const size = Math.min(fs.fstatSync(fd).size, upTo)
     if (size > CHUNK_SIZE) return undefined
-    const rfd = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
+    const rfd = openQuietSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
     let data: Buffer
     try {
       // one byte more: a file that grew meanwhile is left to the streaming path (unless it is read up to upTo only)

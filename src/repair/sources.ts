@@ -9,6 +9,7 @@ import {createHash} from 'node:crypto'
 import fs, {constants as C} from 'node:fs'
 import {EMPTY_DIGEST, type HistoryStore} from '../history/store.js'
 import {HISTORY_DIR} from '../history/view.js'
+import {openQuietSync} from '../quiet-open.js'
 import {sha256Hex} from '../crypto/hash.js'
 import {sys} from '../volume/sys.js'
 import type {Caller, Volume} from '../volume/types.js'
@@ -37,7 +38,7 @@ const short = (h: string) => h.slice(0, 16)
 function copyIfDigest(file: string, digest: string, fd: number): number | undefined {
   let src: number
   try {
-    src = fs.openSync(file, C.O_RDONLY | C.O_NOFOLLOW)
+    src = openQuietSync(file, C.O_RDONLY | C.O_NOFOLLOW)
   } catch {
     return undefined
   }

@@ -9,12 +9,11 @@ import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import {promisify} from 'node:util'
 import type {CaptureResume} from '../history/store.js'
+import {openQuiet} from '../quiet-open.js'
 import type {Passthrough} from './passthrough.js'
 import {RunningDigest} from './running-digest.js'
 
 const read = promisify(fs.read)
-const open = promisify(fs.open)
-const close = promisify(fs.close)
 const CHUNK = 1 << 20
 /** Writes smaller than this are hashed at once: a trip through the thread pool would cost more. */
 const POOL_HASH_MIN = 64 * 1024
@@ -197,11 +196,11 @@ export class InodeContent {
  * chunks (reads run off the event loop).
  */
 export async function digestFd(fd: number): Promise<{digest: string; size: number}> {
-  const rfd = await open(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
+  const rfd = await openQuiet(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY)
   try {
-    return await digestReadable(rfd)
+    return await digestReadable(rfd.fd)
   } finally {
-    await close(rfd)
+    await rfd.close()
   }
 }
 

@@ -8,6 +8,7 @@ import fs, {constants as C, type BigIntStats, type StatsFs} from 'node:fs'
 import {promisify} from 'node:util'
 import {EMPTY_DIGEST, InodeContent, digestFd} from './content.js'
 import type {ContentCapture} from '../history/store.js'
+import {openQuietSync} from '../quiet-open.js'
 import {STATE_DIR} from './layout.js'
 import {actingMember} from './acting.js'
 import {OpLogWriter, opLogRecord} from './oplog.js'
@@ -556,7 +557,7 @@ export class LocalVolume implements Volume {
     const key = c.key
     const epoch = c.epoch // now, as the gate closes: a change below upTo from here on waits for the capture or ends the epoch
     // now, from the descriptor the digest was just taken from: a release may close it while this waits below
-    let rfd: number | undefined = fs.openSync(`/proc/self/fd/${fd}`, C.O_RDONLY)
+    let rfd: number | undefined = openQuietSync(`/proc/self/fd/${fd}`, C.O_RDONLY)
     let release!: () => void
     let recorded!: () => void
     let kick!: () => void
