@@ -1,7 +1,7 @@
 /**
  * Remote mount against local mount, side by side on loopback, in one run.
  *
- *   node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--reps N] [--only PARTS] [--json out.json]
+ *   node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--fresh-memory] [--reps N] [--only PARTS] [--json out.json]
  *
  * One PacioFS volume mounted locally (`paciofs mount`), another served by
  * `paciofs serve` and mounted with `paciofs mount --server` (each in its own
@@ -20,7 +20,11 @@
  *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
  *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB);
  *             the K start once the server has stored the lone client's version (quiet, then
- *             `sync`): that capture ran inside the K clients' time before
+ *             `sync`): that capture ran inside the K clients' time before. Both runs start with
+ *             the memory full of clean page cache (a filler file, written first and removed
+ *             after the local-k row; not with --smoke or --fresh-memory), as on a server that has
+ *             been up a while: see fs/steady-memory.ts for why (this VM returns freed memory to
+ *             its host, and a run needing little of it wrote at a discount)
  *   local-k   context, no target: the same K writers on the local mount against one writer
  *             there alone (the same disk and page cache: one file of CLIENT-SIZE may stay in
  *             the page cache where K of them do not)
@@ -45,9 +49,10 @@ import {smallFiles} from './fs/files.js'
 import {tlsCeiling} from './fs/tls-ceiling.js'
 import {watchRss} from './fs/proc.js'
 import {cpuSeconds, median, quiet, quietThenCold} from './fs/quiet.js'
+import {fillPageCache, meminfoMiB, type PageCacheFill} from './fs/steady-memory.js'
 
 const PARTS = ['seq', 'write', 'meta', 'clients', 'tls']
-const USAGE = `node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--reps N] [--only PARTS] [--json out.json]
+const USAGE = `node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--fresh-memory] [--reps N] [--only PARTS] [--json out.json]
 
   --only PARTS   comma-separated, of: ${PARTS.join(', ')} (default: all; write: the sequential write alone, no reads)
   --reps N       cold and warm reads of each side (default 3; smoke 1); the table gives the median
@@ -72,7 +77,7 @@ interface Row {
 
 async function main(): Promise<number> {
   const {values} = parseArgs({options: {
-    smoke: {type: 'boolean', default: false},
+    smoke: {type: 'boolean', default: false}, 'fresh-memory': {type: 'boolean', default: false},
     size: {type: 'string'}, files: {type: 'string'}, clients: {type: 'string'}, 'client-size': {type: 'string'}, json: {type: 'string'},
     reps: {type: 'string'}, only: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false},
   }})
@@ -98,6 +103,7 @@ async function main(): Promise<number> {
   const mounts: PacioMount[] = []
   let server: Served | undefined
   const rows: Row[] = []
+  let filler: PageCacheFill | undefined // the clients part's (fs/steady-memory.ts)
   let rss: Awaited<ReturnType<Awaited<ReturnType<typeof watchRss>>['stop']>> | undefined
   const loadBefore = load()
   try {
@@ -203,6 +209,13 @@ async function main(): Promise<number> {
       await mkdir(join(remote.mountpoint, 'seq'), {recursive: true})
       await mkdir(join(local.mountpoint, 'seq'), {recursive: true})
       const quietOpts = {maxMs: smoke ? 10_000 : 300_000}
+      if (!smoke && !values['fresh-memory']) {
+        filler = await fillPageCache(root)
+        say(`clients: page cache filled with ${filler.filledMiB} MiB of clean pages in ${filler.seconds.toFixed(1)} s`)
+      }
+
+      const memFree = async () => `${await meminfoMiB('MemFree')} MiB free`
+      say(`clients: one alone starts (${await memFree()})`)
       const serverCpu = async () => sum(await cpuSeconds([pids.server]))
       const s0 = await serverCpu()
       const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
@@ -211,6 +224,7 @@ async function main(): Promise<number> {
       const q1 = await quiet(Object.values(pids), volumes, quietOpts)
       const s2 = await serverCpu()
       say(`clients: one alone stored after ${(q1.waitedMs / 1000).toFixed(1)} s${q1.quiet ? '' : ' (NOT quiet)'}`)
+      say(`clients: ${clients} at once start (${await memFree()})`)
       const watch = await watchRss(server.child.pid!)
       const mountPids = all.map(m => m.child.pid!)
       const cpu0 = [sum(await cpuSeconds([pids.server])), sum(await cpuSeconds(mountPids))]
@@ -239,7 +253,7 @@ async function main(): Promise<number> {
       rss = peak
       say(`clients: aggregate ${aggregate.toFixed(1)} MB/s, one alone ${single.toFixed(1)} MB/s, server peak RSS ${peak.peakMB} MB (load ${load()})`)
       rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
-        note: `"local" column: one remote client alone${failed.length > 0 ? `; ${failed.length} of ${clients} clients FAILED: ${failed[0].slice(0, 200)}` : ''}`})
+        note: `"local" column: one remote client alone; ${filler ? `both with the memory full of clean page cache (${filler.filledMiB} MiB filled first)` : 'fresh memory (--fresh-memory or --smoke)'}${failed.length > 0 ? `; ${failed.length} of ${clients} clients FAILED: ${failed[0].slice(0, 200)}` : ''}`})
       if (failed.length > 0) rows.at(-1)!.met = false
       // the same K writers on the local mount: what the disk and the volume do with K files at once
       say(`local: 1 then ${clients} writers of ${clientMiB} MiB`)
@@ -254,6 +268,7 @@ async function main(): Promise<number> {
       rows.push({bench: 'local-k', metric: `local mount, ${clients} writers x ${clientMiB} MiB at once: aggregate vs one writer alone (MB/s)`, local: localOne.writeBytesPerSec / 1e6, remote: localAggregate,
         ratio: ratio(localAggregate, localOne.writeBytesPerSec / 1e6), target: '', met: true, note: 'context for the row above: the same disk without the network; "remote" column: the local aggregate'})
       say(`local: ${clients} writers aggregate ${localAggregate.toFixed(1)} MB/s, one alone ${(localOne.writeBytesPerSec / 1e6).toFixed(1)} MB/s (load ${load()})`)
+      await filler?.remove()
     }
 
     if (want('tls')) {
