@@ -24,6 +24,7 @@ import {callBody, DATA_CIPHERS, frame, MAX_FRAME, packFields, parseError, parseS
 import {LentBuffers} from './lent-buffers.js'
 import type {ChunkStream} from './read-ahead.js'
 import {onreadOption, receiveData, type Receiver} from './receive.js'
+import {SendQueue} from './send-queue.js'
 import {errnoError, MAX_CHUNK} from './wire.js'
 
 /**
@@ -87,7 +88,12 @@ export class DataChannel {
   private failure?: unknown
   private timer?: NodeJS.Timeout
 
-  private constructor(private readonly socket: tls.TLSSocket, private readonly lent: LentBuffers, readonly generation: number, private readonly silenceMs: number) {}
+  /** frames out, one socket write at a time: a write's 1 MiB is encrypted from where it lies, not first copied together with the frames queued behind it (send-queue.ts) */
+  private readonly out: SendQueue
+
+  private constructor(private readonly socket: tls.TLSSocket, private readonly lent: LentBuffers, readonly generation: number, private readonly silenceMs: number) {
+    this.out = new SendQueue(socket)
+  }
 
   /** Connects, authenticates and resolves once the server accepted the channel. */
   static open(o: DataChannelOptions): Promise<DataChannel> {
@@ -256,7 +262,7 @@ export class DataChannel {
     return new Promise<void>((resolve, reject) => {
       this.writes.set(id, {size, resolve, reject})
       if (this.writes.size === 1 && this.reads.size === 0) this.arm()
-      this.socket.write(writeFrameHead(buf.subarray(at - WRITE_HEADER), id, size, head))
+      this.out.send(writeFrameHead(buf.subarray(at - WRITE_HEADER), id, size, head))
     })
   }
 
@@ -274,7 +280,7 @@ export class DataChannel {
         reject(errnoError('EIO', 'the server did not answer in time'))
       }, deadlineMs)
       this.calls.set(id, {resolve, reject, timer})
-      this.socket.write(frame(T.CALL, id, callBody(method, request)))
+      this.out.send(frame(T.CALL, id, callBody(method, request)))
     })
   }
 
@@ -282,7 +288,7 @@ export class DataChannel {
   readStream(fh: number, offset: number, length: number): ChunkStream {
     const id = this.id()
     const s = new FrameStream(() => {
-      if (this.reads.delete(id) && this.usable) this.socket.write(frame(T.CANCEL, id))
+      if (this.reads.delete(id) && this.usable) this.out.send(frame(T.CANCEL, id))
     })
     if (!this.usable) {
       queueMicrotask(() => s.emit('error', this.failure))
@@ -291,7 +297,7 @@ export class DataChannel {
 
     this.reads.set(id, s)
     if (this.writes.size === 0 && this.reads.size === 1) this.arm()
-    this.socket.write(frame(T.READ, id, readBody(fh, offset, length)))
+    this.out.send(frame(T.READ, id, readBody(fh, offset, length)))
     return s
   }
 
@@ -299,6 +305,7 @@ export class DataChannel {
     this.failure ??= e
     clearTimeout(this.timer)
     this.timer = undefined
+    this.out.close()
     this.socket.destroy()
     for (const w of this.writes.values()) w.reject(this.failure)
     this.writes.clear()

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {JOIN_BYTES, SendQueue} from '../../../src/server/send-queue.js'
+import {JOIN_BYTES, SendQueue} from '../../../src/remote/send-queue.js'
 
 /** A socket whose writes the test completes by hand. */
 function fakeSocket() {

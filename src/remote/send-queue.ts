@@ -1,6 +1,6 @@
 /**
  * A data channel connection's outgoing frames, handed to the TLS socket one
- * write at a time.
+ * write at a time (the server's replies and read data, a mount's writes).
  *
  * Frames written while an earlier write is still under way wait in the
  * socket's Writable buffer, and Node then flushes them together with
