@@ -6,8 +6,8 @@
  * history-missing.
  */
 import fs from 'node:fs'
-import {PathResolver} from '../volume/paths.js'
 import {openQuietSync} from '../quiet-open.js'
+import {PathResolver} from '../volume/paths.js'
 import type {HistoryStore} from './store.js'
 
 export async function catchUp(store: HistoryStore, root: string): Promise<{captured: number; lost: number}> {
