@@ -17,6 +17,25 @@ import {InstantBroadcast} from '../../fakes/instant-broadcast.js'
 
 const root = {uid: 0, gid: 0, pid: 1}
 const MiB = 1024 * 1024
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+/** A LocalVolume over a fresh directory with its journal and the history `makeHistory` gives (for its history directory); close() removes it all. */
+function testVolume<H extends ContentCapture>(label: string, makeHistory: (dir: string) => H, digestIntervalMs = 0) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pacio-${label}-`))
+  fs.mkdirSync(path.join(dir, '.paciofs'))
+  const journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
+  const bc = new InstantBroadcast()
+  const history = makeHistory(path.join(dir, '.paciofs', 'history'))
+  const vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs, history})
+  return {
+    dir, vol, history,
+    async close() {
+      await vol.close()
+      journal.close()
+      fs.rmSync(dir, {recursive: true, force: true})
+    },
+  }
+}
 
 /** Captures that wait until let go, then hash what the file holds below upTo. */
 class HeldCapture implements ContentCapture {
@@ -38,7 +57,7 @@ class HeldCapture implements ContentCapture {
     const size = Math.min(fs.fstatSync(fd).size, opts?.upTo ?? Infinity)
     const buf = Buffer.alloc(size)
     fs.readSync(fd, buf, 0, size, 0)
-    return {digest: createHash('sha256').update(buf).digest('hex'), size, stored: size}
+    return {digest: sha(buf), size, stored: size}
   }
 
   async promise(_path: string, digest: string, _size?: number): Promise<string> {
@@ -51,7 +70,7 @@ class HeldCapture implements ContentCapture {
 
   async flush(): Promise<void> {}
   async put(data: Buffer): Promise<CaptureResult> {
-    return {digest: createHash('sha256').update(data).digest('hex'), size: data.length, stored: 0}
+    return {digest: sha(data), size: data.length, stored: 0}
   }
 }
 
@@ -64,25 +83,18 @@ async function within(p: Promise<unknown>, ms: number): Promise<'settled' | 'wai
 }
 
 describe('LocalVolume: background captures and writes', () => {
+  let t: ReturnType<typeof testVolume<HeldCapture>>
   let dir: string
-  let journal: Journal
   let vol: LocalVolume
   let history: HeldCapture
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-capgate-'))
-    fs.mkdirSync(path.join(dir, '.paciofs'))
-    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
-    const bc = new InstantBroadcast()
-    history = new HeldCapture()
-    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 0, history})
+    ({dir, vol, history} = t = testVolume('capgate', () => new HeldCapture()))
   })
 
   afterEach(async () => {
     history.letGo()
-    await vol.close()
-    journal.close()
-    fs.rmSync(dir, {recursive: true, force: true})
+    await t.close()
   })
 
   /** A 9 MiB file written sequentially and fsynced: its digest is recorded and its version captured in the background. */
@@ -104,7 +116,6 @@ describe('LocalVolume: background captures and writes', () => {
     await vol.release('/big', fh)
     await vol.close() // waits for the background capture
     // the fsync's version (its first 9 MiB), then the release's (all 10)
-    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
     expect(history.finished, 'the captures matched the recorded digests').to.deep.equal([sha(first), sha(Buffer.concat([first, more]))])
     expect(fs.statSync(path.join(dir, 'big')).size).to.equal(10 * MiB)
   })
@@ -117,7 +128,6 @@ describe('LocalVolume: background captures and writes', () => {
     expect(history.asked, 'the second capture began before the first ended').to.have.length(1)
     history.letGo()
     await vol.close()
-    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
     expect(history.finished).to.deep.equal([sha(first), sha(Buffer.concat([first, more]))])
   })
 
@@ -132,7 +142,7 @@ describe('LocalVolume: background captures and writes', () => {
     await cut
     await vol.release('/big', fh)
     await vol.close()
-    expect(history.finished).to.deep.equal([createHash('sha256').update(first).digest('hex')])
+    expect(history.finished).to.deep.equal([sha(first)])
   })
 })
 
@@ -146,26 +156,16 @@ class ResumeSpy extends HistoryStore {
 }
 
 describe('LocalVolume: a growing file\'s captures resume from the previous one', () => {
+  let t: ReturnType<typeof testVolume<ResumeSpy>>
   let dir: string
-  let journal: Journal
   let vol: LocalVolume
   let store: ResumeSpy
-  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-capresume-'))
-    fs.mkdirSync(path.join(dir, '.paciofs'))
-    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
-    const bc = new InstantBroadcast()
-    store = new ResumeSpy(path.join(dir, '.paciofs', 'history'), {create: true})
-    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 0, history: store})
+    ({dir, vol, history: store} = t = testVolume('capresume', d => new ResumeSpy(d, {create: true})))
   })
 
-  afterEach(async () => {
-    await vol.close()
-    journal.close()
-    fs.rmSync(dir, {recursive: true, force: true})
-  })
+  afterEach(() => t.close())
 
   const writeAt = async (fh: number, data: Buffer, at: number) => {
     for (let off = 0; off < data.length; off += MiB) await vol.write('/big', fh, data.subarray(off, off + MiB), Math.min(MiB, data.length - off), at + off, root)
@@ -227,47 +227,31 @@ describe('LocalVolume: a growing file\'s captures resume from the previous one',
   })
 })
 
-/** A real store that notes each promise (the record of a version) and each capture's start. */
-class DeferSpy extends HistoryStore {
+/** A ResumeSpy that also notes each promise (the record of a version). */
+class DeferSpy extends ResumeSpy {
   readonly promised: string[] = []
-  readonly froms: Array<number | undefined> = []
   override async promise(volPath: string, digest: string, size?: number): Promise<string> {
     const token = await super.promise(volPath, digest, size)
     this.promised.push(digest) // once its promise is on disk
     return token
   }
-
-  override async capture(fd: number, known?: {digest: string; size: number}, opts?: CaptureOptions): Promise<CaptureResult> {
-    this.froms.push(opts?.from?.pos)
-    return super.capture(fd, known, opts)
-  }
 }
 
 describe('LocalVolume: the periodic digest of a file being written stores its version later', () => {
+  let t: ReturnType<typeof testVolume<DeferSpy>>
   let dir: string
-  let journal: Journal
   let vol: LocalVolume
   let store: DeferSpy
-  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
   const until = async (ok: () => boolean) => {
     for (let i = 0; i < 500 && !ok(); i++) await new Promise(resolve => setTimeout(resolve, 10))
     expect(ok(), 'in time').to.equal(true)
   }
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacio-capdefer-'))
-    fs.mkdirSync(path.join(dir, '.paciofs'))
-    journal = Journal.open(path.join(dir, '.paciofs', 'journal.db'), 'vol-1')
-    const bc = new InstantBroadcast()
-    store = new DeferSpy(path.join(dir, '.paciofs', 'history'), {create: true})
-    vol = new LocalVolume(dir, new Recorder(journal, bc, bc.pid), {digestIntervalMs: 100, history: store})
+    ({dir, vol, history: store} = t = testVolume('capdefer', d => new DeferSpy(d, {create: true}), 100))
   })
 
-  afterEach(async () => {
-    await vol.close()
-    journal.close()
-    fs.rmSync(dir, {recursive: true, force: true})
-  })
+  afterEach(() => t.close())
 
   /** 9 MiB written sequentially, left open until the periodic digest has recorded them. */
   async function digested(): Promise<{fh: number; first: Buffer}> {
