@@ -489,6 +489,7 @@ export class LocalVolume implements Volume {
       await this.recorder.committed()
     } finally {
       returned()
+      this.startDeferredOf(h.content)
     }
   }
 
@@ -502,6 +503,7 @@ export class LocalVolume implements Volume {
         c.closeWriter()
         if (c.writers === 0 && c.dirty) await this.track(this.recordDigest(path, h, c))
         if (c.writers === 0 && !c.dirty) this.inodes.delete(c.key)
+        if (c.writers === 0) this.startDeferredOf(c)
       }
     } finally {
       this.handles.delete(fh)
@@ -653,6 +655,17 @@ export class LocalVolume implements Volume {
    */
   private startDeferred(): void {
     for (const c of this.capturing.values()) if (!c.started) c.start()
+  }
+
+  /**
+   * A writer's fsync, or the last writer's close: a version the periodic
+   * digest deferred is stored now. That digest may have recorded the file's
+   * final bytes just before (then the fsync or close finds nothing left to
+   * record, and nothing else would start it before DEFER_CAPTURE_MAX_MS).
+   */
+  private startDeferredOf(c: InodeContent | undefined): void {
+    const gate = c && this.capturing.get(c.key)
+    if (gate && !gate.started) gate.start()
   }
 
   /** Waits for the background capture of this inode, starting it if it was deferred. */

@@ -278,6 +278,21 @@ describe('LocalVolume: the periodic digest of a file being written stores its ve
     expect(store.pending(), 'no capture left owed').to.deep.equal([])
   })
 
+  it('the last writer\'s close stores it at once, though nothing was written since the digest', async () => {
+    const {fh, first} = await digested()
+    await vol.release('/big', fh)
+    await until(() => store.pending().length === 0) // not DEFER_CAPTURE_MAX_MS later
+    expect(store.has(sha(first))).to.equal(true)
+  })
+
+  it('a writer\'s fsync stores it at once, though nothing was written since the digest', async () => {
+    const {fh, first} = await digested()
+    await vol.fsync('/big', fh, false)
+    await until(() => store.pending().length === 0)
+    expect(store.has(sha(first))).to.equal(true)
+    await vol.release('/big', fh)
+  })
+
   it('a write into its bytes starts its capture and waits for it', async () => {
     const {fh, first} = await digested()
     expect(await within(vol.write('/big', fh, Buffer.from('x'), 1, 0, root), 5_000), 'the write into the deferred version').to.equal('settled')
