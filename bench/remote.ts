@@ -19,6 +19,9 @@
  *   meta      create + close + unlink of N empty files             (>= 0.3x local)
  *   clients   K remote mounts (K processes) writing CLIENT-SIZE MiB each at once:
  *             aggregate MB/s against one client's (>= 1x), and the server's peak RSS (< 300 MB);
+ *             both by fio's own clock (the K from the first job's start, its end less its runtime,
+ *             to the last end; fio's start-up and the file's layout are not writing), the lone
+ *             client the median of REPS runs (its memory state varies the most);
  *             the K start once the server has stored the lone client's version (quiet, then
  *             `sync`): that capture ran inside the K clients' time before. Both runs start with
  *             the memory full of clean page cache (a filler file, written first and removed
@@ -49,13 +52,13 @@ import {smallFiles} from './fs/files.js'
 import {tlsCeiling} from './fs/tls-ceiling.js'
 import {watchRss} from './fs/proc.js'
 import {cpuSeconds, median, quiet, quietThenCold} from './fs/quiet.js'
-import {fillPageCache, meminfoMiB, type PageCacheFill} from './fs/steady-memory.js'
+import {fillPageCache, meminfoMiB, reclaimed, vmstat, type PageCacheFill} from './fs/steady-memory.js'
 
 const PARTS = ['seq', 'write', 'meta', 'clients', 'tls']
 const USAGE = `node --import tsx bench/remote.ts [--smoke] [--size MIB] [--files N] [--clients K] [--client-size MIB] [--fresh-memory] [--reps N] [--only PARTS] [--json out.json]
 
   --only PARTS   comma-separated, of: ${PARTS.join(', ')} (default: all; write: the sequential write alone, no reads)
-  --reps N       cold and warm reads of each side (default 3; smoke 1); the table gives the median
+  --reps N       cold and warm reads of each side, and runs of the lone client (default 3; smoke 1); the table gives the median
 
 examples:
   node --import tsx bench/remote.ts --size 1024 --files 2000 --clients 8 --client-size 1024
@@ -215,41 +218,59 @@ async function main(): Promise<number> {
       }
 
       const memFree = async () => `${await meminfoMiB('MemFree')} MiB free`
-      say(`clients: one alone starts (${await memFree()})`)
       const serverCpu = async () => sum(await cpuSeconds([pids.server]))
-      const s0 = await serverCpu()
-      const one = await fio(join(remote.mountpoint, 'seq'), ['--name=one', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-      const s1 = await serverCpu()
-      // the lone client's version is stored after its fio ended: not in the K clients' time
-      const q1 = await quiet(Object.values(pids), volumes, quietOpts)
-      const s2 = await serverCpu()
-      say(`clients: one alone stored after ${(q1.waitedMs / 1000).toFixed(1)} s${q1.quiet ? '' : ' (NOT quiet)'}`)
+      const lone: Array<{bw: number; wallMs: number; runtimeMs: number; cpu: number; after: number}> = []
+      for (let rep = 0; rep < reps; rep++) {
+        say(`clients: one alone starts (rep ${rep + 1}/${reps}; ${await memFree()})`)
+        const s0 = await serverCpu()
+        const [m0, v0] = [sum(await cpuSeconds([pids.remote])), await vmstat()]
+        // a new file each time, as the K write (fio writes an existing file in place, without truncating it)
+        const one = await fio(join(remote.mountpoint, 'seq'), [`--name=one-${rep + 1}`, '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+        const s1 = await serverCpu()
+        const [m1, v1] = [sum(await cpuSeconds([pids.remote])), await vmstat()]
+        say(`clients: one alone: server ${perGiB(s1 - s0, clientMiB).toFixed(2)}, mount ${perGiB(m1 - m0, clientMiB).toFixed(2)} CPU s/GiB; ${reclaimed(v0, v1)}`)
+        // the lone client's version is stored after its fio ended: not in the K clients' time
+        const q1 = await quiet(Object.values(pids), volumes, quietOpts)
+        const s2 = await serverCpu()
+        lone.push({bw: one.writeBytesPerSec / 1e6, wallMs: one.wallMs, runtimeMs: one.runtimeMs, cpu: perGiB(s1 - s0, clientMiB), after: perGiB(s2 - s1, clientMiB)})
+        say(`clients: one alone ${(one.writeBytesPerSec / 1e6).toFixed(1)} MB/s (fio ${(one.runtimeMs / 1000).toFixed(1)} s, wall ${(one.wallMs / 1000).toFixed(1)} s), stored after ${(q1.waitedMs / 1000).toFixed(1)} s${q1.quiet ? '' : ' (NOT quiet)'}`)
+      }
+
       say(`clients: ${clients} at once start (${await memFree()})`)
       const watch = await watchRss(server.child.pid!)
       const mountPids = all.map(m => m.child.pid!)
       const cpu0 = [sum(await cpuSeconds([pids.server])), sum(await cpuSeconds(mountPids))]
+      const v2 = await vmstat()
       const t0 = performance.now()
+      const ends: Array<{at: number; runtime: number}> = []
       // a client that fails is reported in the table (with the server's RSS, measured all the same)
       const results = await Promise.allSettled(all.map(async (m, i) => {
         const dir = join(m.mountpoint, `client-${i}`)
         await mkdir(dir)
-        await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+        const r = await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+        ends.push({at: (performance.now() - t0) / 1000, runtime: r.runtimeMs / 1000})
       }))
       const failed = results.flatMap(r => (r.status === 'rejected' ? [String((r.reason as Error)?.message ?? r.reason).split('\n')[0]] : []))
       for (const f of failed) say(`a client failed: ${f}`)
       const wall = (performance.now() - t0) / 1000
+      say(`clients: ${clients} at once ended at ${ends.map(e => `${e.at.toFixed(1)} s (fio ${e.runtime.toFixed(1)})`).join(', ')}`)
       cpu.serverClients = perGiB(sum(await cpuSeconds([pids.server])) - cpu0[0], clients * clientMiB)
       cpu.mountClients = perGiB(sum(await cpuSeconds(mountPids)) - cpu0[1], clients * clientMiB)
+      say(`clients: ${clients} at once: server ${cpu.serverClients.toFixed(2)}, mounts ${cpu.mountClients.toFixed(2)} CPU s/GiB; ${reclaimed(v2, await vmstat())}`)
       const peak = await watch.stop()
       const s3 = await serverCpu()
       const q2 = await quiet(Object.values(pids), volumes, quietOpts) // what the K clients left (their versions) before the local rows
       const s4 = await serverCpu()
-      cpu.serverOne = perGiB(s1 - s0, clientMiB)
-      cpu.serverOneAfter = perGiB(s2 - s1, clientMiB)
+      cpu.serverOne = median(lone.map(l => l.cpu))
+      cpu.serverOneAfter = median(lone.map(l => l.after))
       cpu.serverClientsAfter = perGiB(s4 - s3, clients * clientMiB)
       say(`clients: stored after ${(q2.waitedMs / 1000).toFixed(1)} s${q2.quiet ? '' : ' (NOT quiet)'}; server CPU s/GiB: one alone ${cpu.serverOne.toFixed(2)} + ${cpu.serverOneAfter.toFixed(2)} after, ${clients} at once ${cpu.serverClients.toFixed(2)} + ${cpu.serverClientsAfter.toFixed(2)} after`)
-      const aggregate = (clients * clientMiB * 1048576) / 1e6 / wall
-      const single = one.writeBytesPerSec / 1e6
+      // by fio's own clock, as the lone client's figure is: from the first job's start (its end less its
+      // runtime) to the last end; fio's start-up before that (the process, the file's layout) is not writing
+      const span = ends.length > 0 ? Math.max(...ends.map(e => e.at)) - Math.min(...ends.map(e => e.at - e.runtime)) : wall
+      const aggregate = (clients * clientMiB * 1048576) / 1e6 / span
+      say(`clients: ${clients} at once wrote for ${span.toFixed(1)} s of ${wall.toFixed(1)} s wall: ${aggregate.toFixed(1)} MB/s (${((clients * clientMiB * 1048576) / 1e6 / wall).toFixed(1)} by the wall)`)
+      const single = median(lone.map(l => l.bw))
       rss = peak
       say(`clients: aggregate ${aggregate.toFixed(1)} MB/s, one alone ${single.toFixed(1)} MB/s, server peak RSS ${peak.peakMB} MB (load ${load()})`)
       rows.push({bench: 'clients', metric: `${clients} clients x ${clientMiB} MiB at once: aggregate vs one client (MB/s)`, local: single, remote: aggregate, ratio: ratio(aggregate, single), target: '>= 1x', met: aggregate >= single,
@@ -262,7 +283,8 @@ async function main(): Promise<number> {
       await Promise.all(all.map(async (_m, i) => {
         const dir = join(local.mountpoint, `client-${i}`)
         await mkdir(dir)
-        await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+        const r = await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
+        ends.push({at: (performance.now() - t0) / 1000, runtime: r.runtimeMs / 1000})
       }))
       const localAggregate = (clients * clientMiB * 1048576) / 1e6 / ((performance.now() - tl) / 1000)
       rows.push({bench: 'local-k', metric: `local mount, ${clients} writers x ${clientMiB} MiB at once: aggregate vs one writer alone (MB/s)`, local: localOne.writeBytesPerSec / 1e6, remote: localAggregate,

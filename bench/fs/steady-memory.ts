@@ -23,6 +23,23 @@ export async function meminfoMiB(field: string): Promise<number> {
   return Math.floor(Number(m[1]) / 1024)
 }
 
+/** /proc/vmstat's counters. */
+export async function vmstat(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const line of (await readFile('/proc/vmstat', 'utf8')).split('\n')) {
+    const [k, v] = line.split(' ')
+    if (k && v) out[k] = Number(v)
+  }
+
+  return out
+}
+
+/** The reclaim done between two vmstat()s, in MiB: by kswapd, and directly by the processes that allocated (which then wait for it). */
+export function reclaimed(a: Record<string, number>, b: Record<string, number>): string {
+  const mib = (k: string) => Math.round((((b[k] ?? 0) - (a[k] ?? 0)) * 4096) / 1048576)
+  return `reclaimed by kswapd ${mib('pgsteal_kswapd')} MiB, directly ${mib('pgsteal_direct')} MiB (${(b.allocstall_normal ?? 0) + (b.allocstall_movable ?? 0) - (a.allocstall_normal ?? 0) - (a.allocstall_movable ?? 0)} stalls)`
+}
+
 export interface PageCacheFill {
   /** MiB written into the filler file */
   filledMiB: number
