@@ -579,7 +579,9 @@ export class LocalVolume implements Volume {
       started: false,
     }
     this.capturing.set(key, gate)
-    if (defer) {
+    // deferred only while the file has a writer, whose fsync or close starts it (startDeferredOf): a
+    // periodic digest that ends after the last close would otherwise wait for the limit
+    if (defer && c.writers > 0) {
       const timer = setTimeout(kick, DEFER_CAPTURE_MAX_MS)
       timer.unref()
       void kicked.then(() => clearTimeout(timer))
