@@ -231,7 +231,7 @@ async function main(): Promise<number> {
 
       const memFree = async () => `${await meminfoMiB('MemFree')} MiB free`
       const serverCpu = async () => sum(await cpuSeconds([pids.server]))
-      const lone: Array<{bw: number; wallMs: number; runtimeMs: number; cpu: number; after: number}> = []
+      const lone: Array<{bw: number; cpu: number; after: number}> = []
       for (let rep = 0; rep < reps; rep++) {
         say(`clients: one alone starts (rep ${rep + 1}/${reps}; ${await memFree()})`)
         const s0 = await serverCpu()
@@ -244,7 +244,7 @@ async function main(): Promise<number> {
         // the lone client's version is stored after its fio ended: not in the K clients' time
         const q1 = await quiet(Object.values(pids), volumes, quietOpts)
         const s2 = await serverCpu()
-        lone.push({bw: one.writeBytesPerSec / 1e6, wallMs: one.wallMs, runtimeMs: one.runtimeMs, cpu: perGiB(s1 - s0, clientMiB), after: perGiB(s2 - s1, clientMiB)})
+        lone.push({bw: one.writeBytesPerSec / 1e6, cpu: perGiB(s1 - s0, clientMiB), after: perGiB(s2 - s1, clientMiB)})
         say(`clients: one alone ${(one.writeBytesPerSec / 1e6).toFixed(1)} MB/s (fio ${(one.runtimeMs / 1000).toFixed(1)} s, wall ${(one.wallMs / 1000).toFixed(1)} s), stored after ${(q1.waitedMs / 1000).toFixed(1)} s${q1.quiet ? '' : ' (NOT quiet)'}`)
       }
 
@@ -295,8 +295,7 @@ async function main(): Promise<number> {
       await Promise.all(all.map(async (_m, i) => {
         const dir = join(local.mountpoint, `client-${i}`)
         await mkdir(dir)
-        const r = await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
-        ends.push({at: (performance.now() - t0) / 1000, runtime: r.runtimeMs / 1000})
+        await fio(dir, ['--name=c', '--bs=1M', `--size=${clientMiB}M`, '--rw=write', '--end_fsync=1'], timeoutMs)
       }))
       const localAggregate = (clients * clientMiB * 1048576) / 1e6 / ((performance.now() - tl) / 1000)
       rows.push({bench: 'local-k', metric: `local mount, ${clients} writers x ${clientMiB} MiB at once: aggregate vs one writer alone (MB/s)`, local: localOne.writeBytesPerSec / 1e6, remote: localAggregate,
