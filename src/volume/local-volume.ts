@@ -516,7 +516,8 @@ export class LocalVolume implements Volume {
 
   /**
    * Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`
-   * (`defer`: see DEFER_CAPTURE_MAX_MS; not where the FUSE binding writes, whose writes leave it only while no capture is owed).
+   * (`defer`, a periodic digest: see DEFER_CAPTURE_MAX_MS; not where the FUSE binding writes, whose writes leave it only while
+   * no capture is owed; and none at all where it would re-read a large file).
    */
   private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>, defer = false): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -530,6 +531,10 @@ export class LocalVolume implements Volume {
       }
 
       const running = c.incremental(Number(st.size))
+      // a periodic digest only where it is cheap: a large file its running digest does not cover (rewritten
+      // in place, written out of order) would be read whole, and stored, every period while its writer goes on;
+      // its fsync or close records it (measured: a client rewriting 1 GiB in place wrote at 166-199 MB/s, 424-577 new)
+      if (defer && running === undefined && Number(st.size) > CAPTURE_INLINE_MAX) return
       const size = running?.size ?? Number(st.size)
       let digest = running?.digest
       const later = this.history !== undefined && digest !== undefined && size > CAPTURE_INLINE_MAX

@@ -293,6 +293,22 @@ describe('LocalVolume: the periodic digest of a file being written stores its ve
     await vol.release('/big', fh)
   })
 
+  it('is not taken of a large file rewritten in place (it would read the whole file each time); the close records it', async () => {
+    const {fh, first} = await digested()
+    await vol.release('/big', fh)
+    await until(() => store.pending().length === 0)
+    const captures = store.froms.length
+    const again = await vol.open('/big', C.O_WRONLY, root) // no O_TRUNC: the running digest covers only what is rewritten
+    const head = crypto.randomBytes(MiB)
+    await vol.write('/big', again, head, MiB, 0, root)
+    const now = Buffer.concat([head, first.subarray(MiB)])
+    await new Promise(resolve => setTimeout(resolve, 500)) // five periods
+    expect(store.froms.length, 'captures while the file was rewritten').to.equal(captures)
+    expect(store.has(sha(now)), 'stored before the close').to.equal(false)
+    await vol.release('/big', again)
+    await until(() => store.has(sha(now)))
+  })
+
   it('a write into its bytes starts its capture and waits for it', async () => {
     const {fh, first} = await digested()
     expect(await within(vol.write('/big', fh, Buffer.from('x'), 1, 0, root), 5_000), 'the write into the deferred version').to.equal('settled')
