@@ -516,10 +516,10 @@ export class LocalVolume implements Volume {
 
   /**
    * Records the file's current digest (incremental when possible, else re-read); a background capture starts after `captureAfter`
-   * (`defer`, a periodic digest: see DEFER_CAPTURE_MAX_MS; not where the FUSE binding writes, whose writes leave it only while
-   * no capture is owed; and none at all where it would re-read a large file).
+   * (`periodic`, the digest of a file still being written: its capture is deferred, see DEFER_CAPTURE_MAX_MS, except where the
+   * FUSE binding writes, whose writes leave it only while no capture is owed; and it is not taken where it would re-read a large file).
    */
-  private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>, defer = false): Promise<void> {
+  private async recordDigest(path: string, h: Handle, c: InodeContent, captureAfter?: Promise<void>, periodic = false): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       await c.idle() // the running digest's writes under way
       await c.caughtUp() // what the binding's hasher left (1 MiB or more), hashed on the pool (not by incremental, inline)
@@ -533,8 +533,8 @@ export class LocalVolume implements Volume {
       const running = c.incremental(Number(st.size))
       // a periodic digest only where it is cheap: a large file its running digest does not cover (rewritten
       // in place, written out of order) would be read whole, and stored, every period while its writer goes on;
-      // its fsync or close records it (measured: a client rewriting 1 GiB in place wrote at 166-199 MB/s, 424-577 new)
-      if (defer && running === undefined && Number(st.size) > CAPTURE_INLINE_MAX) return
+      // its fsync or close records it
+      if (periodic && running === undefined && Number(st.size) > CAPTURE_INLINE_MAX) return
       const size = running?.size ?? Number(st.size)
       let digest = running?.digest
       const later = this.history !== undefined && digest !== undefined && size > CAPTURE_INLINE_MAX
@@ -543,7 +543,7 @@ export class LocalVolume implements Volume {
       if (!c.settle(gen)) continue // written meanwhile: hash again
       c.dirty = false
       if (later) {
-        await this.captureLater(path, h.fd, c, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter, defer && !this.pt)
+        await this.captureLater(path, h.fd, c, digest!, size, async () => { await this.recorder.record({op: 'write', path, size, digest}, {uid: Number(st.uid), gid: Number(st.gid), pid: 0}) }, captureAfter, periodic && !this.pt)
         return
       }
 
