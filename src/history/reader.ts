@@ -179,8 +179,9 @@ async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?:
   const free: Buffer[] = buffers.map(b => b.subarray(room))
   const reads = new Map<number, {slot: Buffer; data: Promise<Buffer>}>()
   let started = 0
+  let ended = false
   const pump = () => {
-    while (free.length > 0 && started < n) {
+    while (!ended && free.length > 0 && started < n) {
       const i = started++
       const slot = free.pop()!
       const data = readChecked(store, m, i, slot, opts.chunks, marks)
@@ -222,6 +223,9 @@ async function pipe(store: HistoryStore, m: Manifest, opts: PipeOptions, marks?:
     await Promise.all(sinks)
     if (sinkError) throw sinkError
   } finally {
+    // no new read from here on: a sink that settles while the ones below are awaited would start one
+    // into a buffer that is then given back (a failed marked pass's buffers are the sequential pass's next)
+    ended = true
     await Promise.allSettled([...[...reads.values()].map(r => r.data), ...sinks])
     giveBack(buffers) // every read and sink using them has settled
   }
